@@ -1,0 +1,66 @@
+//! `socketkit check`: port checks, as text lines or JSON lines.
+
+use std::io::Write;
+
+use anyhow::Context;
+use socketkit::client::{self, CheckOptions, CheckResult, CheckStatus};
+
+use crate::args::CheckArgs;
+
+pub async fn run(args: CheckArgs) -> anyhow::Result<()> {
+    let options = CheckOptions {
+        timeout: args.timeout,
+        concurrency: args.concurrency,
+    };
+    let results = client::check(&args.addrs, &options).await;
+    let mut stdout = std::io::stdout().lock();
+    for result in &results {
+        let line = if args.json {
+            json_line(result)
+        } else {
+            text_line(result)
+        };
+        writeln!(stdout, "{line}").context("cannot write to stdout")?;
+    }
+    stdout.flush().context("cannot write to stdout")?;
+    let not_open = results
+        .iter()
+        .filter(|r| r.status != CheckStatus::Open)
+        .count();
+    if not_open > 0 {
+        anyhow::bail!("{not_open} of {} targets not open", results.len());
+    }
+    Ok(())
+}
+
+fn millis(result: &CheckResult) -> f64 {
+    result.latency.as_secs_f64() * 1000.0
+}
+
+fn text_line(result: &CheckResult) -> String {
+    let line = format!(
+        "{} {} {:.3}ms",
+        result.status.label(),
+        result.target,
+        millis(result)
+    );
+    match &result.status {
+        CheckStatus::Error(why) => format!("{line} ({why})"),
+        _ => line,
+    }
+}
+
+fn json_line(result: &CheckResult) -> String {
+    let error = match &result.status {
+        CheckStatus::Error(why) => Some(why.as_str()),
+        _ => None,
+    };
+    serde_json::json!({
+        "target": result.target.to_string(),
+        "status": result.status.label(),
+        "latency_ms": millis(result),
+        "address": result.address.as_ref().map(ToString::to_string),
+        "error": error,
+    })
+    .to_string()
+}

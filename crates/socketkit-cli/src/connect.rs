@@ -1,0 +1,43 @@
+//! `socketkit connect`: stdin and stdout to a socket.
+
+use anyhow::Context;
+use socketkit::addr::SocketKind;
+use socketkit::client::{self, DatagramOptions, RelayOptions};
+use socketkit::transport::{self, ConnectOptions};
+use tracing::{debug, info};
+
+use crate::args::{optional, ConnectArgs};
+
+pub async fn run(args: ConnectArgs) -> anyhow::Result<()> {
+    let options = ConnectOptions {
+        timeout: args.timeout,
+        ..ConnectOptions::default()
+    };
+    let (stdin, stdout) = (tokio::io::stdin(), tokio::io::stdout());
+    let report = match args.addr.kind() {
+        SocketKind::Stream => {
+            let stream = transport::connect(&args.addr, &options).await?;
+            if let (Ok(peer), Ok(local)) = (stream.peer_addr(), stream.local_addr()) {
+                info!(%peer, %local, "connected");
+            }
+            let relay = RelayOptions {
+                crlf: args.crlf,
+                idle_timeout: optional(args.idle_timeout),
+                line_mode: args.line_mode,
+            };
+            client::relay(stream, stdin, stdout, &relay).await
+        }
+        SocketKind::Datagram => {
+            let socket = transport::connect_datagram(&args.addr, &options).await?;
+            info!(peer = %args.addr, local = %socket.endpoint(), "datagram socket ready");
+            let exchange = DatagramOptions {
+                wait: args.wait,
+                line_mode: args.line_mode,
+            };
+            client::exchange_datagrams(&socket, stdin, stdout, &exchange).await
+        }
+    }
+    .with_context(|| format!("connection to {}", args.addr))?;
+    debug!(sent = report.sent, received = report.received, "done");
+    Ok(())
+}

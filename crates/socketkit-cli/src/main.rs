@@ -1,0 +1,122 @@
+//! The `socketkit` command: parses arguments, calls the library, prints
+//! results and maps errors to one line and an exit status. No networking
+//! logic lives here.
+//!
+//! Exit status: 0 success (also when stdout is a closed pipe); 1 a runtime
+//! failure or, for `check`, a target that is not open; 2 a usage error;
+//! 130 a second SIGINT/SIGTERM during a graceful shutdown.
+
+mod args;
+mod check;
+mod connect;
+mod serve;
+
+use std::io::{self, IsTerminal};
+use std::process::ExitCode;
+use std::time::Duration;
+
+use clap::Parser;
+use tracing_subscriber::EnvFilter;
+
+use args::{Cli, Command, LogArgs};
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let runtime = match &cli.command {
+        // Servers use every core; clients are one connection and start faster
+        // on the current thread.
+        Command::Serve(_) => tokio::runtime::Builder::new_multi_thread()
+            .enable_all()
+            .build(),
+        Command::Connect(_) | Command::Check(_) => tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build(),
+    };
+    let runtime = match runtime {
+        Ok(runtime) => runtime,
+        Err(e) => return report(anyhow::Error::new(e).context("cannot start the async runtime")),
+    };
+    let result = runtime.block_on(async {
+        match cli.command {
+            Command::Serve(args) => {
+                init_logging(&args.log, "info", args.json);
+                serve::run(args).await
+            }
+            Command::Connect(args) => {
+                init_logging(&args.log, "warn", false);
+                connect::run(args).await
+            }
+            Command::Check(args) => {
+                init_logging(&args.log, "warn", false);
+                check::run(args).await
+            }
+        }
+    });
+    // A blocking stdin read may still be pending (the peer closed first);
+    // do not wait for it.
+    runtime.shutdown_timeout(Duration::from_millis(10));
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(error) => report(error),
+    }
+}
+
+/// Diagnostics go to stderr; stdout is for data and results. RUST_LOG, when
+/// set, overrides the level chosen by -v/-q.
+fn init_logging(log: &LogArgs, default_level: &str, json: bool) {
+    let level = match (log.quiet, log.verbose) {
+        (true, _) => "error",
+        (false, 0) => default_level,
+        (false, 1) => "debug",
+        (false, _) => "trace",
+    };
+    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(level));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(io::stderr)
+        .with_ansi(io::stderr().is_terminal())
+        .with_target(false);
+    if json {
+        builder.json().init();
+    } else {
+        builder.init();
+    }
+}
+
+/// Prints an error as one line with its causes and a hint. A broken pipe
+/// means our reader (say `head`) has what it wanted: that is success.
+fn report(error: anyhow::Error) -> ExitCode {
+    let broken_pipe = error.chain().any(|cause| {
+        cause
+            .downcast_ref::<io::Error>()
+            .is_some_and(|e| e.kind() == io::ErrorKind::BrokenPipe)
+    });
+    if broken_pipe {
+        return ExitCode::SUCCESS;
+    }
+    match error
+        .chain()
+        .find_map(|cause| cause.downcast_ref::<socketkit::Error>())
+        .and_then(hint)
+    {
+        Some(hint) => eprintln!("socketkit: {error:#} (hint: {hint})"),
+        None => eprintln!("socketkit: {error:#}"),
+    }
+    ExitCode::FAILURE
+}
+
+fn hint(error: &socketkit::Error) -> Option<&'static str> {
+    if error.is_address_in_use() {
+        Some("another program holds this address; stop it, pick another port, or use port 0 for a free one")
+    } else if error.is_permission_denied() {
+        Some("ports below 1024 need root or CAP_NET_BIND_SERVICE, so use a port of 1024 or above; for unix: paths, check the directory's permissions")
+    } else if error.is_connection_refused() {
+        Some("nothing is listening there; is the server running, and on this address and port?")
+    } else if error.is_unresolved() {
+        Some("check the host name's spelling, or use an IP address")
+    } else if error.is_timeout() {
+        Some("the other end did not answer in time; check the address and any firewall, or raise --timeout")
+    } else {
+        None
+    }
+}

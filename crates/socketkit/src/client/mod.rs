@@ -1,0 +1,12 @@
+//! Clients: the programs that talk to servers, written against any reader
+//! and writer so the command line only passes stdin and stdout.
+//!
+//! - [`relay`]: nc-style full-duplex relay between a stream and stdin/stdout;
+//! - [`exchange_datagrams`]: one datagram per input line, replies printed;
+//! - [`check`]: `connect_ex` port checks, concurrently.
+
+mod check;
+mod relay;
+
+pub use check::{check, CheckOptions, CheckResult, CheckStatus};
+pub use relay::{exchange_datagrams, relay, DatagramOptions, RelayOptions, RelayReport};

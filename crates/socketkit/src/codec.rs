@@ -1,0 +1,278 @@
+//! Framing: bounded lines.
+//!
+//! [`LineCodec`] is a tokio-util [`Decoder`] like `LinesCodec`, with two
+//! differences line-based services need: it yields bytes, not `String`, so a
+//! service can answer invalid UTF-8 with an error instead of losing the
+//! stream; and an over-long line is an *item* ([`Line::TooLong`]), not an
+//! error, because tokio-util's `FramedRead` ends the stream after any decoder
+//! error while we want the connection to go on. Memory stays bounded: bytes
+//! past the limit are discarded up to the next newline.
+//!
+//! [`LineReader`] drives the codec over any reader and can take a partial
+//! line as a message once the peer pauses, for textbook clients that send
+//! `Michael` without a newline and wait for the answer.
+
+use std::io;
+use std::time::Duration;
+
+use bytes::{Buf, Bytes, BytesMut};
+use tokio::io::{AsyncRead, AsyncReadExt};
+use tokio_util::codec::Decoder;
+
+/// One decoded line.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Line {
+    /// A line, without its `\n` or `\r\n`.
+    Text(Bytes),
+    /// A line longer than the limit; its bytes were discarded.
+    TooLong,
+}
+
+/// Splits a byte stream into lines of at most `max_length` bytes.
+#[derive(Debug, Clone)]
+pub struct LineCodec {
+    max_length: usize,
+    /// Where the newline search resumes, so a partial line is scanned once.
+    next_index: usize,
+    /// Inside an over-long line: drop bytes until its newline.
+    discarding: bool,
+}
+
+impl LineCodec {
+    /// A codec for lines of at most `max_length` bytes (terminator excluded).
+    pub fn new(max_length: usize) -> LineCodec {
+        LineCodec {
+            max_length,
+            next_index: 0,
+            discarding: false,
+        }
+    }
+
+    /// The line limit.
+    pub fn max_length(&self) -> usize {
+        self.max_length
+    }
+
+    /// Takes the unterminated bytes buffered so far as a line, if there are
+    /// any and they are not part of an over-long line being discarded.
+    pub fn take_partial(&mut self, buf: &mut BytesMut) -> Option<Bytes> {
+        if self.discarding || buf.is_empty() {
+            return None;
+        }
+        self.next_index = 0;
+        Some(strip_cr(buf.split()).freeze())
+    }
+}
+
+fn strip_cr(mut line: BytesMut) -> BytesMut {
+    if line.last() == Some(&b'\r') {
+        line.truncate(line.len() - 1);
+    }
+    line
+}
+
+impl Decoder for LineCodec {
+    type Item = Line;
+    type Error = io::Error;
+
+    fn decode(&mut self, buf: &mut BytesMut) -> io::Result<Option<Line>> {
+        loop {
+            // One byte past the limit is enough to see a `\r` before `\n`.
+            let read_to = buf.len().min(self.max_length.saturating_add(2));
+            let newline = buf[self.next_index..read_to]
+                .iter()
+                .position(|b| *b == b'\n');
+            match (self.discarding, newline) {
+                (true, Some(offset)) => {
+                    buf.advance(self.next_index + offset + 1);
+                    self.discarding = false;
+                    self.next_index = 0;
+                }
+                (true, None) => {
+                    buf.advance(read_to);
+                    self.next_index = 0;
+                    if buf.is_empty() {
+                        return Ok(None);
+                    }
+                }
+                (false, Some(offset)) => {
+                    let newline_at = self.next_index + offset;
+                    self.next_index = 0;
+                    let mut line = buf.split_to(newline_at + 1);
+                    line.truncate(newline_at);
+                    let line = strip_cr(line);
+                    if line.len() > self.max_length {
+                        return Ok(Some(Line::TooLong));
+                    }
+                    return Ok(Some(Line::Text(line.freeze())));
+                }
+                (false, None) if buf.len() > self.max_length + 1 => {
+                    self.discarding = true;
+                    return Ok(Some(Line::TooLong));
+                }
+                (false, None) => {
+                    self.next_index = read_to;
+                    return Ok(None);
+                }
+            }
+        }
+    }
+
+    /// At end of stream an unterminated last line is still a line.
+    fn decode_eof(&mut self, buf: &mut BytesMut) -> io::Result<Option<Line>> {
+        if let Some(line) = self.decode(buf)? {
+            return Ok(Some(line));
+        }
+        if self.discarding {
+            buf.clear();
+            self.discarding = false;
+            return Ok(None);
+        }
+        Ok(self.take_partial(buf).map(|line| {
+            if line.len() > self.max_length {
+                Line::TooLong
+            } else {
+                Line::Text(line)
+            }
+        }))
+    }
+}
+
+/// Reads lines from `R` with a [`LineCodec`], cancel-safely (it can sit in
+/// a `select!`).
+#[derive(Debug)]
+pub struct LineReader<R> {
+    reader: R,
+    buf: BytesMut,
+    codec: LineCodec,
+    pause: Option<Duration>,
+    eof: bool,
+}
+
+/// Read size; lines longer than this arrive over several reads.
+const READ_CHUNK: usize = 8 * 1024;
+
+impl<R: AsyncRead + Unpin> LineReader<R> {
+    /// Lines of at most `max_length` bytes from `reader`.
+    pub fn new(reader: R, max_length: usize) -> LineReader<R> {
+        LineReader {
+            reader,
+            buf: BytesMut::new(),
+            codec: LineCodec::new(max_length),
+            pause: None,
+            eof: false,
+        }
+    }
+
+    /// Also yield a partial line once no byte arrived for `pause`.
+    pub fn with_pause(mut self, pause: Duration) -> LineReader<R> {
+        self.pause = Some(pause);
+        self
+    }
+
+    /// The underlying reader, for writing replies to the same stream.
+    pub fn get_mut(&mut self) -> &mut R {
+        &mut self.reader
+    }
+
+    /// The next line, or `None` at end of stream.
+    pub async fn next_line(&mut self) -> io::Result<Option<Line>> {
+        loop {
+            if self.eof {
+                return self.codec.decode_eof(&mut self.buf);
+            }
+            if let Some(line) = self.codec.decode(&mut self.buf)? {
+                return Ok(Some(line));
+            }
+            self.buf.reserve(READ_CHUNK);
+            let waiting_on_partial = !self.buf.is_empty();
+            let read = self.reader.read_buf(&mut self.buf);
+            let n = match self.pause {
+                Some(pause) if waiting_on_partial => {
+                    match tokio::time::timeout(pause, read).await {
+                        Ok(n) => n?,
+                        Err(_paused) => {
+                            if let Some(line) = self.codec.take_partial(&mut self.buf) {
+                                return Ok(Some(Line::Text(line)));
+                            }
+                            continue;
+                        }
+                    }
+                }
+                _ => read.await?,
+            };
+            self.eof = n == 0;
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn decode_all(codec: &mut LineCodec, input: &[u8]) -> Vec<Line> {
+        let mut buf = BytesMut::from(input);
+        let mut lines = Vec::new();
+        while let Some(line) = codec.decode(&mut buf).unwrap() {
+            lines.push(line);
+        }
+        while let Some(line) = codec.decode_eof(&mut buf).unwrap() {
+            lines.push(line);
+        }
+        lines
+    }
+
+    fn text(s: &str) -> Line {
+        Line::Text(Bytes::copy_from_slice(s.as_bytes()))
+    }
+
+    #[test]
+    fn splits_lf_and_crlf_and_keeps_an_unterminated_tail() {
+        let lines = decode_all(&mut LineCodec::new(64), b"one\ntwo\r\n\nthree");
+        assert_eq!(
+            lines,
+            vec![text("one"), text("two"), text(""), text("three")]
+        );
+    }
+
+    #[test]
+    fn an_overlong_line_is_reported_once_and_the_next_line_survives() {
+        let mut input = vec![b'x'; 100];
+        input.extend_from_slice(b"\nok\n");
+        let lines = decode_all(&mut LineCodec::new(10), &input);
+        assert_eq!(lines, vec![Line::TooLong, text("ok")]);
+    }
+
+    #[test]
+    fn a_line_of_exactly_the_limit_passes_even_with_crlf() {
+        let lines = decode_all(&mut LineCodec::new(3), b"abc\r\nabcd\n");
+        assert_eq!(lines, vec![text("abc"), Line::TooLong]);
+    }
+
+    #[test]
+    fn overlong_input_arriving_in_pieces_is_discarded_without_growing() {
+        let mut codec = LineCodec::new(4);
+        let mut buf = BytesMut::new();
+        let mut seen = Vec::new();
+        for piece in [&b"abcdefgh"[..], b"ijkl", b"mn\nxy", b"z\n"] {
+            buf.extend_from_slice(piece);
+            while let Some(line) = codec.decode(&mut buf).unwrap() {
+                seen.push(line);
+            }
+            assert!(buf.len() <= 6, "buffer grew to {}", buf.len());
+        }
+        assert_eq!(seen, vec![Line::TooLong, text("xyz")]);
+    }
+
+    #[tokio::test]
+    async fn reader_takes_a_partial_line_after_a_pause() {
+        let (mut client, server) = tokio::io::duplex(64);
+        let mut lines = LineReader::new(server, 64).with_pause(Duration::from_millis(20));
+        tokio::io::AsyncWriteExt::write_all(&mut client, b"Michael")
+            .await
+            .unwrap();
+        assert_eq!(lines.next_line().await.unwrap(), Some(text("Michael")));
+        drop(client);
+        assert_eq!(lines.next_line().await.unwrap(), None);
+    }
+}

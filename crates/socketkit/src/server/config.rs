@@ -1,0 +1,125 @@
+//! Server configuration: every limit named, with its default and the reason.
+
+use std::time::Duration;
+
+use crate::transport::BindOptions;
+
+/// How connections are run: the one seam Python's socketserver calls
+/// `process_request`, chosen here per server instead of by mixin.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Mode {
+    /// Each connection is a tokio task (the default): thousands of
+    /// connections on a few threads.
+    #[default]
+    Tasks,
+    /// Each connection gets its own OS thread (ThreadingMixIn), so a handler
+    /// may block (synchronous file or process I/O) without stalling others.
+    /// The connection limit bounds the number of threads.
+    Threads,
+    /// One connection at a time, in accept order (plain TCPServer); later
+    /// clients wait in the listen backlog.
+    Sequential,
+}
+
+/// Limits and socket options of a [`Server`](super::Server).
+///
+/// Built by chaining on the default:
+/// `ServerConfig::default().max_connections(64).idle_timeout(Some(Duration::from_secs(30)))`.
+#[derive(Debug, Clone)]
+pub struct ServerConfig {
+    pub(crate) mode: Mode,
+    pub(crate) max_connections: usize,
+    pub(crate) idle_timeout: Option<Duration>,
+    pub(crate) drain_timeout: Duration,
+    pub(crate) max_line_length: usize,
+    pub(crate) nodelay: bool,
+    pub(crate) bind: BindOptions,
+}
+
+impl Default for ServerConfig {
+    fn default() -> ServerConfig {
+        ServerConfig {
+            mode: Mode::Tasks,
+            max_connections: 1024,
+            idle_timeout: Some(Duration::from_secs(300)),
+            drain_timeout: Duration::from_secs(10),
+            max_line_length: 64 * 1024,
+            nodelay: true,
+            bind: BindOptions::default(),
+        }
+    }
+}
+
+impl ServerConfig {
+    /// Concurrency mode. Default [`Mode::Tasks`].
+    pub fn mode(mut self, mode: Mode) -> ServerConfig {
+        self.mode = mode;
+        self
+    }
+
+    /// Most connections served at once. Default 1024. The permit is taken
+    /// *before* `accept()`, so an excess client is not refused: it waits in
+    /// the kernel's listen backlog until a connection closes (or its own
+    /// connect times out when the backlog is full). Values below 1 count as 1.
+    pub fn max_connections(mut self, max: usize) -> ServerConfig {
+        self.max_connections = max.max(1);
+        self
+    }
+
+    /// Close a connection on which nothing was read or written for this
+    /// long. Default 300 s; `None` waits forever.
+    pub fn idle_timeout(mut self, timeout: Option<Duration>) -> ServerConfig {
+        self.idle_timeout = timeout;
+        self
+    }
+
+    /// After shutdown is requested, how long open connections may run on
+    /// before they are aborted. Default 10 s.
+    pub fn drain_timeout(mut self, timeout: Duration) -> ServerConfig {
+        self.drain_timeout = timeout;
+        self
+    }
+
+    /// Longest line a line-based service accepts. Default 64 KiB.
+    pub fn max_line_length(mut self, max: usize) -> ServerConfig {
+        self.max_line_length = max.max(1);
+        self
+    }
+
+    /// TCP_NODELAY on accepted connections, so a reply written in two pieces
+    /// does not wait 40 ms for a delayed ACK. Default on.
+    pub fn nodelay(mut self, nodelay: bool) -> ServerConfig {
+        self.nodelay = nodelay;
+        self
+    }
+
+    /// Listen backlog. Default 1024.
+    pub fn backlog(mut self, backlog: u32) -> ServerConfig {
+        self.bind.backlog = backlog;
+        self
+    }
+
+    /// SO_REUSEADDR. Default on.
+    pub fn reuse_address(mut self, reuse: bool) -> ServerConfig {
+        self.bind.reuse_address = reuse;
+        self
+    }
+
+    /// SO_REUSEPORT, to run several server processes on one port. Default off.
+    pub fn reuse_port(mut self, reuse: bool) -> ServerConfig {
+        self.bind.reuse_port = reuse;
+        self
+    }
+
+    /// The longest line a line-based service should accept.
+    pub fn line_limit(&self) -> usize {
+        self.max_line_length
+    }
+
+    pub(crate) fn permits(&self) -> usize {
+        match self.mode {
+            Mode::Sequential => 1,
+            Mode::Tasks | Mode::Threads => self.max_connections,
+        }
+    }
+}

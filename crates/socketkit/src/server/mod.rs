@@ -1,0 +1,593 @@
+//! The server: binding, the accept loop, running handlers, limits and
+//! graceful shutdown.
+//!
+//! [`Server::bind`] binds every endpoint (so port 0 is known before serving);
+//! [`Server::serve`] runs until shutdown; [`Server::handle_request`] serves
+//! exactly one connection or datagram. The life of a connection:
+//!
+//! 1. the accept loop takes a connection permit, *then* waits on every stream
+//!    listener at once, so the limit holds without starving any listener;
+//! 2. the connection is dispatched per [`Mode`]: a task, a thread, or
+//!    (sequential) a task that holds the only permit;
+//! 3. the handler runs `setup → handle → finish`; `finish` runs whatever
+//!    `handle` returned and also after an abort;
+//! 4. the connection closes gently (flush, FIN, drain the peer's leftovers).
+//!
+//! Shutdown is a [`CancellationToken`] inside [`ServerHandle`], reachable
+//! from outside and from any handler. On shutdown the listeners close first,
+//! open connections get [`ServerConfig::drain_timeout`] to finish (tracked by
+//! a [`TaskTracker`]), then the rest are aborted.
+
+mod config;
+mod connection;
+mod handler;
+
+use std::future::poll_fn;
+use std::io;
+use std::net::IpAddr;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::Arc;
+use std::task::Poll;
+use std::time::Duration;
+
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
+use tokio::task::JoinSet;
+use tokio::time::Instant;
+use tokio_util::sync::{CancellationToken, WaitForCancellationFuture};
+use tokio_util::task::TaskTracker;
+use tracing::{debug, info, warn};
+
+pub use config::{Mode, ServerConfig};
+pub use connection::Connection;
+pub use handler::{Datagram, DatagramHandler, Handlers, Reply, StreamHandler, Unsupported};
+
+use crate::addr::Endpoint;
+use crate::error::{Error, ErrorKind, Result};
+use crate::transport::{self, BoundSocket, DatagramSocket, Listener, SocketAddress, Stream};
+
+/// Largest datagram served: UDP's maximum payload fits, and a bigger Unix
+/// datagram is detected (one spare byte) and dropped rather than truncated.
+const MAX_DATAGRAM: usize = 64 * 1024;
+
+/// After the drain deadline's abort, how long to wait for handlers to run
+/// `finish` and stop (a thread-mode handler blocked in a system call cannot
+/// be interrupted, so this wait is bounded).
+const ABORT_GRACE: Duration = Duration::from_secs(1);
+
+/// A cloneable handle that shuts its server down gracefully.
+#[derive(Debug, Clone, Default)]
+pub struct ServerHandle {
+    shutdown: CancellationToken,
+}
+
+impl ServerHandle {
+    /// A handle driven by `token`: cancelling the token shuts the server
+    /// down, which lets one token stop a whole application.
+    pub fn from_token(token: CancellationToken) -> ServerHandle {
+        ServerHandle { shutdown: token }
+    }
+
+    /// Starts a graceful shutdown: stop accepting, let connections finish
+    /// until the drain deadline, abort the rest. Idempotent.
+    pub fn shutdown(&self) {
+        self.shutdown.cancel();
+    }
+
+    /// Whether shutdown has started. Long-lived handlers check this (or
+    /// await [`ServerHandle::shutdown_requested`]) to stop at a clean point.
+    pub fn is_shutting_down(&self) -> bool {
+        self.shutdown.is_cancelled()
+    }
+
+    /// Completes when shutdown starts.
+    pub fn shutdown_requested(&self) -> WaitForCancellationFuture<'_> {
+        self.shutdown.cancelled()
+    }
+}
+
+/// What a server did, returned when it stops.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct Summary {
+    /// Connections accepted and handed to a handler.
+    pub connections: u64,
+    /// Datagrams handled.
+    pub datagrams: u64,
+    /// Connections cut off at the drain deadline.
+    pub aborted: u64,
+}
+
+/// Bound sockets and their configuration, ready to serve.
+#[derive(Debug)]
+pub struct Server {
+    sockets: Vec<BoundSocket>,
+    config: ServerConfig,
+    handle: ServerHandle,
+}
+
+impl Server {
+    /// Binds every endpoint (each may stand for several sockets, see
+    /// [`transport::bind`]). Nothing is accepted until `serve`.
+    pub async fn bind(endpoints: &[Endpoint], config: ServerConfig) -> Result<Server> {
+        if endpoints.is_empty() {
+            return Err(Error::new(ErrorKind::InvalidAddress, "no address to bind"));
+        }
+        let mut sockets = Vec::new();
+        for endpoint in endpoints {
+            sockets.extend(transport::bind(endpoint, &config.bind).await?);
+        }
+        Ok(Server {
+            sockets,
+            config,
+            handle: ServerHandle::default(),
+        })
+    }
+
+    /// Uses `handle` (for instance one made from an application-wide token)
+    /// instead of the server's own.
+    pub fn with_handle(mut self, handle: ServerHandle) -> Server {
+        self.handle = handle;
+        self
+    }
+
+    /// The addresses actually bound, port 0 replaced by the real port.
+    pub fn endpoints(&self) -> impl Iterator<Item = &Endpoint> {
+        self.sockets.iter().map(BoundSocket::endpoint)
+    }
+
+    /// A handle to shut the server down from elsewhere.
+    pub fn handle(&self) -> ServerHandle {
+        self.handle.clone()
+    }
+
+    /// The configuration the server was bound with.
+    pub fn config(&self) -> &ServerConfig {
+        &self.config
+    }
+
+    /// Serves until shutdown is requested, then drains (Python's
+    /// `serve_forever` followed by `shutdown` and `server_close`).
+    pub async fn serve<S, D>(self, handlers: impl Into<Handlers<S, D>>) -> Result<Summary>
+    where
+        S: StreamHandler,
+        D: DatagramHandler,
+    {
+        self.run(handlers.into(), false).await
+    }
+
+    /// Serves exactly one connection or datagram to completion, then closes
+    /// the sockets (Python's `handle_request`).
+    pub async fn handle_request<S, D>(self, handlers: impl Into<Handlers<S, D>>) -> Result<Summary>
+    where
+        S: StreamHandler,
+        D: DatagramHandler,
+    {
+        self.run(handlers.into(), true).await
+    }
+
+    async fn run<S, D>(self, handlers: Handlers<S, D>, once: bool) -> Result<Summary>
+    where
+        S: StreamHandler,
+        D: DatagramHandler,
+    {
+        let mut listeners = Vec::new();
+        let mut datagram_sockets = Vec::new();
+        for socket in self.sockets {
+            match socket {
+                BoundSocket::Stream(listener) => listeners.push(listener),
+                BoundSocket::Datagram(socket) => datagram_sockets.push(socket),
+            }
+        }
+        check_support(
+            listeners.first().map(Listener::endpoint),
+            handlers.stream.is_some(),
+        )?;
+        check_support(
+            datagram_sockets.first().map(DatagramSocket::endpoint),
+            handlers.datagram.is_some(),
+        )?;
+
+        let shared = Arc::new(Shared {
+            stop_accepting: self.handle.shutdown.child_token(),
+            handle: self.handle,
+            abort: CancellationToken::new(),
+            tracker: TaskTracker::new(),
+            permits: Arc::new(Semaphore::new(self.config.permits())),
+            config: self.config,
+            handlers,
+            once,
+            claimed: AtomicBool::new(false),
+            stats: Stats::default(),
+        });
+        let mut loops = JoinSet::new();
+        if !listeners.is_empty() {
+            loops.spawn(shared.clone().accept_loop(listeners));
+        }
+        for socket in datagram_sockets {
+            loops.spawn(shared.clone().datagram_loop(socket));
+        }
+        // The loops own the sockets: once they return, the listeners are
+        // closed and the kernel queues no more connections.
+        while let Some(joined) = loops.join_next().await {
+            if let Err(e) = joined {
+                warn!(error = %e, "a receive loop ended abnormally");
+            }
+        }
+        shared.drain().await;
+        Ok(shared.stats.summary())
+    }
+}
+
+fn check_support(endpoint: Option<&Endpoint>, supported: bool) -> Result<()> {
+    match endpoint {
+        Some(endpoint) if !supported => Err(Error::new(
+            ErrorKind::Unsupported,
+            format!("this service cannot serve {endpoint}"),
+        )),
+        _ => Ok(()),
+    }
+}
+
+/// State the loops and connections of one `serve` share.
+struct Shared<S, D> {
+    handlers: Handlers<S, D>,
+    config: ServerConfig,
+    /// Shutdown requested (by a signal, a caller or a handler).
+    handle: ServerHandle,
+    /// Child of the shutdown token; also cancelled alone after the one
+    /// request of `handle_request`.
+    stop_accepting: CancellationToken,
+    /// Cancelled when the drain deadline passes.
+    abort: CancellationToken,
+    /// Every running connection, task or thread.
+    tracker: TaskTracker,
+    /// Connection permits, taken before `accept()`.
+    permits: Arc<Semaphore>,
+    /// `handle_request`: serve one connection or datagram only.
+    once: bool,
+    /// Set by whichever loop got the one request in `once` mode.
+    claimed: AtomicBool,
+    stats: Stats,
+}
+
+#[derive(Default)]
+struct Stats {
+    connections: AtomicU64,
+    datagrams: AtomicU64,
+    aborted: AtomicU64,
+}
+
+impl Stats {
+    fn summary(&self) -> Summary {
+        Summary {
+            connections: self.connections.load(Ordering::Relaxed),
+            datagrams: self.datagrams.load(Ordering::Relaxed),
+            aborted: self.aborted.load(Ordering::Relaxed),
+        }
+    }
+}
+
+impl<S: StreamHandler, D: DatagramHandler> Shared<S, D> {
+    /// In `once` mode, true for the first request only, and stops the loops.
+    fn claim(&self) -> bool {
+        if !self.once {
+            return true;
+        }
+        self.stop_accepting.cancel();
+        !self.claimed.swap(true, Ordering::AcqRel)
+    }
+
+    async fn accept_loop(self: Arc<Self>, listeners: Vec<Listener>) {
+        let Some(handler) = self.handlers.stream.clone() else {
+            return;
+        };
+        let mut backoff = AcceptBackoff::default();
+        let mut first = 0;
+        loop {
+            let permit = tokio::select! {
+                biased;
+                () = self.stop_accepting.cancelled() => return,
+                permit = self.permits.clone().acquire_owned() => match permit {
+                    Ok(permit) => permit,
+                    Err(_closed) => return,
+                },
+            };
+            let accepted = tokio::select! {
+                biased;
+                () = self.stop_accepting.cancelled() => return,
+                accepted = accept_any(&listeners, &mut first) => accepted,
+            };
+            match accepted {
+                Ok((stream, peer, local)) => {
+                    backoff.succeeded();
+                    if !self.claim() {
+                        return;
+                    }
+                    self.dispatch(&handler, stream, peer, local, permit);
+                }
+                Err(error) => {
+                    drop(permit);
+                    tokio::select! {
+                        () = self.stop_accepting.cancelled() => return,
+                        () = backoff.failed(error) => {}
+                    }
+                }
+            }
+        }
+    }
+
+    fn dispatch(
+        self: &Arc<Self>,
+        handler: &Arc<S>,
+        stream: Stream,
+        peer: SocketAddress,
+        local: Endpoint,
+        permit: OwnedSemaphorePermit,
+    ) {
+        if !handler.verify(&peer) {
+            debug!(%peer, %local, "connection refused by the handler's verify");
+            return;
+        }
+        if let (Stream::Tcp(tcp), true) = (&stream, self.config.nodelay) {
+            if let Err(error) = tcp.set_nodelay(true) {
+                debug!(%peer, %error, "cannot set TCP_NODELAY");
+            }
+        }
+        let conn = Connection::new(
+            stream,
+            peer,
+            local,
+            self.handle.clone(),
+            self.config.idle_timeout,
+            self.config.max_line_length,
+        );
+        let driver = self.clone().drive(handler.clone(), conn, permit);
+        match self.config.mode {
+            Mode::Tasks | Mode::Sequential => {
+                self.tracker.spawn(driver);
+            }
+            Mode::Threads => {
+                let runtime = tokio::runtime::Handle::current();
+                let tracked = self.tracker.token();
+                let spawned = std::thread::Builder::new()
+                    .name("socketkit-conn".into())
+                    .spawn(move || {
+                        runtime.block_on(driver);
+                        drop(tracked);
+                    });
+                if let Err(error) = spawned {
+                    warn!(%error, "cannot start a thread for a connection; closing it");
+                }
+            }
+        }
+    }
+
+    /// Runs one connection's lifecycle; the permit is released on return.
+    async fn drive(
+        self: Arc<Self>,
+        handler: Arc<S>,
+        mut conn: Connection,
+        _permit: OwnedSemaphorePermit,
+    ) {
+        self.stats.connections.fetch_add(1, Ordering::Relaxed);
+        let opened = Instant::now();
+        debug!(peer = %conn.peer_addr(), local = %conn.local_endpoint(), "connection opened");
+        let outcome = tokio::select! {
+            outcome = async {
+                handler.setup(&mut conn).await?;
+                handler.handle(&mut conn).await
+            } => outcome,
+            () = self.abort.cancelled() => {
+                self.stats.aborted.fetch_add(1, Ordering::Relaxed);
+                Err(Error::new(ErrorKind::Aborted, "aborted at the drain deadline"))
+            }
+        };
+        handler.finish(&mut conn, &outcome).await;
+        conn.close(&self.abort).await;
+        let (peer, secs) = (conn.peer_addr(), opened.elapsed().as_secs_f64());
+        let (bytes_in, bytes_out) = (conn.bytes_read(), conn.bytes_written());
+        match &outcome {
+            Ok(()) => debug!(%peer, secs, bytes_in, bytes_out, "connection closed"),
+            Err(e) if e.is_peer_gone() || e.is_timeout() || e.kind() == ErrorKind::Aborted => {
+                debug!(%peer, secs, bytes_in, bytes_out, error = %ErrorChain(e), "connection closed")
+            }
+            Err(e) => {
+                warn!(%peer, secs, bytes_in, bytes_out, error = %ErrorChain(e), "connection failed")
+            }
+        }
+    }
+
+    async fn datagram_loop(self: Arc<Self>, socket: DatagramSocket) {
+        let Some(handler) = self.handlers.datagram.clone() else {
+            return;
+        };
+        let mut buf = vec![0u8; MAX_DATAGRAM + 1];
+        let mut reply = Reply::default();
+        let mut backoff = AcceptBackoff::default();
+        loop {
+            let received = tokio::select! {
+                biased;
+                () = self.stop_accepting.cancelled() => return,
+                received = socket.recv_from(&mut buf) => received,
+            };
+            let (len, peer) = match received {
+                Ok(received) => received,
+                Err(error) => {
+                    backoff.failed(error).await;
+                    continue;
+                }
+            };
+            if len > MAX_DATAGRAM {
+                warn!(%peer, "datagram over {MAX_DATAGRAM} bytes dropped rather than truncated");
+                continue;
+            }
+            if !self.claim() {
+                return;
+            }
+            self.stats.datagrams.fetch_add(1, Ordering::Relaxed);
+            let request = Datagram {
+                data: &buf[..len],
+                peer: &peer,
+                local: socket.endpoint(),
+                server: &self.handle,
+            };
+            if let Err(error) = handler.handle_datagram(request, &mut reply).await {
+                debug!(%peer, error = %ErrorChain(&error), "datagram handler failed");
+            }
+            if let Some(answer) = reply.take() {
+                send_reply(&socket, answer, &peer).await;
+            }
+        }
+    }
+
+    /// Waits for running connections: without limit until shutdown is
+    /// requested (so `handle_request` finishes its one connection), then
+    /// until the drain deadline, then aborts the rest.
+    async fn drain(&self) {
+        self.tracker.close();
+        tokio::select! {
+            () = self.tracker.wait() => return,
+            () = self.handle.shutdown_requested() => {}
+        }
+        if !self.tracker.is_empty() {
+            info!(connections = self.tracker.len(), deadline = ?self.config.drain_timeout, "draining open connections");
+        }
+        if tokio::time::timeout(self.config.drain_timeout, self.tracker.wait())
+            .await
+            .is_ok()
+        {
+            return;
+        }
+        warn!(
+            connections = self.tracker.len(),
+            "drain deadline passed; aborting the remaining connections"
+        );
+        self.abort.cancel();
+        if tokio::time::timeout(ABORT_GRACE, self.tracker.wait())
+            .await
+            .is_err()
+        {
+            warn!(
+                connections = self.tracker.len(),
+                "connections still blocked after abort; leaving them"
+            );
+        }
+    }
+}
+
+/// Waits until any listener has a connection, starting the scan at a
+/// rotating index so a busy listener cannot starve the others.
+async fn accept_any(
+    listeners: &[Listener],
+    first: &mut usize,
+) -> io::Result<(Stream, SocketAddress, Endpoint)> {
+    poll_fn(|cx| {
+        let count = listeners.len();
+        for offset in 0..count {
+            let index = (*first + offset) % count;
+            let listener = &listeners[index];
+            if let Poll::Ready(result) = listener.poll_accept(cx) {
+                *first = (index + 1) % count;
+                return Poll::Ready(
+                    result.map(|(stream, peer)| (stream, peer, listener.endpoint().clone())),
+                );
+            }
+        }
+        Poll::Pending
+    })
+    .await
+}
+
+async fn send_reply(socket: &DatagramSocket, answer: &[u8], peer: &SocketAddress) {
+    if !may_answer(peer) {
+        debug!(%peer, "not answering a privileged port or a broadcast/multicast source");
+        return;
+    }
+    if let Err(error) = socket.send_to(answer, peer).await {
+        debug!(%peer, %error, "cannot send the reply");
+    }
+}
+
+/// The inetd rule: never answer a source port below 1024 or a broadcast or
+/// multicast source, which is how two datagram services (echo and chargen)
+/// get tricked into answering each other forever. An unnamed Unix datagram
+/// sender has no address to answer.
+fn may_answer(peer: &SocketAddress) -> bool {
+    match peer {
+        SocketAddress::Inet(addr) => {
+            let special = match addr.ip() {
+                IpAddr::V4(ip) => ip.is_broadcast() || ip.is_multicast() || ip.is_unspecified(),
+                IpAddr::V6(ip) => ip.is_multicast() || ip.is_unspecified(),
+            };
+            addr.port() >= 1024 && !special
+        }
+        SocketAddress::Unix(path) => path.is_some(),
+    }
+}
+
+/// Accept-error policy. Errors about one connection (it was reset or aborted
+/// before we got to it) are skipped. Anything else, notably running out of
+/// file descriptors (EMFILE, ENFILE) or memory, backs off from 100 ms to 1 s,
+/// logging at most once a second: never a spin, never an exit.
+struct AcceptBackoff {
+    delay: Duration,
+    last_logged: Option<Instant>,
+}
+
+const BACKOFF_START: Duration = Duration::from_millis(100);
+const BACKOFF_MAX: Duration = Duration::from_secs(1);
+
+impl Default for AcceptBackoff {
+    fn default() -> AcceptBackoff {
+        AcceptBackoff {
+            delay: BACKOFF_START,
+            last_logged: None,
+        }
+    }
+}
+
+impl AcceptBackoff {
+    fn succeeded(&mut self) {
+        self.delay = BACKOFF_START;
+    }
+
+    async fn failed(&mut self, error: io::Error) {
+        if is_per_connection_error(&error) {
+            return;
+        }
+        let now = Instant::now();
+        if self
+            .last_logged
+            .is_none_or(|at| now - at >= Duration::from_secs(1))
+        {
+            warn!(%error, retry_in = ?self.delay, "accept failed; backing off");
+            self.last_logged = Some(now);
+        }
+        tokio::time::sleep(self.delay).await;
+        self.delay = (self.delay * 2).min(BACKOFF_MAX);
+    }
+}
+
+fn is_per_connection_error(error: &io::Error) -> bool {
+    matches!(
+        error.kind(),
+        io::ErrorKind::ConnectionAborted
+            | io::ErrorKind::ConnectionReset
+            | io::ErrorKind::Interrupted
+    ) || matches!(error.raw_os_error(), Some(libc::EPROTO | libc::EPERM))
+}
+
+/// Formats an error with its causes on one line, for log fields.
+struct ErrorChain<'a>(&'a Error);
+
+impl std::fmt::Display for ErrorChain<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}", self.0)?;
+        let mut source = std::error::Error::source(self.0);
+        while let Some(cause) = source {
+            write!(f, ": {cause}")?;
+            source = cause.source();
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,216 @@
+//! Connecting: name resolution, Happy Eyeballs (RFC 8305) and the connect
+//! timeout for streams; a connected socket for datagrams.
+
+use std::io;
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
+use std::path::Path;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+use tokio::net::{TcpStream, UdpSocket, UnixDatagram, UnixStream};
+use tokio::task::JoinSet;
+
+use super::listen::UnixSocketFile;
+use super::{DatagramSocket, Stream};
+use crate::addr::{self, Endpoint, SocketKind};
+use crate::error::{Error, ErrorKind, Result};
+
+/// How a client connects. The defaults follow RFC 8305 and common tools.
+#[derive(Debug, Clone)]
+pub struct ConnectOptions {
+    /// Limit on resolution plus every connection attempt. Default 10 s.
+    pub timeout: Duration,
+    /// Happy Eyeballs "connection attempt delay": how long one attempt runs
+    /// alone before the next address is tried in parallel. Default 250 ms,
+    /// RFC 8305's recommendation.
+    pub attempt_delay: Duration,
+    /// TCP_NODELAY, so small interactive writes leave at once. Default on.
+    pub nodelay: bool,
+}
+
+impl Default for ConnectOptions {
+    fn default() -> ConnectOptions {
+        ConnectOptions {
+            timeout: Duration::from_secs(10),
+            attempt_delay: Duration::from_millis(250),
+            nodelay: true,
+        }
+    }
+}
+
+/// Opens a stream to `endpoint`, trying every resolved address Happy
+/// Eyeballs style, all within `options.timeout`.
+pub async fn connect(endpoint: &Endpoint, options: &ConnectOptions) -> Result<Stream> {
+    let attempt = async {
+        match endpoint {
+            Endpoint::Tcp(hp) => {
+                let addrs = addr::resolve_connect(hp).await?;
+                let stream = race_connects(addrs, options.attempt_delay)
+                    .await
+                    .map_err(|e| connect_error(endpoint, e))?;
+                stream
+                    .set_nodelay(options.nodelay)
+                    .map_err(|e| connect_error(endpoint, e))?;
+                Ok(Stream::Tcp(stream))
+            }
+            Endpoint::Unix(path) => UnixStream::connect(path)
+                .await
+                .map(Stream::Unix)
+                .map_err(|e| connect_error(endpoint, e)),
+            Endpoint::Udp(_) | Endpoint::UnixDatagram(_) => Err(Error::new(
+                ErrorKind::Unsupported,
+                format!("{endpoint} is a datagram endpoint, not a stream"),
+            )),
+        }
+    };
+    tokio::time::timeout(options.timeout, attempt)
+        .await
+        .unwrap_or_else(|_| Err(timeout_error(endpoint, options.timeout)))
+}
+
+fn connect_error(endpoint: &Endpoint, source: io::Error) -> Error {
+    Error::with_source(
+        ErrorKind::Connect,
+        format!("cannot connect to {endpoint}"),
+        source,
+    )
+}
+
+fn timeout_error(endpoint: &Endpoint, after: Duration) -> Error {
+    Error::new(
+        ErrorKind::Timeout,
+        format!("timed out connecting to {endpoint} after {after:?}"),
+    )
+}
+
+/// RFC 8305: attempts go out in interleaved family order; each new attempt
+/// starts when the previous one failed or after `attempt_delay`, whichever is
+/// first; the first to connect wins and the rest are dropped (aborted).
+async fn race_connects(addrs: Vec<SocketAddr>, attempt_delay: Duration) -> io::Result<TcpStream> {
+    let mut waiting = interleave_families(addrs).into_iter();
+    let mut attempts = JoinSet::new();
+    let mut last_error = None;
+    loop {
+        if let Some(addr) = waiting.next() {
+            attempts.spawn(TcpStream::connect(addr));
+        }
+        let delay = tokio::time::sleep(attempt_delay);
+        tokio::pin!(delay);
+        loop {
+            tokio::select! {
+                Some(joined) = attempts.join_next() => match joined {
+                    Ok(Ok(stream)) => return Ok(stream),
+                    Ok(Err(e)) => {
+                        last_error = Some(e);
+                        break;
+                    }
+                    Err(join_error) => last_error = Some(io::Error::other(join_error)),
+                },
+                () = &mut delay, if waiting.len() > 0 => break,
+                else => {
+                    return Err(last_error.unwrap_or_else(|| {
+                        io::Error::new(io::ErrorKind::AddrNotAvailable, "no address to connect to")
+                    }))
+                }
+            }
+        }
+    }
+}
+
+/// Reorders addresses to alternate families, starting with the family of the
+/// resolver's first choice (RFC 8305 section 4).
+fn interleave_families(addrs: Vec<SocketAddr>) -> Vec<SocketAddr> {
+    let first_is_v6 = addrs.first().is_some_and(SocketAddr::is_ipv6);
+    let (preferred, other): (Vec<_>, Vec<_>) =
+        addrs.into_iter().partition(|a| a.is_ipv6() == first_is_v6);
+    let mut ordered = Vec::with_capacity(preferred.len() + other.len());
+    let mut other = other.into_iter();
+    for addr in preferred {
+        ordered.push(addr);
+        ordered.extend(other.next());
+    }
+    ordered.extend(other);
+    ordered
+}
+
+/// Opens a datagram socket connected to `endpoint`, so `send`/`recv` talk to
+/// that peer only. A Unix datagram client must itself be bound to a path to
+/// get replies; it gets a fresh one in the temporary directory, removed when
+/// the socket is dropped.
+pub async fn connect_datagram(
+    endpoint: &Endpoint,
+    options: &ConnectOptions,
+) -> Result<DatagramSocket> {
+    let attempt = async {
+        match endpoint {
+            Endpoint::Udp(hp) => {
+                let addrs = addr::resolve_connect(hp).await?;
+                let peer = addrs[0];
+                let socket = connected_udp(peer)
+                    .await
+                    .map_err(|e| connect_error(endpoint, e))?;
+                let local = socket
+                    .local_addr()
+                    .map_err(|e| connect_error(endpoint, e))?;
+                Ok(DatagramSocket::udp(
+                    socket,
+                    Endpoint::from_socket_addr(SocketKind::Datagram, local),
+                ))
+            }
+            Endpoint::UnixDatagram(path) => {
+                connected_unix_datagram(path).map_err(|e| connect_error(endpoint, e))
+            }
+            Endpoint::Tcp(_) | Endpoint::Unix(_) => Err(Error::new(
+                ErrorKind::Unsupported,
+                format!("{endpoint} is a stream endpoint, not a datagram one"),
+            )),
+        }
+    };
+    tokio::time::timeout(options.timeout, attempt)
+        .await
+        .unwrap_or_else(|_| Err(timeout_error(endpoint, options.timeout)))
+}
+
+async fn connected_udp(peer: SocketAddr) -> io::Result<UdpSocket> {
+    let any: IpAddr = if peer.is_ipv6() {
+        Ipv6Addr::UNSPECIFIED.into()
+    } else {
+        Ipv4Addr::UNSPECIFIED.into()
+    };
+    let socket = UdpSocket::bind(SocketAddr::new(any, 0)).await?;
+    socket.connect(peer).await?;
+    Ok(socket)
+}
+
+fn connected_unix_datagram(server: &Path) -> io::Result<DatagramSocket> {
+    static NEXT_CLIENT: AtomicU64 = AtomicU64::new(0);
+    let name = format!(
+        "socketkit-client-{}-{}.sock",
+        std::process::id(),
+        NEXT_CLIENT.fetch_add(1, Ordering::Relaxed)
+    );
+    let path = std::env::temp_dir().join(name);
+    let socket = UnixDatagram::bind(&path)?;
+    let file = UnixSocketFile::claim(&path)?;
+    socket.connect(server)?;
+    Ok(DatagramSocket::unix(
+        socket,
+        file,
+        Endpoint::UnixDatagram(path),
+    ))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn interleaves_families_starting_with_the_first() {
+        let v6 = |p| SocketAddr::new(Ipv6Addr::LOCALHOST.into(), p);
+        let v4 = |p| SocketAddr::new(Ipv4Addr::LOCALHOST.into(), p);
+        let ordered = interleave_families(vec![v6(1), v6(2), v6(3), v4(4)]);
+        assert_eq!(ordered, vec![v6(1), v4(4), v6(2), v6(3)]);
+        let ordered = interleave_families(vec![v4(1), v4(2), v6(3), v6(4), v6(5)]);
+        assert_eq!(ordered, vec![v4(1), v6(3), v4(2), v6(4), v6(5)]);
+    }
+}

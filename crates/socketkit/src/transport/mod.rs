@@ -1,0 +1,139 @@
+//! Transports: the sockets of each family, and nothing above them.
+//!
+//! This layer turns an [`Endpoint`](crate::addr::Endpoint) into bound
+//! listeners and datagram sockets ([`bind`]) or into a connected stream
+//! ([`connect`]), sets socket options through socket2 (backlog, SO_REUSEADDR,
+//! SO_REUSEPORT, IPV6_V6ONLY, TCP_NODELAY) and hides the TCP/Unix difference
+//! behind [`Stream`]. It knows nothing of handlers, limits or shutdown; the
+//! server layer drives it.
+
+mod connect;
+mod listen;
+
+use std::fmt;
+use std::io;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::pin::Pin;
+use std::task::{Context, Poll};
+
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+use tokio::net::{TcpStream, UnixStream};
+
+pub use connect::{connect, connect_datagram, ConnectOptions};
+pub use listen::{bind, BindOptions, BoundSocket, DatagramSocket, Listener};
+
+/// The address of one end of a connection or datagram: an internet address or
+/// a Unix socket path (Unix clients are often unnamed).
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub enum SocketAddress {
+    /// An IPv4 or IPv6 socket address.
+    Inet(SocketAddr),
+    /// A Unix-domain socket, `None` when the socket is unnamed.
+    Unix(Option<PathBuf>),
+}
+
+impl SocketAddress {
+    fn from_unix(addr: &tokio::net::unix::SocketAddr) -> SocketAddress {
+        SocketAddress::Unix(addr.as_pathname().map(Path::to_path_buf))
+    }
+
+    /// The internet address, if this is one.
+    pub fn as_inet(&self) -> Option<SocketAddr> {
+        match self {
+            SocketAddress::Inet(addr) => Some(*addr),
+            SocketAddress::Unix(_) => None,
+        }
+    }
+}
+
+impl fmt::Display for SocketAddress {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            SocketAddress::Inet(addr) => write!(f, "{addr}"),
+            SocketAddress::Unix(Some(path)) => write!(f, "unix:{}", path.display()),
+            SocketAddress::Unix(None) => f.write_str("unix:(unnamed)"),
+        }
+    }
+}
+
+/// A connected byte stream of any stream transport.
+///
+/// An enum rather than a boxed trait object: dispatch is a predictable branch
+/// on the data path, and the type stays `Debug` and `Unpin`.
+#[derive(Debug)]
+#[non_exhaustive]
+pub enum Stream {
+    /// A TCP connection.
+    Tcp(TcpStream),
+    /// A Unix-domain stream connection.
+    Unix(UnixStream),
+}
+
+impl Stream {
+    /// The address of the other end.
+    pub fn peer_addr(&self) -> io::Result<SocketAddress> {
+        match self {
+            Stream::Tcp(s) => s.peer_addr().map(SocketAddress::Inet),
+            Stream::Unix(s) => s.peer_addr().map(|a| SocketAddress::from_unix(&a)),
+        }
+    }
+
+    /// The address of this end.
+    pub fn local_addr(&self) -> io::Result<SocketAddress> {
+        match self {
+            Stream::Tcp(s) => s.local_addr().map(SocketAddress::Inet),
+            Stream::Unix(s) => s.local_addr().map(|a| SocketAddress::from_unix(&a)),
+        }
+    }
+}
+
+macro_rules! dispatch {
+    ($self:ident, $s:ident => $call:expr) => {
+        match $self.get_mut() {
+            Stream::Tcp($s) => $call,
+            Stream::Unix($s) => $call,
+        }
+    };
+}
+
+impl AsyncRead for Stream {
+    fn poll_read(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        dispatch!(self, s => Pin::new(s).poll_read(cx, buf))
+    }
+}
+
+impl AsyncWrite for Stream {
+    fn poll_write(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        dispatch!(self, s => Pin::new(s).poll_write(cx, buf))
+    }
+
+    fn poll_write_vectored(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[io::IoSlice<'_>],
+    ) -> Poll<io::Result<usize>> {
+        dispatch!(self, s => Pin::new(s).poll_write_vectored(cx, bufs))
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        true
+    }
+
+    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        dispatch!(self, s => Pin::new(s).poll_flush(cx))
+    }
+
+    /// Half-close: sends FIN (shutdown of the write side) and keeps reading open.
+    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        dispatch!(self, s => Pin::new(s).poll_shutdown(cx))
+    }
+}
