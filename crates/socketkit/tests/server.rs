@@ -1,0 +1,439 @@
+//! The server framework over real loopback sockets: lifecycle, modes,
+//! limits, shutdown and datagrams.
+
+use std::net::SocketAddr;
+use std::sync::{Arc, Condvar, Mutex};
+use std::time::Duration;
+
+use socketkit::addr::{Endpoint, Host};
+use socketkit::server::{
+    Connection, DatagramHandler, Handlers, Mode, Server, ServerConfig, ServerHandle, StreamHandler,
+    Summary,
+};
+use socketkit::services::{Echo, Hello};
+use socketkit::{ErrorKind, Result};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpStream, UdpSocket};
+use tokio::sync::mpsc;
+use tokio::task::JoinHandle;
+
+/// Bound for anything a test waits on: generous, because the machine is
+/// shared; a correct run takes milliseconds.
+const PATIENCE: Duration = Duration::from_secs(10);
+
+struct Running {
+    endpoints: Vec<Endpoint>,
+    handle: ServerHandle,
+    task: JoinHandle<Result<Summary>>,
+}
+
+impl Running {
+    fn tcp(&self) -> SocketAddr {
+        self.endpoints
+            .iter()
+            .find_map(|e| match e {
+                Endpoint::Tcp(hp) => match hp.host {
+                    Host::Ip(ip) => Some(SocketAddr::new(ip, hp.port)),
+                    _ => None,
+                },
+                _ => None,
+            })
+            .expect("a TCP endpoint")
+    }
+
+    async fn stopped(self) -> Summary {
+        tokio::time::timeout(PATIENCE, self.task)
+            .await
+            .expect("server stops in time")
+            .expect("server task")
+            .expect("server result")
+    }
+}
+
+async fn start<S, D>(
+    addrs: &[&str],
+    config: ServerConfig,
+    handlers: impl Into<Handlers<S, D>>,
+    once: bool,
+) -> Running
+where
+    S: StreamHandler,
+    D: DatagramHandler,
+{
+    let endpoints: Vec<Endpoint> = addrs.iter().map(|a| a.parse().unwrap()).collect();
+    let server = Server::bind(&endpoints, config).await.expect("bind");
+    let endpoints = server.endpoints().cloned().collect();
+    let handle = server.handle();
+    let handlers = handlers.into();
+    let task = tokio::spawn(async move {
+        if once {
+            server.handle_request(handlers).await
+        } else {
+            server.serve(handlers).await
+        }
+    });
+    Running {
+        endpoints,
+        handle,
+        task,
+    }
+}
+
+async fn recv<T>(events: &mut mpsc::UnboundedReceiver<T>) -> T {
+    tokio::time::timeout(PATIENCE, events.recv())
+        .await
+        .expect("event in time")
+        .expect("channel open")
+}
+
+/// Records its lifecycle; `stop` from the client shuts the server down.
+struct Recorder {
+    events: mpsc::UnboundedSender<String>,
+}
+
+impl StreamHandler for Recorder {
+    async fn setup(&self, conn: &mut Connection) -> Result<()> {
+        let _ = self.events.send(format!("setup {}", conn.peer_addr()));
+        Ok(())
+    }
+
+    async fn handle(&self, conn: &mut Connection) -> Result<()> {
+        let _ = self.events.send("handle".into());
+        let mut buf = [0u8; 64];
+        loop {
+            let n = conn.read(&mut buf).await?;
+            if n == 0 {
+                return Ok(());
+            }
+            if &buf[..n] == b"stop" {
+                conn.server().shutdown();
+            }
+            conn.write_all(&buf[..n]).await?;
+        }
+    }
+
+    async fn finish(&self, _conn: &mut Connection, outcome: &Result<()>) {
+        let what = match outcome {
+            Ok(()) => "finish ok".to_owned(),
+            Err(e) if e.kind() == ErrorKind::Aborted => "finish aborted".to_owned(),
+            Err(e) if e.is_timeout() => "finish timeout".to_owned(),
+            Err(e) if e.is_peer_gone() => "finish peer gone".to_owned(),
+            Err(e) => format!("finish error {e}"),
+        };
+        let _ = self.events.send(what);
+    }
+}
+
+fn recorder() -> (Recorder, mpsc::UnboundedReceiver<String>) {
+    let (events, rx) = mpsc::unbounded_channel();
+    (Recorder { events }, rx)
+}
+
+#[tokio::test]
+async fn lifecycle_runs_setup_handle_finish_in_order() {
+    let (handler, mut events) = recorder();
+    let server = start(&["127.0.0.1:0"], ServerConfig::default(), handler, false).await;
+    let mut client = TcpStream::connect(server.tcp()).await.unwrap();
+    let local = client.local_addr().unwrap();
+    client.write_all(b"ping").await.unwrap();
+    client.shutdown().await.unwrap();
+    let mut reply = Vec::new();
+    client.read_to_end(&mut reply).await.unwrap();
+    assert_eq!(reply, b"ping");
+    assert_eq!(recv(&mut events).await, format!("setup {local}"));
+    assert_eq!(recv(&mut events).await, "handle");
+    assert_eq!(recv(&mut events).await, "finish ok");
+    server.handle.shutdown();
+    assert_eq!(server.stopped().await.connections, 1);
+}
+
+#[tokio::test]
+async fn finish_runs_when_the_peer_resets() {
+    let (handler, mut events) = recorder();
+    let server = start(&["127.0.0.1:0"], ServerConfig::default(), handler, false).await;
+    let client = socket2::Socket::from(std::net::TcpStream::connect(server.tcp()).unwrap());
+    assert!(recv(&mut events).await.starts_with("setup"));
+    assert_eq!(recv(&mut events).await, "handle");
+    client.set_linger(Some(Duration::ZERO)).unwrap();
+    drop(client); // linger 0: the close is a reset
+    assert_eq!(recv(&mut events).await, "finish peer gone");
+    server.handle.shutdown();
+    server.stopped().await;
+}
+
+#[tokio::test]
+async fn a_handler_can_shut_the_server_down() {
+    let (handler, mut events) = recorder();
+    let server = start(&["127.0.0.1:0"], ServerConfig::default(), handler, false).await;
+    let addr = server.tcp();
+    let mut client = TcpStream::connect(addr).await.unwrap();
+    client.write_all(b"stop").await.unwrap();
+    let mut reply = [0u8; 4];
+    client.read_exact(&mut reply).await.unwrap();
+    assert_eq!(
+        &reply, b"stop",
+        "bytes sent before the shutdown are still answered"
+    );
+    client.shutdown().await.unwrap();
+    assert_eq!(client.read(&mut reply).await.unwrap(), 0);
+    let summary = server.stopped().await;
+    assert_eq!((summary.connections, summary.aborted), (1, 0));
+    assert!(recv(&mut events).await.starts_with("setup"));
+    assert!(TcpStream::connect(addr).await.is_err(), "listener closed");
+}
+
+#[tokio::test]
+async fn handle_request_serves_exactly_one_connection() {
+    let server = start(&["127.0.0.1:0"], ServerConfig::default(), Echo, true).await;
+    let addr = server.tcp();
+    let mut client = TcpStream::connect(addr).await.unwrap();
+    client.write_all(b"once").await.unwrap();
+    client.shutdown().await.unwrap();
+    let mut reply = Vec::new();
+    client.read_to_end(&mut reply).await.unwrap();
+    assert_eq!(reply, b"once");
+    assert_eq!(server.stopped().await.connections, 1);
+    assert!(TcpStream::connect(addr).await.is_err());
+}
+
+#[tokio::test]
+async fn any_host_shares_one_port_across_families() {
+    let server = start(&[":0"], ServerConfig::default(), Echo, false).await;
+    let ports: Vec<String> = server.endpoints.iter().map(ToString::to_string).collect();
+    assert_eq!(ports.len(), 2, "{ports:?}");
+    let port = server.tcp().port();
+    assert_ne!(port, 0);
+    for host in ["127.0.0.1", "[::1]"] {
+        let mut client = TcpStream::connect(format!("{host}:{port}")).await.unwrap();
+        client.write_all(host.as_bytes()).await.unwrap();
+        client.shutdown().await.unwrap();
+        let mut reply = Vec::new();
+        client.read_to_end(&mut reply).await.unwrap();
+        assert_eq!(reply, host.as_bytes());
+    }
+    server.handle.shutdown();
+    server.stopped().await;
+}
+
+/// Blocks its thread until two connections are inside `handle` at once:
+/// only possible when each connection has a thread of its own.
+struct Rendezvous {
+    arrived: Arc<(Mutex<u32>, Condvar)>,
+}
+
+impl StreamHandler for Rendezvous {
+    async fn handle(&self, conn: &mut Connection) -> Result<()> {
+        let (count, changed) = &*self.arrived;
+        let together = {
+            let mut count = count.lock().unwrap();
+            *count += 1;
+            changed.notify_all();
+            let (count, _) = changed
+                .wait_timeout_while(count, PATIENCE, |n| *n < 2)
+                .unwrap();
+            *count >= 2
+        };
+        let answer: &[u8] = if together { b"together" } else { b"alone" };
+        conn.write_all(answer).await?;
+        Ok(())
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 1)]
+async fn threads_mode_lets_handlers_block() {
+    let handler = Rendezvous {
+        arrived: Arc::new((Mutex::new(0), Condvar::new())),
+    };
+    let config = ServerConfig::default().mode(Mode::Threads);
+    let server = start(&["127.0.0.1:0"], config, handler, false).await;
+    let addr = server.tcp();
+    let clients: Vec<_> = (0..2)
+        .map(|_| {
+            tokio::spawn(async move {
+                let mut client = TcpStream::connect(addr).await.unwrap();
+                let mut reply = Vec::new();
+                client.read_to_end(&mut reply).await.unwrap();
+                reply
+            })
+        })
+        .collect();
+    for client in clients {
+        assert_eq!(client.await.unwrap(), b"together");
+    }
+    server.handle.shutdown();
+    server.stopped().await;
+}
+
+#[tokio::test]
+async fn the_connection_limit_queues_excess_clients_until_a_slot_frees() {
+    let (handler, mut events) = recorder();
+    let config = ServerConfig::default().max_connections(1);
+    let server = start(&["127.0.0.1:0"], config, handler, false).await;
+    let mut first = TcpStream::connect(server.tcp()).await.unwrap();
+    assert!(recv(&mut events).await.starts_with("setup"));
+    assert_eq!(recv(&mut events).await, "handle");
+    let mut second = TcpStream::connect(server.tcp()).await.unwrap();
+    second.write_all(b"queued").await.unwrap();
+    first.shutdown().await.unwrap();
+    let mut rest = Vec::new();
+    first.read_to_end(&mut rest).await.unwrap();
+    assert_eq!(
+        recv(&mut events).await,
+        "finish ok",
+        "first finished before the second starts"
+    );
+    assert!(recv(&mut events).await.starts_with("setup"));
+    let mut reply = [0u8; 6];
+    second.read_exact(&mut reply).await.unwrap();
+    assert_eq!(&reply, b"queued");
+    server.handle.shutdown();
+    drop(second);
+    server.stopped().await;
+}
+
+#[tokio::test]
+async fn an_idle_connection_times_out_and_finish_sees_it() {
+    let (handler, mut events) = recorder();
+    let config = ServerConfig::default().idle_timeout(Some(Duration::from_millis(200)));
+    let server = start(&["127.0.0.1:0"], config, handler, false).await;
+    let mut client = TcpStream::connect(server.tcp()).await.unwrap();
+    let mut buf = [0u8; 8];
+    let n = tokio::time::timeout(PATIENCE, client.read(&mut buf))
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(n, 0, "server closed the idle connection");
+    assert!(recv(&mut events).await.starts_with("setup"));
+    assert_eq!(recv(&mut events).await, "handle");
+    assert_eq!(recv(&mut events).await, "finish timeout");
+    server.handle.shutdown();
+    server.stopped().await;
+}
+
+#[tokio::test]
+async fn the_drain_deadline_aborts_stragglers_and_finish_still_runs() {
+    let (handler, mut events) = recorder();
+    let config = ServerConfig::default()
+        .idle_timeout(None)
+        .drain_timeout(Duration::from_millis(200));
+    let server = start(&["127.0.0.1:0"], config, handler, false).await;
+    let mut client = TcpStream::connect(server.tcp()).await.unwrap();
+    assert!(recv(&mut events).await.starts_with("setup"));
+    assert_eq!(recv(&mut events).await, "handle");
+    server.handle.shutdown();
+    assert_eq!(recv(&mut events).await, "finish aborted");
+    let summary = server.stopped().await;
+    assert_eq!((summary.connections, summary.aborted), (1, 1));
+    let mut buf = [0u8; 8];
+    let _ = client.read(&mut buf).await; // closed: EOF or reset, never a hang
+}
+
+#[tokio::test]
+async fn datagrams_are_answered_including_empty_ones() {
+    let server = start(
+        &["udp://127.0.0.1:0"],
+        ServerConfig::default(),
+        Handlers::both(Echo),
+        false,
+    )
+    .await;
+    let Endpoint::Udp(hp) = &server.endpoints[0] else {
+        panic!("udp endpoint")
+    };
+    let client = UdpSocket::bind("127.0.0.1:0").await.unwrap();
+    client.connect(("127.0.0.1", hp.port)).await.unwrap();
+    let mut buf = [0u8; 70_000];
+    for payload in [&b"hello"[..], b"", &[7u8; 65_000][..]] {
+        client.send(payload).await.unwrap();
+        let n = tokio::time::timeout(PATIENCE, client.recv(&mut buf))
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(&buf[..n], payload);
+    }
+    server.handle.shutdown();
+    assert_eq!(server.stopped().await.datagrams, 3);
+}
+
+#[tokio::test]
+async fn datagrams_from_privileged_ports_get_no_reply() {
+    let server = start(
+        &["udp://127.0.0.1:0"],
+        ServerConfig::default(),
+        Handlers::both(Echo),
+        false,
+    )
+    .await;
+    let Endpoint::Udp(hp) = &server.endpoints[0] else {
+        panic!("udp endpoint")
+    };
+    let target = ("127.0.0.1", hp.port);
+    // Binding below 1024 needs privilege; without it the rule cannot be probed.
+    let mut low = None;
+    for port in (600..1000).rev() {
+        if let Ok(socket) = UdpSocket::bind(("127.0.0.1", port)).await {
+            low = Some(socket);
+            break;
+        }
+    }
+    let Some(low) = low else {
+        eprintln!("skipped: cannot bind a port below 1024 here");
+        return;
+    };
+    let high = UdpSocket::bind("127.0.0.1:0").await.unwrap();
+    low.send_to(b"loop?", target).await.unwrap();
+    high.send_to(b"fine", target).await.unwrap();
+    let mut buf = [0u8; 16];
+    let (n, _) = tokio::time::timeout(PATIENCE, high.recv_from(&mut buf))
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(&buf[..n], b"fine");
+    // Datagrams are handled in order, so a reply to `low` would be queued by now.
+    assert_eq!(
+        low.try_recv_from(&mut buf).unwrap_err().kind(),
+        std::io::ErrorKind::WouldBlock
+    );
+    server.handle.shutdown();
+    assert_eq!(server.stopped().await.datagrams, 2);
+}
+
+#[tokio::test]
+async fn a_stream_only_service_refuses_datagram_sockets() {
+    let endpoint: Endpoint = "udp://127.0.0.1:0".parse().unwrap();
+    let server = Server::bind(&[endpoint], ServerConfig::default())
+        .await
+        .unwrap();
+    let error = server.serve(Hello::default()).await.unwrap_err();
+    assert_eq!(error.kind(), ErrorKind::Unsupported);
+}
+
+#[tokio::test]
+async fn connect_falls_back_to_the_family_that_listens() {
+    let server = start(&["127.0.0.1:0"], ServerConfig::default(), Echo, false).await;
+    // `:PORT` as a client target tries ::1 first (nothing there), then 127.0.0.1.
+    let target: Endpoint = format!("tcp://:{}", server.tcp().port()).parse().unwrap();
+    let options = socketkit::transport::ConnectOptions::default();
+    let stream = socketkit::transport::connect(&target, &options)
+        .await
+        .unwrap();
+    assert_eq!(stream.peer_addr().unwrap().as_inet(), Some(server.tcp()));
+    drop(stream);
+    server.handle.shutdown();
+    server.stopped().await;
+}
+
+#[tokio::test]
+async fn binding_a_taken_port_says_address_in_use() {
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let endpoint: Endpoint = format!("127.0.0.1:{}", taken.local_addr().unwrap().port())
+        .parse()
+        .unwrap();
+    let error = Server::bind(&[endpoint], ServerConfig::default())
+        .await
+        .unwrap_err();
+    assert!(error.is_address_in_use(), "{error:?}");
+    assert!(error
+        .to_string()
+        .starts_with("cannot bind tcp://127.0.0.1:"));
+}
