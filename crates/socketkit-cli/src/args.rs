@@ -1,15 +1,17 @@
 //! Command-line definitions (clap derive): every flag, its default and help.
 
+use std::path::PathBuf;
 use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
+use socketkit::tls::Fingerprint;
 use socketkit::Endpoint;
 
 /// socketkit: ncat/socat-class services and clients, built on a typed
 /// socketserver for tokio.
 ///
 /// Addresses: HOST:PORT, [V6]:PORT, :PORT (all interfaces, IPv4 and IPv6),
-/// PORT (127.0.0.1), tcp://…, udp://…, unix:PATH, unixgram:PATH.
+/// PORT (127.0.0.1), tcp://…, udp://…, tls://…, unix:PATH, unixgram:PATH.
 #[derive(Debug, Parser)]
 #[command(name = "socketkit", version, about, max_term_width = 100)]
 pub struct Cli {
@@ -110,7 +112,70 @@ pub struct ServeArgs {
     #[arg(long)]
     pub json: bool,
     #[command(flatten)]
+    pub tls: ServerTlsArgs,
+    #[command(flatten)]
     pub log: LogArgs,
+}
+
+/// The server side of TLS, for tls:// addresses.
+#[derive(Debug, Args)]
+#[group(id = "server_tls")]
+pub struct ServerTlsArgs {
+    /// Certificate chain (PEM, leaf first) for tls:// addresses.
+    #[arg(
+        long,
+        value_name = "FILE",
+        requires = "key",
+        conflicts_with = "self_signed",
+        help_heading = "TLS"
+    )]
+    pub cert: Option<PathBuf>,
+    /// Private key (PEM) of --cert.
+    #[arg(long, value_name = "FILE", requires = "cert", help_heading = "TLS")]
+    pub key: Option<PathBuf>,
+    /// Use a self-signed certificate, made on first use and kept (mode 0600) in
+    /// $XDG_CONFIG_HOME/socketkit/tls; its fingerprint is printed for clients to --pin.
+    #[arg(long, help_heading = "TLS")]
+    pub self_signed: bool,
+    /// Mutual TLS: require client certificates issued by a CA in FILE.
+    #[arg(long, value_name = "FILE", help_heading = "TLS")]
+    pub client_ca: Option<PathBuf>,
+    /// Deadline for a client to complete the TLS handshake.
+    #[arg(long, value_name = "DURATION", default_value = "10s", value_parser = parse_duration, help_heading = "TLS")]
+    pub handshake_timeout: Duration,
+}
+
+/// The client side of TLS, for tls:// addresses.
+#[derive(Debug, Args)]
+pub struct ClientTlsArgs {
+    /// Trust only CAs in FILE (PEM) instead of the system roots.
+    #[arg(long, value_name = "FILE", conflicts_with_all = ["pin", "insecure"], help_heading = "TLS")]
+    pub ca: Option<PathBuf>,
+    /// Trust exactly the server certificate with this fingerprint (sha256:HEX).
+    #[arg(long, value_name = "FINGERPRINT", value_parser = parse_fingerprint, conflicts_with = "insecure", help_heading = "TLS")]
+    pub pin: Option<Fingerprint>,
+    /// Do not verify the server at all (encrypted but unauthenticated; prints a warning).
+    #[arg(long, help_heading = "TLS")]
+    pub insecure: bool,
+    /// Client certificate (PEM) for mutual TLS.
+    #[arg(
+        long = "cert",
+        value_name = "FILE",
+        requires = "client_key",
+        help_heading = "TLS"
+    )]
+    pub client_cert: Option<PathBuf>,
+    /// Private key (PEM) of --cert.
+    #[arg(
+        long = "key",
+        value_name = "FILE",
+        requires = "client_cert",
+        help_heading = "TLS"
+    )]
+    pub client_key: Option<PathBuf>,
+    /// Verify the certificate against NAME (and send it as SNI) instead of the address's host.
+    #[arg(long, value_name = "NAME", help_heading = "TLS")]
+    pub servername: Option<String>,
 }
 
 #[derive(Debug, Args)]
@@ -134,6 +199,8 @@ pub struct ConnectArgs {
     #[arg(long)]
     pub line_mode: bool,
     #[command(flatten)]
+    pub tls: ClientTlsArgs,
+    #[command(flatten)]
     pub log: LogArgs,
 }
 
@@ -153,6 +220,10 @@ pub struct CheckArgs {
     pub json: bool,
     #[command(flatten)]
     pub log: LogArgs,
+}
+
+fn parse_fingerprint(text: &str) -> Result<Fingerprint, String> {
+    text.parse().map_err(|e: socketkit::Error| e.to_string())
 }
 
 fn parse_endpoint(text: &str) -> Result<Endpoint, String> {

@@ -10,6 +10,7 @@ mod args;
 mod check;
 mod connect;
 mod serve;
+mod tls;
 
 use std::io::{self, IsTerminal};
 use std::process::ExitCode;
@@ -114,6 +115,8 @@ fn hint(error: &socketkit::Error) -> Option<&'static str> {
         Some("nothing is listening there; is the server running, and on this address and port?")
     } else if error.is_unresolved() {
         Some("check the host name's spelling, or use an IP address")
+    } else if error.is_tls() {
+        Some("check the certificate: --ca FILE for a private CA, --pin sha256:… for a self-signed server")
     } else if error.is_timeout() {
         Some("the other end did not answer in time; check the address and any firewall, or raise --timeout")
     } else {

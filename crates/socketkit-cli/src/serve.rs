@@ -9,10 +9,12 @@ use socketkit::server::{
     DatagramHandler, Handlers, Server, ServerConfig, ServerHandle, StreamHandler,
 };
 use socketkit::services::{Daytime, Discard, Echo, Hello, Upper};
+use socketkit::tls::{Fingerprint, ServerTls};
 use tokio::signal::unix::{signal, Signal, SignalKind};
 use tracing::{info, warn};
 
 use crate::args::{optional, Mode, ServeArgs, Service};
+use crate::tls;
 
 pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
     match args.service {
@@ -24,13 +26,13 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
     }
 }
 
-fn config(args: &ServeArgs) -> ServerConfig {
+fn config(args: &ServeArgs, tls: Option<ServerTls>) -> ServerConfig {
     let mode = match args.mode {
         Mode::Tasks => socketkit::server::Mode::Tasks,
         Mode::Threads => socketkit::server::Mode::Threads,
         Mode::Sequential => socketkit::server::Mode::Sequential,
     };
-    ServerConfig::default()
+    let config = ServerConfig::default()
         .mode(mode)
         .max_connections(args.max_conns)
         .idle_timeout(optional(args.idle_timeout))
@@ -38,6 +40,11 @@ fn config(args: &ServeArgs) -> ServerConfig {
         .max_line_length(args.max_line)
         .backlog(args.backlog)
         .reuse_port(args.reuse_port)
+        .handshake_timeout(args.tls.handshake_timeout);
+    match tls {
+        Some(tls) => config.tls(tls),
+        None => config,
+    }
 }
 
 async fn serve<S: StreamHandler, D: DatagramHandler>(
@@ -57,8 +64,10 @@ async fn serve<S: StreamHandler, D: DatagramHandler>(
     // Handlers go in before anything is printed: a script may signal us as
     // soon as it reads the first `listening on` line.
     let signals = Signals::install().context("cannot install signal handlers")?;
-    let server = Server::bind(&args.addrs, config(&args)).await?;
-    print_listening(&server).context("cannot write to stdout")?;
+    let tls = tls::server(&args.tls, &args.addrs, false)?;
+    let fingerprint = tls.as_ref().map(ServerTls::fingerprint);
+    let server = Server::bind(&args.addrs, config(&args, tls)).await?;
+    print_listening(&server, fingerprint).context("cannot write to stdout")?;
     tokio::spawn(signals.shut_down(server.handle()));
     let summary = if args.once {
         server.handle_request(handlers).await?
@@ -84,10 +93,15 @@ fn service_name(service: Service) -> &'static str {
     }
 }
 
-fn print_listening(server: &Server) -> std::io::Result<()> {
+/// One `listening on ADDR` line per bound socket, then, with TLS, one
+/// `fingerprint sha256:HEX` line for clients to `--pin`.
+fn print_listening(server: &Server, fingerprint: Option<Fingerprint>) -> std::io::Result<()> {
     let mut stdout = std::io::stdout().lock();
     for endpoint in server.endpoints() {
         writeln!(stdout, "listening on {endpoint}")?;
+    }
+    if let Some(fingerprint) = fingerprint {
+        writeln!(stdout, "fingerprint {fingerprint}")?;
     }
     stdout.flush()
 }

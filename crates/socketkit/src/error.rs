@@ -29,6 +29,13 @@ pub enum ErrorKind {
     Unsupported,
     /// The connection was cut off because the server's drain deadline passed.
     Aborted,
+    /// TLS failed: a certificate or key could not be loaded, or a handshake
+    /// (including certificate verification) failed.
+    Tls,
+    /// The peer broke the framed protocol (bad frame, wrong version).
+    Protocol,
+    /// Authentication failed or the request is not permitted.
+    Auth,
 }
 
 /// The error type of every fallible operation in this crate.
@@ -113,6 +120,11 @@ impl Error {
                     | io::ErrorKind::UnexpectedEof
             )
         )
+    }
+
+    /// TLS setup or a handshake failed.
+    pub fn is_tls(&self) -> bool {
+        self.kind == ErrorKind::Tls
     }
 
     /// The error's own description, without its cause.

@@ -42,7 +42,8 @@
 //! - [`server`]: accept loop, handler lifecycle, concurrency, limits, shutdown;
 //! - [`codec`]: bounded framing;
 //! - [`services`]: the ready-made services, each a handler;
-//! - [`client`]: relay, datagram exchange, port checks.
+//! - [`client`]: relay, datagram exchange, port checks;
+//! - [`tls`]: certificates, fingerprints, rustls configurations.
 
 #![deny(missing_docs, missing_debug_implementations)]
 
@@ -52,6 +53,7 @@ pub mod codec;
 mod error;
 pub mod server;
 pub mod services;
+pub mod tls;
 pub mod transport;
 
 pub use addr::Endpoint;
