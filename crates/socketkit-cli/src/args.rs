@@ -39,6 +39,83 @@ pub enum Command {
     /// Prints `open|closed|timeout|error ADDR LATENCY` per target; exits 0
     /// only if all are open.
     Check(CheckArgs),
+    /// Run a command on an exec server, like `ssh host cmd`.
+    ///
+    /// Streams the command's stdout and stderr to ours, forwards stdin (EOF
+    /// included) and Ctrl-C, and exits with the command's status (128+N for
+    /// signal N; 255 when socketkit itself fails). Without a command, a
+    /// `>>:` prompt runs one command per line. With no ADDR it uses the local
+    /// exec socket (`serve exec` with no address).
+    Exec(ExecArgs),
+    /// Manage a private PKI for mutual TLS.
+    #[command(subcommand)]
+    Pki(PkiCommand),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum PkiCommand {
+    /// Create a CA, a server certificate and client certificates in DIR.
+    ///
+    /// Writes ca.pem, ca-key.pem, server.pem, server-key.pem and NAME.pem,
+    /// NAME-key.pem per client (keys mode 0600), and prints each
+    /// certificate's fingerprint. The server then runs with
+    /// `--cert server.pem --key server-key.pem --client-ca ca.pem`, clients with
+    /// `--ca ca.pem --cert NAME.pem --key NAME-key.pem`.
+    Init(PkiInitArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct PkiInitArgs {
+    /// Directory to create the files in (must not already hold a CA).
+    pub dir: PathBuf,
+    /// DNS name or IP address the server certificate is valid for (repeatable).
+    #[arg(long = "name", value_name = "NAME", default_values_t = ["localhost".to_owned(), "127.0.0.1".to_owned(), "::1".to_owned()])]
+    pub names: Vec<String>,
+    /// A client certificate to issue (repeatable).
+    #[arg(long = "client", value_name = "NAME")]
+    pub clients: Vec<String>,
+    #[command(flatten)]
+    pub log: LogArgs,
+}
+
+#[derive(Debug, Args)]
+pub struct ExecArgs {
+    /// The exec server (default: the local exec socket).
+    #[arg(value_name = "ADDR", value_parser = parse_endpoint)]
+    pub addr: Option<Endpoint>,
+    /// The command and its arguments, after `--`.
+    #[arg(last = true, value_name = "CMD")]
+    pub command: Vec<String>,
+    /// Send the secret in FILE to authenticate (only after the server's TLS certificate checked out).
+    #[arg(long, value_name = "FILE")]
+    pub token_file: Option<PathBuf>,
+    /// Allow plain TCP to a loopback address (tests and demos only: nothing is encrypted).
+    #[arg(long)]
+    pub insecure_plaintext: bool,
+    /// Send the command as one line for the server's shell (needs a server with --allow-shell).
+    #[arg(long)]
+    pub shell: bool,
+    /// Working directory, relative to the server's.
+    #[arg(long, value_name = "DIR")]
+    pub cwd: Option<String>,
+    /// Set an environment variable for the command (the server must allow NAME).
+    #[arg(long = "env", value_name = "NAME=VALUE", value_parser = parse_env)]
+    pub env: Vec<(String, String)>,
+    /// Do not forward stdin (the command's input is closed at once).
+    #[arg(short = 'n', long)]
+    pub no_stdin: bool,
+    /// Connect timeout.
+    #[arg(long, value_name = "DURATION", default_value = "10s", value_parser = parse_duration)]
+    pub timeout: Duration,
+    #[command(flatten)]
+    pub tls: ClientTlsArgs,
+    #[command(flatten)]
+    pub log: LogArgs,
+}
+
+fn parse_env(text: &str) -> Result<(String, String), String> {
+    let (name, value) = text.split_once('=').ok_or("expected NAME=VALUE")?;
+    Ok((name.to_owned(), value.to_owned()))
 }
 
 /// Verbosity and log format, shared by every command.
@@ -64,6 +141,8 @@ pub enum Service {
     Discard,
     /// The date and time, then close (RFC 867).
     Daytime,
+    /// Remote commands over the framed protocol (see PROTOCOL.md).
+    Exec,
 }
 
 #[derive(Debug, Clone, Copy, ValueEnum)]
@@ -82,7 +161,8 @@ pub struct ServeArgs {
     #[arg(value_enum)]
     pub service: Service,
     /// Addresses to listen on (several allowed, e.g. TCP and UDP on one port).
-    #[arg(value_name = "ADDR", default_value = "tcp://127.0.0.1:7007", value_parser = parse_endpoint)]
+    /// Default tcp://127.0.0.1:7007; for exec, the local exec socket.
+    #[arg(value_name = "ADDR", value_parser = parse_endpoint)]
     pub addrs: Vec<Endpoint>,
     /// Most connections served at once; more wait in the listen backlog.
     #[arg(long, value_name = "N", default_value_t = 1024)]
@@ -114,7 +194,45 @@ pub struct ServeArgs {
     #[command(flatten)]
     pub tls: ServerTlsArgs,
     #[command(flatten)]
+    pub exec: ExecServiceArgs,
+    #[command(flatten)]
     pub log: LogArgs,
+}
+
+/// Options of the exec service.
+#[derive(Debug, Args)]
+pub struct ExecServiceArgs {
+    /// Admit clients that send the secret in FILE (over TLS, or --insecure-plaintext).
+    #[arg(long, value_name = "FILE", help_heading = "exec")]
+    pub token_file: Option<PathBuf>,
+    /// Allow plain TCP on a loopback address (tests and demos only: nothing is encrypted).
+    #[arg(long, help_heading = "exec")]
+    pub insecure_plaintext: bool,
+    /// Let clients run shell lines (/bin/sh -c); otherwise argv only.
+    #[arg(long, help_heading = "exec")]
+    pub allow_shell: bool,
+    /// Only these programs may run (argv[0], exact; repeatable).
+    #[arg(long = "allow-cmd", value_name = "NAME", help_heading = "exec")]
+    pub allow_cmd: Vec<String>,
+    /// Environment variables clients may set (repeatable).
+    #[arg(long = "allow-env", value_name = "NAME", help_heading = "exec")]
+    pub allow_env: Vec<String>,
+    /// With mutual TLS: only the client certificates listed in FILE
+    /// (`sha256:HEX [COMMAND...]` per line; listed commands limit that client).
+    #[arg(long, value_name = "FILE", help_heading = "exec")]
+    pub authorized_clients: Option<PathBuf>,
+    /// Working directory of every command (default: the server's).
+    #[arg(long, value_name = "DIR", help_heading = "exec")]
+    pub cwd: Option<PathBuf>,
+    /// Wall-clock limit per command.
+    #[arg(long, value_name = "DURATION", default_value = "60s", value_parser = parse_duration, help_heading = "exec")]
+    pub cmd_timeout: Duration,
+    /// Kill a command once its output passes BYTES (reported as truncated); 0 = no limit.
+    #[arg(long, value_name = "BYTES", default_value_t = 0, help_heading = "exec")]
+    pub max_output: u64,
+    /// Commands running at once; beyond it clients get a `busy` error.
+    #[arg(long, value_name = "N", default_value_t = 64, help_heading = "exec")]
+    pub max_commands: usize,
 }
 
 /// The server side of TLS, for tls:// addresses.

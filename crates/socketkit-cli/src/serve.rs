@@ -1,28 +1,50 @@
 //! `socketkit serve`: configure a server, print where it listens, run it
 //! until a signal.
 
+use std::collections::BTreeSet;
 use std::io::Write;
+use std::path::Path;
 
 use anyhow::{bail, Context};
-use socketkit::addr::SocketKind;
+use socketkit::addr::{Host, SocketKind};
 use socketkit::server::{
     DatagramHandler, Handlers, Server, ServerConfig, ServerHandle, StreamHandler,
 };
+use socketkit::services::exec::{self, AuthPolicy, Exec, ExecPolicy, Token};
 use socketkit::services::{Daytime, Discard, Echo, Hello, Upper};
 use socketkit::tls::{Fingerprint, ServerTls};
+use socketkit::Endpoint;
 use tokio::signal::unix::{signal, Signal, SignalKind};
 use tracing::{info, warn};
 
-use crate::args::{optional, Mode, ServeArgs, Service};
+use crate::args::{optional, ExecServiceArgs, Mode, ServeArgs, Service};
 use crate::tls;
 
-pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
+/// Where services listen when no address is given: loopback, never every
+/// interface.
+const DEFAULT_ADDR: &str = "tcp://127.0.0.1:7007";
+
+pub async fn run(mut args: ServeArgs) -> anyhow::Result<()> {
+    if args.addrs.is_empty() {
+        args.addrs = vec![default_endpoint(args.service)?];
+    }
     match args.service {
         Service::Echo => serve(args, Handlers::both(Echo)).await,
         Service::Upper => serve(args, Handlers::both(Upper)).await,
         Service::Hello => serve(args, Handlers::stream(Hello::default())).await,
         Service::Discard => serve(args, Handlers::both(Discard)).await,
         Service::Daytime => serve(args, Handlers::both(Daytime)).await,
+        Service::Exec => {
+            let policy = exec_policy(&args)?;
+            serve(args, Handlers::stream(Exec::new(policy))).await
+        }
+    }
+}
+
+fn default_endpoint(service: Service) -> anyhow::Result<Endpoint> {
+    match service {
+        Service::Exec => Ok(Endpoint::Unix(exec::prepare_default_socket()?)),
+        _ => Ok(DEFAULT_ADDR.parse()?),
     }
 }
 
@@ -32,15 +54,24 @@ fn config(args: &ServeArgs, tls: Option<ServerTls>) -> ServerConfig {
         Mode::Threads => socketkit::server::Mode::Threads,
         Mode::Sequential => socketkit::server::Mode::Sequential,
     };
-    let config = ServerConfig::default()
+    let mut idle_timeout = optional(args.idle_timeout);
+    if let (Service::Exec, Some(idle)) = (args.service, idle_timeout) {
+        // A command may run silently for its whole time limit; the idle
+        // timeout must not cut it short.
+        idle_timeout = Some(idle.max(args.exec.cmd_timeout + std::time::Duration::from_secs(10)));
+    }
+    let mut config = ServerConfig::default()
         .mode(mode)
         .max_connections(args.max_conns)
-        .idle_timeout(optional(args.idle_timeout))
+        .idle_timeout(idle_timeout)
         .drain_timeout(args.drain_timeout)
         .max_line_length(args.max_line)
         .backlog(args.backlog)
         .reuse_port(args.reuse_port)
         .handshake_timeout(args.tls.handshake_timeout);
+    if let Service::Exec = args.service {
+        config = config.unix_mode(0o600);
+    }
     match tls {
         Some(tls) => config.tls(tls),
         None => config,
@@ -58,13 +89,20 @@ async fn serve<S: StreamHandler, D: DatagramHandler>(
                 SocketKind::Stream => "stream",
                 SocketKind::Datagram => "datagram",
             };
-            bail!("the {name} service does not serve {kind} endpoints such as {endpoint} (hint: use tcp:// or unix:)");
+            bail!("the {name} service does not serve {kind} endpoints such as {endpoint} (hint: use tcp://, tls:// or unix:)");
         }
+    }
+    if let Service::Exec = args.service {
+        check_exec_transports(&args)?;
     }
     // Handlers go in before anything is printed: a script may signal us as
     // soon as it reads the first `listening on` line.
     let signals = Signals::install().context("cannot install signal handlers")?;
-    let tls = tls::server(&args.tls, &args.addrs, false)?;
+    let tls = tls::server(
+        &args.tls,
+        &args.addrs,
+        matches!(args.service, Service::Exec),
+    )?;
     let fingerprint = tls.as_ref().map(ServerTls::fingerprint);
     let server = Server::bind(&args.addrs, config(&args, tls)).await?;
     print_listening(&server, fingerprint).context("cannot write to stdout")?;
@@ -90,7 +128,87 @@ fn service_name(service: Service) -> &'static str {
         Service::Hello => "hello",
         Service::Discard => "discard",
         Service::Daytime => "daytime",
+        Service::Exec => "exec",
     }
+}
+
+/// Exec never runs for an unauthenticated peer: Unix sockets prove the
+/// peer's uid, TLS needs client certificates or a token, and plain TCP is
+/// refused unless explicitly allowed on loopback with a token.
+fn check_exec_transports(args: &ServeArgs) -> anyhow::Result<()> {
+    let exec = &args.exec;
+    for endpoint in &args.addrs {
+        match endpoint {
+            Endpoint::Tls(_) if args.tls.client_ca.is_none() && exec.token_file.is_none() => {
+                bail!("exec on {endpoint} needs a way to authenticate clients (hint: --client-ca FILE for mutual TLS, or --token-file FILE)")
+            }
+            Endpoint::Tcp(hp) => {
+                if !exec.insecure_plaintext {
+                    bail!("refusing plain TCP for exec on {endpoint}: commands and their output would cross the network unencrypted (hint: use tls://, or --insecure-plaintext with a loopback address for tests and demos)");
+                }
+                let loopback = match &hp.host {
+                    Host::Ip(ip) => ip.is_loopback(),
+                    Host::Name(name) => name == "localhost",
+                    Host::Any => false,
+                };
+                if !loopback {
+                    bail!("--insecure-plaintext only serves loopback addresses, not {endpoint}");
+                }
+                if exec.token_file.is_none() {
+                    bail!("--insecure-plaintext needs --token-file: exec never runs for an unauthenticated peer");
+                }
+                warn!("exec on {endpoint} without TLS: the token and all commands travel unencrypted (tests and demos only)");
+            }
+            _ => {}
+        }
+    }
+    Ok(())
+}
+
+fn exec_policy(args: &ServeArgs) -> anyhow::Result<ExecPolicy> {
+    let exec: &ExecServiceArgs = &args.exec;
+    let token = exec.token_file.as_deref().map(read_token).transpose()?;
+    let authorized_certificates = match &exec.authorized_clients {
+        Some(path) => {
+            let text = std::fs::read_to_string(path)
+                .with_context(|| format!("cannot read {}", path.display()))?;
+            let clients = exec::parse_authorized_clients(&text)
+                .map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;
+            Some(clients)
+        }
+        None => None,
+    };
+    let cwd = match &exec.cwd {
+        Some(dir) => dir.clone(),
+        None => std::env::current_dir().context("cannot find the current directory")?,
+    };
+    Ok(ExecPolicy {
+        auth: AuthPolicy {
+            token,
+            authorized_certificates,
+        },
+        allow_shell: exec.allow_shell,
+        allowed_commands: (!exec.allow_cmd.is_empty())
+            .then(|| exec.allow_cmd.iter().cloned().collect()),
+        allowed_env: exec.allow_env.iter().cloned().collect::<BTreeSet<_>>(),
+        cwd,
+        command_timeout: exec.cmd_timeout,
+        max_output: (exec.max_output > 0).then_some(exec.max_output),
+        max_commands: exec.max_commands,
+        handshake_timeout: args.tls.handshake_timeout,
+        ..ExecPolicy::default()
+    })
+}
+
+/// Reads a token file; an empty one is refused rather than matching an
+/// empty token.
+pub fn read_token(path: &Path) -> anyhow::Result<Token> {
+    let text = std::fs::read_to_string(path)
+        .with_context(|| format!("cannot read the token file {}", path.display()))?;
+    if text.trim().is_empty() {
+        bail!("the token file {} is empty", path.display());
+    }
+    Ok(Token::new(&text))
 }
 
 /// One `listening on ADDR` line per bound socket, then, with TLS, one

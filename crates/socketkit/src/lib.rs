@@ -41,6 +41,7 @@
 //! - [`transport`]: listeners, connectors, socket options;
 //! - [`server`]: accept loop, handler lifecycle, concurrency, limits, shutdown;
 //! - [`codec`]: bounded framing;
+//! - [`protocol`]: the framed protocol of PROTOCOL.md;
 //! - [`services`]: the ready-made services, each a handler;
 //! - [`client`]: relay, datagram exchange, port checks;
 //! - [`tls`]: certificates, fingerprints, rustls configurations.
@@ -51,6 +52,7 @@ pub mod addr;
 pub mod client;
 pub mod codec;
 mod error;
+pub mod protocol;
 pub mod server;
 pub mod services;
 pub mod tls;

@@ -3,10 +3,13 @@
 //!
 //! - [`relay`]: nc-style full-duplex relay between a stream and stdin/stdout;
 //! - [`exchange_datagrams`]: one datagram per input line, replies printed;
-//! - [`check`]: `connect_ex` port checks, concurrently.
+//! - [`check`]: `connect_ex` port checks, concurrently;
+//! - [`ExecClient`]: remote commands over the framed protocol.
 
 mod check;
+mod exec;
 mod relay;
 
 pub use check::{check, CheckOptions, CheckResult, CheckStatus};
+pub use exec::{ExecClient, Finished};
 pub use relay::{exchange_datagrams, relay, DatagramOptions, RelayOptions, RelayReport};

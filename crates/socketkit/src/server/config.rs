@@ -130,6 +130,13 @@ impl ServerConfig {
         self
     }
 
+    /// Permission bits for Unix socket files, applied right after binding
+    /// and before listening. Default: the umask's.
+    pub fn unix_mode(mut self, mode: u32) -> ServerConfig {
+        self.bind.unix_mode = Some(mode);
+        self
+    }
+
     /// The longest line a line-based service should accept.
     pub fn line_limit(&self) -> usize {
         self.max_line_length

@@ -8,10 +8,12 @@
 //! | [`Hello`] | stream | `Welcome!`, then `Hello, NAME!` per line; `exit` closes |
 //! | [`Discard`] | stream, datagram | RFC 863: reads and drops everything |
 //! | [`Daytime`] | stream, datagram | RFC 867: the date and time, then close |
+//! | [`exec::Exec`] | stream | remote commands over the framed protocol |
 
 mod daytime;
 mod discard;
 mod echo;
+pub mod exec;
 mod hello;
 mod upper;
 

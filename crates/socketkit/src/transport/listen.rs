@@ -3,7 +3,7 @@
 use std::future::poll_fn;
 use std::io;
 use std::net::SocketAddr;
-use std::os::unix::fs::{FileTypeExt, MetadataExt};
+use std::os::unix::fs::{FileTypeExt, MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::task::{Context, Poll};
 
@@ -28,6 +28,9 @@ pub struct BindOptions {
     /// spreads connections over them. Default off: it lets any process of the
     /// same user steal a share of the traffic.
     pub reuse_port: bool,
+    /// Permission bits for Unix socket files (e.g. 0o600 so only the owner
+    /// may connect). Default: left to the umask.
+    pub unix_mode: Option<u32>,
 }
 
 impl Default for BindOptions {
@@ -36,6 +39,7 @@ impl Default for BindOptions {
             backlog: 1024,
             reuse_address: true,
             reuse_port: false,
+            unix_mode: None,
         }
     }
 }
@@ -204,6 +208,9 @@ fn bind_unix_listener(path: &Path, options: &BindOptions) -> io::Result<Listener
     let socket = Socket::new(Domain::UNIX, Type::STREAM, None)?;
     socket.bind(&SockAddr::unix(path)?)?;
     let file = UnixSocketFile::claim(path)?;
+    if let Some(mode) = options.unix_mode {
+        std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode))?;
+    }
     socket.listen(backlog(options))?;
     socket.set_nonblocking(true)?;
     let listener = UnixListener::from_std(socket.into())?;

@@ -8,6 +8,8 @@
 //! (server, inside each connection's task, under a deadline). rustls with
 //! the ring provider; no OpenSSL.
 
+pub mod pki;
+
 use std::fmt;
 use std::io;
 use std::path::{Path, PathBuf};

@@ -1,0 +1,215 @@
+//! `socketkit exec`: run commands on an exec server, like `ssh host cmd`.
+
+use anyhow::{bail, Context};
+use socketkit::addr::Host;
+use socketkit::client::ExecClient;
+use socketkit::codec::{Line, LineReader};
+use socketkit::protocol::exec::{Exit, Run};
+use socketkit::services::exec::default_socket_path;
+use socketkit::transport::{self, ConnectOptions};
+use socketkit::Endpoint;
+use tokio::io::AsyncWriteExt;
+use tokio::signal::unix::{signal, SignalKind};
+use tokio::sync::mpsc;
+
+use crate::args::ExecArgs;
+use crate::tls;
+
+/// Runs the command (or the prompt) and returns the exit status to use.
+pub async fn run(args: ExecArgs) -> anyhow::Result<u8> {
+    let endpoint = args
+        .addr
+        .clone()
+        .unwrap_or_else(|| Endpoint::Unix(default_socket_path()));
+    check_transport(&args, &endpoint)?;
+    let token = match &args.token_file {
+        Some(path) => Some(read_token(path)?),
+        None => None,
+    };
+    let options = ConnectOptions {
+        timeout: args.timeout,
+        tls: match endpoint {
+            Endpoint::Tls(_) => Some(tls::client(&args.tls)?),
+            _ => None,
+        },
+        server_name: args.tls.servername.clone(),
+        ..ConnectOptions::default()
+    };
+    let stream = transport::connect(&endpoint, &options).await?;
+    let mut client = ExecClient::handshake(stream, token)
+        .await
+        .with_context(|| format!("exec on {endpoint}"))?;
+    let interrupts = forward_interrupts()?;
+    if args.command.is_empty() {
+        prompt(&mut client, &args, interrupts).await
+    } else {
+        let request = request(&args, args.command.clone());
+        let exit = run_one(&mut client, request, !args.no_stdin, interrupts).await?;
+        Ok(status_byte(&exit))
+    }
+}
+
+/// Plain TCP only on loopback and only when asked for; TLS otherwise.
+fn check_transport(args: &ExecArgs, endpoint: &Endpoint) -> anyhow::Result<()> {
+    let Endpoint::Tcp(hp) = endpoint else {
+        return Ok(());
+    };
+    if !args.insecure_plaintext {
+        bail!("refusing plain TCP to {endpoint}: the command and its output would travel unencrypted (hint: use tls://, or --insecure-plaintext for a loopback demo server)");
+    }
+    let loopback = match &hp.host {
+        Host::Ip(ip) => ip.is_loopback(),
+        Host::Name(name) => name == "localhost",
+        Host::Any => true,
+    };
+    if !loopback {
+        bail!("--insecure-plaintext only reaches loopback addresses, not {endpoint}");
+    }
+    Ok(())
+}
+
+fn read_token(path: &std::path::Path) -> anyhow::Result<String> {
+    let text = std::fs::read_to_string(path)
+        .with_context(|| format!("cannot read the token file {}", path.display()))?;
+    let token = text.trim();
+    if token.is_empty() {
+        bail!("the token file {} is empty", path.display());
+    }
+    Ok(token.to_owned())
+}
+
+fn request(args: &ExecArgs, words: Vec<String>) -> Run {
+    let (argv, shell) = if args.shell {
+        (None, Some(words.join(" ")))
+    } else {
+        (Some(words), None)
+    };
+    Run {
+        argv,
+        shell,
+        cwd: args.cwd.clone(),
+        env: args.env.iter().cloned().collect(),
+        stdin: true,
+    }
+}
+
+/// Ctrl-C while a command runs is forwarded to it (SIGINT to its process
+/// group) instead of ending this client.
+fn forward_interrupts() -> anyhow::Result<mpsc::Receiver<()>> {
+    let mut interrupt =
+        signal(SignalKind::interrupt()).context("cannot install the SIGINT handler")?;
+    let (tx, rx) = mpsc::channel(4);
+    tokio::spawn(async move {
+        while interrupt.recv().await.is_some() {
+            if tx.send(()).await.is_err() {
+                return;
+            }
+        }
+    });
+    Ok(rx)
+}
+
+async fn run_one(
+    client: &mut ExecClient,
+    request: Run,
+    forward_stdin: bool,
+    mut interrupts: mpsc::Receiver<()>,
+) -> anyhow::Result<Exit> {
+    let stdin = forward_stdin.then(tokio::io::stdin);
+    let finished = client
+        .run(
+            request,
+            stdin,
+            tokio::io::stdout(),
+            tokio::io::stderr(),
+            &mut interrupts,
+        )
+        .await?;
+    report_abnormal_end(&finished.exit);
+    Ok(finished.exit)
+}
+
+fn report_abnormal_end(exit: &Exit) {
+    if exit.timed_out {
+        eprintln!("socketkit: the command hit the server's time limit and was killed");
+    }
+    if exit.truncated {
+        eprintln!("socketkit: output truncated at the server's limit; the command was killed");
+    }
+}
+
+/// The exit status as a byte, like a shell: the code, or 128 + signal.
+fn status_byte(exit: &Exit) -> u8 {
+    u8::try_from(exit.shell_status().clamp(0, 255)).unwrap_or(255)
+}
+
+/// The textbook client: `>>:` prompt, one command per line, output shown in
+/// full, `no output` when a command printed nothing; `exit` or EOF ends.
+async fn prompt(
+    client: &mut ExecClient,
+    args: &ExecArgs,
+    mut interrupts: mpsc::Receiver<()>,
+) -> anyhow::Result<u8> {
+    let mut lines = LineReader::new(tokio::io::stdin(), 64 * 1024);
+    let mut last = 0;
+    loop {
+        let mut stderr = tokio::io::stderr();
+        stderr.write_all(b">>: ").await?;
+        stderr.flush().await?;
+        let line = match lines.next_line().await? {
+            None => break,
+            Some(Line::TooLong) => {
+                eprintln!("socketkit: line too long");
+                continue;
+            }
+            Some(Line::Text(line)) => String::from_utf8_lossy(&line).trim().to_owned(),
+        };
+        if line.is_empty() {
+            continue;
+        }
+        if line == "exit" {
+            break;
+        }
+        let words = match shell_words::split(&line) {
+            Ok(words) => words,
+            Err(e) => {
+                eprintln!("socketkit: {e}");
+                continue;
+            }
+        };
+        let request = Run {
+            stdin: false,
+            ..request(args, words)
+        };
+        let outcome = client
+            .run(
+                request,
+                None::<tokio::io::Stdin>,
+                tokio::io::stdout(),
+                tokio::io::stderr(),
+                &mut interrupts,
+            )
+            .await;
+        match outcome {
+            Ok(finished) => {
+                let exit = &finished.exit;
+                report_abnormal_end(exit);
+                if finished.output_bytes == 0 {
+                    eprintln!("no output");
+                }
+                last = status_byte(exit);
+                if last != 0 {
+                    eprintln!("exit status {last}");
+                }
+            }
+            Err(e)
+                if e.kind() == socketkit::ErrorKind::Auth
+                    || e.kind() == socketkit::ErrorKind::Io =>
+            {
+                eprintln!("socketkit: {e}");
+            }
+            Err(e) => return Err(e.into()),
+        }
+    }
+    Ok(last)
+}
