@@ -161,11 +161,16 @@ impl std::error::Error for Error {
 /// Handlers read and write with tokio's I/O traits and propagate with `?`.
 impl From<io::Error> for Error {
     fn from(source: io::Error) -> Error {
-        let kind = if source.kind() == io::ErrorKind::TimedOut {
-            ErrorKind::Timeout
+        let is_tls = source
+            .get_ref()
+            .is_some_and(|inner| inner.is::<rustls::Error>());
+        let (kind, context) = if is_tls {
+            (ErrorKind::Tls, "TLS session failed")
+        } else if source.kind() == io::ErrorKind::TimedOut {
+            (ErrorKind::Timeout, "connection I/O failed")
         } else {
-            ErrorKind::Io
+            (ErrorKind::Io, "connection I/O failed")
         };
-        Error::with_source(kind, "connection I/O failed", source)
+        Error::with_source(kind, context, source)
     }
 }
