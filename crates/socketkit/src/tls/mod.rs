@@ -380,6 +380,9 @@ fn describe(error: &rustls::Error) -> String {
     match error {
         rustls::Error::InvalidCertificate(e) => match e {
             CertificateError::UnknownIssuer => "is not issued by a trusted CA".into(),
+            CertificateError::BadSignature => {
+                "is not issued by a trusted CA (its signature does not verify)".into()
+            }
             CertificateError::NotValidForName | CertificateError::NotValidForNameContext { .. } => {
                 "is not valid for this server name".into()
             }

@@ -151,7 +151,12 @@ impl Exec {
                 let delay = self.penalties.strike(peer);
                 warn!(%peer, %reason, penalty = ?delay, "exec authentication failed");
                 tokio::time::sleep(delay).await;
-                refuse(wire, Refusal::Auth, "the server did not accept these credentials").await;
+                refuse(
+                    wire,
+                    Refusal::Auth,
+                    "the server did not accept these credentials",
+                )
+                .await;
                 Ok(None)
             }
         }
