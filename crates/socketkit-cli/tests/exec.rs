@@ -81,20 +81,34 @@ fn stderr_of(out: &Output) -> String {
 #[test]
 fn ten_mebibytes_of_output_arrive_exactly_with_streams_kept_apart() {
     let fx = Fixture::start(&[]);
-    let out = fx.exec(&["sh", "-c", "seq 1 1300000; seq 1 3 >&2"], b"");
-    let expected: String = (1..=1_300_000).map(|n| format!("{n}\n")).collect();
-    assert!(expected.len() > 9_000_000);
+    let out = fx.exec(&["sh", "-c", "seq 1 1500000; seq 1 3 >&2"], b"");
+    let expected: String = (1..=1_500_000).map(|n| format!("{n}\n")).collect();
+    assert!(expected.len() > 10 * 1024 * 1024);
     assert_eq!(out.status.code(), Some(0), "{}", stderr_of(&out));
-    assert!(out.stdout == expected.as_bytes(), "stdout differs ({} bytes)", out.stdout.len());
+    assert!(
+        out.stdout == expected.as_bytes(),
+        "stdout differs ({} bytes)",
+        out.stdout.len()
+    );
     assert_eq!(stderr_of(&out), "1\n2\n3\n");
 }
 
 #[test]
 fn exit_statuses_and_signals_are_reported() {
     let fx = Fixture::start(&[]);
-    for (script, status) in [("exit 0", 0), ("exit 1", 1), ("exit 42", 42), ("kill -9 $$", 137)] {
+    for (script, status) in [
+        ("exit 0", 0),
+        ("exit 1", 1),
+        ("exit 42", 42),
+        ("kill -9 $$", 137),
+    ] {
         let out = fx.exec(&["sh", "-c", script], b"");
-        assert_eq!(out.status.code(), Some(status), "{script}: {}", stderr_of(&out));
+        assert_eq!(
+            out.status.code(),
+            Some(status),
+            "{script}: {}",
+            stderr_of(&out)
+        );
     }
 }
 
@@ -116,9 +130,10 @@ fn fifty_sessions_at_once() {
         })
         .collect();
     for (n, client) in clients.iter_mut().enumerate() {
+        let label = format!("session-{n}");
+        client.stdout.wait_for(&label, |l| l == label);
         let status = client.wait_exit_within(Duration::from_secs(60));
         assert!(status.success(), "session {n}: {}", client.stderr.text());
-        assert_eq!(client.stdout.text(), format!("session-{n}\n"));
     }
 }
 
@@ -126,10 +141,16 @@ fn fifty_sessions_at_once() {
 fn group_members(pgid: u32) -> Vec<u32> {
     let mut members = Vec::new();
     for entry in std::fs::read_dir("/proc").unwrap().flatten() {
-        let Ok(pid) = entry.file_name().to_string_lossy().parse::<u32>() else { continue };
-        let Ok(stat) = std::fs::read_to_string(entry.path().join("stat")) else { continue };
+        let Ok(pid) = entry.file_name().to_string_lossy().parse::<u32>() else {
+            continue;
+        };
+        let Ok(stat) = std::fs::read_to_string(entry.path().join("stat")) else {
+            continue;
+        };
         // Fields after the parenthesised command: state ppid pgrp ...
-        let Some(after) = stat.rsplit_once(')').map(|(_, rest)| rest) else { continue };
+        let Some(after) = stat.rsplit_once(')').map(|(_, rest)| rest) else {
+            continue;
+        };
         let fields: Vec<&str> = after.split_whitespace().collect();
         if fields.get(2).and_then(|f| f.parse::<u32>().ok()) == Some(pgid) {
             members.push(pid);
@@ -141,7 +162,11 @@ fn group_members(pgid: u32) -> Vec<u32> {
 fn wait_until_gone(pgid: u32) {
     let deadline = Instant::now() + WAIT;
     while !group_members(pgid).is_empty() {
-        assert!(Instant::now() < deadline, "process group {pgid} still alive: {:?}", group_members(pgid));
+        assert!(
+            Instant::now() < deadline,
+            "process group {pgid} still alive: {:?}",
+            group_members(pgid)
+        );
         std::thread::sleep(Duration::from_millis(20));
     }
 }
@@ -149,16 +174,39 @@ fn wait_until_gone(pgid: u32) {
 #[test]
 fn a_command_dies_with_its_group_when_the_client_disconnects() {
     let fx = Fixture::start(&[]);
-    // The shell prints its pid (= the group id), then waits on two sleeps.
+    // The shell starts a background sleep, prints its pid (= the group id),
+    // then waits on a second sleep.
     let mut client = Proc::spawn(
         "exec sleep",
-        fx.client(&["sh", "-c", "echo $$; sleep 1000 & sleep 1000"]),
+        fx.client(&["sh", "-c", "sleep 1000 & echo $$; sleep 1000"]),
         true,
     );
-    let pgid: u32 = client.stdout.wait_for("the command's pid", |l| !l.is_empty()).parse().unwrap();
+    let pgid: u32 = client
+        .stdout
+        .wait_for("the command's pid", |l| !l.is_empty())
+        .parse()
+        .unwrap();
     assert!(group_members(pgid).len() >= 2, "sh and its sleeps run");
     util::signal(client.pid(), "KILL");
     client.wait_exit();
+    wait_until_gone(pgid);
+}
+
+#[test]
+fn server_shutdown_ends_running_commands_and_their_groups() {
+    let mut fx = Fixture::start(&[]);
+    let client = Proc::spawn(
+        "exec sleep",
+        fx.client(&["sh", "-c", "echo $$; sleep 1000"]),
+        true,
+    );
+    let pgid: u32 = client
+        .stdout
+        .wait_for("the command's pid", |l| !l.is_empty())
+        .parse()
+        .unwrap();
+    fx.server.sigterm();
+    assert_eq!(fx.server.exit_code(), 0);
     wait_until_gone(pgid);
 }
 
@@ -167,7 +215,11 @@ fn a_command_over_its_time_limit_is_killed() {
     let fx = Fixture::start(&["--cmd-timeout", "500ms"]);
     let out = fx.exec(&["sleep", "30"], b"");
     assert_eq!(out.status.code(), Some(128 + 15), "SIGTERM ended it");
-    assert!(stderr_of(&out).contains("time limit"), "{}", stderr_of(&out));
+    assert!(
+        stderr_of(&out).contains("time limit"),
+        "{}",
+        stderr_of(&out)
+    );
 }
 
 #[test]
@@ -198,11 +250,18 @@ fn a_wrong_token_runs_nothing() {
         b"",
     );
     assert_eq!(out.status.code(), Some(255));
-    assert!(stderr_of(&out).contains("authentication failed"), "{}", stderr_of(&out));
+    assert!(
+        stderr_of(&out).contains("authentication failed"),
+        "{}",
+        stderr_of(&out)
+    );
     assert!(!marker.exists(), "the command must not have run");
-    fx.server.proc.stderr.wait_for("a warning naming the peer", |l| {
-        l.contains("exec authentication failed") && l.contains("127.0.0.1")
-    });
+    fx.server
+        .proc
+        .stderr
+        .wait_for("a warning naming the peer", |l| {
+            l.contains("exec authentication failed") && l.contains("127.0.0.1")
+        });
 }
 
 #[test]
@@ -225,7 +284,10 @@ fn plain_tcp_is_refused_at_start_without_the_flags() {
         b"",
     );
     assert!(util::assert_one_error_line(&public, 1).contains("loopback"));
-    let tokenless = run(socketkit(["serve", "exec", "127.0.0.1:0", "--insecure-plaintext"]), b"");
+    let tokenless = run(
+        socketkit(["serve", "exec", "127.0.0.1:0", "--insecure-plaintext"]),
+        b"",
+    );
     assert!(util::assert_one_error_line(&tokenless, 1).contains("--token-file"));
 }
 
@@ -237,10 +299,17 @@ fn argv_is_not_a_shell_and_shells_need_the_flag() {
     assert!(!fx.path("marker").exists());
     let shell = run(fx.client_with(&["--shell"], &["echo", "hi", ">", "x"]), b"");
     assert_eq!(shell.status.code(), Some(255));
-    assert!(stderr_of(&shell).contains("--allow-shell"), "{}", stderr_of(&shell));
+    assert!(
+        stderr_of(&shell).contains("--allow-shell"),
+        "{}",
+        stderr_of(&shell)
+    );
 
     let permissive = Fixture::start(&["--allow-shell"]);
-    let shell = run(permissive.client_with(&["--shell"], &["echo hi | tr a-z A-Z"]), b"");
+    let shell = run(
+        permissive.client_with(&["--shell"], &["echo hi | tr a-z A-Z"]),
+        b"",
+    );
     assert_eq!(stdout_of(&shell), "HI\n", "{}", stderr_of(&shell));
 }
 
@@ -250,33 +319,54 @@ fn allowed_commands_restrict_what_runs() {
     assert_eq!(stdout_of(&fx.exec(&["echo", "ok"], b"")), "ok\n");
     let denied = fx.exec(&["touch", "marker"], b"");
     assert_eq!(denied.status.code(), Some(255));
-    assert!(stderr_of(&denied).contains("not allowed"), "{}", stderr_of(&denied));
+    assert!(
+        stderr_of(&denied).contains("not allowed"),
+        "{}",
+        stderr_of(&denied)
+    );
     assert!(!fx.path("marker").exists());
 }
 
 #[test]
 fn the_environment_is_cleared_and_extra_names_need_permission() {
     let fx = Fixture::start(&["--allow-env", "GREETING"]);
-    let out = run(
-        fx.client_with(&["--env", "GREETING=hi"], &["env"]),
-        b"",
-    );
+    let out = run(fx.client_with(&["--env", "GREETING=hi"], &["env"]), b"");
     let listing = stdout_of(&out);
-    let mut names: Vec<&str> = listing.lines().filter_map(|l| l.split('=').next()).collect();
+    let mut names: Vec<&str> = listing
+        .lines()
+        .filter_map(|l| l.split('=').next())
+        .collect();
     names.sort_unstable();
     assert_eq!(names, ["GREETING", "LANG", "PATH"], "{}", stderr_of(&out));
-    let refused = run(fx.client_with(&["--env", "LD_PRELOAD=/x.so"], &["true"]), b"");
-    assert!(stderr_of(&refused).contains("LD_PRELOAD"), "{}", stderr_of(&refused));
+    let refused = run(
+        fx.client_with(&["--env", "LD_PRELOAD=/x.so"], &["true"]),
+        b"",
+    );
+    assert!(
+        stderr_of(&refused).contains("LD_PRELOAD"),
+        "{}",
+        stderr_of(&refused)
+    );
 }
 
 #[test]
 fn a_second_command_beyond_the_maximum_gets_busy() {
     let fx = Fixture::start(&["--max-commands", "1"]);
-    let first = Proc::spawn("first", fx.client(&["sh", "-c", "echo started; sleep 30"]), true);
-    first.stdout.wait_for("the first command running", |l| l == "started");
+    let first = Proc::spawn(
+        "first",
+        fx.client(&["sh", "-c", "echo started; sleep 30"]),
+        true,
+    );
+    first
+        .stdout
+        .wait_for("the first command running", |l| l == "started");
     let second = fx.exec(&["true"], b"");
     assert_eq!(second.status.code(), Some(255));
-    assert!(stderr_of(&second).contains("busy"), "{}", stderr_of(&second));
+    assert!(
+        stderr_of(&second).contains("busy"),
+        "{}",
+        stderr_of(&second)
+    );
 }
 
 #[test]
@@ -284,9 +374,13 @@ fn ctrl_c_is_forwarded_to_the_command() {
     let fx = Fixture::start(&[]);
     let script = "trap 'echo got INT; exit 3' INT; echo ready; while :; do sleep 0.1; done";
     let mut client = Proc::spawn("trap", fx.client(&["sh", "-c", script]), true);
-    client.stdout.wait_for("the trap installed", |l| l == "ready");
+    client
+        .stdout
+        .wait_for("the trap installed", |l| l == "ready");
     util::signal(client.pid(), "INT");
-    client.stdout.wait_for("the trap's message", |l| l == "got INT");
+    client
+        .stdout
+        .wait_for("the trap's message", |l| l == "got INT");
     assert_eq!(client.wait_exit().code(), Some(3));
 }
 
@@ -301,7 +395,10 @@ fn the_prompt_runs_one_command_per_line() {
         "--token-file",
         token.to_str().unwrap(),
     ]);
-    let out = run(cmd, b"echo 'hello world'\n\ntrue\nsh -c 'exit 4'\nexit\necho never\n");
+    let out = run(
+        cmd,
+        b"echo 'hello world'\n\ntrue\nsh -c 'exit 4'\nexit\necho never\n",
+    );
     assert_eq!(stdout_of(&out), "hello world\n");
     let stderr = stderr_of(&out);
     assert!(stderr.contains(">>: "), "{stderr}");
@@ -320,7 +417,11 @@ fn python_client(target: &str, token: &str, argv: &[&str]) -> Output {
 fn a_python_client_written_from_the_spec_runs_a_command() {
     let fx = Fixture::start(&[]);
     let target = format!("tcp:127.0.0.1:{}", fx.server.port());
-    let out = python_client(&target, TOKEN, &["sh", "-c", "echo from python; echo warn >&2; exit 5"]);
+    let out = python_client(
+        &target,
+        TOKEN,
+        &["sh", "-c", "echo from python; echo warn >&2; exit 5"],
+    );
     assert_eq!(stdout_of(&out), "from python\n");
     assert_eq!(stderr_of(&out), "warn\n");
     assert_eq!(out.status.code(), Some(5));
@@ -348,7 +449,9 @@ fn the_local_socket_admits_only_its_own_user() {
     let mut server_cmd = socketkit(["serve", "exec"]);
     server_cmd.env("XDG_RUNTIME_DIR", runtime.path());
     let server = Proc::spawn("local exec", server_cmd, false);
-    let line = server.stdout.wait_for("the local socket", |l| l.starts_with("listening on unix:"));
+    let line = server
+        .stdout
+        .wait_for("the local socket", |l| l.starts_with("listening on unix:"));
     let path = line.strip_prefix("listening on unix:").unwrap().to_owned();
     use std::os::unix::fs::PermissionsExt;
     let mode = std::fs::metadata(&path).unwrap().permissions().mode() & 0o777;
@@ -372,25 +475,45 @@ fn as_nobody(args: &[&str]) -> Option<Command> {
         return None;
     }
     let mut cmd = Command::new("setpriv");
-    cmd.args(["--reuid=65534", "--regid=65534", "--clear-groups", util::bin()]).args(args);
+    cmd.args([
+        "--reuid=65534",
+        "--regid=65534",
+        "--clear-groups",
+        util::bin(),
+    ])
+    .args(args);
     Some(cmd)
 }
 
 #[test]
 fn a_peer_of_another_uid_is_refused_by_its_credentials() {
     let runtime = tempfile::tempdir().unwrap();
-    std::fs::set_permissions(runtime.path(), std::os::unix::fs::PermissionsExt::from_mode(0o777)).unwrap();
+    std::fs::set_permissions(
+        runtime.path(),
+        std::os::unix::fs::PermissionsExt::from_mode(0o777),
+    )
+    .unwrap();
     let marker = runtime.path().join("marker");
-    let Some(mut server_cmd) = as_nobody(&["serve", "exec", "--cwd", "/tmp"]) else { return };
+    let Some(mut server_cmd) = as_nobody(&["serve", "exec", "--cwd", "/tmp"]) else {
+        return;
+    };
     server_cmd.env("XDG_RUNTIME_DIR", runtime.path());
     let server = Proc::spawn("exec as nobody", server_cmd, false);
-    server.stdout.wait_for("the local socket", |l| l.starts_with("listening on unix:"));
+    server
+        .stdout
+        .wait_for("the local socket", |l| l.starts_with("listening on unix:"));
     // Root may open the 0600 socket file; the uid check must still refuse it.
     let mut client = socketkit(["exec", "--", "touch", marker.to_str().unwrap()]);
     client.env("XDG_RUNTIME_DIR", runtime.path());
     let out = run_with(client, b"", Duration::from_secs(30));
     assert_eq!(out.status.code(), Some(255), "{}", stderr_of(&out));
-    assert!(stderr_of(&out).contains("authentication failed"), "{}", stderr_of(&out));
+    assert!(
+        stderr_of(&out).contains("authentication failed"),
+        "{}",
+        stderr_of(&out)
+    );
     assert!(!marker.exists());
-    server.stderr.wait_for("the refusal logged", |l| l.contains("peer uid 0"));
+    server
+        .stderr
+        .wait_for("the refusal logged", |l| l.contains("peer uid 0"));
 }
