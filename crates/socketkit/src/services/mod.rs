@@ -10,6 +10,7 @@
 //! | [`Daytime`] | stream, datagram | RFC 867: the date and time, then close |
 //! | [`exec::Exec`] | stream | remote commands over the framed protocol |
 
+pub mod auth;
 mod daytime;
 mod discard;
 mod echo;

@@ -12,7 +12,6 @@
 //! loopback for demos) is the caller's job; this module enforces identity
 //! and policy per connection.
 
-mod auth;
 mod process;
 
 use std::collections::BTreeSet;
@@ -26,10 +25,10 @@ use tokio::time::Instant;
 use tokio_util::codec::Framed;
 use tracing::{info, warn};
 
-pub use auth::{parse_authorized_clients, AuthPolicy, Identity, Token};
+pub use super::auth::{parse_authorized_clients, AuthPolicy, Identity, Token};
 
-use self::auth::{Penalties, Proof};
 use self::process::{Limits, Wire};
+use super::auth::{self, Penalties, Proof};
 use crate::error::{Error, ErrorKind, Result};
 use crate::protocol::exec::{ClientHello, ErrorMessage, Ready, Refusal, Run, ServerHello, Started};
 use crate::protocol::{frame_error, Frame, FrameCodec, FrameError, FrameType, VERSION};

@@ -16,11 +16,11 @@ use tokio::task::JoinSet;
 use tokio::time::Instant;
 use tokio_util::codec::Framed;
 
-use super::auth::Identity;
 use super::ExecPolicy;
 use crate::protocol::exec::{Exit, Refusal, Run, SignalRequest};
 use crate::protocol::{Frame, FrameCodec, FrameError, FrameType, DATA_CHUNK};
 use crate::server::{Connection, ServerHandle};
+use crate::services::auth::Identity;
 
 /// The environment every command starts from; nothing of the server's own.
 const BASE_PATH: &str = "/usr/local/bin:/usr/bin:/bin";

@@ -1,5 +1,6 @@
-//! Who may run commands: the peer's Unix uid, a client certificate, or a
-//! token; and the penalty that makes guessing slow.
+//! Who may use a service that acts on the server (exec, recv): the peer's
+//! Unix uid, a client certificate, or a token; and the penalty that makes
+//! guessing slow.
 
 use std::collections::{BTreeSet, HashMap};
 use std::net::IpAddr;
@@ -57,7 +58,7 @@ pub struct Identity {
 
 /// What the connection itself proves, before any frame.
 #[derive(Debug, Clone)]
-pub(super) enum Proof {
+pub(crate) enum Proof {
     /// A Unix peer of this uid.
     Uid(u32),
     /// A TLS client certificate the handshake verified.
@@ -67,7 +68,7 @@ pub(super) enum Proof {
 }
 
 impl Proof {
-    pub(super) fn auth_label(&self) -> &'static str {
+    pub(crate) fn auth_label(&self) -> &'static str {
         match self {
             Proof::Uid(_) => "peer-uid",
             Proof::Certificate(_) => "certificate",
@@ -79,7 +80,7 @@ impl Proof {
 impl AuthPolicy {
     /// Decides on a client from what its connection proves and the token it
     /// offered. `Err` says why it is refused (for the log, not the client).
-    pub(super) fn admit(&self, proof: &Proof, token: Option<&str>) -> Result<Identity, String> {
+    pub(crate) fn admit(&self, proof: &Proof, token: Option<&str>) -> Result<Identity, String> {
         match proof {
             Proof::Uid(uid) => {
                 let ours = current_uid();
@@ -144,7 +145,7 @@ pub fn parse_authorized_clients(
 }
 
 /// This process's effective uid.
-pub(super) fn current_uid() -> u32 {
+pub(crate) fn current_uid() -> u32 {
     // SAFETY: geteuid has no preconditions and cannot fail.
     unsafe { libc::geteuid() }
 }
@@ -152,7 +153,7 @@ pub(super) fn current_uid() -> u32 {
 /// Failed attempts per source address, and the delay before answering the
 /// next failure: 250 ms doubling to 5 s, forgotten after 10 minutes quiet.
 #[derive(Debug, Default)]
-pub(super) struct Penalties {
+pub(crate) struct Penalties {
     strikes: Mutex<HashMap<Option<IpAddr>, (u32, Instant)>>,
 }
 
@@ -164,7 +165,7 @@ const FORGET_AFTER: Duration = Duration::from_secs(600);
 impl Penalties {
     /// Records a failure from `peer` and returns how long to wait before
     /// answering it.
-    pub(super) fn strike(&self, peer: &SocketAddress) -> Duration {
+    pub(crate) fn strike(&self, peer: &SocketAddress) -> Duration {
         let source = peer.as_inet().map(|addr| addr.ip());
         let now = Instant::now();
         let mut strikes = self
