@@ -186,6 +186,7 @@ fn exec_policy(args: &ServeArgs) -> anyhow::Result<ExecPolicy> {
         auth: AuthPolicy {
             token,
             authorized_certificates,
+            allow_anonymous: false,
         },
         allow_shell: exec.allow_shell,
         allowed_commands: (!exec.allow_cmd.is_empty())

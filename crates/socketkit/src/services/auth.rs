@@ -45,6 +45,9 @@ pub struct AuthPolicy {
     /// With mutual TLS: if set, only these client certificates, each
     /// optionally limited to a set of commands (OpenSSH's `command=`).
     pub authorized_certificates: Option<HashMap<Fingerprint, Option<BTreeSet<String>>>>,
+    /// Admit clients that prove nothing, when no token is configured (the
+    /// file receiver on a loopback address). Never for exec.
+    pub allow_anonymous: bool,
 }
 
 /// An authenticated client.
@@ -67,17 +70,19 @@ pub(crate) enum Proof {
     Nothing,
 }
 
-impl Proof {
-    pub(crate) fn auth_label(&self) -> &'static str {
-        match self {
-            Proof::Uid(_) => "peer-uid",
-            Proof::Certificate(_) => "certificate",
-            Proof::Nothing => "token",
+impl AuthPolicy {
+    /// What the greeting tells the client about authentication: what the
+    /// connection proved, or that a token is needed (nothing at all for an
+    /// anonymous-friendly server without a token).
+    pub(crate) fn requirement(&self, proof: &Proof) -> Option<&'static str> {
+        match proof {
+            Proof::Uid(_) => Some("peer-uid"),
+            Proof::Certificate(_) => Some("certificate"),
+            Proof::Nothing if self.token.is_none() && self.allow_anonymous => None,
+            Proof::Nothing => Some("token"),
         }
     }
-}
 
-impl AuthPolicy {
     /// Decides on a client from what its connection proves and the token it
     /// offered. `Err` says why it is refused (for the log, not the client).
     pub(crate) fn admit(&self, proof: &Proof, token: Option<&str>) -> Result<Identity, String> {
@@ -101,6 +106,10 @@ impl AuthPolicy {
                 }),
                 (Some(_), Some(_)) => Err("wrong token".to_owned()),
                 (Some(_), None) => Err("no token offered".to_owned()),
+                (None, _) if self.allow_anonymous => Ok(Identity {
+                    label: "anonymous".to_owned(),
+                    allowed_commands: None,
+                }),
                 (None, _) => Err("no way to authenticate this connection".to_owned()),
             },
         }

@@ -16,6 +16,7 @@ mod discard;
 mod echo;
 pub mod exec;
 mod hello;
+mod session;
 mod upper;
 
 pub use daytime::Daytime;
