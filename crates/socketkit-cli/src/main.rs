@@ -12,6 +12,7 @@ mod check;
 mod connect;
 mod exec;
 mod pki;
+mod send;
 mod serve;
 mod tls;
 
@@ -32,11 +33,13 @@ fn main() -> ExitCode {
         Command::Serve(_) => tokio::runtime::Builder::new_multi_thread()
             .enable_all()
             .build(),
-        Command::Connect(_) | Command::Check(_) | Command::Exec(_) | Command::Pki(_) => {
-            tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build()
-        }
+        Command::Connect(_)
+        | Command::Check(_)
+        | Command::Exec(_)
+        | Command::Send(_)
+        | Command::Pki(_) => tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build(),
     };
     let runtime = match runtime {
         Ok(runtime) => runtime,
@@ -69,6 +72,10 @@ fn main() -> ExitCode {
             Command::Exec(args) => {
                 init_logging(&args.log, "warn", false);
                 exec::run(args).await.map(ExitCode::from)
+            }
+            Command::Send(args) => {
+                init_logging(&args.log, "warn", false);
+                send::run(args).await.map(|()| ExitCode::SUCCESS)
             }
             Command::Pki(PkiCommand::Init(args)) => {
                 init_logging(&args.log, "warn", false);

@@ -4,12 +4,16 @@
 //! - [`relay`]: nc-style full-duplex relay between a stream and stdin/stdout;
 //! - [`exchange_datagrams`]: one datagram per input line, replies printed;
 //! - [`check`]: `connect_ex` port checks, concurrently;
-//! - [`ExecClient`]: remote commands over the framed protocol.
+//! - [`ExecClient`]: remote commands over the framed protocol;
+//! - [`Sender`]: file transfer over the framed protocol.
 
 mod check;
 mod exec;
 mod relay;
+mod send;
+mod session;
 
 pub use check::{check, CheckOptions, CheckResult, CheckStatus};
 pub use exec::{ExecClient, Finished};
 pub use relay::{exchange_datagrams, relay, DatagramOptions, RelayOptions, RelayReport};
+pub use send::{Progress, Sender, Sent, Source};

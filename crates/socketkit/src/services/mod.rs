@@ -9,6 +9,7 @@
 //! | [`Discard`] | stream, datagram | RFC 863: reads and drops everything |
 //! | [`Daytime`] | stream, datagram | RFC 867: the date and time, then close |
 //! | [`exec::Exec`] | stream | remote commands over the framed protocol |
+//! | [`recv::Recv`] | stream | receives files over the framed protocol |
 
 pub mod auth;
 mod daytime;
@@ -16,6 +17,7 @@ mod discard;
 mod echo;
 pub mod exec;
 mod hello;
+pub mod recv;
 mod session;
 mod upper;
 

@@ -1,0 +1,143 @@
+//! `socketkit send`: files to a receiver, with a progress bar on a terminal
+//! and a b3sum-style (or JSON) line per file.
+
+use std::io::{IsTerminal, Write};
+use std::path::Path;
+
+use anyhow::{bail, Context};
+use indicatif::{ProgressBar, ProgressStyle};
+use socketkit::client::{Progress, Sender, Sent, Source};
+use socketkit::transport::{self, ConnectOptions};
+use socketkit::Endpoint;
+use tracing::warn;
+
+use crate::args::SendArgs;
+use crate::tls;
+
+pub async fn run(args: SendArgs) -> anyhow::Result<()> {
+    let stdin_name = args
+        .files
+        .iter()
+        .any(|f| f == Path::new("-"))
+        .then(|| args.name.clone());
+    if let Some(None) = stdin_name {
+        bail!("sending standard input (-) needs --name NAME");
+    }
+    let token = match &args.token_file {
+        Some(path) => Some(
+            std::fs::read_to_string(path)
+                .with_context(|| format!("cannot read the token file {}", path.display()))?
+                .trim()
+                .to_owned(),
+        ),
+        None => None,
+    };
+    let options = ConnectOptions {
+        timeout: args.timeout,
+        tls: match args.addr {
+            Endpoint::Tls(_) => Some(tls::client(&args.tls)?),
+            _ => None,
+        },
+        server_name: args.tls.servername.clone(),
+        ..ConnectOptions::default()
+    };
+    let stream = transport::connect(&args.addr, &options).await?;
+    let mut sender = Sender::open(stream, token)
+        .await
+        .with_context(|| format!("receiver {}", args.addr))?;
+    let mut failures = Vec::new();
+    for file in &args.files {
+        let (source, name) = if file == Path::new("-") {
+            (Source::Stdin, args.name.clone().unwrap_or_default())
+        } else {
+            let name = file
+                .file_name()
+                .map(|n| n.to_string_lossy().into_owned())
+                .with_context(|| format!("{} has no file name", file.display()))?;
+            (Source::File(file.clone()), name)
+        };
+        let mut bar = Bar::new();
+        match sender.send(source, &name, &mut |p| bar.update(p)).await {
+            Ok(sent) => {
+                bar.finish();
+                report(&sent, args.json)?;
+            }
+            Err(error) if error.kind() == socketkit::ErrorKind::Io => {
+                bar.finish();
+                failures
+                    .push(anyhow::Error::new(error).context(format!("sending {}", file.display())));
+            }
+            Err(error) => return Err(error).with_context(|| format!("sending {}", file.display())),
+        }
+    }
+    // One failure is the error; several are listed, then summed up.
+    match failures.len() {
+        0 => Ok(()),
+        1 if args.files.len() == 1 => Err(failures.remove(0)),
+        count => {
+            for failure in &failures {
+                eprintln!("socketkit: {failure:#}");
+            }
+            bail!("{count} of {} files failed", args.files.len())
+        }
+    }
+}
+
+fn report(sent: &Sent, json: bool) -> anyhow::Result<()> {
+    let mut stdout = std::io::stdout().lock();
+    if json {
+        let megabytes_per_second =
+            (sent.bytes - sent.resumed_from) as f64 / sent.seconds.max(1e-9) / 1e6;
+        let line = serde_json::json!({
+            "name": sent.name,
+            "bytes": sent.bytes,
+            "seconds": sent.seconds,
+            "mb_per_s": megabytes_per_second,
+            "hash": sent.hash,
+            "resumed_from": sent.resumed_from,
+        });
+        writeln!(stdout, "{line}")?;
+    } else {
+        writeln!(stdout, "{}  {}", sent.hash, sent.name)?;
+    }
+    if sent.resumed_from > 0 {
+        warn!(name = %sent.name, resumed_from = sent.resumed_from, "resumed an interrupted transfer");
+    }
+    stdout.flush().context("cannot write to stdout")
+}
+
+/// A progress bar on stderr when it is a terminal; nothing otherwise.
+struct Bar(Option<ProgressBar>);
+
+impl Bar {
+    fn new() -> Bar {
+        Bar(std::io::stderr().is_terminal().then(ProgressBar::hidden))
+    }
+
+    fn update(&mut self, progress: Progress) {
+        let Some(bar) = &self.0 else { return };
+        match progress {
+            Progress::Started { total, offset } => {
+                let template = match total {
+                    Some(total) => {
+                        bar.set_length(total);
+                        "{bytes}/{total_bytes} {wide_bar} {bytes_per_sec} ETA {eta}"
+                    }
+                    None => "{bytes} {spinner} {bytes_per_sec}",
+                };
+                if let Ok(style) = ProgressStyle::with_template(template) {
+                    bar.set_style(style);
+                }
+                bar.set_position(offset);
+                bar.set_draw_target(indicatif::ProgressDrawTarget::stderr());
+            }
+            Progress::Advanced(bytes) => bar.inc(bytes),
+        }
+    }
+
+    fn finish(&self) {
+        if let Some(bar) = &self.0 {
+            bar.finish_and_clear();
+        }
+    }
+}
