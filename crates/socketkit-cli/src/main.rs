@@ -12,6 +12,7 @@ mod check;
 mod connect;
 mod exec;
 mod pki;
+mod progress;
 mod send;
 mod serve;
 mod tls;

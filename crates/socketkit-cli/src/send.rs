@@ -1,17 +1,18 @@
 //! `socketkit send`: files to a receiver, with a progress bar on a terminal
 //! and a b3sum-style (or JSON) line per file.
 
-use std::io::{IsTerminal, Write};
+use std::io::Write;
 use std::path::Path;
 
 use anyhow::{bail, Context};
-use indicatif::{ProgressBar, ProgressStyle};
+use indicatif::ProgressBar;
 use socketkit::client::{Progress, Sender, Sent, Source};
 use socketkit::transport::{self, ConnectOptions};
 use socketkit::Endpoint;
 use tracing::warn;
 
 use crate::args::SendArgs;
+use crate::progress;
 use crate::tls;
 
 pub async fn run(args: SendArgs) -> anyhow::Result<()> {
@@ -56,7 +57,7 @@ pub async fn run(args: SendArgs) -> anyhow::Result<()> {
                 .with_context(|| format!("{} has no file name", file.display()))?;
             (Source::File(file.clone()), name)
         };
-        let mut bar = Bar::new();
+        let mut bar = Bar::new(&name);
         match sender.send(source, &name, &mut |p| bar.update(p)).await {
             Ok(sent) => {
                 bar.finish();
@@ -106,37 +107,36 @@ fn report(sent: &Sent, json: bool) -> anyhow::Result<()> {
     stdout.flush().context("cannot write to stdout")
 }
 
-/// A progress bar on stderr when it is a terminal; nothing otherwise.
-struct Bar(Option<ProgressBar>);
+/// The sender's progress bar, when stderr is a terminal.
+struct Bar {
+    name: String,
+    bar: Option<ProgressBar>,
+}
 
 impl Bar {
-    fn new() -> Bar {
-        Bar(std::io::stderr().is_terminal().then(ProgressBar::hidden))
+    fn new(name: &str) -> Bar {
+        Bar {
+            name: name.to_owned(),
+            bar: None,
+        }
     }
 
-    fn update(&mut self, progress: Progress) {
-        let Some(bar) = &self.0 else { return };
-        match progress {
-            Progress::Started { total, offset } => {
-                let template = match total {
-                    Some(total) => {
-                        bar.set_length(total);
-                        "{bytes}/{total_bytes} {wide_bar} {bytes_per_sec} ETA {eta}"
-                    }
-                    None => "{bytes} {spinner} {bytes_per_sec}",
-                };
-                if let Ok(style) = ProgressStyle::with_template(template) {
-                    bar.set_style(style);
-                }
-                bar.set_position(offset);
-                bar.set_draw_target(indicatif::ProgressDrawTarget::stderr());
+    fn update(&mut self, update: Progress) {
+        match update {
+            Progress::Started { total, offset } if progress::wanted() => {
+                self.bar = Some(progress::bar(&self.name, total, offset));
             }
-            Progress::Advanced(bytes) => bar.inc(bytes),
+            Progress::Advanced(bytes) => {
+                if let Some(bar) = &self.bar {
+                    bar.inc(bytes);
+                }
+            }
+            Progress::Started { .. } => {}
         }
     }
 
     fn finish(&self) {
-        if let Some(bar) = &self.0 {
+        if let Some(bar) = &self.bar {
             bar.finish_and_clear();
         }
     }

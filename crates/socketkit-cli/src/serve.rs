@@ -4,6 +4,7 @@
 use std::collections::BTreeSet;
 use std::io::Write;
 use std::path::Path;
+use std::sync::Arc;
 
 use anyhow::{bail, Context};
 use socketkit::addr::{Host, SocketKind};
@@ -19,6 +20,7 @@ use tokio::signal::unix::{signal, Signal, SignalKind};
 use tracing::{info, warn};
 
 use crate::args::{optional, ExecServiceArgs, Mode, ServeArgs, Service};
+use crate::progress::{self, ReceiveBars};
 use crate::tls;
 
 /// Where services listen when no address is given: loopback, never every
@@ -40,7 +42,10 @@ pub async fn run(mut args: ServeArgs) -> anyhow::Result<()> {
             serve(args, Handlers::stream(Exec::new(policy))).await
         }
         Service::Recv => {
-            let receiver = Recv::new(recv_policy(&args)?)?;
+            let mut receiver = Recv::new(recv_policy(&args)?)?;
+            if progress::wanted() {
+                receiver = receiver.with_observer(Arc::new(ReceiveBars::default()));
+            }
             serve(args, Handlers::stream(receiver)).await
         }
     }

@@ -387,3 +387,64 @@ fn twenty_senders_at_once() {
         assert!(std::fs::read(receiver.inbox().join(&name)).unwrap() == *bytes);
     }
 }
+
+/// A 1 MiB tmpfs of our own, unmounted when dropped (even if the test
+/// fails).
+struct TinyFilesystem(PathBuf);
+
+impl TinyFilesystem {
+    /// Mounts it at `at` when this test may (root); `None` and a note
+    /// otherwise.
+    fn mount(at: &Path) -> Option<TinyFilesystem> {
+        let mounted = Command::new("mount")
+            .args([
+                "-t",
+                "tmpfs",
+                "-o",
+                "size=1m",
+                "socketkit-test",
+                at.to_str().unwrap(),
+            ])
+            .output()
+            .is_ok_and(|out| out.status.success());
+        if !mounted {
+            eprintln!("skipped: cannot mount a small tmpfs here (needs root)");
+        }
+        mounted.then(|| TinyFilesystem(at.to_path_buf()))
+    }
+}
+
+impl Drop for TinyFilesystem {
+    fn drop(&mut self) {
+        let _ = Command::new("umount").arg(&self.0).status();
+    }
+}
+
+#[test]
+fn a_full_disk_is_reported_to_both_sides_and_nothing_is_renamed() {
+    let root = tempfile::tempdir().unwrap();
+    let inbox = root.path().join("inbox");
+    std::fs::create_dir(&inbox).unwrap();
+    let Some(_mounted) = TinyFilesystem::mount(&inbox) else {
+        return;
+    };
+    let server = Server::start(
+        &[
+            "serve",
+            "recv",
+            "127.0.0.1:0",
+            "--dir",
+            inbox.to_str().unwrap(),
+        ],
+        1,
+    );
+    // From a pipe the size is unknown, so only the write itself can fail.
+    let out = run(
+        socketkit(["send", server.addr(), "-", "--name", "too-big.bin"]),
+        &util::random_bytes(4 << 20, 5),
+    );
+    let line = util::assert_one_error_line(&out, 1);
+    assert!(line.contains("not enough space"), "{line}");
+    assert!(!inbox.join("too-big.bin").exists());
+    drop(server);
+}

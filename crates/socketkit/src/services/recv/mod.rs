@@ -6,6 +6,8 @@
 mod store;
 
 use std::path::PathBuf;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
 use std::time::Duration;
 
 use futures_util::{SinkExt, StreamExt};
@@ -52,11 +54,25 @@ impl RecvPolicy {
     }
 }
 
+/// Told about files as they arrive, e.g. to draw progress bars. Each
+/// transfer has an id unique within the receiver.
+pub trait TransferObserver: Send + Sync + std::fmt::Debug + 'static {
+    /// A transfer of `name` starts; `total` is its size if offered, `offset`
+    /// what a resume kept.
+    fn started(&self, id: u64, name: &str, total: Option<u64>, offset: u64);
+    /// `bytes` more arrived.
+    fn advanced(&self, id: u64, bytes: u64);
+    /// The transfer ended, stored or not.
+    fn finished(&self, id: u64, stored: bool);
+}
+
 /// The receiver service.
 #[derive(Debug)]
 pub struct Recv {
     policy: RecvPolicy,
     penalties: Penalties,
+    observer: Option<Arc<dyn TransferObserver>>,
+    next_id: AtomicU64,
 }
 
 impl Recv {
@@ -75,7 +91,15 @@ impl Recv {
         Ok(Recv {
             policy: RecvPolicy { dir, ..policy },
             penalties: Penalties::default(),
+            observer: None,
+            next_id: AtomicU64::new(0),
         })
+    }
+
+    /// Reports every transfer to `observer`.
+    pub fn with_observer(mut self, observer: Arc<dyn TransferObserver>) -> Recv {
+        self.observer = Some(observer);
+        self
     }
 }
 
@@ -153,22 +177,24 @@ impl Recv {
         };
         let started = Instant::now();
         let writer = Writer::start(incoming.part.file, offset, hasher);
-        let (end, written) = match receive_data(wire, writer, offset, incoming.offer.size).await? {
-            Received::Complete { end, written } => (end, written),
-            Received::Refused(kind, message) => {
-                info!(%peer, name = %name.escape_debug(), %message, "transfer failed");
-                refuse(wire, kind, message).await;
-                return Ok(());
-            }
-            Received::Overrun(message) => {
-                let _ = std::fs::remove_file(&incoming.part.path);
-                refuse(wire, Refusal::Mismatch, message.clone()).await;
-                return Err(Error::new(
-                    ErrorKind::Protocol,
-                    format!("'{name}': {message}"),
-                ));
-            }
-        };
+        let mut watch = Watch::start(self, &name, incoming.offer.size, offset);
+        let (end, written) =
+            match receive_data(wire, writer, offset, incoming.offer.size, &watch).await? {
+                Received::Complete { end, written } => (end, written),
+                Received::Refused(kind, message) => {
+                    info!(%peer, name = %name.escape_debug(), %message, "transfer failed");
+                    refuse(wire, kind, message).await;
+                    return Ok(());
+                }
+                Received::Overrun(message) => {
+                    let _ = std::fs::remove_file(&incoming.part.path);
+                    refuse(wire, Refusal::Mismatch, message.clone()).await;
+                    return Err(Error::new(
+                        ErrorKind::Protocol,
+                        format!("'{name}': {message}"),
+                    ));
+                }
+            };
         let (file, hasher, written_now) = *written;
         let total = offset + written_now;
         let hash = hasher.finalize().to_hex().to_string();
@@ -208,8 +234,50 @@ impl Recv {
             hash,
             resumed_from: Some(offset),
         };
+        watch.stored();
         wire.send(Frame::control(FrameType::DONE, &done)).await?;
         Ok(())
+    }
+}
+
+/// One transfer as the observer sees it; reports `finished` when dropped
+/// unless it was stored.
+struct Watch<'a> {
+    observer: Option<&'a dyn TransferObserver>,
+    id: u64,
+    stored: bool,
+}
+
+impl<'a> Watch<'a> {
+    fn start(recv: &'a Recv, name: &str, total: Option<u64>, offset: u64) -> Watch<'a> {
+        let id = recv.next_id.fetch_add(1, Ordering::Relaxed);
+        let observer = recv.observer.as_deref();
+        if let Some(observer) = observer {
+            observer.started(id, name, total, offset);
+        }
+        Watch {
+            observer,
+            id,
+            stored: false,
+        }
+    }
+
+    fn advanced(&self, bytes: u64) {
+        if let Some(observer) = self.observer {
+            observer.advanced(self.id, bytes);
+        }
+    }
+
+    fn stored(&mut self) {
+        self.stored = true;
+    }
+}
+
+impl Drop for Watch<'_> {
+    fn drop(&mut self) {
+        if let Some(observer) = self.observer {
+            observer.finished(self.id, self.stored);
+        }
     }
 }
 
@@ -272,6 +340,7 @@ async fn receive_data(
     writer: Writer,
     offset: u64,
     size: Option<u64>,
+    watch: &Watch<'_>,
 ) -> Result<Received> {
     let mut received = offset;
     let mut writer_alive = true;
@@ -296,6 +365,7 @@ async fn receive_data(
                         format!("more bytes than the {} offered", size.unwrap_or_default());
                     return Ok(Received::Overrun(message));
                 }
+                watch.advanced(frame.body.len() as u64);
                 if writer_alive {
                     writer_alive = writer.write(frame.body).await;
                 }

@@ -1,0 +1,73 @@
+#!/usr/bin/env bash
+# File transfer over loopback, side by side in one run (issue: transfer speed):
+#   socketkit send → serve recv   (BLAKE3 on both sides, written to disk and fsynced)
+#   nc -N → nc -l > file          (no integrity, no fsync)
+#   iperf3, one stream            (the loopback ceiling, no disk)
+# Usage: bench/transfer.sh [SIZE_MIB] [REPETITIONS]   (default 2048 MiB, 3)
+# Prints MB/s per run and the medians with the socketkit/nc ratio.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+size_mib=${1:-2048}
+reps=${2:-3}
+for tool in nc iperf3 python3; do
+  command -v "$tool" >/dev/null || { echo "missing $tool (apt-get install netcat-openbsd iperf3)" >&2; exit 1; }
+done
+cargo build --release -q
+bin=$PWD/target/release/socketkit
+work=$(mktemp -d "${TMPDIR:-/tmp}/socketkit-transfer.XXXXXX")
+pids=()
+cleanup() { for pid in "${pids[@]}"; do kill "$pid" 2>/dev/null || true; done; rm -rf "$work"; }
+trap cleanup EXIT
+mkdir -p "$work/inbox" "$work/nc"
+src=$work/source.bin
+echo "making a ${size_mib} MiB source file in $work" >&2
+head -c $((size_mib * 1024 * 1024)) /dev/urandom > "$src"
+bytes=$(stat -c %s "$src")
+free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
+now() { date +%s.%N; }
+rate() { python3 -c "print(f'{$bytes / ($2 - $1) / 1e6:.0f}')"; }
+
+"$bin" serve recv 127.0.0.1:0 --dir "$work/inbox" -q > "$work/recv.out" &
+pids+=($!)
+until grep -q listening "$work/recv.out" 2>/dev/null; do sleep 0.05; done
+recv_addr=$(head -1 "$work/recv.out" | cut -d' ' -f3)
+
+run_socketkit() {
+  rm -f "$work/inbox/source.bin"
+  local start end; start=$(now)
+  "$bin" send "$recv_addr" "$src" > /dev/null
+  end=$(now); rate "$start" "$end"
+}
+
+run_nc() {
+  local port start end; port=$(free_port)
+  nc -l 127.0.0.1 "$port" > "$work/nc/out.bin" &
+  local listener=$!
+  until nc -z 127.0.0.1 "$port" 2>/dev/null; do sleep 0.01; done
+  start=$(now)
+  nc -N 127.0.0.1 "$port" < "$src"
+  wait "$listener"
+  end=$(now); rate "$start" "$end"
+}
+
+run_iperf3() {
+  local port; port=$(free_port)
+  iperf3 -s -1 -p "$port" > /dev/null &
+  local server=$!
+  until nc -z 127.0.0.1 "$port" 2>/dev/null; do sleep 0.01; done
+  iperf3 -c 127.0.0.1 -p "$port" -t 5 -J | python3 -c 'import json,sys; print(f"{json.load(sys.stdin)["end"]["sum_received"]["bits_per_second"]/8e6:.0f}")'
+  wait "$server" || true
+}
+
+declare -a sk nc ip
+for rep in $(seq "$reps"); do
+  sk+=("$(run_socketkit)"); nc+=("$(run_nc)"); ip+=("$(run_iperf3)")
+  echo "rep $rep: socketkit ${sk[-1]} MB/s, nc ${nc[-1]} MB/s, iperf3 ${ip[-1]} MB/s" >&2
+done
+median() { printf '%s\n' "$@" | sort -n | awk '{a[NR]=$1} END {print a[int((NR+1)/2)]}'; }
+msk=$(median "${sk[@]}"); mnc=$(median "${nc[@]}"); mip=$(median "${ip[@]}")
+echo "| transfer of ${size_mib} MiB over loopback | MB/s (median of $reps) | vs nc |"
+echo "|---|---:|---:|"
+echo "| socketkit send → serve recv (BLAKE3 both sides, fsync) | $msk | $(python3 -c "print(f'{$msk/$mnc:.2f}')") |"
+echo "| nc -N → nc -l > file (no integrity) | $mnc | 1.00 |"
+echo "| iperf3, one stream (ceiling, no disk) | $mip | $(python3 -c "print(f'{$mip/$mnc:.2f}')") |"
