@@ -16,6 +16,7 @@ mod progress;
 mod send;
 mod serve;
 mod tls;
+mod token;
 
 use std::io::{self, IsTerminal};
 use std::process::ExitCode;

@@ -13,7 +13,7 @@ use tracing::warn;
 
 use crate::args::SendArgs;
 use crate::progress;
-use crate::tls;
+use crate::{tls, token};
 
 pub async fn run(args: SendArgs) -> anyhow::Result<()> {
     let stdin_name = args
@@ -24,15 +24,7 @@ pub async fn run(args: SendArgs) -> anyhow::Result<()> {
     if let Some(None) = stdin_name {
         bail!("sending standard input (-) needs --name NAME");
     }
-    let token = match &args.token_file {
-        Some(path) => Some(
-            std::fs::read_to_string(path)
-                .with_context(|| format!("cannot read the token file {}", path.display()))?
-                .trim()
-                .to_owned(),
-        ),
-        None => None,
-    };
+    let token = token::read(args.token_file.as_deref())?;
     let options = ConnectOptions {
         timeout: args.timeout,
         tls: match args.addr {

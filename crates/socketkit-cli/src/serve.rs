@@ -3,7 +3,6 @@
 
 use std::collections::BTreeSet;
 use std::io::Write;
-use std::path::Path;
 use std::sync::Arc;
 
 use anyhow::{bail, Context};
@@ -21,7 +20,7 @@ use tracing::{info, warn};
 
 use crate::args::{optional, ExecServiceArgs, Mode, ServeArgs, Service};
 use crate::progress::{self, ReceiveBars};
-use crate::tls;
+use crate::{tls, token};
 
 /// Where services listen when no address is given: loopback, never every
 /// interface.
@@ -201,12 +200,7 @@ fn check_recv_transports(args: &ServeArgs) -> anyhow::Result<()> {
 
 fn recv_policy(args: &ServeArgs) -> anyhow::Result<RecvPolicy> {
     let dir = args.recv.dir.clone().context("recv needs --dir DIR")?;
-    let token = args
-        .exec
-        .token_file
-        .as_deref()
-        .map(read_token)
-        .transpose()?;
+    let token = token::read(args.exec.token_file.as_deref())?.map(|t| Token::new(&t));
     let allow_anonymous = token.is_none() && args.addrs.iter().all(is_loopback);
     let auth = AuthPolicy {
         token,
@@ -223,7 +217,7 @@ fn recv_policy(args: &ServeArgs) -> anyhow::Result<RecvPolicy> {
 
 fn exec_policy(args: &ServeArgs) -> anyhow::Result<ExecPolicy> {
     let exec: &ExecServiceArgs = &args.exec;
-    let token = exec.token_file.as_deref().map(read_token).transpose()?;
+    let token = token::read(exec.token_file.as_deref())?.map(|t| Token::new(&t));
     let authorized_certificates = match &exec.authorized_clients {
         Some(path) => {
             let text = std::fs::read_to_string(path)
@@ -255,17 +249,6 @@ fn exec_policy(args: &ServeArgs) -> anyhow::Result<ExecPolicy> {
         handshake_timeout: args.tls.handshake_timeout,
         ..ExecPolicy::default()
     })
-}
-
-/// Reads a token file; an empty one is refused rather than matching an
-/// empty token.
-pub fn read_token(path: &Path) -> anyhow::Result<Token> {
-    let text = std::fs::read_to_string(path)
-        .with_context(|| format!("cannot read the token file {}", path.display()))?;
-    if text.trim().is_empty() {
-        bail!("the token file {} is empty", path.display());
-    }
-    Ok(Token::new(&text))
 }
 
 /// One `listening on ADDR` line per bound socket, then, with TLS, one
