@@ -9,7 +9,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 size_mib=${1:-2048}
 reps=${2:-3}
-for tool in nc iperf3 python3; do
+for tool in nc iperf3 python3 ss; do
   command -v "$tool" >/dev/null || { echo "missing $tool (apt-get install netcat-openbsd iperf3)" >&2; exit 1; }
 done
 cargo build --release -q
@@ -24,6 +24,9 @@ echo "making a ${size_mib} MiB source file in $work" >&2
 head -c $((size_mib * 1024 * 1024)) /dev/urandom > "$src"
 bytes=$(stat -c %s "$src")
 free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
+# Waits until something listens on the port, without connecting to it (a
+# probe connection would be taken for the real one by nc -l and iperf3 -s).
+await_listener() { until ss -Hltn "sport = :$1" | grep -q .; do sleep 0.01; done; }
 now() { date +%s.%N; }
 rate() { python3 -c "print(f'{$bytes / ($2 - $1) / 1e6:.0f}')"; }
 
@@ -43,7 +46,7 @@ run_nc() {
   local port start end; port=$(free_port)
   nc -l 127.0.0.1 "$port" > "$work/nc/out.bin" &
   local listener=$!
-  until nc -z 127.0.0.1 "$port" 2>/dev/null; do sleep 0.01; done
+  await_listener "$port"
   start=$(now)
   nc -N 127.0.0.1 "$port" < "$src"
   wait "$listener"
@@ -54,8 +57,9 @@ run_iperf3() {
   local port; port=$(free_port)
   iperf3 -s -1 -p "$port" > /dev/null &
   local server=$!
-  until nc -z 127.0.0.1 "$port" 2>/dev/null; do sleep 0.01; done
-  iperf3 -c 127.0.0.1 -p "$port" -t 5 -J | python3 -c 'import json,sys; print(f"{json.load(sys.stdin)["end"]["sum_received"]["bits_per_second"]/8e6:.0f}")'
+  await_listener "$port"
+  iperf3 -c 127.0.0.1 -p "$port" -t 5 -J |
+    python3 -c 'import json, sys; print(round(json.load(sys.stdin)["end"]["sum_received"]["bits_per_second"] / 8e6))'
   wait "$server" || true
 }
 
