@@ -29,7 +29,7 @@ pub use super::auth::{parse_authorized_clients, AuthPolicy, Identity, Token};
 use self::process::Limits;
 use super::auth::{self, Penalties};
 use super::session::{answer_protocol_error, io_error, proof_of, refuse, Opening, Wire};
-use crate::error::Result;
+use crate::error::{Error, ErrorKind, Result};
 use crate::protocol::exec::{Refusal, Run, Started};
 use crate::protocol::{frame_error, Frame, FrameCodec, FrameError, FrameType};
 use crate::server::{Connection, StreamHandler};
@@ -186,11 +186,31 @@ pub fn default_socket_path() -> PathBuf {
 }
 
 /// [`default_socket_path`], with its directory created (mode 0700) so the
-/// server can bind there.
+/// server can bind there. A directory that already exists must be ours and
+/// closed to others: in a shared `/tmp`, another user could have made it
+/// first to slip their own socket in.
 pub fn prepare_default_socket() -> Result<PathBuf> {
+    use std::os::unix::fs::MetadataExt;
     let path = default_socket_path();
-    if let Some(dir) = path.parent() {
-        crate::tls::create_private_dir(dir)?;
+    let Some(dir) = path.parent() else {
+        return Ok(path);
+    };
+    crate::tls::create_private_dir(dir)?;
+    let metadata = std::fs::symlink_metadata(dir).map_err(|e| {
+        Error::with_source(
+            ErrorKind::Io,
+            format!("cannot inspect {}", dir.display()),
+            e,
+        )
+    })?;
+    if !metadata.is_dir() || metadata.uid() != auth::current_uid() || metadata.mode() & 0o077 != 0 {
+        return Err(Error::new(
+            ErrorKind::Auth,
+            format!(
+                "{} must be a directory owned by this user with mode 0700",
+                dir.display()
+            ),
+        ));
     }
     Ok(path)
 }
