@@ -24,8 +24,10 @@ pub enum Command {
     /// Run a service; prints `listening on ADDR` per bound socket.
     ///
     /// Services: echo (RFC 862), upper (ASCII upper-case), hello (greeting),
-    /// discard (RFC 863), daytime (RFC 867). All serve TCP and Unix streams;
-    /// all but hello also serve UDP and Unix datagrams.
+    /// discard (RFC 863), daytime (RFC 867), exec (remote commands) and recv
+    /// (file receiver). All serve TCP, TLS and Unix streams; echo, upper,
+    /// discard and daytime also serve UDP and Unix datagrams. With TLS a
+    /// `fingerprint sha256:…` line follows the listening lines.
     /// SIGINT/SIGTERM shut down gracefully; a second signal exits at once.
     Serve(ServeArgs),
     /// Connect stdin/stdout to a socket, like nc.
