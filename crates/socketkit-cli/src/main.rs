@@ -11,6 +11,7 @@ mod args;
 mod check;
 mod connect;
 mod exec;
+mod get;
 mod pki;
 mod serve;
 mod tls;
@@ -32,11 +33,13 @@ fn main() -> ExitCode {
         Command::Serve(_) => tokio::runtime::Builder::new_multi_thread()
             .enable_all()
             .build(),
-        Command::Connect(_) | Command::Check(_) | Command::Exec(_) | Command::Pki(_) => {
-            tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build()
-        }
+        Command::Connect(_)
+        | Command::Check(_)
+        | Command::Exec(_)
+        | Command::Get(_)
+        | Command::Pki(_) => tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build(),
     };
     let runtime = match runtime {
         Ok(runtime) => runtime,
@@ -69,6 +72,10 @@ fn main() -> ExitCode {
             Command::Exec(args) => {
                 init_logging(&args.log, "warn", false);
                 exec::run(args).await.map(ExitCode::from)
+            }
+            Command::Get(args) => {
+                init_logging(&args.log, "warn", false);
+                get::run(args).await
             }
             Command::Pki(PkiCommand::Init(args)) => {
                 init_logging(&args.log, "warn", false);

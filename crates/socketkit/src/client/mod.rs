@@ -4,10 +4,12 @@
 //! - [`relay`]: nc-style full-duplex relay between a stream and stdin/stdout;
 //! - [`exchange_datagrams`]: one datagram per input line, replies printed;
 //! - [`check`]: `connect_ex` port checks, concurrently;
-//! - [`ExecClient`]: remote commands over the framed protocol.
+//! - [`ExecClient`]: remote commands over the framed protocol;
+//! - [`http`]: `get`, an HTTP/1.1 client (hyper over socketkit's stream).
 
 mod check;
 mod exec;
+pub mod http;
 mod relay;
 
 pub use check::{check, CheckOptions, CheckResult, CheckStatus};
