@@ -215,6 +215,11 @@ fn two_hundred_mib_arrive_byte_exact_and_the_file_appears_only_when_complete() {
         &nginx.url(0, "/big.bin"),
     ]);
     ok(&out);
+    assert!(
+        out.stderr.is_empty(),
+        "no progress bar off a terminal: {}",
+        stderr(&out)
+    );
     assert_eq!(sha256(&target), sha256(&nginx.www().join("big.bin")));
     assert_eq!(
         files_in(out_dir.path()),
@@ -625,8 +630,63 @@ fn a_reader_that_stops_early_is_not_an_error() {
     let mut first = [0u8; 10];
     child.stdout.take().unwrap().read_exact(&mut first).unwrap();
     // stdout is now closed: the next write fails with EPIPE.
-    let out = child.wait_with_output().unwrap();
+    let out = get_support::finish(child);
     assert!(out.status.success(), "{}", stderr(&out));
     assert!(stderr(&out).is_empty(), "{}", stderr(&out));
+    server.requests();
+}
+
+#[test]
+fn a_progress_bar_on_a_terminal_and_an_interrupt_leaves_no_file() {
+    let server = Canned::serve(
+        "127.0.0.1:0",
+        vec![
+            Reply::Close(response(
+                "HTTP/1.1 200 OK\nContent-Length: 1048576\n\n",
+                &vec![b'p'; 1 << 20],
+            )),
+            Reply::Hold(response(
+                "HTTP/1.1 200 OK\nContent-Length: 9999\n\n",
+                b"partial",
+            )),
+        ],
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let target = dir.path().join("bar.bin");
+    // script(1) runs the command on a pseudo-terminal.
+    let command = format!(
+        "{} get -o {} {}",
+        env!("CARGO_BIN_EXE_socketkit"),
+        target.display(),
+        server.url("/")
+    );
+    let mut script = Command::new("script");
+    script.args(["-qec", &command, "/dev/null"]);
+    let screen = stdout(&run(script));
+    assert!(screen.contains("1.00 MiB/1.00 MiB [="), "{screen}");
+    assert_eq!(std::fs::read(&target).unwrap().len(), 1 << 20);
+
+    let partial = dir.path().join("partial.bin");
+    let child = socketkit(["get", "-o", partial.to_str().unwrap(), &server.url("/")])
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let deadline = std::time::Instant::now() + get_support::WAIT;
+    while !files_in(dir.path()).iter().any(|f| f.ends_with(".part")) {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no temporary file appeared"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    // SAFETY: kill(2) on the PID of our own running child.
+    unsafe { libc::kill(child.id() as i32, libc::SIGINT) };
+    let out = get_support::finish(child);
+    assert_eq!(out.status.code(), Some(130), "{}", stderr(&out));
+    assert_eq!(
+        files_in(dir.path()),
+        ["bar.bin"],
+        "the partial download is gone"
+    );
     server.requests();
 }

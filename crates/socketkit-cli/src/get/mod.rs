@@ -112,13 +112,16 @@ async fn transfer(args: &GetArgs, options: &GetOptions) -> anyhow::Result<()> {
         response.head().content_length(),
         body.is_file() && !args.log.quiet,
     );
-    let copied = copy(&mut response, &mut body, &bar).await;
-    if copied.is_err() {
-        bar.abandon();
+    let copied = match copy(&mut response, &mut body, &bar).await {
+        Ok(()) => body.finish(),
+        Err(e) => Err(e),
+    };
+    bar.abandon();
+    if !bar.is_hidden() {
+        // The bar stays on its line as a record; what follows starts below.
+        eprintln!();
     }
     copied?;
-    body.finish()?;
-    bar.finish();
     if args.json {
         report(args, &response)?;
     }

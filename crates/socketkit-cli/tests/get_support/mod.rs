@@ -36,6 +36,12 @@ pub fn run(mut cmd: Command) -> Output {
         .stderr(Stdio::piped())
         .spawn()
         .expect("spawn");
+    finish(child)
+}
+
+/// Waits for `child` and collects its piped output; kills it and fails
+/// the test if it runs past [`WAIT`].
+pub fn finish(child: Child) -> Output {
     let pid = child.id();
     let (done, finished) = mpsc::channel();
     let waiter = std::thread::spawn(move || {
@@ -46,7 +52,7 @@ pub fn run(mut cmd: Command) -> Output {
     if finished.recv_timeout(WAIT).is_err() {
         // SAFETY: kill(2) on the PID of our own child, not yet reaped.
         unsafe { libc::kill(pid as i32, libc::SIGKILL) };
-        panic!("{cmd:?} did not finish within {WAIT:?}");
+        panic!("process {pid} did not finish within {WAIT:?}");
     }
     waiter.join().unwrap().expect("wait")
 }

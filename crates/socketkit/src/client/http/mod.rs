@@ -301,47 +301,104 @@ impl Response {
 /// Requests `url` and returns the response once its head arrived,
 /// following redirects if asked.
 pub async fn get(url: &HttpUrl, options: &GetOptions) -> Result<Response> {
-    let started = Instant::now();
-    let mut connect = options.connect.clone();
-    let mut headers = options.headers.clone();
-    // The URL's credentials go to every hop of its origin (a server's
-    // absolute Location does not repeat them), and no further.
-    if let Some(auth) = url
-        .basic_auth()
-        .and_then(|a| HeaderValue::from_str(&a).ok())
-    {
-        headers.entry(header::AUTHORIZATION).or_insert(auth);
-    }
-    let mut url = url.clone();
-    let mut history = Vec::new();
-    let mut idle: Option<Connection> = None;
-    let mut redirects = 0;
+    let mut hops = Hops::new(url, options);
     loop {
-        let reusable = match idle.as_mut() {
-            Some(open) => open.reusable_for(&url).await,
-            None => false,
-        };
-        let (mut connection, reused) = match idle.take() {
-            Some(open) if reusable => (open, true),
-            _ => {
-                if url.is_https() && connect.tls.is_none() {
-                    connect.tls = Some(ClientTls::new(&Verification::SystemRoots, None)?);
+        let (mut connection, reused) = hops.connection().await?;
+        let request = build_request(&hops.url, options.head, &hops.headers, &hops.interim)?;
+        let (response, first_byte) = connection.send(&hops.url, request).await?;
+        let (head, body) = hops.received(response);
+        match hops.redirect(&head)? {
+            Some(next) => {
+                if drain(body).await {
+                    hops.idle = Some(connection);
                 }
-                (
-                    Connection::open(&url, &connect, options.wire.clone()).await?,
-                    false,
-                )
+                hops.follow(head, next);
             }
-        };
-        let interim = Arc::new(Mutex::new(Vec::new()));
-        let request = build_request(&url, options.head, &headers, &interim)?;
-        let (response, first_byte) = connection.send(&url, request).await?;
-        history.extend(
-            interim
-                .lock()
-                .unwrap_or_else(PoisonError::into_inner)
-                .drain(..),
-        );
+            None => {
+                let timings = Timings {
+                    started: hops.started,
+                    connection: connection.info.clone(),
+                    reused,
+                    first_byte,
+                    redirects: hops.redirects,
+                };
+                return Ok(Response {
+                    url: hops.url,
+                    head,
+                    history: hops.history,
+                    timings,
+                    body,
+                    received: 0,
+                    _connection: connection,
+                });
+            }
+        }
+    }
+}
+
+/// The state of one `get` across its redirects.
+struct Hops<'a> {
+    options: &'a GetOptions,
+    started: Instant,
+    /// The URL requested next.
+    url: HttpUrl,
+    /// The caller's headers, less credentials once the origin changed.
+    headers: HeaderMap,
+    /// Connect options, with the TLS client once one was needed.
+    connect: ConnectOptions,
+    /// The previous hop's connection, if it may carry the next request.
+    idle: Option<Connection>,
+    /// Interim responses of the request in flight (hyper's callback).
+    interim: Arc<Mutex<Vec<ResponseHead>>>,
+    history: Vec<ResponseHead>,
+    redirects: usize,
+}
+
+impl<'a> Hops<'a> {
+    fn new(url: &HttpUrl, options: &'a GetOptions) -> Hops<'a> {
+        let mut headers = options.headers.clone();
+        // The URL's credentials go to every hop of its origin (a server's
+        // absolute Location does not repeat them), and no further.
+        if let Some(auth) = url
+            .basic_auth()
+            .and_then(|a| HeaderValue::from_str(&a).ok())
+        {
+            headers.entry(header::AUTHORIZATION).or_insert(auth);
+        }
+        Hops {
+            options,
+            started: Instant::now(),
+            url: url.clone(),
+            headers,
+            connect: options.connect.clone(),
+            idle: None,
+            interim: Arc::default(),
+            history: Vec::new(),
+            redirects: 0,
+        }
+    }
+
+    /// The previous hop's connection if it can serve this URL (keep-alive),
+    /// else a new one; and whether it was reused.
+    async fn connection(&mut self) -> Result<(Connection, bool)> {
+        if let Some(mut idle) = self.idle.take() {
+            if idle.reusable_for(&self.url).await {
+                return Ok((idle, true));
+            }
+        }
+        if self.url.is_https() && self.connect.tls.is_none() {
+            self.connect.tls = Some(ClientTls::new(&Verification::SystemRoots, None)?);
+        }
+        let opened = Connection::open(&self.url, &self.connect, self.options.wire.clone()).await?;
+        Ok((opened, false))
+    }
+
+    /// Splits a response, moving the interim heads that preceded it into
+    /// the history.
+    fn received(&mut self, response: hyper::Response<Incoming>) -> (ResponseHead, Incoming) {
+        let interim =
+            std::mem::take(&mut *self.interim.lock().unwrap_or_else(PoisonError::into_inner));
+        self.history.extend(interim);
         let (parts, body) = response.into_parts();
         let reason = parts.extensions.get::<hyper::ext::ReasonPhrase>();
         let head = ResponseHead::new(
@@ -350,49 +407,39 @@ pub async fn get(url: &HttpUrl, options: &GetOptions) -> Result<Response> {
             reason.map(|r| r.as_bytes()),
             parts.headers,
         );
-        let location = head.header("location").map(str::to_owned);
-        match location {
-            Some(location) if options.follow_redirects && is_redirect(head.status) => {
-                if redirects == options.max_redirects {
-                    return Err(Error::new(
-                        ErrorKind::Protocol,
-                        format!("too many redirects: {url} redirected again after {redirects}"),
-                    ));
-                }
-                let next = url.join(&location)?;
-                if !url.same_origin(&next) {
-                    for name in &CREDENTIAL_HEADERS {
-                        headers.remove(name);
-                    }
-                    connect.server_name = None;
-                }
-                if drain(body).await {
-                    idle = Some(connection);
-                }
-                tracing::debug!(from = %url, to = %next, status = head.status(), "following redirect");
-                history.push(head);
-                url = next;
-                redirects += 1;
-            }
-            _ => {
-                let timings = Timings {
-                    started,
-                    connection: connection.info.clone(),
-                    reused,
-                    first_byte,
-                    redirects,
-                };
-                return Ok(Response {
-                    url,
-                    head,
-                    history,
-                    timings,
-                    body,
-                    received: 0,
-                    _connection: connection,
-                });
-            }
+        (head, body)
+    }
+
+    /// Where a response redirects to, if it is a redirect to follow.
+    fn redirect(&self, head: &ResponseHead) -> Result<Option<HttpUrl>> {
+        let location = match head.header("location") {
+            Some(location) if self.options.follow_redirects && is_redirect(head.status) => location,
+            _ => return Ok(None),
+        };
+        if self.redirects == self.options.max_redirects {
+            return Err(Error::new(
+                ErrorKind::Protocol,
+                format!(
+                    "too many redirects: {} redirected again after {}",
+                    self.url, self.redirects
+                ),
+            ));
         }
+        self.url.join(location).map(Some)
+    }
+
+    /// Moves on to `next`, dropping credentials if the origin changes.
+    fn follow(&mut self, head: ResponseHead, next: HttpUrl) {
+        if !self.url.same_origin(&next) {
+            for name in &CREDENTIAL_HEADERS {
+                self.headers.remove(name);
+            }
+            self.connect.server_name = None;
+        }
+        tracing::debug!(from = %self.url, to = %next, status = head.status(), "following redirect");
+        self.history.push(head);
+        self.url = next;
+        self.redirects += 1;
     }
 }
 
