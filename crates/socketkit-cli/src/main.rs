@@ -4,8 +4,9 @@
 //!
 //! Exit status: 0 success (also when stdout is a closed pipe); 1 a runtime
 //! failure or, for `check`, a target that is not open; 2 a usage error;
-//! 130 a second SIGINT/SIGTERM during a graceful shutdown. `exec` exits with
-//! the remote command's status and uses 255 for its own failures, like ssh.
+//! 130 a second SIGINT/SIGTERM during a graceful shutdown, or `get`
+//! interrupted. `exec` exits with the remote command's status and uses 255
+//! for its own failures, like ssh.
 
 mod args;
 mod check;
