@@ -94,8 +94,8 @@ hyperfine -N --runs "$RUNS" --warmup 1 --export-json "$work/null.json" \
 throughput "$work/null.json"
 
 echo "== throughput: $SIZE to a file"
-hyperfine -N --runs "$RUNS" --warmup 1 --export-json "$work/file.json" \
-  --prepare "rm -f $work/out/curl.bin $work/out/get.bin" \
+hyperfine --runs "$RUNS" --warmup 1 --export-json "$work/file.json" \
+  --prepare "rm -f $work/out/curl.bin $work/out/get.bin; sync" \
   "curl -s -o $work/out/curl.bin $url/big.bin" \
   "$BIN get -o $work/out/get.bin $url/big.bin"
 throughput "$work/file.json"
