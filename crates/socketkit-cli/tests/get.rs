@@ -457,6 +457,20 @@ fn unreachable_servers_fail_with_their_reason() {
         1,
         "Connection refused",
     );
+    // A destination that cannot be written fails before connecting.
+    let dir = tempfile::tempdir().unwrap();
+    let missing = dir.path().join("no/such/dir/file");
+    let url = format!("http://127.0.0.1:{port}/");
+    fails(
+        &get(&["-o", missing.to_str().unwrap(), &url]),
+        1,
+        "cannot create a temporary file",
+    );
+    fails(
+        &get(&["-o", dir.path().to_str().unwrap(), &url]),
+        1,
+        "it is a directory",
+    );
     fails(
         &get(&["http://no-such-host.invalid/"]),
         1,

@@ -87,6 +87,9 @@ fn tls_flags_given(tls: &ClientTlsArgs) -> bool {
 }
 
 async fn transfer(args: &GetArgs, options: &GetOptions) -> anyhow::Result<()> {
+    // The destination first: a path that cannot be written fails before
+    // anything is downloaded.
+    let file = args.output.as_deref().map(Output::file).transpose()?;
     let mut response = http::get(&args.url, options).await?;
     if args.fail && response.head().is_error() {
         anyhow::bail!("{} returned {}", response.url(), response.head());
@@ -99,10 +102,10 @@ async fn transfer(args: &GetArgs, options: &GetOptions) -> anyhow::Result<()> {
         }
         stdout.write(&heads)?;
     }
-    let mut body = match (&args.output, args.raw || args.head) {
-        (Some(path), _) => {
+    let mut body = match (file, args.raw || args.head) {
+        (Some(file), _) => {
             stdout.finish()?;
-            Output::file(path)?
+            file
         }
         // The tap already wrote every byte; HEAD has no body.
         (None, true) => Output::Discard,
