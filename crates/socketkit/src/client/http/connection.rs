@@ -60,10 +60,12 @@ pub struct ConnectionInfo {
 /// What the tap shares with the connection's owner.
 #[derive(Debug)]
 struct Wire {
+    /// When the connection was handed to hyper; stamps count from here.
     epoch: Instant,
     /// Nanoseconds after `epoch` of the first read since the owner last
     /// armed it (0 = armed, nothing read yet): the time to first byte.
     first_read: AtomicU64,
+    /// Where `--raw` copies go, shared by every connection of one `get`.
     copies: Option<Arc<Mutex<WireCopy>>>,
 }
 
@@ -94,6 +96,7 @@ impl Wire {
 #[derive(Debug)]
 struct Tap {
     stream: Stream,
+    /// Shared with the [`Connection`] that reads the first-byte stamp.
     wire: Arc<Wire>,
 }
 
@@ -169,12 +172,15 @@ impl AsyncWrite for Tap {
 /// An open HTTP/1.1 connection to one origin.
 #[derive(Debug)]
 pub(crate) struct Connection {
+    /// hyper's handle for sending requests (bodiless: GET and HEAD).
     sender: SendRequest<Empty<Bytes>>,
     /// Drives the connection (hyper's reads and writes); aborted on drop.
     _driver: AbortOnDropHandle<()>,
+    /// What the tap stamps for this connection.
     wire: Arc<Wire>,
     /// The URL it was opened for; any URL of the same origin may reuse it.
     pub(crate) opened_for: HttpUrl,
+    /// Address and timings of the connect, for the response's timings.
     pub(crate) info: ConnectionInfo,
 }
 

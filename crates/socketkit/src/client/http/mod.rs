@@ -65,6 +65,7 @@ pub struct GetOptions {
     pub connect: ConnectOptions,
     /// Copies of every byte sent and received (`--raw`). Default none.
     pub wire: Option<Arc<Mutex<WireCopy>>>,
+    /// Extra request headers, from [`add_header`](GetOptions::add_header).
     headers: HeaderMap,
 }
 
@@ -109,7 +110,9 @@ impl GetOptions {
 pub struct ResponseHead {
     version: Version,
     status: StatusCode,
+    /// The server's reason phrase, or the standard one for the status.
     reason: String,
+    /// Names lower-cased (hyper's `HeaderMap`), values as sent.
     headers: HeaderMap,
 }
 
@@ -211,11 +214,15 @@ pub struct Timings {
 /// A response whose head has arrived; the body is pulled with [`chunk`](Response::chunk).
 #[derive(Debug)]
 pub struct Response {
+    /// The URL that answered, after redirects.
     url: HttpUrl,
     head: ResponseHead,
+    /// Interim and redirect heads before `head`, in order.
     history: Vec<ResponseHead>,
     timings: Timings,
+    /// hyper's body stream: decoded frames and their errors.
     body: Incoming,
+    /// Body bytes handed out so far, for the truncation message.
     received: u64,
     /// Keeps the connection (and its driver task) alive while the body is read.
     _connection: Connection,
@@ -339,6 +346,7 @@ pub async fn get(url: &HttpUrl, options: &GetOptions) -> Result<Response> {
 /// The state of one `get` across its redirects.
 struct Hops<'a> {
     options: &'a GetOptions,
+    /// When `get` was called.
     started: Instant,
     /// The URL requested next.
     url: HttpUrl,
@@ -350,7 +358,9 @@ struct Hops<'a> {
     idle: Option<Connection>,
     /// Interim responses of the request in flight (hyper's callback).
     interim: Arc<Mutex<Vec<ResponseHead>>>,
+    /// Heads of earlier hops and interim responses, in order.
     history: Vec<ResponseHead>,
+    /// Redirects followed so far.
     redirects: usize,
 }
 
