@@ -223,6 +223,9 @@ impl Connection {
             .handshake(TokioIo::new(tap))
             .await
             .map_err(|e| request_error(url, e))?;
+        if let Some(remote) = &remote {
+            tracing::debug!(%url, %remote, ?connect, ?tls, "connected");
+        }
         // Errors of the connection reach the request or body that hit them.
         let driver = tokio::spawn(async move {
             let _ = connection.await;

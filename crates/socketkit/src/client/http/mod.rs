@@ -393,6 +393,7 @@ impl<'a> Hops<'a> {
     async fn connection(&mut self) -> Result<(Connection, bool)> {
         if let Some(mut idle) = self.idle.take() {
             if idle.reusable_for(&self.url).await {
+                tracing::debug!(url = %self.url, "reusing the connection (keep-alive)");
                 return Ok((idle, true));
             }
         }
