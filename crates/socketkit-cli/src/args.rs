@@ -48,6 +48,14 @@ pub enum Command {
     /// `>>:` prompt runs one command per line. With no ADDR it uses the local
     /// exec socket (`serve exec` with no address).
     Exec(ExecArgs),
+    /// Send files to a `serve recv` receiver, verified end to end.
+    ///
+    /// Files go one after the other on one connection; an interrupted
+    /// transfer resumes where the receiver's partial copy ends (after both
+    /// sides agree on its hash). Prints `BLAKE3-HEX  NAME` per file (as b3sum
+    /// does) once the receiver confirmed the same hash; exits 1 if any file
+    /// failed.
+    Send(SendArgs),
     /// Download a URL over HTTP/1.1 (http:// or https://), like a small curl.
     ///
     /// The body goes to stdout, or to FILE with -o (written under a temporary
@@ -58,6 +66,32 @@ pub enum Command {
     /// Manage a private PKI for mutual TLS.
     #[command(subcommand)]
     Pki(PkiCommand),
+}
+
+#[derive(Debug, Args)]
+pub struct SendArgs {
+    /// The receiver.
+    #[arg(value_name = "ADDR", value_parser = parse_endpoint)]
+    pub addr: Endpoint,
+    /// Files to send; `-` reads standard input (needs --name).
+    #[arg(value_name = "FILE", required = true)]
+    pub files: Vec<PathBuf>,
+    /// The name to store standard input under.
+    #[arg(long, value_name = "NAME")]
+    pub name: Option<String>,
+    /// Send the secret in FILE to authenticate (only after the server's TLS certificate checked out).
+    #[arg(long, value_name = "FILE")]
+    pub token_file: Option<PathBuf>,
+    /// One JSON summary line per file instead of the b3sum-style line.
+    #[arg(long)]
+    pub json: bool,
+    /// Connect timeout.
+    #[arg(long, value_name = "DURATION", default_value = "10s", value_parser = parse_duration)]
+    pub timeout: Duration,
+    #[command(flatten)]
+    pub tls: ClientTlsArgs,
+    #[command(flatten)]
+    pub log: LogArgs,
 }
 
 #[derive(Debug, Subcommand)]
@@ -151,6 +185,8 @@ pub enum Service {
     Daytime,
     /// Remote commands over the framed protocol (see PROTOCOL.md).
     Exec,
+    /// Receives files sent with `socketkit send` into --dir.
+    Recv,
 }
 
 #[derive(Debug, Clone, Copy, ValueEnum)]
@@ -204,13 +240,29 @@ pub struct ServeArgs {
     #[command(flatten)]
     pub exec: ExecServiceArgs,
     #[command(flatten)]
+    pub recv: RecvServiceArgs,
+    #[command(flatten)]
     pub log: LogArgs,
+}
+
+/// Options of the recv service.
+#[derive(Debug, Args)]
+pub struct RecvServiceArgs {
+    /// Directory to store received files in (required for recv).
+    #[arg(long, value_name = "DIR", help_heading = "recv")]
+    pub dir: Option<PathBuf>,
+    /// Replace existing files (default: refuse).
+    #[arg(long, help_heading = "recv")]
+    pub overwrite: bool,
+    /// Refuse files larger than BYTES.
+    #[arg(long, value_name = "BYTES", help_heading = "recv")]
+    pub max_size: Option<u64>,
 }
 
 /// Options of the exec service.
 #[derive(Debug, Args)]
 pub struct ExecServiceArgs {
-    /// Admit clients that send the secret in FILE (over TLS, or --insecure-plaintext).
+    /// exec and recv: admit clients that send the secret in FILE (over TLS, or --insecure-plaintext).
     #[arg(long, value_name = "FILE", help_heading = "exec")]
     pub token_file: Option<PathBuf>,
     /// Allow plain TCP on a loopback address (tests and demos only: nothing is encrypted).

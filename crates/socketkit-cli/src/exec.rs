@@ -13,7 +13,7 @@ use tokio::signal::unix::{signal, SignalKind};
 use tokio::sync::mpsc;
 
 use crate::args::ExecArgs;
-use crate::tls;
+use crate::{tls, token};
 
 /// Runs the command (or the prompt) and returns the exit status to use.
 pub async fn run(args: ExecArgs) -> anyhow::Result<u8> {
@@ -22,10 +22,7 @@ pub async fn run(args: ExecArgs) -> anyhow::Result<u8> {
         .clone()
         .unwrap_or_else(|| Endpoint::Unix(default_socket_path()));
     check_transport(&args, &endpoint)?;
-    let token = match &args.token_file {
-        Some(path) => Some(read_token(path)?),
-        None => None,
-    };
+    let token = token::read(args.token_file.as_deref())?;
     let options = ConnectOptions {
         timeout: args.timeout,
         tls: match endpoint {
@@ -66,16 +63,6 @@ fn check_transport(args: &ExecArgs, endpoint: &Endpoint) -> anyhow::Result<()> {
         bail!("--insecure-plaintext only reaches loopback addresses, not {endpoint}");
     }
     Ok(())
-}
-
-fn read_token(path: &std::path::Path) -> anyhow::Result<String> {
-    let text = std::fs::read_to_string(path)
-        .with_context(|| format!("cannot read the token file {}", path.display()))?;
-    let token = text.trim();
-    if token.is_empty() {
-        bail!("the token file {} is empty", path.display());
-    }
-    Ok(token.to_owned())
 }
 
 fn request(args: &ExecArgs, words: Vec<String>) -> Run {

@@ -14,8 +14,11 @@ mod connect;
 mod exec;
 mod get;
 mod pki;
+mod progress;
+mod send;
 mod serve;
 mod tls;
+mod token;
 
 use std::io::{self, IsTerminal};
 use std::process::ExitCode;
@@ -37,6 +40,7 @@ fn main() -> ExitCode {
         Command::Connect(_)
         | Command::Check(_)
         | Command::Exec(_)
+        | Command::Send(_)
         | Command::Get(_)
         | Command::Pki(_) => tokio::runtime::Builder::new_current_thread()
             .enable_all()
@@ -73,6 +77,10 @@ fn main() -> ExitCode {
             Command::Exec(args) => {
                 init_logging(&args.log, "warn", false);
                 exec::run(args).await.map(ExitCode::from)
+            }
+            Command::Send(args) => {
+                init_logging(&args.log, "warn", false);
+                send::run(args).await.map(|()| ExitCode::SUCCESS)
             }
             Command::Get(args) => {
                 init_logging(&args.log, "warn", false);

@@ -3,7 +3,7 @@
 
 use std::collections::BTreeSet;
 use std::io::Write;
-use std::path::Path;
+use std::sync::Arc;
 
 use anyhow::{bail, Context};
 use socketkit::addr::{Host, SocketKind};
@@ -11,6 +11,7 @@ use socketkit::server::{
     DatagramHandler, Handlers, Server, ServerConfig, ServerHandle, StreamHandler,
 };
 use socketkit::services::exec::{self, AuthPolicy, Exec, ExecPolicy, Token};
+use socketkit::services::recv::{Recv, RecvPolicy};
 use socketkit::services::{Daytime, Discard, Echo, Hello, Upper};
 use socketkit::tls::{Fingerprint, ServerTls};
 use socketkit::Endpoint;
@@ -18,7 +19,8 @@ use tokio::signal::unix::{signal, Signal, SignalKind};
 use tracing::{info, warn};
 
 use crate::args::{optional, ExecServiceArgs, Mode, ServeArgs, Service};
-use crate::tls;
+use crate::progress::{self, ReceiveBars};
+use crate::{tls, token};
 
 /// Where services listen when no address is given: loopback, never every
 /// interface.
@@ -37,6 +39,13 @@ pub async fn run(mut args: ServeArgs) -> anyhow::Result<()> {
         Service::Exec => {
             let policy = exec_policy(&args)?;
             serve(args, Handlers::stream(Exec::new(policy))).await
+        }
+        Service::Recv => {
+            let mut receiver = Recv::new(recv_policy(&args)?)?;
+            if progress::wanted() {
+                receiver = receiver.with_observer(Arc::new(ReceiveBars::default()));
+            }
+            serve(args, Handlers::stream(receiver)).await
         }
     }
 }
@@ -92,8 +101,10 @@ async fn serve<S: StreamHandler, D: DatagramHandler>(
             bail!("the {name} service does not serve {kind} endpoints such as {endpoint} (hint: use tcp://, tls:// or unix:)");
         }
     }
-    if let Service::Exec = args.service {
-        check_exec_transports(&args)?;
+    match args.service {
+        Service::Exec => check_exec_transports(&args)?,
+        Service::Recv => check_recv_transports(&args)?,
+        _ => {}
     }
     // Handlers go in before anything is printed: a script may signal us as
     // soon as it reads the first `listening on` line.
@@ -129,6 +140,7 @@ fn service_name(service: Service) -> &'static str {
         Service::Discard => "discard",
         Service::Daytime => "daytime",
         Service::Exec => "exec",
+        Service::Recv => "recv",
     }
 }
 
@@ -142,16 +154,11 @@ fn check_exec_transports(args: &ServeArgs) -> anyhow::Result<()> {
             Endpoint::Tls(_) if args.tls.client_ca.is_none() && exec.token_file.is_none() => {
                 bail!("exec on {endpoint} needs a way to authenticate clients (hint: --client-ca FILE for mutual TLS, or --token-file FILE)")
             }
-            Endpoint::Tcp(hp) => {
+            Endpoint::Tcp(_) => {
                 if !exec.insecure_plaintext {
                     bail!("refusing plain TCP for exec on {endpoint}: commands and their output would cross the network unencrypted (hint: use tls://, or --insecure-plaintext with a loopback address for tests and demos)");
                 }
-                let loopback = match &hp.host {
-                    Host::Ip(ip) => ip.is_loopback(),
-                    Host::Name(name) => name == "localhost",
-                    Host::Any => false,
-                };
-                if !loopback {
+                if !is_loopback(endpoint) {
                     bail!("--insecure-plaintext only serves loopback addresses, not {endpoint}");
                 }
                 if exec.token_file.is_none() {
@@ -165,9 +172,52 @@ fn check_exec_transports(args: &ServeArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
+fn is_loopback(endpoint: &Endpoint) -> bool {
+    match endpoint.host_port().map(|hp| &hp.host) {
+        Some(Host::Ip(ip)) => ip.is_loopback(),
+        Some(Host::Name(name)) => name == "localhost",
+        Some(Host::Any) => false,
+        None => true,
+    }
+}
+
+/// Off loopback, a receiver needs TLS and a way to authenticate senders
+/// (as exec does); on loopback (or a Unix socket) it may run open.
+fn check_recv_transports(args: &ServeArgs) -> anyhow::Result<()> {
+    if args.recv.dir.is_none() {
+        bail!("recv needs --dir DIR: where to store received files");
+    }
+    let authenticated = args.exec.token_file.is_some() || args.tls.client_ca.is_some();
+    for endpoint in args.addrs.iter().filter(|e| !is_loopback(e)) {
+        match endpoint {
+            Endpoint::Tls(_) if authenticated => {}
+            Endpoint::Tls(_) => bail!("recv on {endpoint} is reachable from the network: it needs --token-file FILE or --client-ca FILE"),
+            _ => bail!("recv on {endpoint} is reachable from the network: use tls:// with --token-file or --client-ca"),
+        }
+    }
+    Ok(())
+}
+
+fn recv_policy(args: &ServeArgs) -> anyhow::Result<RecvPolicy> {
+    let dir = args.recv.dir.clone().context("recv needs --dir DIR")?;
+    let token = token::read(args.exec.token_file.as_deref())?.map(|t| Token::new(&t));
+    let allow_anonymous = token.is_none() && args.addrs.iter().all(is_loopback);
+    let auth = AuthPolicy {
+        token,
+        authorized_certificates: None,
+        allow_anonymous,
+    };
+    Ok(RecvPolicy {
+        overwrite: args.recv.overwrite,
+        max_size: args.recv.max_size,
+        handshake_timeout: args.tls.handshake_timeout,
+        ..RecvPolicy::new(dir, auth)
+    })
+}
+
 fn exec_policy(args: &ServeArgs) -> anyhow::Result<ExecPolicy> {
     let exec: &ExecServiceArgs = &args.exec;
-    let token = exec.token_file.as_deref().map(read_token).transpose()?;
+    let token = token::read(exec.token_file.as_deref())?.map(|t| Token::new(&t));
     let authorized_certificates = match &exec.authorized_clients {
         Some(path) => {
             let text = std::fs::read_to_string(path)
@@ -186,6 +236,7 @@ fn exec_policy(args: &ServeArgs) -> anyhow::Result<ExecPolicy> {
         auth: AuthPolicy {
             token,
             authorized_certificates,
+            allow_anonymous: false,
         },
         allow_shell: exec.allow_shell,
         allowed_commands: (!exec.allow_cmd.is_empty())
@@ -198,17 +249,6 @@ fn exec_policy(args: &ServeArgs) -> anyhow::Result<ExecPolicy> {
         handshake_timeout: args.tls.handshake_timeout,
         ..ExecPolicy::default()
     })
-}
-
-/// Reads a token file; an empty one is refused rather than matching an
-/// empty token.
-pub fn read_token(path: &Path) -> anyhow::Result<Token> {
-    let text = std::fs::read_to_string(path)
-        .with_context(|| format!("cannot read the token file {}", path.display()))?;
-    if text.trim().is_empty() {
-        bail!("the token file {} is empty", path.display());
-    }
-    Ok(Token::new(&text))
 }
 
 /// One `listening on ADDR` line per bound socket, then, with TLS, one

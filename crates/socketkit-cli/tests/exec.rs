@@ -260,7 +260,7 @@ fn a_wrong_token_runs_nothing() {
         .proc
         .stderr
         .wait_for("a warning naming the peer", |l| {
-            l.contains("exec authentication failed") && l.contains("127.0.0.1")
+            l.contains("authentication failed") && l.contains("127.0.0.1")
         });
 }
 

@@ -5,15 +5,14 @@
 //! malformed and truncated responses, stalls).
 
 mod get_support;
+mod util;
 
 use std::io::Read;
-use std::net::TcpStream;
 use std::path::Path;
 use std::process::Command;
 
-use get_support::{
-    fails, files_in, get, ok, run, socketkit, stderr, stdout, Canned, Nginx, Reply, Spawned,
-};
+use get_support::{fails, files_in, get, ok, stderr, stdout, Canned, Nginx, Reply};
+use util::{run, socketkit, Proc, RUN_LIMIT};
 
 /// nginx's test site: static files, redirects, header echoes.
 const SITE: &str = r#"
@@ -43,11 +42,9 @@ fn site() -> Nginx {
 }
 
 fn sha256(path: &Path) -> String {
-    let out = run({
-        let mut cmd = Command::new("sha256sum");
-        cmd.arg(path);
-        cmd
-    });
+    let mut cmd = Command::new("sha256sum");
+    cmd.arg(path);
+    let out = run(cmd, b"");
     stdout(&out).split_whitespace().next().unwrap().to_owned()
 }
 
@@ -59,9 +56,10 @@ fn python_http_server_content_length_and_close_delimited_bodies() {
     let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/peers/http_server.py");
     let mut cmd = Command::new("python3");
     cmd.arg(script).arg(dir.path());
-    let server = Spawned::start(cmd);
+    let server = Proc::spawn("http.server", cmd, false);
     let base = server
-        .wait_line(|l| l.starts_with("listening on "))
+        .stdout
+        .wait_for("the listening line", |l| l.starts_with("listening on "))
         .trim_start_matches("listening on ")
         .to_owned();
 
@@ -451,7 +449,7 @@ fn output_to_a_fifo_writes_through_it_instead_of_replacing_it() {
 
 #[test]
 fn unreachable_servers_fail_with_their_reason() {
-    let port = get_support::free_port();
+    let port = util::free_port();
     fails(
         &get(&[&format!("http://127.0.0.1:{port}/")]),
         1,
@@ -487,18 +485,8 @@ fn unreachable_servers_fail_with_their_reason() {
 fn connect_timeout_and_max_time_bound_the_transfer() {
     // A listener with a full accept queue: further SYNs are dropped, so
     // connecting hangs until our timeout.
-    let socket = socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None).unwrap();
-    socket
-        .bind(
-            &"127.0.0.1:0"
-                .parse::<std::net::SocketAddr>()
-                .unwrap()
-                .into(),
-        )
-        .unwrap();
-    socket.listen(0).unwrap();
-    let addr = socket.local_addr().unwrap().as_socket().unwrap();
-    let _queued = TcpStream::connect(addr).unwrap();
+    let (_listener, port) = util::full_backlog_listener();
+    let addr = format!("127.0.0.1:{port}");
     fails(
         &get(&["--timeout", "1", &format!("http://{addr}/")]),
         1,
@@ -552,7 +540,7 @@ fn https_with_a_private_ca_sni_and_clear_verification_failures() {
                 let path = dir.join(sub);
                 let mut args = vec!["pki", "init", path.to_str().unwrap()];
                 args.extend(names);
-                ok(&run(socketkit(args)));
+                ok(&util::run_socketkit(&args, b""));
             }
             use std::os::unix::fs::PermissionsExt;
             for sub in ["pki", "other"] {
@@ -644,9 +632,16 @@ fn a_reader_that_stops_early_is_not_an_error() {
     let mut first = [0u8; 10];
     child.stdout.take().unwrap().read_exact(&mut first).unwrap();
     // stdout is now closed: the next write fails with EPIPE.
-    let out = get_support::finish(child);
-    assert!(out.status.success(), "{}", stderr(&out));
-    assert!(stderr(&out).is_empty(), "{}", stderr(&out));
+    let status = util::wait_child(&mut child, RUN_LIMIT);
+    let mut errors = String::new();
+    child
+        .stderr
+        .take()
+        .unwrap()
+        .read_to_string(&mut errors)
+        .unwrap();
+    assert!(status.success(), "{errors}");
+    assert!(errors.is_empty(), "{errors}");
     server.requests();
 }
 
@@ -676,27 +671,22 @@ fn a_progress_bar_on_a_terminal_and_an_interrupt_leaves_no_file() {
     );
     let mut script = Command::new("script");
     script.args(["-qec", &command, "/dev/null"]);
-    let screen = stdout(&run(script));
-    assert!(screen.contains("1.00 MiB/1.00 MiB [="), "{screen}");
+    let screen = stdout(&run(script, b""));
+    assert!(screen.contains("bar.bin 1.00 MiB/1.00 MiB"), "{screen}");
     assert_eq!(std::fs::read(&target).unwrap().len(), 1 << 20);
 
     let partial = dir.path().join("partial.bin");
-    let child = socketkit(["get", "-o", partial.to_str().unwrap(), &server.url("/")])
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
-    let deadline = std::time::Instant::now() + get_support::WAIT;
-    while !files_in(dir.path()).iter().any(|f| f.ends_with(".part")) {
-        assert!(
-            std::time::Instant::now() < deadline,
-            "no temporary file appeared"
-        );
-        std::thread::sleep(std::time::Duration::from_millis(20));
-    }
-    // SAFETY: kill(2) on the PID of our own running child.
-    unsafe { libc::kill(child.id() as i32, libc::SIGINT) };
-    let out = get_support::finish(child);
-    assert_eq!(out.status.code(), Some(130), "{}", stderr(&out));
+    let mut client = Proc::spawn(
+        "get",
+        socketkit(["get", "-o", partial.to_str().unwrap(), &server.url("/")]),
+        false,
+    );
+    util::wait_until("the temporary file", || {
+        files_in(dir.path()).iter().any(|f| f.ends_with(".part"))
+    });
+    util::signal(client.pid(), "INT");
+    let status = client.wait_exit();
+    assert_eq!(status.code(), Some(130), "{}", client.stderr.text());
     assert_eq!(
         files_in(dir.path()),
         ["bar.bin"],

@@ -10,13 +10,14 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use anyhow::Context;
+use indicatif::ProgressBar;
 use serde_json::json;
 use socketkit::client::http::{self, GetOptions, Response, WireCopy};
 use socketkit::transport::ConnectOptions;
 use tokio::signal::unix::{signal, SignalKind};
 
 use crate::args::{optional, ClientTlsArgs, GetArgs};
-use crate::tls;
+use crate::{progress, tls};
 use output::Output;
 
 pub async fn run(args: GetArgs) -> anyhow::Result<ExitCode> {
@@ -111,10 +112,12 @@ async fn transfer(args: &GetArgs, options: &GetOptions) -> anyhow::Result<()> {
         (None, true) => Output::Discard,
         (None, false) => stdout,
     };
-    let bar = output::progress(
-        response.head().content_length(),
-        body.is_file() && !args.log.quiet,
-    );
+    let bar = match body.file_name() {
+        Some(name) if progress::wanted() && !args.log.quiet => {
+            progress::bar(&name, response.head().content_length(), 0)
+        }
+        _ => ProgressBar::hidden(),
+    };
     let copied = match copy(&mut response, &mut body, &bar).await {
         Ok(()) => body.finish(),
         Err(e) => Err(e),
@@ -131,11 +134,7 @@ async fn transfer(args: &GetArgs, options: &GetOptions) -> anyhow::Result<()> {
     Ok(())
 }
 
-async fn copy(
-    response: &mut Response,
-    body: &mut Output,
-    bar: &indicatif::ProgressBar,
-) -> anyhow::Result<()> {
+async fn copy(response: &mut Response, body: &mut Output, bar: &ProgressBar) -> anyhow::Result<()> {
     while let Some(chunk) = response.chunk().await? {
         body.write(&chunk)?;
         bar.inc(chunk.len() as u64);

@@ -1,5 +1,5 @@
 //! Where `get` puts a body: stdout, or a file that appears under its name
-//! only when complete, with a progress bar on a terminal.
+//! only when complete.
 //!
 //! Writes are plain blocking writes on the runtime's one thread. `get` is one
 //! transfer per process, so a slow disk or a slow reader of stdout should
@@ -7,13 +7,12 @@
 //! stdout would hand every chunk to the blocking thread pool and back.
 
 use std::fs::{self, File, Permissions};
-use std::io::{self, BufWriter, IsTerminal, Write};
+use std::io::{self, BufWriter, Write};
 use std::os::fd::AsFd;
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 
 use anyhow::Context;
-use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use tempfile::NamedTempFile;
 
 /// Small writes (chunked bodies in little pieces, header lines) are
@@ -95,9 +94,14 @@ impl Output {
         })
     }
 
-    /// Whether this is a file a progress bar may report on.
-    pub fn is_file(&self) -> bool {
-        matches!(self, Output::File { .. } | Output::Special { .. })
+    /// The file a progress bar may report on, if this is one.
+    pub fn file_name(&self) -> Option<String> {
+        match self {
+            Output::File { path, .. } | Output::Special { path, .. } => path
+                .file_name()
+                .map(|name| name.to_string_lossy().into_owned()),
+            Output::Stdout(_) | Output::Discard => None,
+        }
     }
 
     /// Writes all of `bytes`.
@@ -138,26 +142,4 @@ impl Output {
             Output::Discard => "nowhere".to_owned(),
         }
     }
-}
-
-/// A progress bar on stderr (bytes, rate, and with a known length the
-/// share done and the time left), or nothing when stderr is no terminal.
-pub fn progress(length: Option<u64>, wanted: bool) -> ProgressBar {
-    if !wanted || !io::stderr().is_terminal() {
-        return ProgressBar::hidden();
-    }
-    let (bar, template) = match length {
-        Some(length) => (
-            ProgressBar::with_draw_target(Some(length), ProgressDrawTarget::stderr()),
-            "{bytes:>10}/{total_bytes} [{wide_bar}] {binary_bytes_per_sec} eta {eta}",
-        ),
-        None => (
-            ProgressBar::with_draw_target(None, ProgressDrawTarget::stderr()),
-            "{spinner} {bytes:>10} {binary_bytes_per_sec} {elapsed}",
-        ),
-    };
-    if let Ok(style) = ProgressStyle::with_template(template) {
-        bar.set_style(style.progress_chars("=> "));
-    }
-    bar
 }

@@ -1,99 +1,44 @@
-//! A small harness for `get`'s tests: run the real binary with a time
-//! bound, and start the servers it talks to on free loopback ports — nginx
-//! (own prefix and config in a temporary directory), Python's http.server,
-//! and `Canned`, a std TcpListener that answers with exact bytes. Every
-//! process started here is killed by PID when its handle is dropped.
+//! What `get`'s tests add to the shared harness (`util`): servers that
+//! speak HTTP on free loopback ports — nginx (its own prefix and config in
+//! a temporary directory) and `Canned`, a std TcpListener answering with
+//! exact bytes — and the assertions the tests read as specifications.
+//! Every process started here is killed by PID when its handle is dropped.
 
-#![allow(dead_code)]
-
-use std::io::{BufRead, BufReader, Read, Write};
+use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
-use std::sync::mpsc;
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
-/// The bound on every wait: generous, the machine is small and shared.
-pub const WAIT: Duration = Duration::from_secs(30);
+use crate::util::{self, free_port, WAIT};
 
-/// The `socketkit` binary with `args`.
-pub fn socketkit<I, S>(args: I) -> Command
-where
-    I: IntoIterator<Item = S>,
-    S: AsRef<std::ffi::OsStr>,
-{
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_socketkit"));
-    cmd.args(args).env_remove("RUST_LOG");
-    cmd
-}
-
-/// Runs `cmd` to completion (killed after [`WAIT`]) with empty stdin.
-pub fn run(mut cmd: Command) -> Output {
-    let child = cmd
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("spawn");
-    finish(child)
-}
-
-/// Waits for `child` and collects its piped output; kills it and fails
-/// the test if it runs past [`WAIT`].
-pub fn finish(child: Child) -> Output {
-    let pid = child.id();
-    let (done, finished) = mpsc::channel();
-    let waiter = std::thread::spawn(move || {
-        let out = child.wait_with_output();
-        let _ = done.send(());
-        out
-    });
-    if finished.recv_timeout(WAIT).is_err() {
-        // SAFETY: kill(2) on the PID of our own child, not yet reaped.
-        unsafe { libc::kill(pid as i32, libc::SIGKILL) };
-        panic!("process {pid} did not finish within {WAIT:?}");
-    }
-    waiter.join().unwrap().expect("wait")
-}
-
-/// `socketkit get ARGS...`.
+/// `socketkit get ARGS...`, run to completion (bounded).
 pub fn get(args: &[&str]) -> Output {
     let mut all = vec!["get"];
     all.extend_from_slice(args);
-    run(socketkit(all))
+    util::run_socketkit(&all, b"")
 }
 
 pub fn stderr(out: &Output) -> String {
-    String::from_utf8_lossy(&out.stderr).into_owned()
+    util::text(&out.stderr)
 }
 
 pub fn stdout(out: &Output) -> String {
-    String::from_utf8_lossy(&out.stdout).into_owned()
+    util::text(&out.stdout)
 }
 
 /// Asserts success and returns stdout.
 pub fn ok(out: &Output) -> Vec<u8> {
-    assert!(
-        out.status.success(),
-        "exit {:?}, stderr: {}",
-        out.status,
-        stderr(out)
-    );
+    util::assert_success("get", out);
     out.stdout.clone()
 }
 
-/// Asserts a one-line error containing `needle`, with exit status `code`.
+/// Asserts the error contract (one `socketkit: ` line, exit `code`, no
+/// panic) and that the line contains `needle`.
 pub fn fails(out: &Output, code: i32, needle: &str) {
-    let err = stderr(out);
-    assert_eq!(out.status.code(), Some(code), "stderr: {err}");
-    let lines: Vec<&str> = err
-        .lines()
-        .filter(|l| l.starts_with("socketkit: "))
-        .collect();
-    assert_eq!(lines.len(), 1, "one error line expected: {err}");
-    assert!(lines[0].contains(needle), "expected '{needle}' in: {err}");
-    assert!(!err.contains("panicked"), "{err}");
+    let line = util::assert_one_error_line(out, code);
+    assert!(line.contains(needle), "expected '{needle}' in: {line}");
 }
 
 /// Names of the files in `dir` (temporary files included).
@@ -104,15 +49,6 @@ pub fn files_in(dir: &Path) -> Vec<String> {
         .collect();
     names.sort();
     names
-}
-
-/// A port nothing listens on right now (bound, then released).
-pub fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
 }
 
 fn wait_until_accepting(port: u16, child: &mut Child, log: &Path) -> bool {
@@ -221,53 +157,6 @@ impl Nginx {
 }
 
 impl Drop for Nginx {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-/// A child process whose stdout lines are read as they come.
-pub struct Spawned {
-    child: Child,
-    lines: mpsc::Receiver<String>,
-}
-
-impl Spawned {
-    pub fn start(mut cmd: Command) -> Spawned {
-        let mut child = cmd
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::inherit())
-            .spawn()
-            .expect("spawn");
-        let out = child.stdout.take().unwrap();
-        let (tx, lines) = mpsc::channel();
-        std::thread::spawn(move || {
-            for line in BufReader::new(out).lines().map_while(Result::ok) {
-                if tx.send(line).is_err() {
-                    break;
-                }
-            }
-        });
-        Spawned { child, lines }
-    }
-
-    /// The first line satisfying `pred`, within [`WAIT`].
-    pub fn wait_line(&self, pred: impl Fn(&str) -> bool) -> String {
-        let deadline = Instant::now() + WAIT;
-        loop {
-            let left = deadline.saturating_duration_since(Instant::now());
-            match self.lines.recv_timeout(left) {
-                Ok(line) if pred(&line) => return line,
-                Ok(_) => continue,
-                Err(e) => panic!("no expected line within {WAIT:?}: {e}"),
-            }
-        }
-    }
-}
-
-impl Drop for Spawned {
     fn drop(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();

@@ -2,16 +2,14 @@
 //! stdin to the command and its output back, forwarding interrupts.
 
 use bytes::{Bytes, BytesMut};
-use futures_util::{SinkExt, StreamExt};
+use futures_util::SinkExt;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::sync::mpsc;
-use tokio_util::codec::Framed;
 
+use super::session::{self, expect, next_frame, protocol_error, refused, Wire};
 use crate::error::{Error, ErrorKind, Result};
-use crate::protocol::exec::{
-    ClientHello, ErrorMessage, Exit, Ready, Refusal, Run, ServerHello, SignalRequest, Started,
-};
-use crate::protocol::{Frame, FrameCodec, FrameType, DATA_CHUNK, VERSION};
+use crate::protocol::exec::{Exit, Run, ServerHello, SignalRequest, Started};
+use crate::protocol::{Frame, FrameType, DATA_CHUNK};
 use crate::transport::Stream;
 
 /// How a command ended, seen from the client.
@@ -27,64 +25,20 @@ pub struct Finished {
 /// A connection to an exec server that has completed the handshake.
 #[derive(Debug)]
 pub struct ExecClient {
-    wire: Framed<Stream, FrameCodec>,
+    wire: Wire,
     server: ServerHello,
     identity: String,
-}
-
-fn protocol_error(message: impl Into<String>) -> Error {
-    Error::new(ErrorKind::Protocol, message)
-}
-
-fn refused(error: &ErrorMessage) -> Error {
-    let kind = match error.kind {
-        Refusal::Auth | Refusal::Denied => ErrorKind::Auth,
-        Refusal::Busy | Refusal::Spawn => ErrorKind::Io,
-        _ => ErrorKind::Protocol,
-    };
-    Error::new(
-        kind,
-        format!("server refused: {}: {}", error.kind, error.message),
-    )
 }
 
 impl ExecClient {
     /// Reads the server's greeting, answers with `token` if it asks for one,
     /// and waits for `READY`.
     pub async fn handshake(stream: Stream, token: Option<String>) -> Result<ExecClient> {
-        let mut wire = Framed::new(stream, FrameCodec);
-        let hello = next_frame(&mut wire).await?;
-        if hello.kind != FrameType::HELLO {
-            return Err(protocol_error(
-                "the server did not greet with HELLO: is it an exec server?",
-            ));
-        }
-        let server: ServerHello = hello.parse().map_err(|e| protocol_error(e.to_string()))?;
-        if server.protocol != VERSION {
-            return Err(protocol_error(format!(
-                "the server speaks protocol {}, this client {VERSION}",
-                server.protocol
-            )));
-        }
-        let wants_token = server.auth.iter().any(|a| a == "token");
-        if wants_token && token.is_none() {
-            return Err(Error::new(
-                ErrorKind::Auth,
-                "the server asks for a token (hint: --token-file FILE)",
-            ));
-        }
-        let answer = ClientHello {
-            protocol: VERSION,
-            client: format!("socketkit {}", env!("CARGO_PKG_VERSION")),
-            token: token.filter(|_| wants_token),
-        };
-        wire.send(Frame::control(FrameType::HELLO, &answer)).await?;
-        let reply = next_frame(&mut wire).await?;
-        let ready: Ready = expect(reply, FrameType::READY)?;
+        let (wire, server, identity) = session::open(stream, token, "exec").await?;
         Ok(ExecClient {
             wire,
             server,
-            identity: ready.identity,
+            identity,
         })
     }
 
@@ -196,29 +150,4 @@ async fn write_flush<W: AsyncWrite + Unpin>(out: &mut W, bytes: &[u8]) -> Result
     out.write_all(bytes).await?;
     out.flush().await?;
     Ok(())
-}
-
-async fn next_frame(wire: &mut Framed<Stream, FrameCodec>) -> Result<Frame> {
-    match wire.next().await {
-        Some(frame) => Ok(frame?),
-        None => Err(Error::new(
-            ErrorKind::Io,
-            "the server closed the connection",
-        )),
-    }
-}
-
-/// The expected control message, or the server's `ERROR` as an error.
-fn expect<T: serde::de::DeserializeOwned>(frame: Frame, kind: FrameType) -> Result<T> {
-    let parse_error = |e: crate::protocol::FrameError| protocol_error(e.to_string());
-    if frame.kind == FrameType::ERROR {
-        return Err(refused(&frame.parse().map_err(parse_error)?));
-    }
-    if frame.kind != kind {
-        return Err(protocol_error(format!(
-            "expected a frame of type {kind}, got {}",
-            frame.kind
-        )));
-    }
-    frame.parse().map_err(parse_error)
 }

@@ -140,7 +140,7 @@ impl Exit {
 
 /// The `kind` of an `ERROR` frame.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
+#[serde(rename_all = "snake_case")]
 #[non_exhaustive]
 pub enum Refusal {
     /// Malformed or unexpected frame; the connection closes.
@@ -157,6 +157,18 @@ pub enum Refusal {
     Spawn,
     /// A failure on the server; the connection closes.
     Internal,
+    /// Transfer: not a plain, safe file name.
+    Name,
+    /// Transfer: the file exists and the receiver does not overwrite.
+    Exists,
+    /// Transfer: over the receiver's per-file limit.
+    TooLarge,
+    /// Transfer: not enough free space.
+    NoSpace,
+    /// Transfer: sizes or hashes differ.
+    Mismatch,
+    /// Transfer: the receiver could not write.
+    Io,
     /// A kind this version does not know.
     #[serde(other)]
     Unknown,
@@ -165,7 +177,14 @@ pub enum Refusal {
 impl Refusal {
     /// Whether the connection can carry another `RUN` after this error.
     pub fn keeps_connection(self) -> bool {
-        matches!(self, Refusal::Denied | Refusal::Busy | Refusal::Spawn)
+        !matches!(
+            self,
+            Refusal::Protocol
+                | Refusal::Version
+                | Refusal::Auth
+                | Refusal::Internal
+                | Refusal::Unknown
+        )
     }
 }
 
@@ -179,6 +198,12 @@ impl fmt::Display for Refusal {
             Refusal::Busy => "server busy",
             Refusal::Spawn => "cannot start the command",
             Refusal::Internal => "server error",
+            Refusal::Name => "unsafe file name",
+            Refusal::Exists => "file exists",
+            Refusal::TooLarge => "file too large",
+            Refusal::NoSpace => "not enough space",
+            Refusal::Mismatch => "verification failed",
+            Refusal::Io => "write failed",
             Refusal::Unknown => "error",
         };
         f.write_str(text)

@@ -9,6 +9,7 @@
 //! stream, and the connection is not resumed.
 
 pub mod exec;
+pub mod transfer;
 
 use std::fmt;
 use std::io;
@@ -57,6 +58,18 @@ impl FrameType {
     pub const STDOUT: FrameType = FrameType(0x22);
     /// Bytes the command wrote to standard error.
     pub const STDERR: FrameType = FrameType(0x23);
+    /// Bytes of a file being sent.
+    pub const FILE_DATA: FrameType = FrameType(0x24);
+    /// A file the client wants to send.
+    pub const OFFER: FrameType = FrameType(0x40);
+    /// The receiver takes the file (maybe from an offset).
+    pub const ACCEPT: FrameType = FrameType(0x41);
+    /// The client starts sending from an offset.
+    pub const START: FrameType = FrameType(0x42);
+    /// All bytes sent; the whole file's size and hash.
+    pub const END: FrameType = FrameType(0x43);
+    /// The receiver verified and stored the file.
+    pub const DONE: FrameType = FrameType(0x44);
 
     /// Whether this type carries raw bytes (rather than a JSON object).
     pub fn is_data(self) -> bool {

@@ -9,12 +9,16 @@
 //! | [`Discard`] | stream, datagram | RFC 863: reads and drops everything |
 //! | [`Daytime`] | stream, datagram | RFC 867: the date and time, then close |
 //! | [`exec::Exec`] | stream | remote commands over the framed protocol |
+//! | [`recv::Recv`] | stream | receives files over the framed protocol |
 
+pub mod auth;
 mod daytime;
 mod discard;
 mod echo;
 pub mod exec;
 mod hello;
+pub mod recv;
+mod session;
 mod upper;
 
 pub use daytime::Daytime;

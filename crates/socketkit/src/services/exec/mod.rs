@@ -12,7 +12,6 @@
 //! loopback for demos) is the caller's job; this module enforces identity
 //! and policy per connection.
 
-mod auth;
 mod process;
 
 use std::collections::BTreeSet;
@@ -22,17 +21,17 @@ use std::time::Duration;
 
 use futures_util::{SinkExt, StreamExt};
 use tokio::sync::Semaphore;
-use tokio::time::Instant;
 use tokio_util::codec::Framed;
-use tracing::{info, warn};
+use tracing::info;
 
-pub use auth::{parse_authorized_clients, AuthPolicy, Identity, Token};
+pub use super::auth::{parse_authorized_clients, AuthPolicy, Identity, Token};
 
-use self::auth::{Penalties, Proof};
-use self::process::{Limits, Wire};
+use self::process::Limits;
+use super::auth::{self, Penalties};
+use super::session::{answer_protocol_error, io_error, proof_of, refuse, Opening, Wire};
 use crate::error::{Error, ErrorKind, Result};
-use crate::protocol::exec::{ClientHello, ErrorMessage, Ready, Refusal, Run, ServerHello, Started};
-use crate::protocol::{frame_error, Frame, FrameCodec, FrameError, FrameType, VERSION};
+use crate::protocol::exec::{Refusal, Run, Started};
+use crate::protocol::{frame_error, Frame, FrameCodec, FrameError, FrameType};
 use crate::server::{Connection, StreamHandler};
 use crate::transport::SocketAddress;
 
@@ -43,7 +42,7 @@ pub struct ExecPolicy {
     pub auth: AuthPolicy,
     /// Allow `RUN` with a shell line (`/bin/sh -c`). Default off.
     pub allow_shell: bool,
-    /// If set, only these programs (argv[0], compared exactly) may run.
+    /// If set, only these programs (`argv[0]`, compared exactly) may run.
     pub allowed_commands: Option<BTreeSet<String>>,
     /// Environment variable names a client may set. Default none.
     pub allowed_env: BTreeSet<String>,
@@ -98,67 +97,6 @@ impl Exec {
             running: Arc::new(Semaphore::new(policy.max_commands.max(1))),
             policy,
             penalties: Penalties::default(),
-        }
-    }
-
-    fn greeting(&self, proof: &Proof) -> Frame {
-        Frame::control(
-            FrameType::HELLO,
-            &ServerHello {
-                protocol: VERSION,
-                server: format!("socketkit {}", env!("CARGO_PKG_VERSION")),
-                service: "exec".to_owned(),
-                auth: vec![proof.auth_label().to_owned()],
-                shell: self.policy.allow_shell,
-            },
-        )
-    }
-
-    /// Reads the client's `HELLO` within the deadline and decides on it.
-    /// `Ok(None)`: refused (already answered and logged).
-    async fn authenticate(
-        &self,
-        wire: &mut Wire<'_>,
-        proof: &Proof,
-        peer: &SocketAddress,
-    ) -> Result<Option<Identity>> {
-        let deadline = Instant::now() + self.policy.handshake_timeout;
-        let hello = match tokio::time::timeout_at(deadline, wire.next()).await {
-            Err(_elapsed) => {
-                return Err(Error::new(
-                    ErrorKind::Timeout,
-                    "no HELLO before the handshake deadline",
-                ))
-            }
-            Ok(None) => return Ok(None),
-            Ok(Some(frame)) => frame?,
-        };
-        if hello.kind != FrameType::HELLO {
-            return Err(FrameError::Unexpected { kind: hello.kind }.into_io().into());
-        }
-        let hello: ClientHello = hello.parse().map_err(FrameError::into_io)?;
-        if hello.protocol != VERSION {
-            let message = format!(
-                "this server speaks protocol {VERSION}, not {}",
-                hello.protocol
-            );
-            refuse(wire, Refusal::Version, message).await;
-            return Ok(None);
-        }
-        match self.policy.auth.admit(proof, hello.token.as_deref()) {
-            Ok(identity) => Ok(Some(identity)),
-            Err(reason) => {
-                let delay = self.penalties.strike(peer);
-                warn!(%peer, %reason, penalty = ?delay, "exec authentication failed");
-                tokio::time::sleep(delay).await;
-                refuse(
-                    wire,
-                    Refusal::Auth,
-                    "the server did not accept these credentials",
-                )
-                .await;
-                Ok(None)
-            }
         }
     }
 
@@ -248,39 +186,33 @@ pub fn default_socket_path() -> PathBuf {
 }
 
 /// [`default_socket_path`], with its directory created (mode 0700) so the
-/// server can bind there.
+/// server can bind there. A directory that already exists must be ours and
+/// closed to others: in a shared `/tmp`, another user could have made it
+/// first to slip their own socket in.
 pub fn prepare_default_socket() -> Result<PathBuf> {
+    use std::os::unix::fs::MetadataExt;
     let path = default_socket_path();
-    if let Some(dir) = path.parent() {
-        crate::tls::create_private_dir(dir)?;
+    let Some(dir) = path.parent() else {
+        return Ok(path);
+    };
+    crate::tls::create_private_dir(dir)?;
+    let metadata = std::fs::symlink_metadata(dir).map_err(|e| {
+        Error::with_source(
+            ErrorKind::Io,
+            format!("cannot inspect {}", dir.display()),
+            e,
+        )
+    })?;
+    if !metadata.is_dir() || metadata.uid() != auth::current_uid() || metadata.mode() & 0o077 != 0 {
+        return Err(Error::new(
+            ErrorKind::Auth,
+            format!(
+                "{} must be a directory owned by this user with mode 0700",
+                dir.display()
+            ),
+        ));
     }
     Ok(path)
-}
-
-impl FrameError {
-    fn into_io(self) -> std::io::Error {
-        self.into()
-    }
-}
-
-/// Sends an `ERROR`; the peer may already be gone, which changes nothing.
-async fn refuse(wire: &mut Wire<'_>, kind: Refusal, message: impl Into<String>) {
-    let _ = wire
-        .send(Frame::control(
-            FrameType::ERROR,
-            &ErrorMessage::new(kind, message),
-        ))
-        .await;
-}
-
-fn proof_of(conn: &Connection) -> Proof {
-    if let Some(uid) = conn.peer_uid() {
-        Proof::Uid(uid)
-    } else if let Some(fingerprint) = conn.peer_certificate() {
-        Proof::Certificate(fingerprint)
-    } else {
-        Proof::Nothing
-    }
 }
 
 impl StreamHandler for Exec {
@@ -289,16 +221,18 @@ impl StreamHandler for Exec {
         let server = conn.server().clone();
         let proof = proof_of(conn);
         let mut wire = Framed::new(conn, FrameCodec);
-        wire.send(self.greeting(&proof)).await?;
-        let identity = match self.authenticate(&mut wire, &proof, &peer).await {
+        let opening = Opening {
+            service: "exec",
+            shell: self.policy.allow_shell,
+            auth: &self.policy.auth,
+            penalties: &self.penalties,
+            deadline: self.policy.handshake_timeout,
+        };
+        let identity = match opening.run(&mut wire, &proof, &peer).await {
             Ok(Some(identity)) => identity,
             Ok(None) => return Ok(()),
             Err(error) => return answer_protocol_error(&mut wire, error).await,
         };
-        let ready = Ready {
-            identity: identity.label.clone(),
-        };
-        wire.send(Frame::control(FrameType::READY, &ready)).await?;
         loop {
             let frame = tokio::select! {
                 frame = wire.next() => frame,
@@ -308,16 +242,14 @@ impl StreamHandler for Exec {
                 None => return Ok(()),
                 Some(Ok(frame)) if frame.kind == FrameType::RUN => match frame.parse::<Run>() {
                     Ok(request) => request,
-                    Err(error) => {
-                        return answer_protocol_error(&mut wire, error.into_io().into()).await
-                    }
+                    Err(error) => return answer_protocol_error(&mut wire, io_error(error)).await,
                 },
                 // Input and signals for a command that has just ended may
                 // still be in flight: not an error.
                 Some(Ok(frame)) if is_late_input(frame.kind) => continue,
                 Some(Ok(frame)) => {
-                    let error = FrameError::Unexpected { kind: frame.kind }.into_io();
-                    return answer_protocol_error(&mut wire, error.into()).await;
+                    let error = io_error(FrameError::Unexpected { kind: frame.kind });
+                    return answer_protocol_error(&mut wire, error).await;
                 }
                 Some(Err(error)) => return answer_protocol_error(&mut wire, error.into()).await,
             };
@@ -338,23 +270,4 @@ fn is_late_input(kind: FrameType) -> bool {
         kind,
         FrameType::STDIN | FrameType::STDIN_END | FrameType::SIGNAL
     )
-}
-
-/// A frame error gets an `ERROR` of kind `protocol` before the connection
-/// closes; the stream is never read again after it.
-async fn answer_protocol_error(wire: &mut Wire<'_>, error: Error) -> Result<()> {
-    let frame_problem = std::error::Error::source(&error)
-        .and_then(|source| source.downcast_ref::<std::io::Error>())
-        .and_then(frame_error)
-        .cloned();
-    match frame_problem {
-        Some(problem) => {
-            refuse(wire, Refusal::Protocol, problem.to_string()).await;
-            Err(Error::new(
-                ErrorKind::Protocol,
-                format!("protocol error: {problem}"),
-            ))
-        }
-        None => Err(error),
-    }
 }

@@ -14,13 +14,13 @@ use tokio::process::{Child, ChildStdin, Command};
 use tokio::sync::mpsc;
 use tokio::task::JoinSet;
 use tokio::time::Instant;
-use tokio_util::codec::Framed;
 
-use super::auth::Identity;
 use super::ExecPolicy;
 use crate::protocol::exec::{Exit, Refusal, Run, SignalRequest};
-use crate::protocol::{Frame, FrameCodec, FrameError, FrameType, DATA_CHUNK};
-use crate::server::{Connection, ServerHandle};
+use crate::protocol::{Frame, FrameError, FrameType, DATA_CHUNK};
+use crate::server::ServerHandle;
+use crate::services::auth::Identity;
+use crate::services::session::Wire;
 
 /// The environment every command starts from; nothing of the server's own.
 const BASE_PATH: &str = "/usr/local/bin:/usr/bin:/bin";
@@ -29,8 +29,6 @@ const BASE_LANG: &str = "C.UTF-8";
 /// Output chunks in flight between the pipe readers and the socket: small,
 /// so a slow client stops the readers and the command blocks on its pipe.
 const OUTPUT_QUEUE: usize = 4;
-
-pub(super) type Wire<'a> = Framed<&'a mut Connection, FrameCodec>;
 
 /// Builds the command `request` asks for, or says why it is not allowed.
 pub(super) fn build(

@@ -1,5 +1,6 @@
-//! Who may run commands: the peer's Unix uid, a client certificate, or a
-//! token; and the penalty that makes guessing slow.
+//! Who may use a service that acts on the server (exec, recv): the peer's
+//! Unix uid, a client certificate, or a token; and the penalty that makes
+//! guessing slow.
 
 use std::collections::{BTreeSet, HashMap};
 use std::net::IpAddr;
@@ -44,6 +45,9 @@ pub struct AuthPolicy {
     /// With mutual TLS: if set, only these client certificates, each
     /// optionally limited to a set of commands (OpenSSH's `command=`).
     pub authorized_certificates: Option<HashMap<Fingerprint, Option<BTreeSet<String>>>>,
+    /// Admit clients that prove nothing, when no token is configured (the
+    /// file receiver on a loopback address). Never for exec.
+    pub allow_anonymous: bool,
 }
 
 /// An authenticated client.
@@ -57,7 +61,7 @@ pub struct Identity {
 
 /// What the connection itself proves, before any frame.
 #[derive(Debug, Clone)]
-pub(super) enum Proof {
+pub(crate) enum Proof {
     /// A Unix peer of this uid.
     Uid(u32),
     /// A TLS client certificate the handshake verified.
@@ -66,20 +70,22 @@ pub(super) enum Proof {
     Nothing,
 }
 
-impl Proof {
-    pub(super) fn auth_label(&self) -> &'static str {
-        match self {
-            Proof::Uid(_) => "peer-uid",
-            Proof::Certificate(_) => "certificate",
-            Proof::Nothing => "token",
+impl AuthPolicy {
+    /// What the greeting tells the client about authentication: what the
+    /// connection proved, or that a token is needed (nothing at all for an
+    /// anonymous-friendly server without a token).
+    pub(crate) fn requirement(&self, proof: &Proof) -> Option<&'static str> {
+        match proof {
+            Proof::Uid(_) => Some("peer-uid"),
+            Proof::Certificate(_) => Some("certificate"),
+            Proof::Nothing if self.token.is_none() && self.allow_anonymous => None,
+            Proof::Nothing => Some("token"),
         }
     }
-}
 
-impl AuthPolicy {
     /// Decides on a client from what its connection proves and the token it
     /// offered. `Err` says why it is refused (for the log, not the client).
-    pub(super) fn admit(&self, proof: &Proof, token: Option<&str>) -> Result<Identity, String> {
+    pub(crate) fn admit(&self, proof: &Proof, token: Option<&str>) -> Result<Identity, String> {
         match proof {
             Proof::Uid(uid) => {
                 let ours = current_uid();
@@ -100,6 +106,10 @@ impl AuthPolicy {
                 }),
                 (Some(_), Some(_)) => Err("wrong token".to_owned()),
                 (Some(_), None) => Err("no token offered".to_owned()),
+                (None, _) if self.allow_anonymous => Ok(Identity {
+                    label: "anonymous".to_owned(),
+                    allowed_commands: None,
+                }),
                 (None, _) => Err("no way to authenticate this connection".to_owned()),
             },
         }
@@ -144,7 +154,7 @@ pub fn parse_authorized_clients(
 }
 
 /// This process's effective uid.
-pub(super) fn current_uid() -> u32 {
+pub(crate) fn current_uid() -> u32 {
     // SAFETY: geteuid has no preconditions and cannot fail.
     unsafe { libc::geteuid() }
 }
@@ -152,7 +162,7 @@ pub(super) fn current_uid() -> u32 {
 /// Failed attempts per source address, and the delay before answering the
 /// next failure: 250 ms doubling to 5 s, forgotten after 10 minutes quiet.
 #[derive(Debug, Default)]
-pub(super) struct Penalties {
+pub(crate) struct Penalties {
     strikes: Mutex<HashMap<Option<IpAddr>, (u32, Instant)>>,
 }
 
@@ -164,7 +174,7 @@ const FORGET_AFTER: Duration = Duration::from_secs(600);
 impl Penalties {
     /// Records a failure from `peer` and returns how long to wait before
     /// answering it.
-    pub(super) fn strike(&self, peer: &SocketAddress) -> Duration {
+    pub(crate) fn strike(&self, peer: &SocketAddress) -> Duration {
         let source = peer.as_inet().map(|addr| addr.ip());
         let now = Instant::now();
         let mut strikes = self
