@@ -4,6 +4,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
+use socketkit::client::http::{GetOptions, HttpUrl};
 use socketkit::tls::Fingerprint;
 use socketkit::Endpoint;
 
@@ -57,6 +58,13 @@ pub enum Command {
     /// does) once the receiver confirmed the same hash; exits 1 if any file
     /// failed.
     Send(SendArgs),
+    /// Download a URL over HTTP/1.1 (http:// or https://), like a small curl.
+    ///
+    /// The body goes to stdout, or to FILE with -o (written under a temporary
+    /// name in the same directory and renamed only when complete). --raw shows
+    /// the exact bytes that crossed the socket. Exits 1 on any failure, and
+    /// with --fail on a 4xx/5xx status.
+    Get(GetArgs),
     /// Manage a private PKI for mutual TLS.
     #[command(subcommand)]
     Pki(PkiCommand),
@@ -374,6 +382,66 @@ pub struct ConnectArgs {
     pub tls: ClientTlsArgs,
     #[command(flatten)]
     pub log: LogArgs,
+}
+
+#[derive(Debug, Args)]
+pub struct GetArgs {
+    /// The URL: http:// or https://, IPv6 literals in brackets.
+    #[arg(value_name = "URL", value_parser = parse_url)]
+    pub url: HttpUrl,
+    /// Write the body to FILE instead of stdout (`-` is stdout); a progress bar
+    /// shows on a terminal.
+    #[arg(short, long, value_name = "FILE")]
+    pub output: Option<PathBuf>,
+    /// Print the status line and headers (of every response, with -L) before the body.
+    #[arg(short, long)]
+    pub include: bool,
+    /// Send HEAD and print the status line and headers.
+    #[arg(short = 'I', long)]
+    pub head: bool,
+    /// Add a request header (repeatable); replaces a default of that name
+    /// (Host, User-Agent, Accept).
+    #[arg(short = 'H', long = "header", value_name = "NAME: VALUE", value_parser = parse_header)]
+    pub headers: Vec<String>,
+    /// Follow redirects; Authorization, Cookie and URL credentials are dropped
+    /// when the scheme, host or port changes.
+    #[arg(short = 'L', long = "location", visible_alias = "follow")]
+    pub follow: bool,
+    /// Most redirects -L follows.
+    #[arg(long, value_name = "N", default_value_t = 10)]
+    pub max_redirs: usize,
+    /// Exit 1 without writing a body when the status is 4xx or 5xx.
+    #[arg(short, long)]
+    pub fail: bool,
+    /// Connect timeout, covering name resolution, TCP and the TLS handshake.
+    #[arg(long, value_name = "DURATION", default_value = "10s", value_parser = parse_duration)]
+    pub timeout: Duration,
+    /// Limit on the whole transfer, redirects included; 0 = none.
+    #[arg(long, value_name = "DURATION", default_value = "0", value_parser = parse_duration)]
+    pub max_time: Duration,
+    /// The textbook view: the request bytes sent to stderr, the response bytes
+    /// received (status line, headers, body with its framing) to stdout.
+    #[arg(long, conflicts_with_all = ["output", "include"])]
+    pub raw: bool,
+    /// Print timings and metadata as one JSON object: on stdout with -o FILE,
+    /// otherwise on stderr so it never mixes with the body.
+    #[arg(short = 'w', long)]
+    pub json: bool,
+    #[command(flatten)]
+    pub tls: ClientTlsArgs,
+    #[command(flatten)]
+    pub log: LogArgs,
+}
+
+fn parse_url(text: &str) -> Result<HttpUrl, String> {
+    text.parse().map_err(|e: socketkit::Error| e.to_string())
+}
+
+fn parse_header(text: &str) -> Result<String, String> {
+    GetOptions::default()
+        .add_header(text)
+        .map(|()| text.to_owned())
+        .map_err(|e| e.to_string())
 }
 
 #[derive(Debug, Args)]

@@ -4,13 +4,15 @@
 //!
 //! Exit status: 0 success (also when stdout is a closed pipe); 1 a runtime
 //! failure or, for `check`, a target that is not open; 2 a usage error;
-//! 130 a second SIGINT/SIGTERM during a graceful shutdown. `exec` exits with
-//! the remote command's status and uses 255 for its own failures, like ssh.
+//! 130 a second SIGINT/SIGTERM during a graceful shutdown, or `get`
+//! interrupted. `exec` exits with the remote command's status and uses 255
+//! for its own failures, like ssh.
 
 mod args;
 mod check;
 mod connect;
 mod exec;
+mod get;
 mod pki;
 mod progress;
 mod send;
@@ -39,6 +41,7 @@ fn main() -> ExitCode {
         | Command::Check(_)
         | Command::Exec(_)
         | Command::Send(_)
+        | Command::Get(_)
         | Command::Pki(_) => tokio::runtime::Builder::new_current_thread()
             .enable_all()
             .build(),
@@ -78,6 +81,10 @@ fn main() -> ExitCode {
             Command::Send(args) => {
                 init_logging(&args.log, "warn", false);
                 send::run(args).await.map(|()| ExitCode::SUCCESS)
+            }
+            Command::Get(args) => {
+                init_logging(&args.log, "warn", false);
+                get::run(args).await
             }
             Command::Pki(PkiCommand::Init(args)) => {
                 init_logging(&args.log, "warn", false);

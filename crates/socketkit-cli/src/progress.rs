@@ -1,5 +1,5 @@
-//! Progress bars for file transfer (indicatif), on stderr and only when it
-//! is a terminal.
+//! Progress bars for file transfer and `get -o` (indicatif), on stderr and
+//! only when it is a terminal.
 
 use std::collections::HashMap;
 use std::io::IsTerminal;

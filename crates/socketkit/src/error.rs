@@ -32,7 +32,8 @@ pub enum ErrorKind {
     /// TLS failed: a certificate or key could not be loaded, or a handshake
     /// (including certificate verification) failed.
     Tls,
-    /// The peer broke the framed protocol (bad frame, wrong version).
+    /// The peer broke its protocol: a bad frame or wrong version of the
+    /// framed protocol, a malformed or truncated HTTP response.
     Protocol,
     /// Authentication failed or the request is not permitted.
     Auth,

@@ -5,10 +5,12 @@
 //! - [`exchange_datagrams`]: one datagram per input line, replies printed;
 //! - [`check`]: `connect_ex` port checks, concurrently;
 //! - [`ExecClient`]: remote commands over the framed protocol;
-//! - [`Sender`]: file transfer over the framed protocol.
+//! - [`Sender`]: file transfer over the framed protocol;
+//! - [`http`]: `get`, an HTTP/1.1 client (hyper over socketkit's stream).
 
 mod check;
 mod exec;
+pub mod http;
 mod relay;
 mod send;
 mod session;

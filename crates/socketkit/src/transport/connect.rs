@@ -89,6 +89,30 @@ pub async fn connect(endpoint: &Endpoint, options: &ConnectOptions) -> Result<St
         .unwrap_or_else(|_| Err(timeout_error(endpoint, options.timeout)))
 }
 
+/// Upgrades a TCP stream opened by [`connect`] to TLS, verifying the server
+/// for `host_port` exactly as `connect` does for a `tls://` endpoint, within
+/// `options.timeout`. Callers that time the TCP connect and the handshake
+/// apart (`get`'s timings) connect to the `tcp://` endpoint, then call this.
+pub async fn start_tls(
+    stream: Stream,
+    host_port: &HostPort,
+    options: &ConnectOptions,
+) -> Result<Stream> {
+    let endpoint = Endpoint::Tls(host_port.clone());
+    let Stream::Tcp(tcp) = stream else {
+        return Err(Error::new(
+            ErrorKind::Unsupported,
+            format!("TLS to {endpoint} needs a TCP stream"),
+        ));
+    };
+    tokio::time::timeout(
+        options.timeout,
+        tls_handshake(&endpoint, host_port, tcp, options),
+    )
+    .await
+    .unwrap_or_else(|_| Err(timeout_error(&endpoint, options.timeout)))
+}
+
 async fn tls_handshake(
     endpoint: &Endpoint,
     hp: &HostPort,

@@ -23,7 +23,7 @@ use tokio_rustls::TlsStream;
 
 use crate::tls::Fingerprint;
 
-pub use connect::{connect, connect_datagram, ConnectOptions};
+pub use connect::{connect, connect_datagram, start_tls, ConnectOptions};
 pub use listen::{bind, BindOptions, BoundSocket, DatagramSocket, Listener};
 
 /// The address of one end of a connection or datagram: an internet address or
