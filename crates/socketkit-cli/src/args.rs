@@ -148,6 +148,11 @@ pub struct ExecArgs {
     /// Do not forward stdin (the command's input is closed at once).
     #[arg(short = 'n', long)]
     pub no_stdin: bool,
+    /// Trust on first use, like ssh: remember a tls:// server's certificate
+    /// the first time (in $XDG_CONFIG_HOME/socketkit/known_hosts) and require
+    /// the same one afterwards.
+    #[arg(long, conflicts_with_all = ["ca", "pin", "insecure"])]
+    pub tofu: bool,
     /// Connect timeout.
     #[arg(long, value_name = "DURATION", default_value = "10s", value_parser = parse_duration)]
     pub timeout: Duration,

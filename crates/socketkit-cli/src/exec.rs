@@ -6,6 +6,7 @@ use socketkit::client::ExecClient;
 use socketkit::codec::{Line, LineReader};
 use socketkit::protocol::exec::{Exit, Run};
 use socketkit::services::exec::default_socket_path;
+use socketkit::tls::{ClientTls, KnownHosts, Verification};
 use socketkit::transport::{self, ConnectOptions};
 use socketkit::Endpoint;
 use tokio::io::AsyncWriteExt;
@@ -23,16 +24,40 @@ pub async fn run(args: ExecArgs) -> anyhow::Result<u8> {
         .unwrap_or_else(|| Endpoint::Unix(default_socket_path()));
     check_transport(&args, &endpoint)?;
     let token = token::read(args.token_file.as_deref())?;
+    let known_hosts = args.tofu.then(known_hosts).transpose()?;
+    let recorded = match &known_hosts {
+        Some(known) => known.lookup(&endpoint.to_string())?,
+        None => None,
+    };
     let options = ConnectOptions {
         timeout: args.timeout,
-        tls: match endpoint {
-            Endpoint::Tls(_) => Some(tls::client(&args.tls)?),
+        tls: match (&endpoint, &known_hosts, recorded) {
+            (Endpoint::Tls(_), Some(_), Some(fingerprint)) => Some(ClientTls::new(
+                &Verification::Pin(fingerprint),
+                tls::identity(&args.tls)?,
+            )?),
+            (Endpoint::Tls(_), Some(_), None) => Some(ClientTls::new(
+                &Verification::Insecure,
+                tls::identity(&args.tls)?,
+            )?),
+            (Endpoint::Tls(_), None, _) => Some(tls::client(&args.tls)?),
             _ => None,
         },
         server_name: args.tls.servername.clone(),
         ..ConnectOptions::default()
     };
-    let stream = transport::connect(&endpoint, &options).await?;
+    let stream = transport::connect(&endpoint, &options)
+        .await
+        .map_err(|e| changed_certificate_hint(e, recorded.is_some(), known_hosts.as_ref()))?;
+    if let (Some(known), None, Some(fingerprint)) =
+        (&known_hosts, recorded, stream.peer_certificate())
+    {
+        known.record(&endpoint.to_string(), fingerprint)?;
+        eprintln!(
+            "socketkit: first contact with {endpoint}: recorded its certificate {fingerprint} in {}; it must present the same one from now on",
+            known.path().display()
+        );
+    }
     let mut client = ExecClient::handshake(stream, token)
         .await
         .with_context(|| format!("exec on {endpoint}"))?;
@@ -43,6 +68,28 @@ pub async fn run(args: ExecArgs) -> anyhow::Result<u8> {
         let request = request(&args, args.command.clone());
         let exit = run_one(&mut client, request, !args.no_stdin, interrupts).await?;
         Ok(status_byte(&exit))
+    }
+}
+
+fn known_hosts() -> anyhow::Result<KnownHosts> {
+    let path = KnownHosts::default_path()
+        .context("cannot find a config directory for --tofu (set XDG_CONFIG_HOME or HOME)")?;
+    Ok(KnownHosts::new(path))
+}
+
+/// A pinned certificate from known_hosts that no longer matches is either an
+/// attack or a new certificate: say where the record is.
+fn changed_certificate_hint(
+    error: socketkit::Error,
+    pinned: bool,
+    known: Option<&KnownHosts>,
+) -> anyhow::Error {
+    match known {
+        Some(known) if pinned && error.is_tls() => anyhow::Error::new(error).context(format!(
+            "the server's certificate is not the one recorded in {} (if it was changed on purpose, delete its line there)",
+            known.path().display()
+        )),
+        _ => error.into(),
     }
 }
 

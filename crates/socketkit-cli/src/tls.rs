@@ -67,9 +67,13 @@ pub fn client(args: &ClientTlsArgs) -> anyhow::Result<ClientTls> {
         }
         _ => Verification::SystemRoots,
     };
-    let identity = match (&args.client_cert, &args.client_key) {
-        (Some(cert), Some(key)) => Some(Identity::from_pem_files(cert, key)?),
-        _ => None,
-    };
-    Ok(ClientTls::new(&verification, identity)?)
+    Ok(ClientTls::new(&verification, identity(args)?)?)
+}
+
+/// The client certificate for mutual TLS, if one was given.
+pub fn identity(args: &ClientTlsArgs) -> anyhow::Result<Option<Identity>> {
+    match (&args.client_cert, &args.client_key) {
+        (Some(cert), Some(key)) => Ok(Some(Identity::from_pem_files(cert, key)?)),
+        _ => Ok(None),
+    }
 }

@@ -216,6 +216,65 @@ pub fn default_self_signed_dir() -> Option<PathBuf> {
     Some(config.join("socketkit").join("tls"))
 }
 
+/// Fingerprints of servers seen before, for trust on first use (ssh's
+/// `known_hosts`): one `ENDPOINT sha256:HEX` line per server.
+#[derive(Debug, Clone)]
+pub struct KnownHosts {
+    path: PathBuf,
+}
+
+impl KnownHosts {
+    /// The file at `path` (it need not exist yet).
+    pub fn new(path: PathBuf) -> KnownHosts {
+        KnownHosts { path }
+    }
+
+    /// `$XDG_CONFIG_HOME/socketkit/known_hosts` or
+    /// `~/.config/socketkit/known_hosts`.
+    pub fn default_path() -> Option<PathBuf> {
+        default_self_signed_dir().and_then(|tls| tls.parent().map(|dir| dir.join("known_hosts")))
+    }
+
+    /// Where the file is.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// The fingerprint recorded for `server`, if any.
+    pub fn lookup(&self, server: &str) -> Result<Option<Fingerprint>> {
+        let text = match std::fs::read_to_string(&self.path) {
+            Ok(text) => text,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
+            Err(e) => return Err(file_error("known hosts file", &self.path, e)),
+        };
+        for line in text.lines() {
+            if let Some((name, fingerprint)) = line.split_once(' ') {
+                if name == server {
+                    return fingerprint.trim().parse().map(Some);
+                }
+            }
+        }
+        Ok(None)
+    }
+
+    /// Records `fingerprint` for `server` (the file and its directory are
+    /// created private to the user).
+    pub fn record(&self, server: &str, fingerprint: Fingerprint) -> Result<()> {
+        use std::io::Write;
+        use std::os::unix::fs::OpenOptionsExt;
+        if let Some(dir) = self.path.parent() {
+            create_private_dir(dir)?;
+        }
+        std::fs::OpenOptions::new()
+            .append(true)
+            .create(true)
+            .mode(0o600)
+            .open(&self.path)
+            .and_then(|mut file| writeln!(file, "{server} {fingerprint}"))
+            .map_err(|e| file_error("known hosts file", &self.path, e))
+    }
+}
+
 /// Which client certificates a server asks for.
 #[derive(Debug, Clone, Default)]
 pub enum ClientAuth {
