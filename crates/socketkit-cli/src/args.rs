@@ -22,8 +22,9 @@ pub enum Command {
     /// Run a service; prints `listening on ADDR` per bound socket.
     ///
     /// Services: echo (RFC 862), upper (ASCII upper-case), hello (greeting),
-    /// discard (RFC 863), daytime (RFC 867). All serve TCP and Unix streams;
-    /// all but hello also serve UDP and Unix datagrams.
+    /// discard (RFC 863), daytime (RFC 867), chat (rooms for nc and browsers).
+    /// All serve TCP and Unix streams; all but hello and chat also serve UDP
+    /// and Unix datagrams.
     /// SIGINT/SIGTERM shut down gracefully; a second signal exits at once.
     Serve(ServeArgs),
     /// Connect stdin/stdout to a socket, like nc.
@@ -62,6 +63,8 @@ pub enum Service {
     Discard,
     /// The date and time, then close (RFC 867).
     Daytime,
+    /// Multi-room chat for nc, telnet and browsers (see Chat options).
+    Chat,
 }
 
 #[derive(Debug, Clone, Copy, ValueEnum)]
@@ -110,6 +113,8 @@ pub struct ServeArgs {
     #[arg(long)]
     pub json: bool,
     #[command(flatten)]
+    pub chat: crate::chat::ChatArgs,
+    #[command(flatten)]
     pub log: LogArgs,
 }
 
@@ -155,12 +160,12 @@ pub struct CheckArgs {
     pub log: LogArgs,
 }
 
-fn parse_endpoint(text: &str) -> Result<Endpoint, String> {
+pub(crate) fn parse_endpoint(text: &str) -> Result<Endpoint, String> {
     text.parse().map_err(|e: socketkit::Error| e.to_string())
 }
 
 /// Seconds as a plain number (`30`, `1.5`), or humantime (`500ms`, `5m`).
-fn parse_duration(text: &str) -> Result<Duration, String> {
+pub(crate) fn parse_duration(text: &str) -> Result<Duration, String> {
     if let Ok(secs) = text.parse::<f64>() {
         return Duration::try_from_secs_f64(secs).map_err(|e| format!("'{text}': {e}"));
     }

@@ -7,6 +7,7 @@
 //! 130 a second SIGINT/SIGTERM during a graceful shutdown.
 
 mod args;
+mod chat;
 mod check;
 mod connect;
 mod serve;

@@ -15,12 +15,14 @@ use tracing::{info, warn};
 use crate::args::{optional, Mode, ServeArgs, Service};
 
 pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
+    crate::chat::reject_outside_chat(&args)?;
     match args.service {
         Service::Echo => serve(args, Handlers::both(Echo)).await,
         Service::Upper => serve(args, Handlers::both(Upper)).await,
         Service::Hello => serve(args, Handlers::stream(Hello::default())).await,
         Service::Discard => serve(args, Handlers::both(Discard)).await,
         Service::Daytime => serve(args, Handlers::both(Daytime)).await,
+        Service::Chat => crate::chat::run(args).await,
     }
 }
 
@@ -44,6 +46,17 @@ async fn serve<S: StreamHandler, D: DatagramHandler>(
     args: ServeArgs,
     handlers: Handlers<S, D>,
 ) -> anyhow::Result<()> {
+    serve_with(args, handlers, ServerHandle::default(), &[]).await
+}
+
+/// Serves under `handle` (which the caller may share with companions such
+/// as the chat's web page); `also_listening` are printed after the sockets.
+pub(crate) async fn serve_with<S: StreamHandler, D: DatagramHandler>(
+    args: ServeArgs,
+    handlers: Handlers<S, D>,
+    handle: ServerHandle,
+    also_listening: &[String],
+) -> anyhow::Result<()> {
     let name = service_name(args.service);
     for endpoint in &args.addrs {
         if !handlers.supports(endpoint.kind()) {
@@ -57,8 +70,10 @@ async fn serve<S: StreamHandler, D: DatagramHandler>(
     // Handlers go in before anything is printed: a script may signal us as
     // soon as it reads the first `listening on` line.
     let signals = Signals::install().context("cannot install signal handlers")?;
-    let server = Server::bind(&args.addrs, config(&args)).await?;
-    print_listening(&server).context("cannot write to stdout")?;
+    let server = Server::bind(&args.addrs, config(&args))
+        .await?
+        .with_handle(handle);
+    print_listening(&server, also_listening).context("cannot write to stdout")?;
     tokio::spawn(signals.shut_down(server.handle()));
     let summary = if args.once {
         server.handle_request(handlers).await?
@@ -81,13 +96,17 @@ fn service_name(service: Service) -> &'static str {
         Service::Hello => "hello",
         Service::Discard => "discard",
         Service::Daytime => "daytime",
+        Service::Chat => "chat",
     }
 }
 
-fn print_listening(server: &Server) -> std::io::Result<()> {
+fn print_listening(server: &Server, also: &[String]) -> std::io::Result<()> {
     let mut stdout = std::io::stdout().lock();
     for endpoint in server.endpoints() {
         writeln!(stdout, "listening on {endpoint}")?;
+    }
+    for address in also {
+        writeln!(stdout, "listening on {address}")?;
     }
     stdout.flush()
 }

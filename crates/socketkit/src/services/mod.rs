@@ -8,13 +8,16 @@
 //! | [`Hello`] | stream | `Welcome!`, then `Hello, NAME!` per line; `exit` closes |
 //! | [`Discard`] | stream, datagram | RFC 863: reads and drops everything |
 //! | [`Daytime`] | stream, datagram | RFC 867: the date and time, then close |
+//! | [`Chat`] | stream (+ web page) | multi-room chat for `nc` and browsers, federated over Redis |
 
+pub mod chat;
 mod daytime;
 mod discard;
 mod echo;
 mod hello;
 mod upper;
 
+pub use chat::Chat;
 pub use daytime::Daytime;
 pub use discard::Discard;
 pub use echo::Echo;
