@@ -187,15 +187,15 @@ impl Hub {
         };
         seat.room = key.to_owned();
         let (nick, member) = (seat.nick.clone(), seat.member.clone());
-        let joined = Arc::new(Event::new(EventKind::Joined {
-            room: name.to_owned(),
-            nick: nick.clone(),
-        }));
         let clock = bump(&mut state.clock);
         let Some(room) = room_entry(state, &self.config, key, name) else {
             return;
         };
         room.last_used = clock;
+        let joined = Arc::new(Event::new(EventKind::Joined {
+            room: room.name.clone(),
+            nick: nick.clone(),
+        }));
         for other in room.members.values() {
             other.outbox.push(&joined);
         }
