@@ -244,7 +244,7 @@ fn a_client_that_stops_reading_is_dropped_and_the_rest_get_everything_in_order()
         .iter()
         .enumerate()
         .map(|(id, sender)| {
-            let mut stream = std::io::BufWriter::new(sender.into_stream_clone());
+            let mut stream = std::io::BufWriter::new(sender.stream_clone());
             std::thread::spawn(move || {
                 let padding = "p".repeat(1000);
                 for seq in 0..5000 {

@@ -203,7 +203,7 @@ impl Client {
     }
 
     /// A second handle on the socket, to write from another thread.
-    pub fn into_stream_clone(&self) -> TcpStream {
+    pub fn stream_clone(&self) -> TcpStream {
         self.writer.try_clone().unwrap()
     }
 }
