@@ -207,3 +207,79 @@ impl Client {
         self.writer.try_clone().unwrap()
     }
 }
+
+/// A throwaway `redis-server` on a free loopback port, no persistence.
+pub struct Redis {
+    child: Child,
+    /// The port it listens on (kept across restarts).
+    pub port: u16,
+}
+
+impl Redis {
+    pub fn start() -> Redis {
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        Redis::start_on(port)
+    }
+
+    fn start_on(port: u16) -> Redis {
+        let child = Command::new("redis-server")
+            .args(["--port", &port.to_string(), "--bind", "127.0.0.1"])
+            .args(["--save", "", "--appendonly", "no"])
+            .stdout(Stdio::null())
+            .spawn()
+            .expect("run redis-server (.ci/run installs it)");
+        let redis = Redis { child, port };
+        redis.wait_ready();
+        redis
+    }
+
+    fn wait_ready(&self) {
+        let deadline = Instant::now() + WAIT;
+        loop {
+            if let Ok(mut stream) = TcpStream::connect(("127.0.0.1", self.port)) {
+                stream
+                    .set_read_timeout(Some(Duration::from_secs(2)))
+                    .unwrap();
+                let mut reply = String::new();
+                if stream.write_all(b"PING\r\n").is_ok()
+                    && BufReader::new(stream).read_line(&mut reply).is_ok()
+                    && reply.starts_with("+PONG")
+                {
+                    return;
+                }
+            }
+            assert!(Instant::now() < deadline, "redis-server did not come up");
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    /// `redis://127.0.0.1:PORT`.
+    pub fn url(&self) -> String {
+        format!("redis://127.0.0.1:{}", self.port)
+    }
+
+    /// Kills Redis (no goodbye to its clients) and waits for it to go.
+    pub fn kill(mut self) -> u16 {
+        signal(self.child.id(), "KILL");
+        wait_exit(&mut self.child);
+        self.port
+    }
+
+    /// A new Redis on a port a killed one used.
+    pub fn restart_on(port: u16) -> Redis {
+        Redis::start_on(port)
+    }
+}
+
+impl Drop for Redis {
+    fn drop(&mut self) {
+        if self.child.try_wait().ok().flatten().is_none() {
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+        }
+    }
+}
