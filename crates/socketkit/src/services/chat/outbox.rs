@@ -51,7 +51,7 @@ impl Outbox {
     /// as [`Closed::TooSlow`] and later pushes are ignored.
     pub(crate) fn push(&self, event: &Arc<Event>) {
         let size = event.text().len();
-        {
+        let wake = {
             let mut queue = self.queue.lock().unwrap_or_else(PoisonError::into_inner);
             if queue.closed.is_some() {
                 return;
@@ -60,12 +60,18 @@ impl Outbox {
                 queue.closed = Some(Closed::TooSlow);
                 queue.events = VecDeque::new();
                 queue.bytes = 0;
+                true
             } else {
                 queue.events.push_back(event.clone());
                 queue.bytes += size;
+                // The writer only sleeps on an empty queue; a non-empty
+                // one has a wake-up pending already.
+                queue.events.len() == 1
             }
+        };
+        if wake {
+            self.ready.notify_one();
         }
-        self.ready.notify_one();
     }
 
     /// Waits until something is queued and moves all of it into `batch`
@@ -87,6 +93,9 @@ impl Outbox {
             // A push between the unlock and this await leaves a permit, so
             // the wake-up is not lost.
             self.ready.notified().await;
+            // Let the pushes already runnable happen first: one wake-up
+            // then carries many events, and a write many lines.
+            tokio::task::yield_now().await;
         }
     }
 
