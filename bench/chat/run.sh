@@ -33,7 +33,9 @@ free_port() {
   python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'
 }
 
-peak_rss() { awk '/VmHWM/ { print $2 / 1024 " MiB" }' "/proc/$1/status"; }
+peak_rss() { awk '/VmHWM/ { printf "%.1fMiB", $2 / 1024 }' "/proc/$1/status"; }
+# CPU seconds (user + system) a process has used so far.
+cpu_secs() { awk -v hz="$(getconf CLK_TCK)" '{ printf "%.2f", ($14 + $15) / hz }' "/proc/$1/stat"; }
 
 # Waits (bounded) until something accepts connections on 127.0.0.1:$1.
 wait_port() {
@@ -48,10 +50,16 @@ wait_port() {
 run() { # label pid addr [--nick]
   local label=$1 pid=$2 addr=$3
   shift 3
-  local result
+  local result before after
+  before=$(cpu_secs "$pid")
   result=$("$bench" "$addr" --label "$label" --clients "$clients" --senders "$senders" \
     --messages "$messages" "$@")
-  echo "$result rss_peak=$(peak_rss "$pid" | tr -d ' ')"
+  after=$(cpu_secs "$pid")
+  # Server CPU per delivered line: less sensitive than the rate to whatever
+  # else the machine is running.
+  local delivered
+  delivered=$(sed 's/.*delivered=\([0-9]*\).*/\1/' <<<"$result")
+  echo "$result rss_peak=$(peak_rss "$pid") server_cpu_s=$(python3 -c "print(round($after - $before, 2))") server_ns_per_delivery=$(python3 -c "print(round(($after - $before) * 1e9 / $delivered))")"
 }
 
 port=$(free_port)
@@ -74,4 +82,5 @@ kill "$nc"
 echo "$socketkit_result"
 echo "$ncat_result"
 rate() { sed 's/.*msgs_per_sec=\([0-9]*\).*/\1/' <<<"$1"; }
-python3 -c "print(f'throughput ratio socketkit/ncat: {$(rate "$socketkit_result") / $(rate "$ncat_result"):.1f}x')"
+cost() { sed 's/.*server_ns_per_delivery=\([0-9]*\).*/\1/' <<<"$1"; }
+python3 -c "print(f'throughput ratio socketkit/ncat: {$(rate "$socketkit_result") / $(rate "$ncat_result"):.1f}x; server CPU per delivery ncat/socketkit: {$(cost "$ncat_result") / $(cost "$socketkit_result"):.1f}x')"
