@@ -55,7 +55,11 @@ impl StreamHandler for Chat {
                     Ok(events) => {
                         render(&mut out, events);
                         if let Err(e) = send(&mut write, &out, write_timeout).await {
-                            participant.too_slow();
+                            // A deadline is a slow reader; anything else is
+                            // a peer that went away (an ordinary leave).
+                            if e.is_timeout() {
+                                participant.too_slow();
+                            }
                             return Err(e);
                         }
                     }
