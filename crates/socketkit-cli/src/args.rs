@@ -25,12 +25,13 @@ pub enum Command {
     /// Run a service; prints `listening on ADDR` per bound socket.
     ///
     /// Services: echo (RFC 862), upper (ASCII upper-case), hello (greeting),
-    /// discard (RFC 863), daytime (RFC 867), exec (remote commands) and recv
-    /// (file receiver). All serve TCP, TLS and Unix streams; echo, upper,
-    /// discard and daytime also serve UDP and Unix datagrams. With TLS a
-    /// `fingerprint sha256:…` line follows the listening lines.
+    /// discard (RFC 863), daytime (RFC 867), exec (remote commands), recv
+    /// (file receiver) and chat (rooms for nc and browsers). All serve TCP,
+    /// TLS and Unix streams; echo, upper, discard and daytime also serve UDP
+    /// and Unix datagrams. With TLS a `fingerprint sha256:…` line follows the
+    /// listening lines.
     /// SIGINT/SIGTERM shut down gracefully; a second signal exits at once.
-    Serve(ServeArgs),
+    Serve(Box<ServeArgs>),
     /// Connect stdin/stdout to a socket, like nc.
     ///
     /// Binary-safe and full-duplex. At end of stdin the socket is half-closed
@@ -194,6 +195,8 @@ pub enum Service {
     Exec,
     /// Receives files sent with `socketkit send` into --dir.
     Recv,
+    /// Multi-room chat for nc, telnet and browsers (see Chat options).
+    Chat,
 }
 
 #[derive(Debug, Clone, Copy, ValueEnum)]
@@ -248,6 +251,8 @@ pub struct ServeArgs {
     pub exec: ExecServiceArgs,
     #[command(flatten)]
     pub recv: RecvServiceArgs,
+    #[command(flatten)]
+    pub chat: crate::chat::ChatArgs,
     #[command(flatten)]
     pub log: LogArgs,
 }
@@ -471,12 +476,12 @@ fn parse_fingerprint(text: &str) -> Result<Fingerprint, String> {
     text.parse().map_err(|e: socketkit::Error| e.to_string())
 }
 
-fn parse_endpoint(text: &str) -> Result<Endpoint, String> {
+pub(crate) fn parse_endpoint(text: &str) -> Result<Endpoint, String> {
     text.parse().map_err(|e: socketkit::Error| e.to_string())
 }
 
 /// Seconds as a plain number (`30`, `1.5`), or humantime (`500ms`, `5m`).
-fn parse_duration(text: &str) -> Result<Duration, String> {
+pub(crate) fn parse_duration(text: &str) -> Result<Duration, String> {
     if let Ok(secs) = text.parse::<f64>() {
         return Duration::try_from_secs_f64(secs).map_err(|e| format!("'{text}': {e}"));
     }

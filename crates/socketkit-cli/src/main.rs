@@ -9,6 +9,7 @@
 //! for its own failures, like ssh.
 
 mod args;
+mod chat;
 mod check;
 mod connect;
 mod exec;
@@ -64,7 +65,7 @@ fn main() -> ExitCode {
         match cli.command {
             Command::Serve(args) => {
                 init_logging(&args.log, "info", args.json);
-                serve::run(args).await.map(|()| ExitCode::SUCCESS)
+                serve::run(*args).await.map(|()| ExitCode::SUCCESS)
             }
             Command::Connect(args) => {
                 init_logging(&args.log, "warn", false);

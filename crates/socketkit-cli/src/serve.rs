@@ -30,6 +30,7 @@ pub async fn run(mut args: ServeArgs) -> anyhow::Result<()> {
     if args.addrs.is_empty() {
         args.addrs = vec![default_endpoint(args.service)?];
     }
+    crate::chat::reject_outside_chat(&args)?;
     match args.service {
         Service::Echo => serve(args, Handlers::both(Echo)).await,
         Service::Upper => serve(args, Handlers::both(Upper)).await,
@@ -47,6 +48,7 @@ pub async fn run(mut args: ServeArgs) -> anyhow::Result<()> {
             }
             serve(args, Handlers::stream(receiver)).await
         }
+        Service::Chat => crate::chat::run(args).await,
     }
 }
 
@@ -91,6 +93,17 @@ async fn serve<S: StreamHandler, D: DatagramHandler>(
     args: ServeArgs,
     handlers: Handlers<S, D>,
 ) -> anyhow::Result<()> {
+    serve_with(args, handlers, ServerHandle::default(), &[]).await
+}
+
+/// Serves under `handle` (which the caller may share with companions such
+/// as the chat's web page); `also_listening` are printed after the sockets.
+pub(crate) async fn serve_with<S: StreamHandler, D: DatagramHandler>(
+    args: ServeArgs,
+    handlers: Handlers<S, D>,
+    handle: ServerHandle,
+    also_listening: &[String],
+) -> anyhow::Result<()> {
     let name = service_name(args.service);
     for endpoint in &args.addrs {
         if !handlers.supports(endpoint.kind()) {
@@ -115,8 +128,10 @@ async fn serve<S: StreamHandler, D: DatagramHandler>(
         matches!(args.service, Service::Exec),
     )?;
     let fingerprint = tls.as_ref().map(ServerTls::fingerprint);
-    let server = Server::bind(&args.addrs, config(&args, tls)).await?;
-    print_listening(&server, fingerprint).context("cannot write to stdout")?;
+    let server = Server::bind(&args.addrs, config(&args, tls))
+        .await?
+        .with_handle(handle);
+    print_listening(&server, fingerprint, also_listening).context("cannot write to stdout")?;
     tokio::spawn(signals.shut_down(server.handle()));
     let summary = if args.once {
         server.handle_request(handlers).await?
@@ -141,6 +156,7 @@ fn service_name(service: Service) -> &'static str {
         Service::Daytime => "daytime",
         Service::Exec => "exec",
         Service::Recv => "recv",
+        Service::Chat => "chat",
     }
 }
 
@@ -251,12 +267,20 @@ fn exec_policy(args: &ServeArgs) -> anyhow::Result<ExecPolicy> {
     })
 }
 
-/// One `listening on ADDR` line per bound socket, then, with TLS, one
+/// One `listening on ADDR` line per bound socket (and per companion
+/// listener such as the chat's web page), then, with TLS, one
 /// `fingerprint sha256:HEX` line for clients to `--pin`.
-fn print_listening(server: &Server, fingerprint: Option<Fingerprint>) -> std::io::Result<()> {
+fn print_listening(
+    server: &Server,
+    fingerprint: Option<Fingerprint>,
+    also: &[String],
+) -> std::io::Result<()> {
     let mut stdout = std::io::stdout().lock();
     for endpoint in server.endpoints() {
         writeln!(stdout, "listening on {endpoint}")?;
+    }
+    for address in also {
+        writeln!(stdout, "listening on {address}")?;
     }
     if let Some(fingerprint) = fingerprint {
         writeln!(stdout, "fingerprint {fingerprint}")?;

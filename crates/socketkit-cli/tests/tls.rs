@@ -432,19 +432,39 @@ fn exec_trusts_on_first_use_and_then_insists_on_the_same_certificate() {
     let token = token.to_str().unwrap().to_owned();
     let addr = format!("tls://127.0.0.1:{}", util::free_port());
     let serve = |identity: &str| {
-        let args = ["serve", "exec", &addr, "--self-signed", "--token-file", &token, "--cwd", "/"];
+        let args = [
+            "serve",
+            "exec",
+            &addr,
+            "--self-signed",
+            "--token-file",
+            &token,
+            "--cwd",
+            "/",
+        ];
         start_tls(&args, &work.path().join(identity))
     };
     let client_config = work.path().join("client");
     let exec = || {
-        let mut cmd = socketkit(["exec", &addr, "--tofu", "--token-file", &token, "--", "echo", "ok"]);
+        let mut cmd = socketkit([
+            "exec",
+            &addr,
+            "--tofu",
+            "--token-file",
+            &token,
+            "--",
+            "echo",
+            "ok",
+        ]);
         cmd.env("XDG_CONFIG_HOME", &client_config);
         run(cmd, b"")
     };
     let (first_server, _, fingerprint) = serve("first");
     let first = exec();
     assert_eq!(stdout_of(&first), "ok\n", "{}", stderr_of(&first));
-    assert!(stderr_of(&first).contains("first contact") && stderr_of(&first).contains(&fingerprint));
+    assert!(
+        stderr_of(&first).contains("first contact") && stderr_of(&first).contains(&fingerprint)
+    );
     let again = exec();
     assert_eq!(stdout_of(&again), "ok\n", "{}", stderr_of(&again));
     assert!(!stderr_of(&again).contains("first contact"));
@@ -452,5 +472,8 @@ fn exec_trusts_on_first_use_and_then_insists_on_the_same_certificate() {
     let (_impostor, _, _) = serve("impostor");
     let refused = exec();
     let line = util::assert_one_error_line(&refused, 255);
-    assert!(line.contains("not the one recorded") && line.contains(&fingerprint), "{line}");
+    assert!(
+        line.contains("not the one recorded") && line.contains(&fingerprint),
+        "{line}"
+    );
 }

@@ -10,8 +10,10 @@
 //! | [`Daytime`] | stream, datagram | RFC 867: the date and time, then close |
 //! | [`exec::Exec`] | stream | remote commands over the framed protocol |
 //! | [`recv::Recv`] | stream | receives files over the framed protocol |
+//! | [`Chat`] | stream (+ web page) | multi-room chat for `nc` and browsers, federated over Redis |
 
 pub mod auth;
+pub mod chat;
 mod daytime;
 mod discard;
 mod echo;
@@ -21,6 +23,7 @@ pub mod recv;
 mod session;
 mod upper;
 
+pub use chat::Chat;
 pub use daytime::Daytime;
 pub use discard::Discard;
 pub use echo::Echo;

@@ -1,0 +1,110 @@
+//! `socketkit serve chat`: the chat's own flags, and starting its
+//! companions (web page, Redis link, bot) beside the server.
+
+use std::time::Duration;
+
+use anyhow::{bail, Context};
+use clap::Args;
+use socketkit::server::{Handlers, ServerHandle};
+use socketkit::services::chat::{Bot, Chat, ChatConfig, RateLimit};
+use socketkit::Endpoint;
+
+use crate::args::{parse_duration, parse_endpoint, ServeArgs, Service};
+
+/// How long the web page gets after the chat server stopped, to say goodbye.
+const WEB_STOP_DEADLINE: Duration = Duration::from_secs(3);
+
+#[derive(Debug, Args)]
+#[command(next_help_heading = "Chat options")]
+pub struct ChatArgs {
+    /// Messages of a room replayed to whoever joins it.
+    #[arg(long, value_name = "N", default_value_t = 20)]
+    pub history: usize,
+    /// Longest chat line in bytes; longer lines are refused with an error.
+    #[arg(long, value_name = "BYTES", default_value_t = 4096)]
+    pub max_message: usize,
+    /// Messages a second a client may send (bursts of twice that); 0 disables.
+    #[arg(long, value_name = "N", default_value_t = 10.0)]
+    pub rate: f64,
+    /// Outgoing queue per client, in messages; a client that falls further behind is dropped.
+    #[arg(long, value_name = "N", default_value_t = 4096)]
+    pub queue: usize,
+    /// Outgoing queue per client, in bytes.
+    #[arg(long, value_name = "BYTES", default_value_t = 1024 * 1024)]
+    pub queue_bytes: usize,
+    /// Drop a client when one write to it takes longer than this.
+    #[arg(long, value_name = "DURATION", default_value = "10s", value_parser = parse_duration)]
+    pub write_timeout: Duration,
+    /// Add the bot: greets newcomers, answers !help !time !who !roll NdM.
+    #[arg(long)]
+    pub bot: bool,
+    /// Also serve the web page and its WebSocket here (e.g. 127.0.0.1:8080).
+    #[arg(long, value_name = "ADDR", value_parser = parse_endpoint)]
+    pub web: Option<Endpoint>,
+    /// Link with other chat servers through Redis (redis://HOST:PORT).
+    #[arg(long, value_name = "URL")]
+    pub bus: Option<String>,
+}
+
+/// The chat flags mean nothing to other services; say so instead of
+/// ignoring them.
+pub fn reject_outside_chat(args: &ServeArgs) -> anyhow::Result<()> {
+    let chat = &args.chat;
+    if matches!(args.service, Service::Chat) {
+        return Ok(());
+    }
+    if chat.bot || chat.web.is_some() || chat.bus.is_some() {
+        bail!("--bot, --web and --bus belong to the chat service (hint: socketkit serve chat ...)");
+    }
+    Ok(())
+}
+
+fn config(args: &ChatArgs) -> ChatConfig {
+    let rate = (args.rate > 0.0).then(|| RateLimit {
+        per_second: args.rate,
+        burst: (args.rate * 2.0).ceil().clamp(1.0, f64::from(u32::MAX)) as u32,
+    });
+    ChatConfig::default()
+        .history(args.history)
+        .max_message(args.max_message)
+        .rate_limit(rate)
+        .queue_limits(args.queue, args.queue_bytes)
+        .write_timeout(args.write_timeout)
+}
+
+pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
+    let chat = Chat::new(config(&args.chat));
+    let handle = ServerHandle::default();
+    let mut also_listening = Vec::new();
+    let web = match &args.chat.web {
+        Some(endpoint) => {
+            let web = chat.bind_web(endpoint).await?;
+            also_listening.extend(web.urls());
+            Some(web)
+        }
+        None => None,
+    };
+    if let Some(url) = &args.chat.bus {
+        chat.link(url, handle.clone())
+            .context("cannot link the chat to its bus")?;
+    }
+    if args.chat.bot {
+        tokio::spawn(Bot::new("bot").run(chat.clone(), handle.clone()));
+    }
+    let web = web.map(|web| tokio::spawn(web.serve(handle.clone())));
+    let served = crate::serve::serve_with(
+        args,
+        Handlers::stream(chat),
+        handle.clone(),
+        &also_listening,
+    )
+    .await;
+    // The server may also stop on a bind error: take the companions down too.
+    handle.shutdown();
+    if let Some(web) = web {
+        if let Ok(Ok(Err(error))) = tokio::time::timeout(WEB_STOP_DEADLINE, web).await {
+            tracing::warn!(error = %error, "the chat web page stopped with an error");
+        }
+    }
+    served
+}

@@ -1,0 +1,358 @@
+//! `socketkit serve chat` over loopback against `nc` and nc-style socket
+//! clients: rooms, history, presence, every command, the safety limits,
+//! slow consumers, the bot and graceful shutdown.
+
+mod chat_support;
+
+use std::collections::HashMap;
+use std::io::{BufRead, BufReader, Write};
+use std::process::{Command, Stdio};
+
+use chat_support::{ChatServer, Client};
+
+#[test]
+fn an_nc_user_and_a_socket_user_talk_both_ways() {
+    let server = ChatServer::start(&[]);
+    let (host, port) = server.addr.split_once(':').unwrap();
+    let mut nc = Command::new("nc")
+        .args(["-N", host, port])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .expect("run nc (netcat-openbsd)");
+    let mut nc_in = nc.stdin.take().unwrap();
+    let (lines_tx, nc_lines) = std::sync::mpsc::channel();
+    let stdout = BufReader::new(nc.stdout.take().unwrap());
+    std::thread::spawn(move || {
+        for line in stdout.lines().map_while(Result::ok) {
+            let _ = lines_tx.send(line);
+        }
+    });
+    let nc_expect = |needle: &str| loop {
+        let line = nc_lines.recv_timeout(chat_support::WAIT).expect(needle);
+        if line.contains(needle) {
+            return line;
+        }
+    };
+    nc_expect("Your nickname?");
+    nc_in.write_all(b"ncuser\n").unwrap();
+    nc_expect("*** Welcome, ncuser!");
+
+    let mut bob = Client::join(&server.addr, "bob");
+    nc_expect("*** bob joined #lobby");
+    nc_in.write_all(b"hi bob, from nc\r\n").unwrap();
+    assert_eq!(bob.expect("hi bob"), "<ncuser> hi bob, from nc");
+    bob.send("hello nc user");
+    assert_eq!(nc_expect("hello nc"), "<bob> hello nc user");
+
+    drop(nc_in);
+    bob.expect("*** ncuser left #lobby");
+    nc.wait().unwrap();
+    assert!(server.stop().success());
+}
+
+#[test]
+fn two_hundred_clients_in_two_rooms_each_hear_their_own_room() {
+    let server = ChatServer::start(&["--rate", "0", "--history", "0"]);
+    let mut clients: Vec<(Client, &str)> = (0..200)
+        .map(|i| {
+            let mut client = Client::join(&server.addr, &format!("user{i}"));
+            let room = if i % 2 == 0 { "red" } else { "blue" };
+            client.send(&format!("/join {room}"));
+            client.expect(&format!("*** You are in #{room}"));
+            (client, room)
+        })
+        .collect();
+    for (i, (client, room)) in clients.iter_mut().enumerate() {
+        client.send(&format!("message {i} for {room}"));
+    }
+    for (i, (client, room)) in clients.iter_mut().enumerate() {
+        let mut heard = 0;
+        while heard < 99 {
+            let line = client.line().expect("connection stays open");
+            if line.starts_with('<') {
+                assert!(
+                    line.ends_with(&format!(" for {room}")),
+                    "{line} reached #{room}"
+                );
+                assert!(
+                    !line.starts_with(&format!("<user{i}>")),
+                    "own message echoed"
+                );
+                heard += 1;
+            }
+        }
+    }
+    assert!(server.stop().success());
+}
+
+#[test]
+fn joining_shows_history_and_who_is_here() {
+    let server = ChatServer::start(&["--rate", "0"]);
+    let mut carol = Client::join(&server.addr, "carol");
+    let mut alice = Client::join(&server.addr, "alice");
+    for i in 1..=25 {
+        alice.send(&format!("note {i}"));
+    }
+    carol.expect("<alice> note 25");
+    let mut bob = Client::join(&server.addr, "bob");
+    assert_eq!(bob.line().unwrap(), "*** You are in #lobby");
+    for i in 6..=25 {
+        assert_eq!(bob.line().unwrap(), format!("<alice> note {i}"));
+    }
+    assert_eq!(bob.line().unwrap(), "*** In #lobby (3): alice, bob, carol");
+    alice.expect("*** bob joined #lobby");
+    assert!(server.stop().success());
+}
+
+#[test]
+fn every_command() {
+    let server = ChatServer::start(&["--rate", "0"]);
+    let mut alice = Client::join(&server.addr, "alice");
+    let mut bob = Client::join(&server.addr, "bob");
+    alice.expect("*** bob joined #lobby");
+
+    alice.send("/help");
+    alice.expect("/msg NICK TEXT");
+    alice.send("/me waves");
+    assert_eq!(bob.expect("waves"), "* alice waves");
+    alice.send("//slash is not a command");
+    assert_eq!(bob.expect("slash"), "<alice> /slash is not a command");
+
+    alice.send("/msg bob a secret");
+    assert_eq!(alice.expect("secret"), "-> *bob* a secret");
+    assert_eq!(bob.expect("secret"), "*alice* a secret");
+    alice.send("/msg nobody hello");
+    alice.expect("error: no one called nobody is here");
+    alice.send("/msg bob");
+    alice.expect("error: usage: /msg NICK TEXT");
+
+    alice.send("/nick BOB");
+    alice.expect("error: the nickname BOB is taken");
+    alice.send("/nick bad#name!");
+    alice.expect("error: nicknames use letters");
+    alice.send(&format!("/nick {}", "x".repeat(33)));
+    alice.expect("error: nicknames are at most 32 characters");
+    alice.send("/nick alicia");
+    assert_eq!(bob.expect("known as"), "*** alice is now known as alicia");
+
+    alice.send("/join #Rust");
+    alice.expect("*** You are in #Rust");
+    alice.expect("*** In #Rust (1): alicia");
+    assert_eq!(bob.expect("left"), "*** alicia left #lobby");
+    bob.send("/rooms");
+    bob.expect("*** Rooms: #lobby (1), #Rust (1)");
+    bob.send("/join rust");
+    bob.expect("*** In #Rust (2): alicia, bob");
+    assert_eq!(alice.expect("joined"), "*** bob joined #Rust");
+    bob.send("/join rust");
+    bob.expect("error: you are already in #rust");
+    bob.send("/join no spaces");
+    bob.expect("error: usage: /join ROOM");
+    bob.send("/join #");
+    bob.expect("error: room names are 1 to 32");
+    bob.send("/who");
+    bob.expect("*** In #Rust (2): alicia, bob");
+    bob.send("/frobnicate");
+    bob.expect("error: unknown command /frobnicate");
+
+    alice.send("/quit see you");
+    alice.expect("*** Bye!");
+    alice.expect_closed();
+    assert_eq!(bob.expect("left"), "*** alicia left #Rust (see you)");
+    assert!(server.stop().success());
+}
+
+#[test]
+fn nicknames_that_cannot_be_had_become_guest_names() {
+    let server = ChatServer::start(&[]);
+    let first = Client::join(&server.addr, "");
+    assert!(first
+        .seen
+        .last()
+        .unwrap()
+        .starts_with("*** Welcome, guest-"));
+    let _alice = Client::join(&server.addr, "alice");
+    let mut second = Client::join(&server.addr, "Alice");
+    assert!(second
+        .seen
+        .last()
+        .unwrap()
+        .starts_with("*** Welcome, guest-"));
+    second.expect("error: the nickname Alice is taken; you are guest-");
+    let mut third = Client::join(&server.addr, "not valid");
+    third.expect("error: nicknames use letters");
+    assert!(server.stop().success());
+}
+
+#[test]
+fn terminal_escapes_and_control_characters_are_stripped() {
+    let server = ChatServer::start(&[]);
+    let mut mallory = Client::join(&server.addr, "mallory");
+    let mut victim = Client::join(&server.addr, "victim");
+    mallory.send_bytes(
+        b"\x1b[2J\x1b]0;owned\x07hi\x1b[31m there\x07\x1b]8;;http://x\x1b\\link\x1b]8;;\x1b\\\x00\x7f\xc2\x9b6n \xe2\x80\xaereversed\n",
+    );
+    assert_eq!(victim.expect("hi"), "<mallory> hi therelink reversed");
+    mallory.send_bytes(b"/me \x1b]52;c;cGF5bG9hZA==\x07copies\n");
+    assert_eq!(victim.expect("copies"), "* mallory copies");
+    assert!(server.stop().success());
+}
+
+#[test]
+fn overlong_and_invalid_lines_get_errors_and_the_connection_stays() {
+    let server = ChatServer::start(&["--max-message", "100"]);
+    let mut alice = Client::join(&server.addr, "alice");
+    let mut bob = Client::join(&server.addr, "bob");
+    let mut long = vec![b'x'; 150];
+    long.extend_from_slice(b"\n\xff\xfe not utf-8\nstill here\n");
+    alice.send_bytes(&long);
+    alice.expect("error: that line is longer than 100 bytes; it was not sent");
+    alice.expect("error: that line is not valid UTF-8; it was not sent");
+    assert_eq!(bob.expect("<alice>"), "<alice> still here");
+    assert!(server.stop().success());
+}
+
+#[test]
+fn a_flooding_client_is_told_to_slow_down_and_loses_nothing() {
+    let server = ChatServer::start(&["--rate", "20"]);
+    let mut alice = Client::join(&server.addr, "alice");
+    let mut bob = Client::join(&server.addr, "bob");
+    for i in 0..60 {
+        alice.send(&format!("flood {i}"));
+    }
+    alice.expect("*** Slow down: at most 20 messages a second");
+    for i in 0..60 {
+        assert_eq!(bob.expect("flood"), format!("<alice> flood {i}"));
+    }
+    assert!(server.stop().success());
+}
+
+#[test]
+fn a_client_that_stops_reading_is_dropped_and_the_rest_get_everything_in_order() {
+    let server = ChatServer::start(&["--rate", "0"]);
+    let mut stalled = Client::join(&server.addr, "stalled");
+    let mut reader = Client::join(&server.addr, "reader");
+    let senders: Vec<Client> = (0..2)
+        .map(|i| Client::join(&server.addr, &format!("sender{i}")))
+        .collect();
+    reader.send("/who");
+    reader.expect("*** In #lobby (4)");
+    // 10,000 lines of ~1 KB: far more than the stalled client's socket
+    // buffers and its 1 MiB queue can hold.
+    let writers: Vec<_> = senders
+        .iter()
+        .enumerate()
+        .map(|(id, sender)| {
+            let mut stream = std::io::BufWriter::new(sender.stream_clone());
+            std::thread::spawn(move || {
+                let padding = "p".repeat(1000);
+                for seq in 0..5000 {
+                    writeln!(stream, "{id} {seq} {padding}").unwrap();
+                }
+                stream.flush().unwrap();
+            })
+        })
+        .collect();
+    let listeners: Vec<_> = [(reader, vec![0, 1])]
+        .into_iter()
+        .chain(
+            senders
+                .into_iter()
+                .enumerate()
+                .map(|(id, s)| (s, vec![1 - id])),
+        )
+        .map(|(client, from)| std::thread::spawn(move || hear_all_in_order(client, &from)))
+        .collect();
+    for writer in writers {
+        writer.join().unwrap();
+    }
+    for listener in listeners {
+        let (mut client, saw_drop) = listener.join().unwrap();
+        if !saw_drop {
+            client.expect(STALLED_DROPPED);
+        }
+    }
+    stalled.expect_closed();
+    assert!(server.stop().success());
+}
+
+const STALLED_DROPPED: &str = "*** stalled left #lobby (too slow: disconnected)";
+
+/// Reads until every sender in `from` was heard 5000 times, in order;
+/// also says whether the stalled client's drop was announced meanwhile.
+fn hear_all_in_order(mut client: Client, from: &[usize]) -> (Client, bool) {
+    let mut next: HashMap<usize, u32> = from.iter().map(|id| (*id, 0)).collect();
+    let mut saw_drop = false;
+    while next.values().any(|seq| *seq < 5000) {
+        let line = client.line().expect("a reading client stays connected");
+        saw_drop |= line == STALLED_DROPPED;
+        let Some(body) = line.strip_prefix("<sender") else {
+            continue;
+        };
+        let mut words = body.split(' ');
+        let (nick_id, id, seq) = (
+            words.next().unwrap(),
+            words.next().unwrap(),
+            words.next().unwrap(),
+        );
+        let id: usize = id.parse().unwrap();
+        assert_eq!(nick_id, format!("{id}>"));
+        let expected = next.get_mut(&id).expect("only the other senders are heard");
+        assert_eq!(
+            seq.parse::<u32>().unwrap(),
+            *expected,
+            "sender {id} out of order"
+        );
+        *expected += 1;
+        client.seen.clear();
+    }
+    (client, saw_drop)
+}
+
+#[test]
+fn the_bot_greets_and_answers() {
+    let server = ChatServer::start(&["--bot"]);
+    let mut alice = Client::join(&server.addr, "alice");
+    alice.expect("*** In #lobby (2): alice, bot");
+    alice.expect("<bot> Welcome, alice!");
+    alice.send("!roll 3d6");
+    let roll = alice.expect("<bot> alice rolls 3d6: ");
+    let (dice, total) = roll.rsplit_once(": ").unwrap().1.split_once(" = ").unwrap();
+    let sum: u32 = dice.split(" + ").map(|d| d.parse::<u32>().unwrap()).sum();
+    assert!((3..=18).contains(&sum));
+    assert_eq!(sum, total.parse::<u32>().unwrap());
+    alice.send("!who");
+    alice.expect("<bot> In #lobby: alice, bot");
+    alice.send("!time");
+    alice.expect("<bot> alice: it is ");
+    alice.send("!help");
+    alice.expect("<bot> I answer !help, !time, !who and !roll NdM");
+    assert!(server.stop().success());
+}
+
+#[test]
+fn shutdown_is_announced_and_every_connection_closed() {
+    let server = ChatServer::start(&[]);
+    let mut alice = Client::join(&server.addr, "alice");
+    let mut bob = Client::join(&server.addr, "bob");
+    alice.expect("*** bob joined #lobby");
+    chat_support::signal(server.pid(), "TERM");
+    for client in [&mut alice, &mut bob] {
+        assert_eq!(client.expect("shutting"), "*** Server shutting down. Bye!");
+        let rest: Vec<String> = std::iter::from_fn(|| client.line()).collect();
+        assert!(rest.is_empty(), "after the goodbye: {rest:?}");
+    }
+    assert!(server.stop_after_signal().success());
+}
+
+#[test]
+fn chat_flags_on_another_service_are_refused() {
+    let output = Command::new(env!("CARGO_BIN_EXE_socketkit"))
+        .args(["serve", "echo", "127.0.0.1:0", "--bot"])
+        .output()
+        .unwrap();
+    assert_eq!(output.status.code(), Some(1));
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(stderr.starts_with("socketkit: --bot, --web and --bus belong to the chat service"));
+}

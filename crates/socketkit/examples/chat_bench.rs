@@ -1,0 +1,318 @@
+//! Load generator for chat servers (`bench/chat/run.sh` runs it against
+//! `socketkit serve chat` and `ncat --chat` in one go).
+//!
+//! Joins N clients to one room, lets the join storm settle, then has S of
+//! them send M numbered, timestamped lines each, at most W in flight per
+//! sender (a line counts as landed once one observing client got it: the
+//! same closed loop for any server, so neither is flooded beyond what it
+//! can take). Every client reads everything; reported are the deliveries
+//! per second and the delivery latency (send to receipt) percentiles.
+//!
+//! ```text
+//! cargo run --release -p socketkit --example chat_bench -- 127.0.0.1:7000 --nick
+//! ```
+
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use bytes::{Buf, BytesMut};
+use hdrhistogram::Histogram;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
+use tokio::net::TcpStream;
+use tokio::sync::{Notify, Semaphore};
+
+/// Longest the whole run may take before it gives up.
+const DEADLINE: Duration = Duration::from_secs(300);
+
+#[derive(Debug, Clone)]
+struct Options {
+    addr: String,
+    label: String,
+    clients: usize,
+    senders: usize,
+    messages: u64,
+    window: usize,
+    /// Answer the nickname prompt (socketkit); ncat names clients itself.
+    nick: bool,
+}
+
+fn options() -> Result<Options, String> {
+    let mut args = std::env::args().skip(1);
+    let mut options = Options {
+        addr: args.next().ok_or("usage: chat_bench ADDR [--label L] [--clients N] [--senders S] [--messages M] [--window W] [--nick]")?,
+        label: "server".into(),
+        clients: 1000,
+        senders: 50,
+        messages: 200,
+        window: 8,
+        nick: false,
+    };
+    while let Some(flag) = args.next() {
+        let mut value = || args.next().ok_or(format!("{flag} needs a value"));
+        match flag.as_str() {
+            "--label" => options.label = value()?,
+            "--clients" => options.clients = value()?.parse().map_err(|e| format!("{e}"))?,
+            "--senders" => options.senders = value()?.parse().map_err(|e| format!("{e}"))?,
+            "--messages" => options.messages = value()?.parse().map_err(|e| format!("{e}"))?,
+            "--window" => options.window = value()?.parse().map_err(|e| format!("{e}"))?,
+            "--nick" => options.nick = true,
+            other => return Err(format!("unknown flag {other}")),
+        }
+    }
+    if options.senders + 2 > options.clients {
+        return Err("need at least two more clients than senders".into());
+    }
+    Ok(options)
+}
+
+/// What the reader tasks share.
+struct Shared {
+    start: Instant,
+    /// Clients that saw the ready marker.
+    ready: AtomicUsize,
+    ready_changed: Notify,
+    delivered: AtomicU64,
+    /// Per sender, lines it may still put in flight.
+    windows: Vec<Semaphore>,
+    observer: usize,
+}
+
+/// Prints progress to stderr every few seconds, so a stall shows where.
+async fn watchdog(shared: Arc<Shared>) {
+    loop {
+        tokio::time::sleep(Duration::from_secs(5)).await;
+        eprintln!(
+            "chat_bench: {} clients ready, {} lines delivered so far",
+            shared.ready.load(Ordering::Relaxed),
+            shared.delivered.load(Ordering::Relaxed)
+        );
+    }
+}
+
+/// One thread: the load generator takes one core and leaves the other to
+/// the server, whichever server it is.
+#[tokio::main(flavor = "current_thread")]
+async fn main() {
+    let options = match options() {
+        Ok(options) => options,
+        Err(message) => {
+            eprintln!("chat_bench: {message}");
+            std::process::exit(2);
+        }
+    };
+    match tokio::time::timeout(DEADLINE, run(options)).await {
+        Ok(Ok(())) => {}
+        Ok(Err(error)) => {
+            eprintln!("chat_bench: {error}");
+            std::process::exit(1);
+        }
+        Err(_) => {
+            eprintln!("chat_bench: gave up after {DEADLINE:?}");
+            std::process::exit(1);
+        }
+    }
+}
+
+async fn run(options: Options) -> std::io::Result<()> {
+    let shared = Arc::new(Shared {
+        start: Instant::now(),
+        ready: AtomicUsize::new(0),
+        ready_changed: Notify::new(),
+        delivered: AtomicU64::new(0),
+        windows: (0..=options.senders)
+            .map(|_| Semaphore::new(options.window))
+            .collect(),
+        observer: options.clients - 1,
+    });
+    let per_sender = options.messages;
+    tokio::spawn(watchdog(shared.clone()));
+    // Each client reads from the moment it connects: servers that announce
+    // joins must not stall on clients that are still being connected.
+    let mut tasks = Vec::with_capacity(options.clients);
+    let mut writers = Vec::with_capacity(options.clients);
+    for i in 0..options.clients {
+        let stream = TcpStream::connect(&options.addr).await?;
+        stream.set_nodelay(true)?;
+        let (reader, mut writer) = stream.into_split();
+        if options.nick {
+            writer.write_all(format!("c{i}\n").as_bytes()).await?;
+        }
+        writers.push(Some(writer));
+        let expected = if (1..=options.senders).contains(&i) {
+            per_sender * (options.senders as u64 - 1)
+        } else {
+            per_sender * options.senders as u64
+        };
+        tasks.push(tokio::spawn(read_all(i, reader, expected, shared.clone())));
+    }
+
+    // Client 0 says "ready" after everyone connected; when all others saw
+    // it, the join storm is behind every client. Said again until all saw
+    // it: a server may still be accepting the last clients when it first
+    // arrives.
+    while shared.ready.load(Ordering::Acquire) < options.clients - 1 {
+        writers[0].write_all(b"~ready\n").await?;
+        let _ = tokio::time::timeout(Duration::from_millis(500), async {
+            while shared.ready.load(Ordering::Acquire) < options.clients - 1 {
+                shared.ready_changed.notified().await;
+            }
+        })
+        .await;
+    }
+
+    let started = Instant::now();
+    let senders: Vec<_> = (1..=options.senders)
+        .map(|id| {
+            let writer = writers[id].take();
+            tokio::spawn(send_all(id, writer, per_sender, shared.clone()))
+        })
+        .collect();
+    // Senders hand their sockets back: dropping a write half would send
+    // FIN, and the server would rightly take that as leaving.
+    let mut finished_senders = Vec::new();
+    for sender in senders {
+        finished_senders.push(sender.await??);
+    }
+    let mut latency = latency_histogram();
+    for task in tasks {
+        latency.add(task.await??).expect("same histogram bounds");
+    }
+    let secs = started.elapsed().as_secs_f64();
+    let delivered = shared.delivered.load(Ordering::Relaxed);
+    let us = |q: f64| latency.value_at_quantile(q) as f64 / 1000.0;
+    println!(
+        "{label}: clients={clients} senders={senders} sent={sent} delivered={delivered} secs={secs:.2} msgs_per_sec={rate:.0} p50_ms={p50:.2} p99_ms={p99:.2} max_ms={max:.2}",
+        label = options.label,
+        clients = options.clients,
+        senders = options.senders,
+        sent = per_sender * options.senders as u64,
+        rate = delivered as f64 / secs,
+        p50 = us(0.5),
+        p99 = us(0.99),
+        max = latency.max() as f64 / 1000.0,
+
+    );
+    drop((writers, finished_senders));
+    Ok(())
+}
+
+trait WriteLine {
+    async fn write_all(&mut self, line: &[u8]) -> std::io::Result<()>;
+}
+
+impl WriteLine for Option<OwnedWriteHalf> {
+    async fn write_all(&mut self, line: &[u8]) -> std::io::Result<()> {
+        match self {
+            Some(writer) => writer.write_all(line).await,
+            None => Ok(()),
+        }
+    }
+}
+
+async fn send_all(
+    id: usize,
+    mut writer: Option<OwnedWriteHalf>,
+    count: u64,
+    shared: Arc<Shared>,
+) -> std::io::Result<Option<OwnedWriteHalf>> {
+    for seq in 0..count {
+        shared.windows[id]
+            .acquire()
+            .await
+            .expect("never closed")
+            .forget();
+        let sent_us = shared.start.elapsed().as_micros();
+        let line = format!("~b {id} {seq} {sent_us}\n");
+        writer.write_all(line.as_bytes()).await?;
+    }
+    Ok(writer)
+}
+
+/// Reads until `expected` benchmark lines arrived; returns their delivery
+/// latencies in microseconds.
+async fn read_all(
+    me: usize,
+    mut reader: OwnedReadHalf,
+    expected: u64,
+    shared: Arc<Shared>,
+) -> std::io::Result<Histogram<u64>> {
+    let mut latency = latency_histogram();
+    let mut buf = BytesMut::with_capacity(64 * 1024);
+    let mut got = 0;
+    let mut ready = me == 0;
+    while got < expected {
+        if reader.read_buf(&mut buf).await? == 0 {
+            return Err(std::io::Error::new(
+                std::io::ErrorKind::UnexpectedEof,
+                format!("client {me} disconnected after {got} of {expected} lines"),
+            ));
+        }
+        // One clock reading per read: the lines of one read arrived together.
+        let now_us = shared.start.elapsed().as_micros() as u64;
+        let before = got;
+        while let Some(end) = memchr::memchr(b'\n', &buf) {
+            match payload(&buf[..end]) {
+                Some(Payload::Bench { sender, sent_us }) => {
+                    latency.saturating_record(now_us.saturating_sub(sent_us));
+                    got += 1;
+                    if me == shared.observer {
+                        if let Some(window) = shared.windows.get(sender) {
+                            window.add_permits(1);
+                        }
+                    }
+                }
+                Some(Payload::Ready) if !ready => {
+                    ready = true;
+                    shared.ready.fetch_add(1, Ordering::AcqRel);
+                    shared.ready_changed.notify_one();
+                }
+                _ => {}
+            }
+            buf.advance(end + 1);
+        }
+        // Counted once per read, not per line: a shared counter bumped per
+        // line would bounce its cache line between cores millions of times.
+        shared.delivered.fetch_add(got - before, Ordering::Relaxed);
+    }
+    Ok(latency)
+}
+
+/// Microseconds from 1 µs to 10 minutes, 3 significant digits.
+fn latency_histogram() -> Histogram<u64> {
+    Histogram::new_with_bounds(1, 600_000_000, 3).expect("valid bounds")
+}
+
+enum Payload {
+    Bench { sender: usize, sent_us: u64 },
+    Ready,
+}
+
+/// What a chat line carries after the server's `<nick> ` prefix:
+/// `~b SENDER SEQ SENT_US` or `~ready`. (ncat prefixes only the first line
+/// of each chunk it reads, so the prefix is optional.)
+fn payload(line: &[u8]) -> Option<Payload> {
+    let body = match line.first() {
+        Some(b'<') => line.get(line.iter().position(|b| *b == b'>')? + 2..)?,
+        _ => line,
+    };
+    if body.starts_with(b"~ready") {
+        return Some(Payload::Ready);
+    }
+    let mut fields = body.strip_prefix(b"~b ")?.split(|b| *b == b' ');
+    let sender = number(fields.next()?)? as usize;
+    let _seq = number(fields.next()?)?;
+    let sent_us = number(fields.next()?)?;
+    Some(Payload::Bench { sender, sent_us })
+}
+
+fn number(digits: &[u8]) -> Option<u64> {
+    let digits = digits.strip_suffix(b"\r").unwrap_or(digits);
+    if digits.is_empty() {
+        return None;
+    }
+    digits.iter().try_fold(0u64, |n, d| {
+        d.is_ascii_digit().then(|| n * 10 + u64::from(d - b'0'))
+    })
+}

@@ -1,0 +1,271 @@
+//! One member's side of the chat, independent of how it is connected: the
+//! terminal handler, the WebSocket session and the bot all drive a
+//! [`Participant`] (what the member says) and an [`Inbox`] (what the member
+//! is told).
+
+use std::fmt;
+use std::sync::Arc;
+
+use tokio::time::{Duration, Instant};
+
+use super::command::{self, Command};
+use super::config::RateLimit;
+use super::event::{Event, EventKind};
+use super::hub::{Hub, Member};
+use super::outbox::Closed;
+use super::text::sanitize;
+
+/// What the connection should do after a line.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[must_use]
+pub enum Flow {
+    /// Read the next line.
+    Continue,
+    /// The member is over its rate: read nothing more before this instant
+    /// (the flood is paced by the socket's own back-pressure; nothing is
+    /// dropped).
+    PauseUntil(Instant),
+    /// The member asked to leave (`/quit`); the farewell is queued.
+    Quit,
+}
+
+/// The member was disconnected because it could not keep up: its outgoing
+/// queue overflowed or a write passed its deadline.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct TooSlow;
+
+impl fmt::Display for TooSlow {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("not reading fast enough to keep up with the room")
+    }
+}
+
+impl std::error::Error for TooSlow {}
+
+/// A member's voice: every line it sends goes through [`Participant::submit`].
+/// Dropping it leaves the chat (announced as a plain leave).
+#[derive(Debug)]
+pub struct Participant {
+    hub: Arc<Hub>,
+    member: Arc<Member>,
+    bucket: Option<Bucket>,
+    gone: bool,
+}
+
+/// A member's ears: the events queued for it, in order.
+#[derive(Debug)]
+pub struct Inbox {
+    member: Arc<Member>,
+    batch: Vec<Arc<Event>>,
+}
+
+impl Participant {
+    pub(crate) fn new(hub: Arc<Hub>, member: Arc<Member>) -> (Participant, Inbox) {
+        let bucket = hub.config().rate.map(Bucket::new);
+        let inbox = Inbox {
+            member: member.clone(),
+            batch: Vec::new(),
+        };
+        let participant = Participant {
+            hub,
+            member,
+            bucket,
+            gone: false,
+        };
+        (participant, inbox)
+    }
+
+    /// The member's current nickname.
+    pub fn nick(&self) -> String {
+        self.hub.nick(self.member.id).unwrap_or_default()
+    }
+
+    /// Handles one line as the user typed it: a message, or a command.
+    /// Invalid UTF-8 is refused with an error (never forwarded); control
+    /// characters and terminal escapes are removed before anyone sees it.
+    pub fn submit(&mut self, line: &[u8]) -> Flow {
+        let Ok(line) = std::str::from_utf8(line) else {
+            self.error("that line is not valid UTF-8; it was not sent");
+            return Flow::Continue;
+        };
+        let line = sanitize(line);
+        if line.trim().is_empty() {
+            return Flow::Continue;
+        }
+        if self.run(command::parse(&line)) {
+            return Flow::Quit;
+        }
+        self.pace()
+    }
+
+    /// Tells the member its line was too long (the connection reads on).
+    pub fn too_long(&self) {
+        let limit = self.hub.config().max_message;
+        self.error(&format!(
+            "that line is longer than {limit} bytes; it was not sent"
+        ));
+    }
+
+    /// Runs one command; true when the member quits.
+    fn run(&mut self, command: Command<'_>) -> bool {
+        let id = self.member.id;
+        let result = match command {
+            Command::Say(text) => {
+                self.hub.say(id, text, false);
+                Ok(())
+            }
+            Command::Me(action) => {
+                self.hub.say(id, action, true);
+                Ok(())
+            }
+            Command::Nick(nick) => self.hub.rename(id, nick),
+            Command::Join(room) => self.hub.switch_room(id, room),
+            Command::Msg(nick, text) => self.hub.private(id, nick, text),
+            Command::Rooms => {
+                self.hub.rooms(id);
+                Ok(())
+            }
+            Command::Who => {
+                self.hub.who(id);
+                Ok(())
+            }
+            Command::Help => {
+                self.help();
+                Ok(())
+            }
+            Command::Usage(usage) => Err(format!("usage: {usage}")),
+            Command::Unknown(name) => Err(format!("unknown command /{name}; /help lists them")),
+            Command::Quit(message) => {
+                self.leave(message.map(str::to_owned), false);
+                self.member.tell(EventKind::Notice {
+                    text: "Bye!".into(),
+                });
+                return true;
+            }
+        };
+        if let Err(why) = result {
+            self.error(&why);
+        }
+        false
+    }
+
+    fn help(&self) {
+        for line in command::HELP {
+            self.member.tell(EventKind::Notice {
+                text: (*line).to_owned(),
+            });
+        }
+    }
+
+    fn error(&self, text: &str) {
+        self.member.tell(EventKind::Error { text: text.into() });
+    }
+
+    /// Rate limiting: after each line, when may the next one be read.
+    fn pace(&mut self) -> Flow {
+        let Some(bucket) = &mut self.bucket else {
+            return Flow::Continue;
+        };
+        match bucket.take(Instant::now()) {
+            Pace::Go => Flow::Continue,
+            Pace::Wait { until, first } => {
+                if first {
+                    let rate = bucket.rate.per_second;
+                    self.member.tell(EventKind::Notice {
+                        text: format!("Slow down: at most {rate} messages a second; your lines are being held back"),
+                    });
+                }
+                Flow::PauseUntil(until)
+            }
+        }
+    }
+
+    /// Leaves the chat with `reason` shown to the room (`quiet`: not shown
+    /// here, only to linked servers; for server shutdown).
+    pub fn leave(&mut self, reason: Option<String>, quiet: bool) {
+        if !std::mem::replace(&mut self.gone, true) {
+            self.hub.leave(self.member.id, reason, quiet);
+        }
+    }
+
+    /// Leaves because the server is shutting down, and queues the goodbye.
+    pub fn shutdown(&mut self) {
+        self.leave(None, true);
+        self.member.tell(EventKind::Shutdown);
+    }
+
+    /// Leaves because the member could not keep up.
+    pub fn too_slow(&mut self) {
+        self.member.outbox.close(Closed::TooSlow);
+        self.leave(Some("too slow: disconnected".into()), false);
+    }
+}
+
+impl Drop for Participant {
+    fn drop(&mut self) {
+        self.leave(None, false);
+    }
+}
+
+impl Inbox {
+    /// Waits for events and returns all queued so far, oldest first; or
+    /// [`TooSlow`] once the member fell too far behind. Cancel-safe.
+    pub async fn recv(&mut self) -> Result<&[Arc<Event>], TooSlow> {
+        self.batch.clear();
+        match self.member.outbox.recv(&mut self.batch).await {
+            Ok(()) => Ok(&self.batch),
+            Err(Closed::TooSlow) => Err(TooSlow),
+        }
+    }
+
+    /// Whatever is queued right now, without waiting (after leaving, to
+    /// flush the last events).
+    pub fn take_now(&mut self) -> &[Arc<Event>] {
+        self.batch.clear();
+        self.member.outbox.take(&mut self.batch);
+        &self.batch
+    }
+}
+
+/// A token bucket.
+#[derive(Debug)]
+struct Bucket {
+    rate: RateLimit,
+    tokens: f64,
+    last: Instant,
+    /// Whether the member has been told to slow down in this episode.
+    warned: bool,
+}
+
+enum Pace {
+    Go,
+    Wait { until: Instant, first: bool },
+}
+
+impl Bucket {
+    fn new(rate: RateLimit) -> Bucket {
+        Bucket {
+            rate,
+            tokens: f64::from(rate.burst.max(1)),
+            last: Instant::now(),
+            warned: false,
+        }
+    }
+
+    fn take(&mut self, now: Instant) -> Pace {
+        let refill = now.duration_since(self.last).as_secs_f64() * self.rate.per_second;
+        self.tokens = (self.tokens + refill).min(f64::from(self.rate.burst.max(1)));
+        self.last = now;
+        self.tokens -= 1.0;
+        if self.tokens >= 0.0 {
+            self.warned = false;
+            return Pace::Go;
+        }
+        let wait = Duration::from_secs_f64(-self.tokens / self.rate.per_second);
+        let first = !std::mem::replace(&mut self.warned, true);
+        Pace::Wait {
+            until: now + wait,
+            first,
+        }
+    }
+}

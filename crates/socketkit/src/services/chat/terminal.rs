@@ -1,0 +1,122 @@
+//! The chat over a byte stream, for `nc`, `telnet` and `socketkit connect`:
+//! lines in (LF or CRLF, bounded by [`LineReader`]), lines out.
+//!
+//! One task per connection reads and writes concurrently: a `select!` over
+//! the next line, the next batch of events and the server's shutdown. A
+//! batch goes out in one write under the write deadline; a client that lets
+//! its queue overflow or its write pass the deadline is too slow and is
+//! disconnected, so no one else waits for it.
+
+use std::time::Duration;
+
+use tokio::io::{AsyncWrite, AsyncWriteExt};
+use tokio::time::Instant;
+
+use super::participant::Flow;
+use super::text::sanitize;
+use super::Chat;
+use crate::codec::{Line, LineReader};
+use crate::error::{Error, ErrorKind, Result};
+use crate::server::{Connection, StreamHandler};
+
+const PROMPT: &[u8] = b"*** Welcome to socketkit chat. Your nickname? (Enter for a guest name)\r\n";
+const TOO_SLOW: &[u8] = b"error: you are not reading fast enough to keep up; disconnecting\r\n";
+/// How long the last words to a too-slow client may take.
+const FAREWELL_DEADLINE: Duration = Duration::from_secs(1);
+
+impl StreamHandler for Chat {
+    async fn handle(&self, conn: &mut Connection) -> Result<()> {
+        let server = conn.server().clone();
+        let (read, mut write) = tokio::io::split(conn);
+        let mut lines = LineReader::new(read, self.hub.config().max_message);
+        write.write_all(PROMPT).await?;
+        let first = tokio::select! {
+            line = lines.next_line() => line?,
+            () = server.shutdown_requested() => return Ok(()),
+        };
+        let nick = match first {
+            None => return Ok(()),
+            Some(Line::Text(bytes)) => sanitize(&String::from_utf8_lossy(&bytes)),
+            Some(Line::TooLong) => String::from("\u{fffd}"),
+        };
+        let (mut participant, mut inbox) = self.join(Some(nick.trim()), false);
+        let write_timeout = self.hub.config().write_timeout;
+        let mut out = Vec::new();
+        let mut resume_at = None;
+        loop {
+            tokio::select! {
+                biased;
+                () = server.shutdown_requested() => {
+                    participant.shutdown();
+                    render(&mut out, inbox.take_now());
+                    return send(&mut write, &out, write_timeout).await;
+                }
+                batch = inbox.recv() => match batch {
+                    Ok(events) => {
+                        render(&mut out, events);
+                        if let Err(e) = send(&mut write, &out, write_timeout).await {
+                            // A deadline is a slow reader; anything else is
+                            // a peer that went away (an ordinary leave).
+                            if e.is_timeout() {
+                                participant.too_slow();
+                            }
+                            return Err(e);
+                        }
+                    }
+                    Err(too_slow) => {
+                        participant.too_slow();
+                        let _ = tokio::time::timeout(FAREWELL_DEADLINE, write.write_all(TOO_SLOW)).await;
+                        return Err(Error::new(ErrorKind::Io, too_slow.to_string()));
+                    }
+                },
+                line = next_line(&mut lines, resume_at) => {
+                    let flow = match line? {
+                        None => return Ok(()),
+                        Some(Line::TooLong) => {
+                            participant.too_long();
+                            Flow::Continue
+                        }
+                        Some(Line::Text(bytes)) => participant.submit(&bytes),
+                    };
+                    match flow {
+                        Flow::Continue => resume_at = None,
+                        Flow::PauseUntil(at) => resume_at = Some(at),
+                        Flow::Quit => {
+                            render(&mut out, inbox.take_now());
+                            return send(&mut write, &out, write_timeout).await;
+                        }
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// The next line, once the rate limit allows reading it.
+async fn next_line<R: tokio::io::AsyncRead + Unpin>(
+    lines: &mut LineReader<R>,
+    resume_at: Option<Instant>,
+) -> std::io::Result<Option<Line>> {
+    if let Some(at) = resume_at {
+        tokio::time::sleep_until(at).await;
+    }
+    lines.next_line().await
+}
+
+fn render(out: &mut Vec<u8>, events: &[std::sync::Arc<super::Event>]) {
+    out.clear();
+    for event in events {
+        out.extend_from_slice(event.text());
+    }
+}
+
+/// Writes one batch under the write deadline.
+async fn send<W: AsyncWrite + Unpin>(write: &mut W, out: &[u8], deadline: Duration) -> Result<()> {
+    match tokio::time::timeout(deadline, write.write_all(out)).await {
+        Ok(written) => Ok(written?),
+        Err(_elapsed) => Err(Error::new(
+            ErrorKind::Timeout,
+            format!("a write to a chat client took over {deadline:?}; disconnected as too slow"),
+        )),
+    }
+}

@@ -1,0 +1,164 @@
+//! What chat text may contain: the sanitizer every line passes before it is
+//! shown to anyone, and the rules for nicknames and room names.
+//!
+//! Terminal users read other people's bytes raw, so a line could carry
+//! escape sequences that recolour, retitle or rewrite their terminal (ESC,
+//! CSI, OSC, the C1 controls), ring the bell, or reorder text with bidi
+//! overrides. [`sanitize`] removes whole sequences, not just the ESC byte, so
+//! no half-sequence is left to print as garbage.
+
+/// Longest nickname, in characters.
+pub const MAX_NICK_CHARS: usize = 32;
+/// Longest room name, in characters (without the leading `#`).
+pub const MAX_ROOM_CHARS: usize = 32;
+
+const ESC: char = '\u{1b}';
+const BEL: char = '\u{7}';
+/// The C1 forms of CSI, OSC/DCS/SOS/PM/APC and ST.
+const C1_CSI: char = '\u{9b}';
+const C1_ST: char = '\u{9c}';
+
+/// Removes control characters and terminal escape sequences: C0 controls
+/// (a tab becomes a space), DEL, C1 controls, complete ESC/CSI/OSC/DCS
+/// sequences, and the Unicode bidi overrides and isolates. Trailing
+/// whitespace goes too.
+pub fn sanitize(input: &str) -> String {
+    let mut out = String::with_capacity(input.len());
+    let mut chars = input.chars().peekable();
+    while let Some(c) = chars.next() {
+        match c {
+            '\t' => out.push(' '),
+            ESC => match chars.next() {
+                Some('[') => skip_csi(&mut chars),
+                Some(']' | 'P' | 'X' | '^' | '_') => skip_string(&mut chars),
+                _ => {}
+            },
+            C1_CSI => skip_csi(&mut chars),
+            '\u{90}' | '\u{98}' | '\u{9d}' | '\u{9e}' | '\u{9f}' => skip_string(&mut chars),
+            c if is_unsafe(c) => {}
+            c => out.push(c),
+        }
+    }
+    out.truncate(out.trim_end().len());
+    out
+}
+
+/// Skips a control sequence's parameters up to and including its final byte.
+fn skip_csi(chars: &mut std::iter::Peekable<std::str::Chars<'_>>) {
+    for c in chars.by_ref() {
+        if ('\u{40}'..='\u{7e}').contains(&c) {
+            return;
+        }
+        if c.is_control() && c != ESC {
+            return;
+        }
+    }
+}
+
+/// Skips an OSC/DCS-style string up to its terminator (BEL, ST or ESC \).
+fn skip_string(chars: &mut std::iter::Peekable<std::str::Chars<'_>>) {
+    while let Some(c) = chars.next() {
+        match c {
+            BEL | C1_ST => return,
+            ESC => {
+                if chars.peek() == Some(&'\\') {
+                    chars.next();
+                }
+                return;
+            }
+            _ => {}
+        }
+    }
+}
+
+fn is_unsafe(c: char) -> bool {
+    c.is_control()
+        || matches!(c, '\u{200e}' | '\u{200f}' | '\u{202a}'..='\u{202e}' | '\u{2066}'..='\u{2069}')
+}
+
+/// Why a nickname was refused.
+pub fn check_nick(nick: &str) -> Result<(), String> {
+    let count = nick.chars().count();
+    if count == 0 {
+        return Err("a nickname cannot be empty".into());
+    }
+    if count > MAX_NICK_CHARS {
+        return Err(format!("nicknames are at most {MAX_NICK_CHARS} characters"));
+    }
+    if nick.starts_with(['#', '/', '!', '*', '-']) {
+        return Err("a nickname cannot start with # / ! * or -".into());
+    }
+    let allowed = |c: char| c.is_alphanumeric() || "-_.[]{}|^`".contains(c);
+    if !nick.chars().all(allowed) {
+        return Err("nicknames use letters, digits and - _ . [ ] { } | ^ ` only".into());
+    }
+    Ok(())
+}
+
+/// A room name without its `#`, checked; `Err` says why not.
+pub fn check_room(room: &str) -> Result<&str, String> {
+    let name = room.strip_prefix('#').unwrap_or(room);
+    let valid_chars = name
+        .chars()
+        .all(|c| c.is_alphanumeric() || c == '-' || c == '_');
+    let count = name.chars().count();
+    if count == 0 || count > MAX_ROOM_CHARS || !valid_chars {
+        return Err(format!(
+            "room names are 1 to {MAX_ROOM_CHARS} letters, digits, - or _ (an optional # in front)"
+        ));
+    }
+    Ok(name)
+}
+
+/// The case-insensitive key of a nickname or room: `Alice` and `alice` are
+/// the same person.
+pub fn fold(name: &str) -> String {
+    name.to_lowercase()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn plain_text_passes_unchanged() {
+        assert_eq!(sanitize("héllo wörld ✓ 日本"), "héllo wörld ✓ 日本");
+    }
+
+    #[test]
+    fn escape_sequences_are_removed_whole() {
+        assert_eq!(sanitize("a\u{1b}[31;1mred\u{1b}[0m b"), "ared b");
+        assert_eq!(sanitize("x\u{1b}]0;pwned title\u{7}y"), "xy");
+        assert_eq!(
+            sanitize("x\u{1b}]8;;http://e\u{1b}\\link\u{1b}]8;;\u{1b}\\y"),
+            "xlinky"
+        );
+        assert_eq!(sanitize("x\u{9b}2Jy\u{9d}title\u{9c}z"), "xyz");
+        assert_eq!(sanitize("bell\u{7}\u{7} ok\u{1b}c"), "bell ok");
+        assert_eq!(sanitize("cr\rlf\u{0}del\u{7f}"), "crlfdel");
+    }
+
+    #[test]
+    fn bidi_overrides_go_and_tabs_become_spaces() {
+        assert_eq!(sanitize("a\u{202e}cba\u{2066}\tb  "), "acba b");
+    }
+
+    #[test]
+    fn nicknames() {
+        assert!(check_nick("alice").is_ok());
+        assert!(check_nick("Zoë_[away]").is_ok());
+        assert!(check_nick(&"x".repeat(32)).is_ok());
+        assert!(check_nick(&"x".repeat(33)).is_err());
+        assert!(check_nick("two words").is_err());
+        assert!(check_nick("#room").is_err());
+        assert!(check_nick("").is_err());
+    }
+
+    #[test]
+    fn room_names() {
+        assert_eq!(check_room("#rust"), Ok("rust"));
+        assert_eq!(check_room("rust-lang"), Ok("rust-lang"));
+        assert!(check_room("#").is_err());
+        assert!(check_room("a b").is_err());
+    }
+}
