@@ -230,7 +230,19 @@ fn a_flooding_client_is_told_to_slow_down_and_loses_nothing() {
 
 #[test]
 fn a_client_that_stops_reading_is_dropped_and_the_rest_get_everything_in_order() {
-    let server = ChatServer::start(&["--rate", "0"]);
+    // Queues of 8 MiB give the reading clients slack on a loaded machine;
+    // the stalled client still overflows its queue (or its 2 s write
+    // deadline) long before the 10 MB flood ends.
+    let server = ChatServer::start(&[
+        "--rate",
+        "0",
+        "--queue",
+        "100000",
+        "--queue-bytes",
+        "8388608",
+        "--write-timeout",
+        "2s",
+    ]);
     let mut stalled = Client::join(&server.addr, "stalled");
     let mut reader = Client::join(&server.addr, "reader");
     let senders: Vec<Client> = (0..2)
