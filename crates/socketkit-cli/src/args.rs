@@ -1,15 +1,18 @@
 //! Command-line definitions (clap derive): every flag, its default and help.
 
+use std::path::PathBuf;
 use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
+use socketkit::client::http::{GetOptions, HttpUrl};
+use socketkit::tls::Fingerprint;
 use socketkit::Endpoint;
 
 /// socketkit: ncat/socat-class services and clients, built on a typed
 /// socketserver for tokio.
 ///
 /// Addresses: HOST:PORT, [V6]:PORT, :PORT (all interfaces, IPv4 and IPv6),
-/// PORT (127.0.0.1), tcp://…, udp://…, unix:PATH, unixgram:PATH.
+/// PORT (127.0.0.1), tcp://…, udp://…, tls://…, unix:PATH, unixgram:PATH.
 #[derive(Debug, Parser)]
 #[command(name = "socketkit", version, about, max_term_width = 100)]
 pub struct Cli {
@@ -22,9 +25,11 @@ pub enum Command {
     /// Run a service; prints `listening on ADDR` per bound socket.
     ///
     /// Services: echo (RFC 862), upper (ASCII upper-case), hello (greeting),
-    /// discard (RFC 863), daytime (RFC 867), chat (rooms for nc and browsers).
-    /// All serve TCP and Unix streams; all but hello and chat also serve UDP
-    /// and Unix datagrams.
+    /// discard (RFC 863), daytime (RFC 867), exec (remote commands), recv
+    /// (file receiver) and chat (rooms for nc and browsers). All serve TCP,
+    /// TLS and Unix streams; echo, upper, discard and daytime also serve UDP
+    /// and Unix datagrams. With TLS a `fingerprint sha256:…` line follows
+    /// the listening lines.
     /// SIGINT/SIGTERM shut down gracefully; a second signal exits at once.
     Serve(ServeArgs),
     /// Connect stdin/stdout to a socket, like nc.
@@ -38,6 +43,129 @@ pub enum Command {
     /// Prints `open|closed|timeout|error ADDR LATENCY` per target; exits 0
     /// only if all are open.
     Check(CheckArgs),
+    /// Run a command on an exec server, like `ssh host cmd`.
+    ///
+    /// Streams the command's stdout and stderr to ours, forwards stdin (EOF
+    /// included) and Ctrl-C, and exits with the command's status (128+N for
+    /// signal N; 255 when socketkit itself fails). Without a command, a
+    /// `>>:` prompt runs one command per line. With no ADDR it uses the local
+    /// exec socket (`serve exec` with no address).
+    Exec(ExecArgs),
+    /// Send files to a `serve recv` receiver, verified end to end.
+    ///
+    /// Files go one after the other on one connection; an interrupted
+    /// transfer resumes where the receiver's partial copy ends (after both
+    /// sides agree on its hash). Prints `BLAKE3-HEX  NAME` per file (as b3sum
+    /// does) once the receiver confirmed the same hash; exits 1 if any file
+    /// failed.
+    Send(SendArgs),
+    /// Download a URL over HTTP/1.1 (http:// or https://), like a small curl.
+    ///
+    /// The body goes to stdout, or to FILE with -o (written under a temporary
+    /// name in the same directory and renamed only when complete). --raw shows
+    /// the exact bytes that crossed the socket. Exits 1 on any failure, and
+    /// with --fail on a 4xx/5xx status.
+    Get(GetArgs),
+    /// Manage a private PKI for mutual TLS.
+    #[command(subcommand)]
+    Pki(PkiCommand),
+}
+
+#[derive(Debug, Args)]
+pub struct SendArgs {
+    /// The receiver.
+    #[arg(value_name = "ADDR", value_parser = parse_endpoint)]
+    pub addr: Endpoint,
+    /// Files to send; `-` reads standard input (needs --name).
+    #[arg(value_name = "FILE", required = true)]
+    pub files: Vec<PathBuf>,
+    /// The name to store standard input under.
+    #[arg(long, value_name = "NAME")]
+    pub name: Option<String>,
+    /// Send the secret in FILE to authenticate (only after the server's TLS certificate checked out).
+    #[arg(long, value_name = "FILE")]
+    pub token_file: Option<PathBuf>,
+    /// One JSON summary line per file instead of the b3sum-style line.
+    #[arg(long)]
+    pub json: bool,
+    /// Connect timeout.
+    #[arg(long, value_name = "DURATION", default_value = "10s", value_parser = parse_duration)]
+    pub timeout: Duration,
+    #[command(flatten)]
+    pub tls: ClientTlsArgs,
+    #[command(flatten)]
+    pub log: LogArgs,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum PkiCommand {
+    /// Create a CA, a server certificate and client certificates in DIR.
+    ///
+    /// Writes ca.pem, ca-key.pem, server.pem, server-key.pem and NAME.pem,
+    /// NAME-key.pem per client (keys mode 0600), and prints each
+    /// certificate's fingerprint. The server then runs with
+    /// `--cert server.pem --key server-key.pem --client-ca ca.pem`, clients with
+    /// `--ca ca.pem --cert NAME.pem --key NAME-key.pem`.
+    Init(PkiInitArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct PkiInitArgs {
+    /// Directory to create the files in (must not already hold a CA).
+    pub dir: PathBuf,
+    /// DNS name or IP address the server certificate is valid for (repeatable).
+    #[arg(long = "name", value_name = "NAME", default_values_t = ["localhost".to_owned(), "127.0.0.1".to_owned(), "::1".to_owned()])]
+    pub names: Vec<String>,
+    /// A client certificate to issue (repeatable).
+    #[arg(long = "client", value_name = "NAME")]
+    pub clients: Vec<String>,
+    #[command(flatten)]
+    pub log: LogArgs,
+}
+
+#[derive(Debug, Args)]
+pub struct ExecArgs {
+    /// The exec server (default: the local exec socket).
+    #[arg(value_name = "ADDR", value_parser = parse_endpoint)]
+    pub addr: Option<Endpoint>,
+    /// The command and its arguments, after `--`.
+    #[arg(last = true, value_name = "CMD")]
+    pub command: Vec<String>,
+    /// Send the secret in FILE to authenticate (only after the server's TLS certificate checked out).
+    #[arg(long, value_name = "FILE")]
+    pub token_file: Option<PathBuf>,
+    /// Allow plain TCP to a loopback address (tests and demos only: nothing is encrypted).
+    #[arg(long)]
+    pub insecure_plaintext: bool,
+    /// Send the command as one line for the server's shell (needs a server with --allow-shell).
+    #[arg(long)]
+    pub shell: bool,
+    /// Working directory, relative to the server's.
+    #[arg(long, value_name = "DIR")]
+    pub cwd: Option<String>,
+    /// Set an environment variable for the command (the server must allow NAME).
+    #[arg(long = "env", value_name = "NAME=VALUE", value_parser = parse_env)]
+    pub env: Vec<(String, String)>,
+    /// Do not forward stdin (the command's input is closed at once).
+    #[arg(short = 'n', long)]
+    pub no_stdin: bool,
+    /// Trust on first use, like ssh: remember a tls:// server's certificate
+    /// the first time (in $XDG_CONFIG_HOME/socketkit/known_hosts) and require
+    /// the same one afterwards.
+    #[arg(long, conflicts_with_all = ["ca", "pin", "insecure"])]
+    pub tofu: bool,
+    /// Connect timeout.
+    #[arg(long, value_name = "DURATION", default_value = "10s", value_parser = parse_duration)]
+    pub timeout: Duration,
+    #[command(flatten)]
+    pub tls: ClientTlsArgs,
+    #[command(flatten)]
+    pub log: LogArgs,
+}
+
+fn parse_env(text: &str) -> Result<(String, String), String> {
+    let (name, value) = text.split_once('=').ok_or("expected NAME=VALUE")?;
+    Ok((name.to_owned(), value.to_owned()))
 }
 
 /// Verbosity and log format, shared by every command.
@@ -63,6 +191,10 @@ pub enum Service {
     Discard,
     /// The date and time, then close (RFC 867).
     Daytime,
+    /// Remote commands over the framed protocol (see PROTOCOL.md).
+    Exec,
+    /// Receives files sent with `socketkit send` into --dir.
+    Recv,
     /// Multi-room chat for nc, telnet and browsers (see Chat options).
     Chat,
 }
@@ -83,7 +215,8 @@ pub struct ServeArgs {
     #[arg(value_enum)]
     pub service: Service,
     /// Addresses to listen on (several allowed, e.g. TCP and UDP on one port).
-    #[arg(value_name = "ADDR", default_value = "tcp://127.0.0.1:7007", value_parser = parse_endpoint)]
+    /// Default tcp://127.0.0.1:7007; for exec, the local exec socket.
+    #[arg(value_name = "ADDR", value_parser = parse_endpoint)]
     pub addrs: Vec<Endpoint>,
     /// Most connections served at once; more wait in the listen backlog.
     #[arg(long, value_name = "N", default_value_t = 1024)]
@@ -113,9 +246,126 @@ pub struct ServeArgs {
     #[arg(long)]
     pub json: bool,
     #[command(flatten)]
-    pub chat: crate::chat::ChatArgs,
+    pub tls: ServerTlsArgs,
+    #[command(flatten)]
+    pub exec: ExecServiceArgs,
+    #[command(flatten)]
+    pub recv: RecvServiceArgs,
+    #[command(flatten)]
+    pub chat: Box<crate::chat::ChatArgs>,
     #[command(flatten)]
     pub log: LogArgs,
+}
+
+/// Options of the recv service.
+#[derive(Debug, Args)]
+pub struct RecvServiceArgs {
+    /// Directory to store received files in (required for recv).
+    #[arg(long, value_name = "DIR", help_heading = "recv")]
+    pub dir: Option<PathBuf>,
+    /// Replace existing files (default: refuse).
+    #[arg(long, help_heading = "recv")]
+    pub overwrite: bool,
+    /// Refuse files larger than BYTES.
+    #[arg(long, value_name = "BYTES", help_heading = "recv")]
+    pub max_size: Option<u64>,
+}
+
+/// Options of the exec service.
+#[derive(Debug, Args)]
+pub struct ExecServiceArgs {
+    /// exec and recv: admit clients that send the secret in FILE (over TLS, or --insecure-plaintext).
+    #[arg(long, value_name = "FILE", help_heading = "exec")]
+    pub token_file: Option<PathBuf>,
+    /// Allow plain TCP on a loopback address (tests and demos only: nothing is encrypted).
+    #[arg(long, help_heading = "exec")]
+    pub insecure_plaintext: bool,
+    /// Let clients run shell lines (/bin/sh -c); otherwise argv only.
+    #[arg(long, help_heading = "exec")]
+    pub allow_shell: bool,
+    /// Only these programs may run (argv[0], exact; repeatable).
+    #[arg(long = "allow-cmd", value_name = "NAME", help_heading = "exec")]
+    pub allow_cmd: Vec<String>,
+    /// Environment variables clients may set (repeatable).
+    #[arg(long = "allow-env", value_name = "NAME", help_heading = "exec")]
+    pub allow_env: Vec<String>,
+    /// With mutual TLS: only the client certificates listed in FILE
+    /// (`sha256:HEX [COMMAND...]` per line; listed commands limit that client).
+    #[arg(long, value_name = "FILE", help_heading = "exec")]
+    pub authorized_clients: Option<PathBuf>,
+    /// Working directory of every command (default: the server's).
+    #[arg(long, value_name = "DIR", help_heading = "exec")]
+    pub cwd: Option<PathBuf>,
+    /// Wall-clock limit per command.
+    #[arg(long, value_name = "DURATION", default_value = "60s", value_parser = parse_duration, help_heading = "exec")]
+    pub cmd_timeout: Duration,
+    /// Kill a command once its output passes BYTES (reported as truncated); 0 = no limit.
+    #[arg(long, value_name = "BYTES", default_value_t = 0, help_heading = "exec")]
+    pub max_output: u64,
+    /// Commands running at once; beyond it clients get a `busy` error.
+    #[arg(long, value_name = "N", default_value_t = 64, help_heading = "exec")]
+    pub max_commands: usize,
+}
+
+/// The server side of TLS, for tls:// addresses.
+#[derive(Debug, Args)]
+#[group(id = "server_tls")]
+pub struct ServerTlsArgs {
+    /// Certificate chain (PEM, leaf first) for tls:// addresses.
+    #[arg(
+        long,
+        value_name = "FILE",
+        requires = "key",
+        conflicts_with = "self_signed",
+        help_heading = "TLS"
+    )]
+    pub cert: Option<PathBuf>,
+    /// Private key (PEM) of --cert.
+    #[arg(long, value_name = "FILE", requires = "cert", help_heading = "TLS")]
+    pub key: Option<PathBuf>,
+    /// Use a self-signed certificate, made on first use and kept (mode 0600) in
+    /// $XDG_CONFIG_HOME/socketkit/tls; its fingerprint is printed for clients to --pin.
+    #[arg(long, help_heading = "TLS")]
+    pub self_signed: bool,
+    /// Mutual TLS: require client certificates issued by a CA in FILE.
+    #[arg(long, value_name = "FILE", help_heading = "TLS")]
+    pub client_ca: Option<PathBuf>,
+    /// Deadline for a client to complete the TLS handshake.
+    #[arg(long, value_name = "DURATION", default_value = "10s", value_parser = parse_duration, help_heading = "TLS")]
+    pub handshake_timeout: Duration,
+}
+
+/// The client side of TLS, for tls:// addresses.
+#[derive(Debug, Args)]
+pub struct ClientTlsArgs {
+    /// Trust only CAs in FILE (PEM) instead of the system roots.
+    #[arg(long, value_name = "FILE", conflicts_with_all = ["pin", "insecure"], help_heading = "TLS")]
+    pub ca: Option<PathBuf>,
+    /// Trust exactly the server certificate with this fingerprint (sha256:HEX).
+    #[arg(long, value_name = "FINGERPRINT", value_parser = parse_fingerprint, conflicts_with = "insecure", help_heading = "TLS")]
+    pub pin: Option<Fingerprint>,
+    /// Do not verify the server at all (encrypted but unauthenticated; prints a warning).
+    #[arg(long, help_heading = "TLS")]
+    pub insecure: bool,
+    /// Client certificate (PEM) for mutual TLS.
+    #[arg(
+        long = "cert",
+        value_name = "FILE",
+        requires = "client_key",
+        help_heading = "TLS"
+    )]
+    pub client_cert: Option<PathBuf>,
+    /// Private key (PEM) of --cert.
+    #[arg(
+        long = "key",
+        value_name = "FILE",
+        requires = "client_cert",
+        help_heading = "TLS"
+    )]
+    pub client_key: Option<PathBuf>,
+    /// Verify the certificate against NAME (and send it as SNI) instead of the address's host.
+    #[arg(long, value_name = "NAME", help_heading = "TLS")]
+    pub servername: Option<String>,
 }
 
 #[derive(Debug, Args)]
@@ -139,7 +389,69 @@ pub struct ConnectArgs {
     #[arg(long)]
     pub line_mode: bool,
     #[command(flatten)]
+    pub tls: ClientTlsArgs,
+    #[command(flatten)]
     pub log: LogArgs,
+}
+
+#[derive(Debug, Args)]
+pub struct GetArgs {
+    /// The URL: http:// or https://, IPv6 literals in brackets.
+    #[arg(value_name = "URL", value_parser = parse_url)]
+    pub url: HttpUrl,
+    /// Write the body to FILE instead of stdout (`-` is stdout); a progress bar
+    /// shows on a terminal.
+    #[arg(short, long, value_name = "FILE")]
+    pub output: Option<PathBuf>,
+    /// Print the status line and headers (of every response, with -L) before the body.
+    #[arg(short, long)]
+    pub include: bool,
+    /// Send HEAD and print the status line and headers.
+    #[arg(short = 'I', long)]
+    pub head: bool,
+    /// Add a request header (repeatable); replaces a default of that name
+    /// (Host, User-Agent, Accept).
+    #[arg(short = 'H', long = "header", value_name = "NAME: VALUE", value_parser = parse_header)]
+    pub headers: Vec<String>,
+    /// Follow redirects; Authorization, Cookie and URL credentials are dropped
+    /// when the scheme, host or port changes.
+    #[arg(short = 'L', long = "location", visible_alias = "follow")]
+    pub follow: bool,
+    /// Most redirects -L follows.
+    #[arg(long, value_name = "N", default_value_t = 10)]
+    pub max_redirs: usize,
+    /// Exit 1 without writing a body when the status is 4xx or 5xx.
+    #[arg(short, long)]
+    pub fail: bool,
+    /// Connect timeout, covering name resolution, TCP and the TLS handshake.
+    #[arg(long, value_name = "DURATION", default_value = "10s", value_parser = parse_duration)]
+    pub timeout: Duration,
+    /// Limit on the whole transfer, redirects included; 0 = none.
+    #[arg(long, value_name = "DURATION", default_value = "0", value_parser = parse_duration)]
+    pub max_time: Duration,
+    /// The textbook view: the request bytes sent to stderr, the response bytes
+    /// received (status line, headers, body with its framing) to stdout.
+    #[arg(long, conflicts_with_all = ["output", "include"])]
+    pub raw: bool,
+    /// Print timings and metadata as one JSON object: on stdout with -o FILE,
+    /// otherwise on stderr so it never mixes with the body.
+    #[arg(short = 'w', long)]
+    pub json: bool,
+    #[command(flatten)]
+    pub tls: ClientTlsArgs,
+    #[command(flatten)]
+    pub log: LogArgs,
+}
+
+fn parse_url(text: &str) -> Result<HttpUrl, String> {
+    text.parse().map_err(|e: socketkit::Error| e.to_string())
+}
+
+fn parse_header(text: &str) -> Result<String, String> {
+    GetOptions::default()
+        .add_header(text)
+        .map(|()| text.to_owned())
+        .map_err(|e| e.to_string())
 }
 
 #[derive(Debug, Args)]
@@ -158,6 +470,10 @@ pub struct CheckArgs {
     pub json: bool,
     #[command(flatten)]
     pub log: LogArgs,
+}
+
+fn parse_fingerprint(text: &str) -> Result<Fingerprint, String> {
+    text.parse().map_err(|e: socketkit::Error| e.to_string())
 }
 
 pub(crate) fn parse_endpoint(text: &str) -> Result<Endpoint, String> {

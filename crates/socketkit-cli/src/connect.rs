@@ -4,13 +4,21 @@ use anyhow::Context;
 use socketkit::addr::SocketKind;
 use socketkit::client::{self, DatagramOptions, RelayOptions};
 use socketkit::transport::{self, ConnectOptions};
+use socketkit::Endpoint;
 use tracing::{debug, info};
 
 use crate::args::{optional, ConnectArgs};
+use crate::tls;
 
 pub async fn run(args: ConnectArgs) -> anyhow::Result<()> {
+    let tls = match args.addr {
+        Endpoint::Tls(_) => Some(tls::client(&args.tls)?),
+        _ => None,
+    };
     let options = ConnectOptions {
         timeout: args.timeout,
+        tls,
+        server_name: args.tls.servername.clone(),
         ..ConnectOptions::default()
     };
     let (stdin, stdout) = (tokio::io::stdin(), tokio::io::stdout());

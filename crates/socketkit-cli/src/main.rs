@@ -4,13 +4,22 @@
 //!
 //! Exit status: 0 success (also when stdout is a closed pipe); 1 a runtime
 //! failure or, for `check`, a target that is not open; 2 a usage error;
-//! 130 a second SIGINT/SIGTERM during a graceful shutdown.
+//! 130 a second SIGINT/SIGTERM during a graceful shutdown, or `get`
+//! interrupted. `exec` exits with the remote command's status and uses 255
+//! for its own failures, like ssh.
 
 mod args;
 mod chat;
 mod check;
 mod connect;
+mod exec;
+mod get;
+mod pki;
+mod progress;
+mod send;
 mod serve;
+mod tls;
+mod token;
 
 use std::io::{self, IsTerminal};
 use std::process::ExitCode;
@@ -19,7 +28,7 @@ use std::time::Duration;
 use clap::Parser;
 use tracing_subscriber::EnvFilter;
 
-use args::{Cli, Command, LogArgs};
+use args::{Cli, Command, LogArgs, PkiCommand};
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
@@ -29,27 +38,58 @@ fn main() -> ExitCode {
         Command::Serve(_) => tokio::runtime::Builder::new_multi_thread()
             .enable_all()
             .build(),
-        Command::Connect(_) | Command::Check(_) => tokio::runtime::Builder::new_current_thread()
+        Command::Connect(_)
+        | Command::Check(_)
+        | Command::Exec(_)
+        | Command::Send(_)
+        | Command::Get(_)
+        | Command::Pki(_) => tokio::runtime::Builder::new_current_thread()
             .enable_all()
             .build(),
     };
     let runtime = match runtime {
         Ok(runtime) => runtime,
-        Err(e) => return report(anyhow::Error::new(e).context("cannot start the async runtime")),
+        Err(e) => {
+            return report(
+                anyhow::Error::new(e).context("cannot start the async runtime"),
+                ExitCode::FAILURE,
+            )
+        }
+    };
+    // exec, like ssh, keeps 1..=254 for the remote command's own status.
+    let failure = match cli.command {
+        Command::Exec(_) => ExitCode::from(255),
+        _ => ExitCode::FAILURE,
     };
     let result = runtime.block_on(async {
         match cli.command {
             Command::Serve(args) => {
                 init_logging(&args.log, "info", args.json);
-                serve::run(args).await
+                serve::run(args).await.map(|()| ExitCode::SUCCESS)
             }
             Command::Connect(args) => {
                 init_logging(&args.log, "warn", false);
-                connect::run(args).await
+                connect::run(args).await.map(|()| ExitCode::SUCCESS)
             }
             Command::Check(args) => {
                 init_logging(&args.log, "warn", false);
-                check::run(args).await
+                check::run(args).await.map(|()| ExitCode::SUCCESS)
+            }
+            Command::Exec(args) => {
+                init_logging(&args.log, "warn", false);
+                exec::run(args).await.map(ExitCode::from)
+            }
+            Command::Send(args) => {
+                init_logging(&args.log, "warn", false);
+                send::run(args).await.map(|()| ExitCode::SUCCESS)
+            }
+            Command::Get(args) => {
+                init_logging(&args.log, "warn", false);
+                get::run(args).await
+            }
+            Command::Pki(PkiCommand::Init(args)) => {
+                init_logging(&args.log, "warn", false);
+                pki::init(&args).map(|()| ExitCode::SUCCESS)
             }
         }
     });
@@ -57,8 +97,8 @@ fn main() -> ExitCode {
     // do not wait for it.
     runtime.shutdown_timeout(Duration::from_millis(10));
     match result {
-        Ok(()) => ExitCode::SUCCESS,
-        Err(error) => report(error),
+        Ok(code) => code,
+        Err(error) => report(error, failure),
     }
 }
 
@@ -86,7 +126,7 @@ fn init_logging(log: &LogArgs, default_level: &str, json: bool) {
 
 /// Prints an error as one line with its causes and a hint. A broken pipe
 /// means our reader (say `head`) has what it wanted: that is success.
-fn report(error: anyhow::Error) -> ExitCode {
+fn report(error: anyhow::Error, failure: ExitCode) -> ExitCode {
     let broken_pipe = error.chain().any(|cause| {
         cause
             .downcast_ref::<io::Error>()
@@ -103,7 +143,7 @@ fn report(error: anyhow::Error) -> ExitCode {
         Some(hint) => eprintln!("socketkit: {error:#} (hint: {hint})"),
         None => eprintln!("socketkit: {error:#}"),
     }
-    ExitCode::FAILURE
+    failure
 }
 
 fn hint(error: &socketkit::Error) -> Option<&'static str> {
@@ -115,6 +155,8 @@ fn hint(error: &socketkit::Error) -> Option<&'static str> {
         Some("nothing is listening there; is the server running, and on this address and port?")
     } else if error.is_unresolved() {
         Some("check the host name's spelling, or use an IP address")
+    } else if error.is_tls() {
+        Some("check the certificate: --ca FILE for a private CA, --pin sha256:… for a self-signed server")
     } else if error.is_timeout() {
         Some("the other end did not answer in time; check the address and any firewall, or raise --timeout")
     } else {

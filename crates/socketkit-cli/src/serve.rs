@@ -1,20 +1,35 @@
 //! `socketkit serve`: configure a server, print where it listens, run it
 //! until a signal.
 
+use std::collections::BTreeSet;
 use std::io::Write;
+use std::sync::Arc;
 
 use anyhow::{bail, Context};
-use socketkit::addr::SocketKind;
+use socketkit::addr::{Host, SocketKind};
 use socketkit::server::{
     DatagramHandler, Handlers, Server, ServerConfig, ServerHandle, StreamHandler,
 };
+use socketkit::services::exec::{self, AuthPolicy, Exec, ExecPolicy, Token};
+use socketkit::services::recv::{Recv, RecvPolicy};
 use socketkit::services::{Daytime, Discard, Echo, Hello, Upper};
+use socketkit::tls::{Fingerprint, ServerTls};
+use socketkit::Endpoint;
 use tokio::signal::unix::{signal, Signal, SignalKind};
 use tracing::{info, warn};
 
-use crate::args::{optional, Mode, ServeArgs, Service};
+use crate::args::{optional, ExecServiceArgs, Mode, ServeArgs, Service};
+use crate::progress::{self, ReceiveBars};
+use crate::{tls, token};
 
-pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
+/// Where services listen when no address is given: loopback, never every
+/// interface.
+const DEFAULT_ADDR: &str = "tcp://127.0.0.1:7007";
+
+pub async fn run(mut args: ServeArgs) -> anyhow::Result<()> {
+    if args.addrs.is_empty() {
+        args.addrs = vec![default_endpoint(args.service)?];
+    }
     crate::chat::reject_outside_chat(&args)?;
     match args.service {
         Service::Echo => serve(args, Handlers::both(Echo)).await,
@@ -22,24 +37,56 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
         Service::Hello => serve(args, Handlers::stream(Hello::default())).await,
         Service::Discard => serve(args, Handlers::both(Discard)).await,
         Service::Daytime => serve(args, Handlers::both(Daytime)).await,
+        Service::Exec => {
+            let policy = exec_policy(&args)?;
+            serve(args, Handlers::stream(Exec::new(policy))).await
+        }
+        Service::Recv => {
+            let mut receiver = Recv::new(recv_policy(&args)?)?;
+            if progress::wanted() {
+                receiver = receiver.with_observer(Arc::new(ReceiveBars::default()));
+            }
+            serve(args, Handlers::stream(receiver)).await
+        }
         Service::Chat => crate::chat::run(args).await,
     }
 }
 
-fn config(args: &ServeArgs) -> ServerConfig {
+fn default_endpoint(service: Service) -> anyhow::Result<Endpoint> {
+    match service {
+        Service::Exec => Ok(Endpoint::Unix(exec::prepare_default_socket()?)),
+        _ => Ok(DEFAULT_ADDR.parse()?),
+    }
+}
+
+fn config(args: &ServeArgs, tls: Option<ServerTls>) -> ServerConfig {
     let mode = match args.mode {
         Mode::Tasks => socketkit::server::Mode::Tasks,
         Mode::Threads => socketkit::server::Mode::Threads,
         Mode::Sequential => socketkit::server::Mode::Sequential,
     };
-    ServerConfig::default()
+    let mut idle_timeout = optional(args.idle_timeout);
+    if let (Service::Exec, Some(idle)) = (args.service, idle_timeout) {
+        // A command may run silently for its whole time limit; the idle
+        // timeout must not cut it short.
+        idle_timeout = Some(idle.max(args.exec.cmd_timeout + std::time::Duration::from_secs(10)));
+    }
+    let mut config = ServerConfig::default()
         .mode(mode)
         .max_connections(args.max_conns)
-        .idle_timeout(optional(args.idle_timeout))
+        .idle_timeout(idle_timeout)
         .drain_timeout(args.drain_timeout)
         .max_line_length(args.max_line)
         .backlog(args.backlog)
         .reuse_port(args.reuse_port)
+        .handshake_timeout(args.tls.handshake_timeout);
+    if let Service::Exec = args.service {
+        config = config.unix_mode(0o600);
+    }
+    match tls {
+        Some(tls) => config.tls(tls),
+        None => config,
+    }
 }
 
 async fn serve<S: StreamHandler, D: DatagramHandler>(
@@ -64,16 +111,27 @@ pub(crate) async fn serve_with<S: StreamHandler, D: DatagramHandler>(
                 SocketKind::Stream => "stream",
                 SocketKind::Datagram => "datagram",
             };
-            bail!("the {name} service does not serve {kind} endpoints such as {endpoint} (hint: use tcp:// or unix:)");
+            bail!("the {name} service does not serve {kind} endpoints such as {endpoint} (hint: use tcp://, tls:// or unix:)");
         }
+    }
+    match args.service {
+        Service::Exec => check_exec_transports(&args)?,
+        Service::Recv => check_recv_transports(&args)?,
+        _ => {}
     }
     // Handlers go in before anything is printed: a script may signal us as
     // soon as it reads the first `listening on` line.
     let signals = Signals::install().context("cannot install signal handlers")?;
-    let server = Server::bind(&args.addrs, config(&args))
+    let tls = tls::server(
+        &args.tls,
+        &args.addrs,
+        matches!(args.service, Service::Exec),
+    )?;
+    let fingerprint = tls.as_ref().map(ServerTls::fingerprint);
+    let server = Server::bind(&args.addrs, config(&args, tls))
         .await?
         .with_handle(handle);
-    print_listening(&server, also_listening).context("cannot write to stdout")?;
+    print_listening(&server, fingerprint, also_listening).context("cannot write to stdout")?;
     tokio::spawn(signals.shut_down(server.handle()));
     let summary = if args.once {
         server.handle_request(handlers).await?
@@ -96,14 +154,133 @@ fn service_name(service: Service) -> &'static str {
         Service::Hello => "hello",
         Service::Discard => "discard",
         Service::Daytime => "daytime",
+        Service::Exec => "exec",
+        Service::Recv => "recv",
         Service::Chat => "chat",
     }
 }
 
-fn print_listening(server: &Server, also: &[String]) -> std::io::Result<()> {
+/// Exec never runs for an unauthenticated peer: Unix sockets prove the
+/// peer's uid, TLS needs client certificates or a token, and plain TCP is
+/// refused unless explicitly allowed on loopback with a token.
+fn check_exec_transports(args: &ServeArgs) -> anyhow::Result<()> {
+    let exec = &args.exec;
+    for endpoint in &args.addrs {
+        match endpoint {
+            Endpoint::Tls(_) if args.tls.client_ca.is_none() && exec.token_file.is_none() => {
+                bail!("exec on {endpoint} needs a way to authenticate clients (hint: --client-ca FILE for mutual TLS, or --token-file FILE)")
+            }
+            Endpoint::Tcp(_) => {
+                if !exec.insecure_plaintext {
+                    bail!("refusing plain TCP for exec on {endpoint}: commands and their output would cross the network unencrypted (hint: use tls://, or --insecure-plaintext with a loopback address for tests and demos)");
+                }
+                if !is_loopback(endpoint) {
+                    bail!("--insecure-plaintext only serves loopback addresses, not {endpoint}");
+                }
+                if exec.token_file.is_none() {
+                    bail!("--insecure-plaintext needs --token-file: exec never runs for an unauthenticated peer");
+                }
+                warn!("exec on {endpoint} without TLS: the token and all commands travel unencrypted (tests and demos only)");
+            }
+            _ => {}
+        }
+    }
+    Ok(())
+}
+
+fn is_loopback(endpoint: &Endpoint) -> bool {
+    match endpoint.host_port().map(|hp| &hp.host) {
+        Some(Host::Ip(ip)) => ip.is_loopback(),
+        Some(Host::Name(name)) => name == "localhost",
+        Some(Host::Any) => false,
+        None => true,
+    }
+}
+
+/// Off loopback, a receiver needs TLS and a way to authenticate senders
+/// (as exec does); on loopback (or a Unix socket) it may run open.
+fn check_recv_transports(args: &ServeArgs) -> anyhow::Result<()> {
+    if args.recv.dir.is_none() {
+        bail!("recv needs --dir DIR: where to store received files");
+    }
+    let authenticated = args.exec.token_file.is_some() || args.tls.client_ca.is_some();
+    for endpoint in args.addrs.iter().filter(|e| !is_loopback(e)) {
+        match endpoint {
+            Endpoint::Tls(_) if authenticated => {}
+            Endpoint::Tls(_) => bail!("recv on {endpoint} is reachable from the network: it needs --token-file FILE or --client-ca FILE"),
+            _ => bail!("recv on {endpoint} is reachable from the network: use tls:// with --token-file or --client-ca"),
+        }
+    }
+    Ok(())
+}
+
+fn recv_policy(args: &ServeArgs) -> anyhow::Result<RecvPolicy> {
+    let dir = args.recv.dir.clone().context("recv needs --dir DIR")?;
+    let token = token::read(args.exec.token_file.as_deref())?.map(|t| Token::new(&t));
+    let allow_anonymous = token.is_none() && args.addrs.iter().all(is_loopback);
+    let auth = AuthPolicy {
+        token,
+        authorized_certificates: None,
+        allow_anonymous,
+    };
+    Ok(RecvPolicy {
+        overwrite: args.recv.overwrite,
+        max_size: args.recv.max_size,
+        handshake_timeout: args.tls.handshake_timeout,
+        ..RecvPolicy::new(dir, auth)
+    })
+}
+
+fn exec_policy(args: &ServeArgs) -> anyhow::Result<ExecPolicy> {
+    let exec: &ExecServiceArgs = &args.exec;
+    let token = token::read(exec.token_file.as_deref())?.map(|t| Token::new(&t));
+    let authorized_certificates = match &exec.authorized_clients {
+        Some(path) => {
+            let text = std::fs::read_to_string(path)
+                .with_context(|| format!("cannot read {}", path.display()))?;
+            let clients = exec::parse_authorized_clients(&text)
+                .map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;
+            Some(clients)
+        }
+        None => None,
+    };
+    let cwd = match &exec.cwd {
+        Some(dir) => dir.clone(),
+        None => std::env::current_dir().context("cannot find the current directory")?,
+    };
+    Ok(ExecPolicy {
+        auth: AuthPolicy {
+            token,
+            authorized_certificates,
+            allow_anonymous: false,
+        },
+        allow_shell: exec.allow_shell,
+        allowed_commands: (!exec.allow_cmd.is_empty())
+            .then(|| exec.allow_cmd.iter().cloned().collect()),
+        allowed_env: exec.allow_env.iter().cloned().collect::<BTreeSet<_>>(),
+        cwd,
+        command_timeout: exec.cmd_timeout,
+        max_output: (exec.max_output > 0).then_some(exec.max_output),
+        max_commands: exec.max_commands,
+        handshake_timeout: args.tls.handshake_timeout,
+        ..ExecPolicy::default()
+    })
+}
+
+/// One `listening on ADDR` line per bound socket, then, with TLS, one
+/// `fingerprint sha256:HEX` line for clients to `--pin`; then companions'
+/// addresses (the chat's web page).
+fn print_listening(
+    server: &Server,
+    fingerprint: Option<Fingerprint>,
+    also: &[String],
+) -> std::io::Result<()> {
     let mut stdout = std::io::stdout().lock();
     for endpoint in server.endpoints() {
         writeln!(stdout, "listening on {endpoint}")?;
+    }
+    if let Some(fingerprint) = fingerprint {
+        writeln!(stdout, "fingerprint {fingerprint}")?;
     }
     for address in also {
         writeln!(stdout, "listening on {address}")?;

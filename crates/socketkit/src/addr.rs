@@ -11,6 +11,7 @@
 //! | `:PORT` | every interface, IPv4 and IPv6, one shared port |
 //! | `PORT` | TCP on 127.0.0.1 (loopback is the safe default) |
 //! | `udp://HOST:PORT` | UDP |
+//! | `tls://HOST:PORT` | TLS over TCP |
 //! | `unix:PATH` | Unix stream socket |
 //! | `unixgram:PATH` | Unix datagram socket |
 //!
@@ -33,6 +34,8 @@ pub enum Endpoint {
     Tcp(HostPort),
     /// A UDP datagram socket.
     Udp(HostPort),
+    /// TLS over TCP.
+    Tls(HostPort),
     /// A Unix-domain stream socket at a filesystem path.
     Unix(PathBuf),
     /// A Unix-domain datagram socket at a filesystem path.
@@ -81,10 +84,31 @@ impl Endpoint {
         }
     }
 
+    /// The same endpoint (scheme kept) at another internet address: how a
+    /// bound socket reports the port it really got.
+    pub fn at(&self, addr: SocketAddr) -> Endpoint {
+        let host_port = HostPort {
+            host: Host::Ip(addr.ip()),
+            port: addr.port(),
+        };
+        match self {
+            Endpoint::Tls(_) => Endpoint::Tls(host_port),
+            endpoint => Endpoint::from_socket_addr(endpoint.kind(), addr),
+        }
+    }
+
+    /// The host and port of an internet endpoint.
+    pub fn host_port(&self) -> Option<&HostPort> {
+        match self {
+            Endpoint::Tcp(hp) | Endpoint::Udp(hp) | Endpoint::Tls(hp) => Some(hp),
+            Endpoint::Unix(_) | Endpoint::UnixDatagram(_) => None,
+        }
+    }
+
     /// Stream or datagram.
     pub fn kind(&self) -> SocketKind {
         match self {
-            Endpoint::Tcp(_) | Endpoint::Unix(_) => SocketKind::Stream,
+            Endpoint::Tcp(_) | Endpoint::Tls(_) | Endpoint::Unix(_) => SocketKind::Stream,
             Endpoint::Udp(_) | Endpoint::UnixDatagram(_) => SocketKind::Datagram,
         }
     }
@@ -108,8 +132,9 @@ impl FromStr for Endpoint {
         match text.split_once("://") {
             Some(("tcp", rest)) => Ok(Endpoint::Tcp(parse_host_port(text, rest)?)),
             Some(("udp", rest)) => Ok(Endpoint::Udp(parse_host_port(text, rest)?)),
+            Some(("tls", rest)) => Ok(Endpoint::Tls(parse_host_port(text, rest)?)),
             Some((scheme, _)) => Err(invalid(&format!(
-                "unknown scheme '{scheme}' (expected tcp://, udp://, unix: or unixgram:)"
+                "unknown scheme '{scheme}' (expected tcp://, udp://, tls://, unix: or unixgram:)"
             ))),
             None => Ok(Endpoint::Tcp(parse_host_port(text, text)?)),
         }
@@ -203,6 +228,7 @@ impl fmt::Display for Endpoint {
         match self {
             Endpoint::Tcp(hp) => write!(f, "tcp://{hp}"),
             Endpoint::Udp(hp) => write!(f, "udp://{hp}"),
+            Endpoint::Tls(hp) => write!(f, "tls://{hp}"),
             Endpoint::Unix(path) => write!(f, "unix:{}", path.display()),
             Endpoint::UnixDatagram(path) => write!(f, "unixgram:{}", path.display()),
         }
@@ -279,6 +305,7 @@ mod tests {
             ("tcp://127.0.0.1:0", "tcp://127.0.0.1:0"),
             ("[::1]:7", "tcp://[::1]:7"),
             ("udp://[::1]:7", "udp://[::1]:7"),
+            ("tls://localhost:443", "tls://localhost:443"),
             (":8080", "tcp://:8080"),
             ("udp://:0", "udp://:0"),
             ("localhost:80", "tcp://localhost:80"),

@@ -29,6 +29,14 @@ pub enum ErrorKind {
     Unsupported,
     /// The connection was cut off because the server's drain deadline passed.
     Aborted,
+    /// TLS failed: a certificate or key could not be loaded, or a handshake
+    /// (including certificate verification) failed.
+    Tls,
+    /// The peer broke its protocol: a bad frame or wrong version of the
+    /// framed protocol, a malformed or truncated HTTP response.
+    Protocol,
+    /// Authentication failed or the request is not permitted.
+    Auth,
 }
 
 /// The error type of every fallible operation in this crate.
@@ -115,6 +123,11 @@ impl Error {
         )
     }
 
+    /// TLS setup or a handshake failed.
+    pub fn is_tls(&self) -> bool {
+        self.kind == ErrorKind::Tls
+    }
+
     /// The error's own description, without its cause.
     pub fn context(&self) -> &str {
         &self.context
@@ -149,11 +162,16 @@ impl std::error::Error for Error {
 /// Handlers read and write with tokio's I/O traits and propagate with `?`.
 impl From<io::Error> for Error {
     fn from(source: io::Error) -> Error {
-        let kind = if source.kind() == io::ErrorKind::TimedOut {
-            ErrorKind::Timeout
+        let is_tls = source
+            .get_ref()
+            .is_some_and(|inner| inner.is::<rustls::Error>());
+        let (kind, context) = if is_tls {
+            (ErrorKind::Tls, "TLS session failed")
+        } else if source.kind() == io::ErrorKind::TimedOut {
+            (ErrorKind::Timeout, "connection I/O failed")
         } else {
-            ErrorKind::Io
+            (ErrorKind::Io, "connection I/O failed")
         };
-        Error::with_source(kind, "connection I/O failed", source)
+        Error::with_source(kind, context, source)
     }
 }

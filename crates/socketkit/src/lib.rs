@@ -41,8 +41,10 @@
 //! - [`transport`]: listeners, connectors, socket options;
 //! - [`server`]: accept loop, handler lifecycle, concurrency, limits, shutdown;
 //! - [`codec`]: bounded framing;
+//! - [`protocol`]: the framed protocol of PROTOCOL.md;
 //! - [`services`]: the ready-made services, each a handler;
-//! - [`client`]: relay, datagram exchange, port checks.
+//! - [`client`]: relay, datagram exchange, port checks;
+//! - [`tls`]: certificates, fingerprints, rustls configurations.
 
 #![deny(missing_docs, missing_debug_implementations)]
 
@@ -50,8 +52,10 @@ pub mod addr;
 pub mod client;
 pub mod codec;
 mod error;
+pub mod protocol;
 pub mod server;
 pub mod services;
+pub mod tls;
 pub mod transport;
 
 pub use addr::Endpoint;

@@ -3,10 +3,19 @@
 //!
 //! - [`relay`]: nc-style full-duplex relay between a stream and stdin/stdout;
 //! - [`exchange_datagrams`]: one datagram per input line, replies printed;
-//! - [`check`]: `connect_ex` port checks, concurrently.
+//! - [`check`]: `connect_ex` port checks, concurrently;
+//! - [`ExecClient`]: remote commands over the framed protocol;
+//! - [`Sender`]: file transfer over the framed protocol;
+//! - [`http`]: `get`, an HTTP/1.1 client (hyper over socketkit's stream).
 
 mod check;
+mod exec;
+pub mod http;
 mod relay;
+mod send;
+mod session;
 
 pub use check::{check, CheckOptions, CheckResult, CheckStatus};
+pub use exec::{ExecClient, Finished};
 pub use relay::{exchange_datagrams, relay, DatagramOptions, RelayOptions, RelayReport};
+pub use send::{Progress, Sender, Sent, Source};

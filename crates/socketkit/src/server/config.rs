@@ -2,6 +2,7 @@
 
 use std::time::Duration;
 
+use crate::tls::ServerTls;
 use crate::transport::BindOptions;
 
 /// How connections are run: the one seam Python's socketserver calls
@@ -34,6 +35,8 @@ pub struct ServerConfig {
     pub(crate) max_line_length: usize,
     pub(crate) nodelay: bool,
     pub(crate) bind: BindOptions,
+    pub(crate) tls: Option<ServerTls>,
+    pub(crate) handshake_timeout: Duration,
 }
 
 impl Default for ServerConfig {
@@ -46,6 +49,8 @@ impl Default for ServerConfig {
             max_line_length: 64 * 1024,
             nodelay: true,
             bind: BindOptions::default(),
+            tls: None,
+            handshake_timeout: Duration::from_secs(10),
         }
     }
 }
@@ -108,6 +113,27 @@ impl ServerConfig {
     /// SO_REUSEPORT, to run several server processes on one port. Default off.
     pub fn reuse_port(mut self, reuse: bool) -> ServerConfig {
         self.bind.reuse_port = reuse;
+        self
+    }
+
+    /// The certificate and settings for `tls://` endpoints. Required when
+    /// any endpoint is `tls://`; no default.
+    pub fn tls(mut self, tls: ServerTls) -> ServerConfig {
+        self.tls = Some(tls);
+        self
+    }
+
+    /// How long a client gets to complete the TLS handshake. Default 10 s;
+    /// a stalled handshake holds a connection permit, so it must end.
+    pub fn handshake_timeout(mut self, timeout: Duration) -> ServerConfig {
+        self.handshake_timeout = timeout;
+        self
+    }
+
+    /// Permission bits for Unix socket files, applied right after binding
+    /// and before listening. Default: the umask's.
+    pub fn unix_mode(mut self, mode: u32) -> ServerConfig {
+        self.bind.unix_mode = Some(mode);
         self
     }
 

@@ -13,6 +13,7 @@ use tokio_util::sync::CancellationToken;
 
 use super::ServerHandle;
 use crate::addr::Endpoint;
+use crate::tls::Fingerprint;
 use crate::transport::{SocketAddress, Stream};
 
 /// After the handler is done, how long the peer gets to read our last bytes
@@ -69,6 +70,17 @@ impl Connection {
     /// The longest line a line-based service should accept (server config).
     pub fn max_line_length(&self) -> usize {
         self.max_line_length
+    }
+
+    /// The fingerprint of the client's certificate, on a mutual-TLS
+    /// connection.
+    pub fn peer_certificate(&self) -> Option<Fingerprint> {
+        self.io.inner.peer_certificate()
+    }
+
+    /// The client's user id on a Unix socket (SO_PEERCRED).
+    pub fn peer_uid(&self) -> Option<u32> {
+        self.io.inner.peer_uid()
     }
 
     /// Bytes read from the peer so far.

@@ -33,6 +33,7 @@ use std::time::Duration;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tokio::task::JoinSet;
 use tokio::time::Instant;
+use tokio_rustls::TlsAcceptor;
 use tokio_util::sync::{CancellationToken, WaitForCancellationFuture};
 use tokio_util::task::TaskTracker;
 use tracing::{debug, info, warn};
@@ -111,6 +112,14 @@ impl Server {
     pub async fn bind(endpoints: &[Endpoint], config: ServerConfig) -> Result<Server> {
         if endpoints.is_empty() {
             return Err(Error::new(ErrorKind::InvalidAddress, "no address to bind"));
+        }
+        if let Some(tls_endpoint) = endpoints.iter().find(|e| matches!(e, Endpoint::Tls(_))) {
+            if config.tls.is_none() {
+                return Err(Error::new(
+                    ErrorKind::Tls,
+                    format!("{tls_endpoint} needs a certificate and key"),
+                ));
+            }
         }
         let mut sockets = Vec::new();
         for endpoint in endpoints {
@@ -333,15 +342,9 @@ impl<S: StreamHandler, D: DatagramHandler> Shared<S, D> {
                 debug!(%peer, %error, "cannot set TCP_NODELAY");
             }
         }
-        let conn = Connection::new(
-            stream,
-            peer,
-            local,
-            self.handle.clone(),
-            self.config.idle_timeout,
-            self.config.max_line_length,
-        );
-        let driver = self.clone().drive(handler.clone(), conn, permit);
+        let driver = self
+            .clone()
+            .drive(handler.clone(), stream, peer, local, permit);
         match self.config.mode {
             Mode::Tasks | Mode::Sequential => {
                 self.tracker.spawn(driver);
@@ -366,9 +369,22 @@ impl<S: StreamHandler, D: DatagramHandler> Shared<S, D> {
     async fn drive(
         self: Arc<Self>,
         handler: Arc<S>,
-        mut conn: Connection,
+        stream: Stream,
+        peer: SocketAddress,
+        local: Endpoint,
         _permit: OwnedSemaphorePermit,
     ) {
+        let Some(stream) = self.secure(stream, &peer, &local).await else {
+            return;
+        };
+        let mut conn = Connection::new(
+            stream,
+            peer,
+            local,
+            self.handle.clone(),
+            self.config.idle_timeout,
+            self.config.max_line_length,
+        );
         self.stats.connections.fetch_add(1, Ordering::Relaxed);
         let opened = Instant::now();
         debug!(peer = %conn.peer_addr(), local = %conn.local_endpoint(), "connection opened");
@@ -393,6 +409,40 @@ impl<S: StreamHandler, D: DatagramHandler> Shared<S, D> {
             }
             Err(e) => {
                 warn!(%peer, secs, bytes_in, bytes_out, error = %ErrorChain(e), "connection failed")
+            }
+        }
+    }
+
+    /// The TLS handshake for connections on `tls://` listeners, under the
+    /// handshake deadline. It runs in the connection's own task, so a slow
+    /// client never holds up the accept loop. `None`: the connection is
+    /// dropped (a failed handshake has nothing to hand to a handler).
+    async fn secure(
+        &self,
+        stream: Stream,
+        peer: &SocketAddress,
+        local: &Endpoint,
+    ) -> Option<Stream> {
+        if !matches!(local, Endpoint::Tls(_)) {
+            return Some(stream);
+        }
+        let (Stream::Tcp(tcp), Some(tls)) = (stream, &self.config.tls) else {
+            return None;
+        };
+        let handshake = TlsAcceptor::from(tls.config.clone()).accept(tcp);
+        let outcome = tokio::select! {
+            outcome = tokio::time::timeout(self.config.handshake_timeout, handshake) => outcome,
+            () = self.abort.cancelled() => return None,
+        };
+        match outcome {
+            Ok(Ok(tls)) => Some(Stream::Tls(Box::new(tls.into()))),
+            Ok(Err(error)) => {
+                warn!(%peer, %local, %error, "TLS handshake failed");
+                None
+            }
+            Err(_elapsed) => {
+                warn!(%peer, %local, "TLS handshake timed out");
+                None
             }
         }
     }

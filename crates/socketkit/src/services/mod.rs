@@ -8,13 +8,19 @@
 //! | [`Hello`] | stream | `Welcome!`, then `Hello, NAME!` per line; `exit` closes |
 //! | [`Discard`] | stream, datagram | RFC 863: reads and drops everything |
 //! | [`Daytime`] | stream, datagram | RFC 867: the date and time, then close |
+//! | [`exec::Exec`] | stream | remote commands over the framed protocol |
+//! | [`recv::Recv`] | stream | receives files over the framed protocol |
 //! | [`Chat`] | stream (+ web page) | multi-room chat for `nc` and browsers, federated over Redis |
 
+pub mod auth;
 pub mod chat;
 mod daytime;
 mod discard;
 mod echo;
+pub mod exec;
 mod hello;
+pub mod recv;
+mod session;
 mod upper;
 
 pub use chat::Chat;

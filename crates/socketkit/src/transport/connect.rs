@@ -12,8 +12,12 @@ use tokio::task::JoinSet;
 
 use super::listen::UnixSocketFile;
 use super::{DatagramSocket, Stream};
-use crate::addr::{self, Endpoint, SocketKind};
+use rustls::pki_types::ServerName;
+use tokio_rustls::TlsConnector;
+
+use crate::addr::{self, Endpoint, Host, HostPort, SocketKind};
 use crate::error::{Error, ErrorKind, Result};
+use crate::tls::{self, ClientTls, Verification};
 
 /// How a client connects. The defaults follow RFC 8305 and common tools.
 #[derive(Debug, Clone)]
@@ -26,6 +30,12 @@ pub struct ConnectOptions {
     pub attempt_delay: Duration,
     /// TCP_NODELAY, so small interactive writes leave at once. Default on.
     pub nodelay: bool,
+    /// How `tls://` endpoints verify the server (and which client
+    /// certificate to present). `None` verifies against the system roots.
+    pub tls: Option<ClientTls>,
+    /// The name to verify the server certificate against and send as SNI,
+    /// instead of the host of the endpoint.
+    pub server_name: Option<String>,
 }
 
 impl Default for ConnectOptions {
@@ -34,6 +44,8 @@ impl Default for ConnectOptions {
             timeout: Duration::from_secs(10),
             attempt_delay: Duration::from_millis(250),
             nodelay: true,
+            tls: None,
+            server_name: None,
         }
     }
 }
@@ -53,6 +65,15 @@ pub async fn connect(endpoint: &Endpoint, options: &ConnectOptions) -> Result<St
                     .map_err(|e| connect_error(endpoint, e))?;
                 Ok(Stream::Tcp(stream))
             }
+            Endpoint::Tls(hp) => {
+                let addrs = addr::resolve_connect(hp).await?;
+                let tcp = race_connects(addrs, options.attempt_delay)
+                    .await
+                    .map_err(|e| connect_error(endpoint, e))?;
+                tcp.set_nodelay(options.nodelay)
+                    .map_err(|e| connect_error(endpoint, e))?;
+                tls_handshake(endpoint, hp, tcp, options).await
+            }
             Endpoint::Unix(path) => UnixStream::connect(path)
                 .await
                 .map(Stream::Unix)
@@ -66,6 +87,65 @@ pub async fn connect(endpoint: &Endpoint, options: &ConnectOptions) -> Result<St
     tokio::time::timeout(options.timeout, attempt)
         .await
         .unwrap_or_else(|_| Err(timeout_error(endpoint, options.timeout)))
+}
+
+/// Upgrades a TCP stream opened by [`connect`] to TLS, verifying the server
+/// for `host_port` exactly as `connect` does for a `tls://` endpoint, within
+/// `options.timeout`. Callers that time the TCP connect and the handshake
+/// apart (`get`'s timings) connect to the `tcp://` endpoint, then call this.
+pub async fn start_tls(
+    stream: Stream,
+    host_port: &HostPort,
+    options: &ConnectOptions,
+) -> Result<Stream> {
+    let endpoint = Endpoint::Tls(host_port.clone());
+    let Stream::Tcp(tcp) = stream else {
+        return Err(Error::new(
+            ErrorKind::Unsupported,
+            format!("TLS to {endpoint} needs a TCP stream"),
+        ));
+    };
+    tokio::time::timeout(
+        options.timeout,
+        tls_handshake(&endpoint, host_port, tcp, options),
+    )
+    .await
+    .unwrap_or_else(|_| Err(timeout_error(&endpoint, options.timeout)))
+}
+
+async fn tls_handshake(
+    endpoint: &Endpoint,
+    hp: &HostPort,
+    tcp: TcpStream,
+    options: &ConnectOptions,
+) -> Result<Stream> {
+    let name = server_name(options.server_name.as_deref(), hp)?;
+    let client = match &options.tls {
+        Some(client) => client.clone(),
+        None => ClientTls::new(&Verification::SystemRoots, None)?,
+    };
+    let tls = TlsConnector::from(client.config)
+        .connect(name, tcp)
+        .await
+        .map_err(|e| tls::handshake_error(format!("TLS handshake with {endpoint} failed"), e))?;
+    Ok(Stream::Tls(Box::new(tls.into())))
+}
+
+/// The name a TLS client checks the certificate against: an override, the
+/// host name, or the IP literal (an empty host means this machine).
+fn server_name(overridden: Option<&str>, hp: &HostPort) -> Result<ServerName<'static>> {
+    let text = match (overridden, &hp.host) {
+        (Some(name), _) => name.to_owned(),
+        (None, Host::Name(name)) => name.clone(),
+        (None, Host::Ip(ip)) => ip.to_string(),
+        (None, Host::Any) => "localhost".to_owned(),
+    };
+    ServerName::try_from(text.clone()).map_err(|_| {
+        Error::new(
+            ErrorKind::InvalidAddress,
+            format!("'{text}' is not a valid TLS server name"),
+        )
+    })
 }
 
 fn connect_error(endpoint: &Endpoint, source: io::Error) -> Error {
@@ -160,7 +240,7 @@ pub async fn connect_datagram(
             Endpoint::UnixDatagram(path) => {
                 connected_unix_datagram(path).map_err(|e| connect_error(endpoint, e))
             }
-            Endpoint::Tcp(_) | Endpoint::Unix(_) => Err(Error::new(
+            Endpoint::Tcp(_) | Endpoint::Tls(_) | Endpoint::Unix(_) => Err(Error::new(
                 ErrorKind::Unsupported,
                 format!("{endpoint} is a stream endpoint, not a datagram one"),
             )),

@@ -3,7 +3,7 @@
 use std::future::poll_fn;
 use std::io;
 use std::net::SocketAddr;
-use std::os::unix::fs::{FileTypeExt, MetadataExt};
+use std::os::unix::fs::{FileTypeExt, MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::task::{Context, Poll};
 
@@ -28,6 +28,9 @@ pub struct BindOptions {
     /// spreads connections over them. Default off: it lets any process of the
     /// same user steal a share of the traffic.
     pub reuse_port: bool,
+    /// Permission bits for Unix socket files (e.g. 0o600 so only the owner
+    /// may connect). Default: left to the umask.
+    pub unix_mode: Option<u32>,
 }
 
 impl Default for BindOptions {
@@ -36,6 +39,7 @@ impl Default for BindOptions {
             backlog: 1024,
             reuse_address: true,
             reuse_port: false,
+            unix_mode: None,
         }
     }
 }
@@ -64,7 +68,7 @@ impl BoundSocket {
 /// 0), one for a Unix path.
 pub async fn bind(endpoint: &Endpoint, options: &BindOptions) -> Result<Vec<BoundSocket>> {
     match endpoint {
-        Endpoint::Tcp(hp) | Endpoint::Udp(hp) => {
+        Endpoint::Tcp(hp) | Endpoint::Udp(hp) | Endpoint::Tls(hp) => {
             let addrs = addr::resolve_bind(hp).await?;
             bind_inet(endpoint, &addrs, options)
         }
@@ -93,11 +97,10 @@ fn bind_inet(
     addrs: &[SocketAddr],
     options: &BindOptions,
 ) -> Result<Vec<BoundSocket>> {
-    let kind = endpoint.kind();
     let wants_any_port = addrs.iter().all(|a| a.port() == 0);
     let mut last_error = None;
     for _ in 0..SHARED_PORT_ATTEMPTS {
-        match bind_all_on_one_port(kind, addrs, options) {
+        match bind_all_on_one_port(endpoint, addrs, options) {
             Ok(sockets) => return Ok(sockets),
             Err((error, partial)) => {
                 let retry = wants_any_port && partial && error.kind() == io::ErrorKind::AddrInUse;
@@ -116,7 +119,7 @@ fn bind_inet(
 /// this host lacks is skipped when others remain (getaddrinfo's behaviour).
 /// On failure also says whether some sockets had already been bound.
 fn bind_all_on_one_port(
-    kind: SocketKind,
+    endpoint: &Endpoint,
     addrs: &[SocketAddr],
     options: &BindOptions,
 ) -> std::result::Result<Vec<BoundSocket>, (io::Error, bool)> {
@@ -125,9 +128,9 @@ fn bind_all_on_one_port(
     let mut skipped = None;
     for addr in addrs {
         let addr = SocketAddr::new(addr.ip(), port);
-        match bind_inet_socket(kind, addr, options) {
+        match bind_inet_socket(endpoint, addr, options) {
             Ok(socket) => {
-                if let Endpoint::Tcp(hp) | Endpoint::Udp(hp) = socket.endpoint() {
+                if let Some(hp) = socket.endpoint().host_port() {
                     port = hp.port;
                 }
                 sockets.push(socket);
@@ -149,11 +152,13 @@ fn is_family_unavailable(error: &io::Error) -> bool {
     )
 }
 
+/// Binds one socket for `endpoint`'s transport at `addr`.
 fn bind_inet_socket(
-    kind: SocketKind,
+    endpoint: &Endpoint,
     addr: SocketAddr,
     options: &BindOptions,
 ) -> io::Result<BoundSocket> {
+    let kind = endpoint.kind();
     let (socket_type, protocol) = match kind {
         SocketKind::Stream => (Type::STREAM, Protocol::TCP),
         SocketKind::Datagram => (Type::DGRAM, Protocol::UDP),
@@ -174,7 +179,7 @@ fn bind_inet_socket(
         .local_addr()?
         .as_socket()
         .ok_or_else(|| io::Error::other("bound socket has no internet address"))?;
-    let endpoint = Endpoint::from_socket_addr(kind, local);
+    let endpoint = endpoint.at(local);
     Ok(match kind {
         SocketKind::Stream => {
             socket.listen(backlog(options))?;
@@ -203,6 +208,9 @@ fn bind_unix_listener(path: &Path, options: &BindOptions) -> io::Result<Listener
     let socket = Socket::new(Domain::UNIX, Type::STREAM, None)?;
     socket.bind(&SockAddr::unix(path)?)?;
     let file = UnixSocketFile::claim(path)?;
+    if let Some(mode) = options.unix_mode {
+        std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode))?;
+    }
     socket.listen(backlog(options))?;
     socket.set_nonblocking(true)?;
     let listener = UnixListener::from_std(socket.into())?;

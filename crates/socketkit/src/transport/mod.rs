@@ -19,8 +19,11 @@ use std::task::{Context, Poll};
 
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::{TcpStream, UnixStream};
+use tokio_rustls::TlsStream;
 
-pub use connect::{connect, connect_datagram, ConnectOptions};
+use crate::tls::Fingerprint;
+
+pub use connect::{connect, connect_datagram, start_tls, ConnectOptions};
 pub use listen::{bind, BindOptions, BoundSocket, DatagramSocket, Listener};
 
 /// The address of one end of a connection or datagram: an internet address or
@@ -66,6 +69,9 @@ impl fmt::Display for SocketAddress {
 pub enum Stream {
     /// A TCP connection.
     Tcp(TcpStream),
+    /// A TLS session over TCP, client or server side (boxed: it carries
+    /// the session state, kilobytes of it).
+    Tls(Box<TlsStream<TcpStream>>),
     /// A Unix-domain stream connection.
     Unix(UnixStream),
 }
@@ -75,7 +81,28 @@ impl Stream {
     pub fn peer_addr(&self) -> io::Result<SocketAddress> {
         match self {
             Stream::Tcp(s) => s.peer_addr().map(SocketAddress::Inet),
+            Stream::Tls(s) => s.get_ref().0.peer_addr().map(SocketAddress::Inet),
             Stream::Unix(s) => s.peer_addr().map(|a| SocketAddress::from_unix(&a)),
+        }
+    }
+
+    /// The fingerprint of the certificate the peer presented over TLS
+    /// (always for a server; for a client only under mutual TLS).
+    pub fn peer_certificate(&self) -> Option<Fingerprint> {
+        let Stream::Tls(tls) = self else { return None };
+        let certificates = match tls.as_ref() {
+            TlsStream::Client(client) => client.get_ref().1.peer_certificates(),
+            TlsStream::Server(server) => server.get_ref().1.peer_certificates(),
+        };
+        certificates?.first().map(|leaf| Fingerprint::of(leaf))
+    }
+
+    /// The user id of the process at the other end of a Unix socket
+    /// (SO_PEERCRED), which the kernel vouches for.
+    pub fn peer_uid(&self) -> Option<u32> {
+        match self {
+            Stream::Unix(s) => s.peer_cred().ok().map(|cred| cred.uid()),
+            Stream::Tcp(_) | Stream::Tls(_) => None,
         }
     }
 
@@ -83,6 +110,7 @@ impl Stream {
     pub fn local_addr(&self) -> io::Result<SocketAddress> {
         match self {
             Stream::Tcp(s) => s.local_addr().map(SocketAddress::Inet),
+            Stream::Tls(s) => s.get_ref().0.local_addr().map(SocketAddress::Inet),
             Stream::Unix(s) => s.local_addr().map(|a| SocketAddress::from_unix(&a)),
         }
     }
@@ -92,6 +120,7 @@ macro_rules! dispatch {
     ($self:ident, $s:ident => $call:expr) => {
         match $self.get_mut() {
             Stream::Tcp($s) => $call,
+            Stream::Tls($s) => $call,
             Stream::Unix($s) => $call,
         }
     };

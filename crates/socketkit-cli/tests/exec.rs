@@ -1,0 +1,519 @@
+//! Remote exec end to end: the real server and client binaries, a Python
+//! client written from PROTOCOL.md, raw sockets for protocol abuse, and
+//! /proc to check that nothing a command started survives it.
+
+mod util;
+
+use std::io::{Read, Write};
+use std::net::TcpStream;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+use std::time::{Duration, Instant};
+
+use util::{run, run_with, socketkit, Proc, Server, WAIT};
+
+const TOKEN: &str = "correct horse battery staple";
+
+/// A demo-mode exec server (plain TCP on loopback with a token) in a temp
+/// directory that is also the commands' working directory.
+struct Fixture {
+    server: Server,
+    dir: tempfile::TempDir,
+}
+
+impl Fixture {
+    fn start(extra: &[&str]) -> Fixture {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("token"), format!("{TOKEN}\n")).unwrap();
+        let token = dir.path().join("token");
+        let cwd = dir.path().to_str().unwrap().to_owned();
+        let mut args = vec![
+            "serve",
+            "exec",
+            "tcp://127.0.0.1:0",
+            "--insecure-plaintext",
+            "--token-file",
+            token.to_str().unwrap(),
+            "--cwd",
+            &cwd,
+        ];
+        args.extend_from_slice(extra);
+        let server = Server::start(&args, 1);
+        Fixture { server, dir }
+    }
+
+    fn path(&self, name: &str) -> PathBuf {
+        self.dir.path().join(name)
+    }
+
+    fn client(&self, command: &[&str]) -> Command {
+        self.client_with(&[], command)
+    }
+
+    fn client_with(&self, options: &[&str], command: &[&str]) -> Command {
+        let token = self.path("token");
+        let mut args = vec![
+            "exec",
+            self.server.addr(),
+            "--insecure-plaintext",
+            "--token-file",
+            token.to_str().unwrap(),
+        ];
+        args.extend_from_slice(options);
+        args.push("--");
+        args.extend_from_slice(command);
+        socketkit(args)
+    }
+
+    fn exec(&self, command: &[&str], input: &[u8]) -> Output {
+        run(self.client(command), input)
+    }
+}
+
+fn stdout_of(out: &Output) -> String {
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+fn stderr_of(out: &Output) -> String {
+    String::from_utf8_lossy(&out.stderr).into_owned()
+}
+
+#[test]
+fn ten_mebibytes_of_output_arrive_exactly_with_streams_kept_apart() {
+    let fx = Fixture::start(&[]);
+    let out = fx.exec(&["sh", "-c", "seq 1 1500000; seq 1 3 >&2"], b"");
+    let expected: String = (1..=1_500_000).map(|n| format!("{n}\n")).collect();
+    assert!(expected.len() > 10 * 1024 * 1024);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr_of(&out));
+    assert!(
+        out.stdout == expected.as_bytes(),
+        "stdout differs ({} bytes)",
+        out.stdout.len()
+    );
+    assert_eq!(stderr_of(&out), "1\n2\n3\n");
+}
+
+#[test]
+fn exit_statuses_and_signals_are_reported() {
+    let fx = Fixture::start(&[]);
+    for (script, status) in [
+        ("exit 0", 0),
+        ("exit 1", 1),
+        ("exit 42", 42),
+        ("kill -9 $$", 137),
+    ] {
+        let out = fx.exec(&["sh", "-c", script], b"");
+        assert_eq!(
+            out.status.code(),
+            Some(status),
+            "{script}: {}",
+            stderr_of(&out)
+        );
+    }
+}
+
+#[test]
+fn stdin_is_forwarded_to_the_end() {
+    let fx = Fixture::start(&[]);
+    let input = vec![7u8; 5 * 1024 * 1024];
+    let out = fx.exec(&["wc", "-c"], &input);
+    assert_eq!(stdout_of(&out).trim(), "5242880", "{}", stderr_of(&out));
+}
+
+#[test]
+fn fifty_sessions_at_once() {
+    let fx = Fixture::start(&[]);
+    let mut clients: Vec<Proc> = (0..50)
+        .map(|n| {
+            let label = format!("session-{n}");
+            Proc::spawn(&label, fx.client(&["echo", &label]), false)
+        })
+        .collect();
+    for (n, client) in clients.iter_mut().enumerate() {
+        let label = format!("session-{n}");
+        client.stdout.wait_for(&label, |l| l == label);
+        let status = client.wait_exit_within(Duration::from_secs(60));
+        assert!(status.success(), "session {n}: {}", client.stderr.text());
+    }
+}
+
+/// Every process whose process group is `pgid`, from /proc.
+fn group_members(pgid: u32) -> Vec<u32> {
+    let mut members = Vec::new();
+    for entry in std::fs::read_dir("/proc").unwrap().flatten() {
+        let Ok(pid) = entry.file_name().to_string_lossy().parse::<u32>() else {
+            continue;
+        };
+        let Ok(stat) = std::fs::read_to_string(entry.path().join("stat")) else {
+            continue;
+        };
+        // Fields after the parenthesised command: state ppid pgrp ...
+        let Some(after) = stat.rsplit_once(')').map(|(_, rest)| rest) else {
+            continue;
+        };
+        let fields: Vec<&str> = after.split_whitespace().collect();
+        if fields.get(2).and_then(|f| f.parse::<u32>().ok()) == Some(pgid) {
+            members.push(pid);
+        }
+    }
+    members
+}
+
+fn wait_until_gone(pgid: u32) {
+    let deadline = Instant::now() + WAIT;
+    while !group_members(pgid).is_empty() {
+        assert!(
+            Instant::now() < deadline,
+            "process group {pgid} still alive: {:?}",
+            group_members(pgid)
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+#[test]
+fn a_command_dies_with_its_group_when_the_client_disconnects() {
+    let fx = Fixture::start(&[]);
+    // The shell starts a background sleep, prints its pid (= the group id),
+    // then waits on a second sleep.
+    let mut client = Proc::spawn(
+        "exec sleep",
+        fx.client(&["sh", "-c", "sleep 1000 & echo $$; sleep 1000"]),
+        true,
+    );
+    let pgid: u32 = client
+        .stdout
+        .wait_for("the command's pid", |l| !l.is_empty())
+        .parse()
+        .unwrap();
+    assert!(group_members(pgid).len() >= 2, "sh and its sleeps run");
+    util::signal(client.pid(), "KILL");
+    client.wait_exit();
+    wait_until_gone(pgid);
+}
+
+#[test]
+fn server_shutdown_ends_running_commands_and_their_groups() {
+    let mut fx = Fixture::start(&[]);
+    let client = Proc::spawn(
+        "exec sleep",
+        fx.client(&["sh", "-c", "echo $$; sleep 1000"]),
+        true,
+    );
+    let pgid: u32 = client
+        .stdout
+        .wait_for("the command's pid", |l| !l.is_empty())
+        .parse()
+        .unwrap();
+    fx.server.sigterm();
+    assert_eq!(fx.server.exit_code(), 0);
+    wait_until_gone(pgid);
+}
+
+#[test]
+fn a_command_over_its_time_limit_is_killed() {
+    let fx = Fixture::start(&["--cmd-timeout", "500ms"]);
+    let out = fx.exec(&["sleep", "30"], b"");
+    assert_eq!(out.status.code(), Some(128 + 15), "SIGTERM ended it");
+    assert!(
+        stderr_of(&out).contains("time limit"),
+        "{}",
+        stderr_of(&out)
+    );
+}
+
+#[test]
+fn output_over_the_limit_is_cut_and_reported() {
+    let fx = Fixture::start(&["--max-output", "1000"]);
+    let out = fx.exec(&["seq", "1", "1000000"], b"");
+    assert_eq!(out.stdout.len(), 1000);
+    assert!(stderr_of(&out).contains("truncated"), "{}", stderr_of(&out));
+}
+
+#[test]
+fn a_wrong_token_runs_nothing() {
+    let fx = Fixture::start(&[]);
+    std::fs::write(fx.path("wrong"), "not the token").unwrap();
+    let marker = fx.path("marker");
+    let wrong = fx.path("wrong");
+    let out = run(
+        socketkit([
+            "exec",
+            fx.server.addr(),
+            "--insecure-plaintext",
+            "--token-file",
+            wrong.to_str().unwrap(),
+            "--",
+            "touch",
+            marker.to_str().unwrap(),
+        ]),
+        b"",
+    );
+    assert_eq!(out.status.code(), Some(255));
+    assert!(
+        stderr_of(&out).contains("authentication failed"),
+        "{}",
+        stderr_of(&out)
+    );
+    assert!(!marker.exists(), "the command must not have run");
+    fx.server
+        .proc
+        .stderr
+        .wait_for("a warning naming the peer", |l| {
+            l.contains("authentication failed") && l.contains("127.0.0.1")
+        });
+}
+
+#[test]
+fn plain_tcp_is_refused_at_start_without_the_flags() {
+    let refused = run(socketkit(["serve", "exec", "tcp://127.0.0.1:0"]), b"");
+    let line = util::assert_error_with_hint(&refused);
+    assert!(line.contains("refusing plain TCP"), "{line}");
+    let dir = tempfile::tempdir().unwrap();
+    let token = dir.path().join("t");
+    std::fs::write(&token, "x").unwrap();
+    let public = run(
+        socketkit([
+            "serve",
+            "exec",
+            ":0",
+            "--insecure-plaintext",
+            "--token-file",
+            token.to_str().unwrap(),
+        ]),
+        b"",
+    );
+    assert!(util::assert_one_error_line(&public, 1).contains("loopback"));
+    let tokenless = run(
+        socketkit(["serve", "exec", "127.0.0.1:0", "--insecure-plaintext"]),
+        b"",
+    );
+    assert!(util::assert_one_error_line(&tokenless, 1).contains("--token-file"));
+}
+
+#[test]
+fn argv_is_not_a_shell_and_shells_need_the_flag() {
+    let fx = Fixture::start(&[]);
+    let out = fx.exec(&["echo", "$(touch marker); ls | wc"], b"");
+    assert_eq!(stdout_of(&out), "$(touch marker); ls | wc\n");
+    assert!(!fx.path("marker").exists());
+    let shell = run(fx.client_with(&["--shell"], &["echo", "hi", ">", "x"]), b"");
+    assert_eq!(shell.status.code(), Some(255));
+    assert!(
+        stderr_of(&shell).contains("--allow-shell"),
+        "{}",
+        stderr_of(&shell)
+    );
+
+    let permissive = Fixture::start(&["--allow-shell"]);
+    let shell = run(
+        permissive.client_with(&["--shell"], &["echo hi | tr a-z A-Z"]),
+        b"",
+    );
+    assert_eq!(stdout_of(&shell), "HI\n", "{}", stderr_of(&shell));
+}
+
+#[test]
+fn allowed_commands_restrict_what_runs() {
+    let fx = Fixture::start(&["--allow-cmd", "echo"]);
+    assert_eq!(stdout_of(&fx.exec(&["echo", "ok"], b"")), "ok\n");
+    let denied = fx.exec(&["touch", "marker"], b"");
+    assert_eq!(denied.status.code(), Some(255));
+    assert!(
+        stderr_of(&denied).contains("not allowed"),
+        "{}",
+        stderr_of(&denied)
+    );
+    assert!(!fx.path("marker").exists());
+}
+
+#[test]
+fn the_environment_is_cleared_and_extra_names_need_permission() {
+    let fx = Fixture::start(&["--allow-env", "GREETING"]);
+    let out = run(fx.client_with(&["--env", "GREETING=hi"], &["env"]), b"");
+    let listing = stdout_of(&out);
+    let mut names: Vec<&str> = listing
+        .lines()
+        .filter_map(|l| l.split('=').next())
+        .collect();
+    names.sort_unstable();
+    assert_eq!(names, ["GREETING", "LANG", "PATH"], "{}", stderr_of(&out));
+    let refused = run(
+        fx.client_with(&["--env", "LD_PRELOAD=/x.so"], &["true"]),
+        b"",
+    );
+    assert!(
+        stderr_of(&refused).contains("LD_PRELOAD"),
+        "{}",
+        stderr_of(&refused)
+    );
+}
+
+#[test]
+fn a_second_command_beyond_the_maximum_gets_busy() {
+    let fx = Fixture::start(&["--max-commands", "1"]);
+    let first = Proc::spawn(
+        "first",
+        fx.client(&["sh", "-c", "echo started; sleep 30"]),
+        true,
+    );
+    first
+        .stdout
+        .wait_for("the first command running", |l| l == "started");
+    let second = fx.exec(&["true"], b"");
+    assert_eq!(second.status.code(), Some(255));
+    assert!(
+        stderr_of(&second).contains("busy"),
+        "{}",
+        stderr_of(&second)
+    );
+}
+
+#[test]
+fn ctrl_c_is_forwarded_to_the_command() {
+    let fx = Fixture::start(&[]);
+    let script = "trap 'echo got INT; exit 3' INT; echo ready; while :; do sleep 0.1; done";
+    let mut client = Proc::spawn("trap", fx.client(&["sh", "-c", script]), true);
+    client
+        .stdout
+        .wait_for("the trap installed", |l| l == "ready");
+    util::signal(client.pid(), "INT");
+    client
+        .stdout
+        .wait_for("the trap's message", |l| l == "got INT");
+    assert_eq!(client.wait_exit().code(), Some(3));
+}
+
+#[test]
+fn the_prompt_runs_one_command_per_line() {
+    let fx = Fixture::start(&[]);
+    let token = fx.path("token");
+    let cmd = socketkit([
+        "exec",
+        fx.server.addr(),
+        "--insecure-plaintext",
+        "--token-file",
+        token.to_str().unwrap(),
+    ]);
+    let out = run(
+        cmd,
+        b"echo 'hello world'\n\ntrue\nsh -c 'exit 4'\nexit\necho never\n",
+    );
+    assert_eq!(stdout_of(&out), "hello world\n");
+    let stderr = stderr_of(&out);
+    assert!(stderr.contains(">>: "), "{stderr}");
+    assert!(stderr.contains("no output"), "{stderr}");
+    assert!(stderr.contains("exit status 4"), "{stderr}");
+}
+
+fn python_client(target: &str, token: &str, argv: &[&str]) -> Output {
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/peers/exec_client.py");
+    let mut cmd = Command::new("python3");
+    cmd.arg(script).arg(target).arg(token).args(argv);
+    run(cmd, b"")
+}
+
+#[test]
+fn a_python_client_written_from_the_spec_runs_a_command() {
+    let fx = Fixture::start(&[]);
+    let target = format!("tcp:127.0.0.1:{}", fx.server.port());
+    let out = python_client(
+        &target,
+        TOKEN,
+        &["sh", "-c", "echo from python; echo warn >&2; exit 5"],
+    );
+    assert_eq!(stdout_of(&out), "from python\n");
+    assert_eq!(stderr_of(&out), "warn\n");
+    assert_eq!(out.status.code(), Some(5));
+}
+
+#[test]
+fn a_four_gibibyte_frame_header_closes_only_that_connection() {
+    let fx = Fixture::start(&[]);
+    let mut abuser = TcpStream::connect(util::host_port(fx.server.addr())).unwrap();
+    abuser.set_read_timeout(Some(WAIT)).unwrap();
+    abuser.write_all(&[0xff, 0xff, 0xff, 0xff, 0x22]).unwrap();
+    let mut received = Vec::new();
+    abuser.read_to_end(&mut received).unwrap();
+    // HELLO first, then an ERROR frame of kind protocol, then EOF.
+    let text = String::from_utf8_lossy(&received);
+    assert!(text.contains("\"kind\":\"protocol\""), "{text}");
+    assert!(text.contains("limit"), "{text}");
+    let out = fx.exec(&["echo", "still serving"], b"");
+    assert_eq!(stdout_of(&out), "still serving\n");
+}
+
+#[test]
+fn the_local_socket_admits_only_its_own_user() {
+    let runtime = tempfile::tempdir().unwrap();
+    let mut server_cmd = socketkit(["serve", "exec"]);
+    server_cmd.env("XDG_RUNTIME_DIR", runtime.path());
+    let server = Proc::spawn("local exec", server_cmd, false);
+    let line = server
+        .stdout
+        .wait_for("the local socket", |l| l.starts_with("listening on unix:"));
+    let path = line.strip_prefix("listening on unix:").unwrap().to_owned();
+    use std::os::unix::fs::PermissionsExt;
+    let mode = std::fs::metadata(&path).unwrap().permissions().mode() & 0o777;
+    assert_eq!(mode, 0o600);
+    let mut client = socketkit(["exec", "--", "echo", "local"]);
+    client.env("XDG_RUNTIME_DIR", runtime.path());
+    let out = run(client, b"");
+    assert_eq!(stdout_of(&out), "local\n", "{}", stderr_of(&out));
+    let out = python_client(&format!("unix:{path}"), "-", &["echo", "spec"]);
+    assert_eq!(stdout_of(&out), "spec\n", "{}", stderr_of(&out));
+    drop(server);
+}
+
+/// Runs `cmd` as the unprivileged `nobody` user, when this test runs as
+/// root and setpriv exists.
+fn as_nobody(args: &[&str]) -> Option<Command> {
+    let root = Command::new("id").arg("-u").output().ok()?.stdout == b"0\n";
+    let setpriv = Command::new("setpriv").arg("--version").output().is_ok();
+    if !root || !setpriv {
+        eprintln!("skipped: needs root and setpriv to run a server as another user");
+        return None;
+    }
+    let mut cmd = Command::new("setpriv");
+    cmd.args([
+        "--reuid=65534",
+        "--regid=65534",
+        "--clear-groups",
+        util::bin(),
+    ])
+    .args(args);
+    Some(cmd)
+}
+
+#[test]
+fn a_peer_of_another_uid_is_refused_by_its_credentials() {
+    let runtime = tempfile::tempdir().unwrap();
+    std::fs::set_permissions(
+        runtime.path(),
+        std::os::unix::fs::PermissionsExt::from_mode(0o777),
+    )
+    .unwrap();
+    let marker = runtime.path().join("marker");
+    let Some(mut server_cmd) = as_nobody(&["serve", "exec", "--cwd", "/tmp"]) else {
+        return;
+    };
+    server_cmd.env("XDG_RUNTIME_DIR", runtime.path());
+    let server = Proc::spawn("exec as nobody", server_cmd, false);
+    server
+        .stdout
+        .wait_for("the local socket", |l| l.starts_with("listening on unix:"));
+    // Root may open the 0600 socket file; the uid check must still refuse it.
+    let mut client = socketkit(["exec", "--", "touch", marker.to_str().unwrap()]);
+    client.env("XDG_RUNTIME_DIR", runtime.path());
+    let out = run_with(client, b"", Duration::from_secs(30));
+    assert_eq!(out.status.code(), Some(255), "{}", stderr_of(&out));
+    assert!(
+        stderr_of(&out).contains("authentication failed"),
+        "{}",
+        stderr_of(&out)
+    );
+    assert!(!marker.exists());
+    server
+        .stderr
+        .wait_for("the refusal logged", |l| l.contains("peer uid 0"));
+}

@@ -1,0 +1,339 @@
+//! The framed protocol of PROTOCOL.md: frames, their bounded codec, and the
+//! message types carried in control frames.
+//!
+//! [`FrameCodec`] is a tokio-util `Decoder`/`Encoder`: a 4-byte big-endian
+//! length, a type byte, a body. The decoder checks the declared length
+//! against the cap for the frame's type (64 KiB control, 1 MiB data) from the
+//! 5-byte header alone, before reserving or reading anything, so a peer
+//! claiming 4 GiB costs nothing. A decode error is final: `Framed` ends the
+//! stream, and the connection is not resumed.
+
+pub mod exec;
+pub mod transfer;
+
+use std::fmt;
+use std::io;
+
+use bytes::{Buf, BufMut, Bytes, BytesMut};
+use serde::de::DeserializeOwned;
+use serde::Serialize;
+use tokio_util::codec::{Decoder, Encoder};
+
+/// The protocol version this implementation speaks.
+pub const VERSION: u32 = 1;
+
+/// Largest control frame body: 64 KiB - 1.
+pub const MAX_CONTROL_BODY: usize = 64 * 1024 - 1;
+
+/// Largest data frame body: 1 MiB.
+pub const MAX_DATA_BODY: usize = 1024 * 1024;
+
+/// The size of data frames this implementation sends.
+pub const DATA_CHUNK: usize = 64 * 1024;
+
+/// A frame's type byte. Types `0x20..=0x3F` are data frames.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct FrameType(pub u8);
+
+impl FrameType {
+    /// Server greeting, then the client's answer.
+    pub const HELLO: FrameType = FrameType(0x01);
+    /// Authentication succeeded.
+    pub const READY: FrameType = FrameType(0x02);
+    /// Run a command.
+    pub const RUN: FrameType = FrameType(0x10);
+    /// The command started.
+    pub const STARTED: FrameType = FrameType(0x11);
+    /// Signal the command's process group.
+    pub const SIGNAL: FrameType = FrameType(0x12);
+    /// The command ended.
+    pub const EXIT: FrameType = FrameType(0x13);
+    /// Something failed.
+    pub const ERROR: FrameType = FrameType(0x1F);
+    /// Bytes for the command's standard input.
+    pub const STDIN: FrameType = FrameType(0x20);
+    /// End of the command's standard input.
+    pub const STDIN_END: FrameType = FrameType(0x21);
+    /// Bytes the command wrote to standard output.
+    pub const STDOUT: FrameType = FrameType(0x22);
+    /// Bytes the command wrote to standard error.
+    pub const STDERR: FrameType = FrameType(0x23);
+    /// Bytes of a file being sent.
+    pub const FILE_DATA: FrameType = FrameType(0x24);
+    /// A file the client wants to send.
+    pub const OFFER: FrameType = FrameType(0x40);
+    /// The receiver takes the file (maybe from an offset).
+    pub const ACCEPT: FrameType = FrameType(0x41);
+    /// The client starts sending from an offset.
+    pub const START: FrameType = FrameType(0x42);
+    /// All bytes sent; the whole file's size and hash.
+    pub const END: FrameType = FrameType(0x43);
+    /// The receiver verified and stored the file.
+    pub const DONE: FrameType = FrameType(0x44);
+
+    /// Whether this type carries raw bytes (rather than a JSON object).
+    pub fn is_data(self) -> bool {
+        (0x20..=0x3F).contains(&self.0)
+    }
+
+    /// The largest body a frame of this type may have.
+    pub fn max_body(self) -> usize {
+        if self.is_data() {
+            MAX_DATA_BODY
+        } else {
+            MAX_CONTROL_BODY
+        }
+    }
+}
+
+impl fmt::Display for FrameType {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "0x{:02x}", self.0)
+    }
+}
+
+/// One frame.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Frame {
+    /// The type byte.
+    pub kind: FrameType,
+    /// The body: JSON for control frames, raw bytes for data frames.
+    pub body: Bytes,
+}
+
+impl Frame {
+    /// A data frame.
+    pub fn data(kind: FrameType, body: Bytes) -> Frame {
+        Frame { kind, body }
+    }
+
+    /// A control frame carrying `message` as JSON.
+    pub fn control<T: Serialize>(kind: FrameType, message: &T) -> Frame {
+        // Serializing our own message types (strings, numbers, maps with
+        // string keys) cannot fail.
+        let body = serde_json::to_vec(message).unwrap_or_default();
+        Frame {
+            kind,
+            body: Bytes::from(body),
+        }
+    }
+
+    /// Parses the JSON body of a control frame.
+    pub fn parse<T: DeserializeOwned>(&self) -> Result<T, FrameError> {
+        serde_json::from_slice(&self.body).map_err(|e| FrameError::BadBody {
+            kind: self.kind,
+            reason: e.to_string(),
+        })
+    }
+}
+
+/// Why a frame was rejected. Every one of these ends the connection.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum FrameError {
+    /// The header declared a length of 0 (no type byte).
+    Empty,
+    /// The header declared a body larger than the cap for its type.
+    TooLarge {
+        /// The frame's type.
+        kind: FrameType,
+        /// The declared body length.
+        declared: u64,
+        /// The cap for the type.
+        cap: usize,
+    },
+    /// A control body was not the expected JSON.
+    BadBody {
+        /// The frame's type.
+        kind: FrameType,
+        /// What was wrong.
+        reason: String,
+    },
+    /// A frame arrived that makes no sense at this point.
+    Unexpected {
+        /// The frame's type.
+        kind: FrameType,
+    },
+    /// The stream ended inside a frame.
+    Truncated,
+}
+
+impl fmt::Display for FrameError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            FrameError::Empty => f.write_str("frame with length 0"),
+            FrameError::TooLarge {
+                kind,
+                declared,
+                cap,
+            } => {
+                write!(
+                    f,
+                    "frame of type {kind} declares {declared} bytes; the limit is {cap}"
+                )
+            }
+            FrameError::BadBody { kind, reason } => {
+                write!(f, "bad body in frame of type {kind}: {reason}")
+            }
+            FrameError::Unexpected { kind } => write!(f, "unexpected frame of type {kind}"),
+            FrameError::Truncated => f.write_str("stream ended inside a frame"),
+        }
+    }
+}
+
+impl std::error::Error for FrameError {}
+
+impl From<FrameError> for io::Error {
+    fn from(error: FrameError) -> io::Error {
+        io::Error::new(io::ErrorKind::InvalidData, error)
+    }
+}
+
+/// The frame in an I/O error from [`FrameCodec`], if that is what it was.
+pub fn frame_error(error: &io::Error) -> Option<&FrameError> {
+    error.get_ref()?.downcast_ref::<FrameError>()
+}
+
+const HEADER: usize = 5;
+
+/// The codec for frames; see the module docs.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct FrameCodec;
+
+impl Decoder for FrameCodec {
+    type Item = Frame;
+    type Error = io::Error;
+
+    fn decode(&mut self, src: &mut BytesMut) -> io::Result<Option<Frame>> {
+        if src.len() < HEADER {
+            return Ok(None);
+        }
+        let length = u32::from_be_bytes([src[0], src[1], src[2], src[3]]) as usize;
+        let kind = FrameType(src[4]);
+        if length == 0 {
+            return Err(FrameError::Empty.into());
+        }
+        let body_length = length - 1;
+        if body_length > kind.max_body() {
+            return Err(FrameError::TooLarge {
+                kind,
+                declared: body_length as u64,
+                cap: kind.max_body(),
+            }
+            .into());
+        }
+        if src.len() < HEADER + body_length {
+            // Bounded by the cap checked above.
+            src.reserve(HEADER + body_length - src.len());
+            return Ok(None);
+        }
+        src.advance(HEADER);
+        let body = src.split_to(body_length).freeze();
+        Ok(Some(Frame { kind, body }))
+    }
+
+    fn decode_eof(&mut self, src: &mut BytesMut) -> io::Result<Option<Frame>> {
+        match self.decode(src)? {
+            Some(frame) => Ok(Some(frame)),
+            None if src.is_empty() => Ok(None),
+            None => Err(FrameError::Truncated.into()),
+        }
+    }
+}
+
+impl Encoder<Frame> for FrameCodec {
+    type Error = io::Error;
+
+    fn encode(&mut self, frame: Frame, dst: &mut BytesMut) -> io::Result<()> {
+        if frame.body.len() > frame.kind.max_body() {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidInput,
+                format!(
+                    "refusing to send a {}-byte frame of type {}",
+                    frame.body.len(),
+                    frame.kind
+                ),
+            ));
+        }
+        dst.reserve(HEADER + frame.body.len());
+        // The cap keeps the length far below u32::MAX.
+        dst.put_u32(frame.body.len() as u32 + 1);
+        dst.put_u8(frame.kind.0);
+        dst.extend_from_slice(&frame.body);
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn decode_all(bytes: &[u8]) -> io::Result<Vec<Frame>> {
+        let mut src = BytesMut::from(bytes);
+        let mut frames = Vec::new();
+        while let Some(frame) = FrameCodec.decode(&mut src)? {
+            frames.push(frame);
+        }
+        if let Some(frame) = FrameCodec.decode_eof(&mut src)? {
+            frames.push(frame);
+        }
+        Ok(frames)
+    }
+
+    #[test]
+    fn round_trips_control_and_data_frames() {
+        let mut wire = BytesMut::new();
+        let hello = Frame::control(FrameType::HELLO, &serde_json::json!({"protocol": 1}));
+        let data = Frame::data(FrameType::STDOUT, Bytes::from_static(b"\x00\xffbytes"));
+        FrameCodec.encode(hello.clone(), &mut wire).unwrap();
+        FrameCodec.encode(data.clone(), &mut wire).unwrap();
+        assert_eq!(&wire[..5], &[0, 0, 0, 15, 0x01]);
+        assert_eq!(decode_all(&wire).unwrap(), vec![hello, data]);
+    }
+
+    #[test]
+    fn a_huge_declared_length_is_rejected_from_the_header_alone() {
+        let mut src = BytesMut::from(&[0xff, 0xff, 0xff, 0xff, 0x22][..]);
+        let error = FrameCodec.decode(&mut src).unwrap_err();
+        assert!(
+            matches!(frame_error(&error), Some(FrameError::TooLarge { .. })),
+            "{error}"
+        );
+        assert!(src.capacity() < 1024, "nothing reserved for the claim");
+    }
+
+    #[test]
+    fn control_frames_have_the_smaller_cap() {
+        let declared = (MAX_CONTROL_BODY + 2) as u32;
+        let mut header = declared.to_be_bytes().to_vec();
+        header.push(0x10);
+        let error = decode_all(&header).unwrap_err();
+        assert!(matches!(
+            frame_error(&error),
+            Some(FrameError::TooLarge {
+                cap: MAX_CONTROL_BODY,
+                ..
+            })
+        ));
+        let mut data = ((MAX_CONTROL_BODY + 2) as u32).to_be_bytes().to_vec();
+        data.push(0x20);
+        let mut src = BytesMut::from(&data[..]);
+        assert_eq!(
+            FrameCodec.decode(&mut src).unwrap(),
+            None,
+            "a data frame may be that big"
+        );
+    }
+
+    #[test]
+    fn zero_length_and_truncation_are_errors() {
+        assert!(matches!(
+            frame_error(&decode_all(&[0, 0, 0, 0, 1]).unwrap_err()),
+            Some(FrameError::Empty)
+        ));
+        assert!(matches!(
+            frame_error(&decode_all(&[0, 0, 0, 9, 0x22, b'x']).unwrap_err()),
+            Some(FrameError::Truncated)
+        ));
+    }
+}

@@ -1,0 +1,273 @@
+//! Remote exec: the textbook "simulated ssh", done safely.
+//!
+//! A client connects, proves who it is (Unix peer uid, TLS client
+//! certificate, or a token inside TLS), and runs commands over the framed
+//! protocol of PROTOCOL.md: argv without a shell unless the server allows
+//! shells, a cleared environment, a fixed working directory, its own process
+//! group, a wall-clock limit, output streamed with back-pressure, and the
+//! whole group killed and reaped when the command ends, times out, the client
+//! leaves or the server shuts down.
+//!
+//! Choosing which transports may carry exec (no plaintext TCP except on
+//! loopback for demos) is the caller's job; this module enforces identity
+//! and policy per connection.
+
+mod process;
+
+use std::collections::BTreeSet;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use futures_util::{SinkExt, StreamExt};
+use tokio::sync::Semaphore;
+use tokio_util::codec::Framed;
+use tracing::info;
+
+pub use super::auth::{parse_authorized_clients, AuthPolicy, Identity, Token};
+
+use self::process::Limits;
+use super::auth::{self, Penalties};
+use super::session::{answer_protocol_error, io_error, proof_of, refuse, Opening, Wire};
+use crate::error::{Error, ErrorKind, Result};
+use crate::protocol::exec::{Refusal, Run, Started};
+use crate::protocol::{frame_error, Frame, FrameCodec, FrameError, FrameType};
+use crate::server::{Connection, StreamHandler};
+use crate::transport::SocketAddress;
+
+/// What the exec service allows. Defaults are the safe ones.
+#[derive(Debug, Clone)]
+pub struct ExecPolicy {
+    /// Who may connect.
+    pub auth: AuthPolicy,
+    /// Allow `RUN` with a shell line (`/bin/sh -c`). Default off.
+    pub allow_shell: bool,
+    /// If set, only these programs (`argv[0]`, compared exactly) may run.
+    pub allowed_commands: Option<BTreeSet<String>>,
+    /// Environment variable names a client may set. Default none.
+    pub allowed_env: BTreeSet<String>,
+    /// The working directory of every command (a client's `cwd` must stay
+    /// inside it).
+    pub cwd: PathBuf,
+    /// Wall-clock limit per command. Default 60 s.
+    pub command_timeout: Duration,
+    /// Output limit per command (stdout + stderr); reaching it kills the
+    /// command and reports `truncated`. Default none: back-pressure already
+    /// bounds memory.
+    pub max_output: Option<u64>,
+    /// Commands running at once, server-wide; beyond it a `busy` error.
+    /// Default 64.
+    pub max_commands: usize,
+    /// Deadline for the client's `HELLO`, from the start of the connection.
+    /// Default 10 s.
+    pub handshake_timeout: Duration,
+    /// Between SIGTERM and SIGKILL when a command must stop. Default 2 s.
+    pub kill_grace: Duration,
+}
+
+impl Default for ExecPolicy {
+    fn default() -> ExecPolicy {
+        ExecPolicy {
+            auth: AuthPolicy::default(),
+            allow_shell: false,
+            allowed_commands: None,
+            allowed_env: BTreeSet::new(),
+            cwd: PathBuf::from("/"),
+            command_timeout: Duration::from_secs(60),
+            max_output: None,
+            max_commands: 64,
+            handshake_timeout: Duration::from_secs(10),
+            kill_grace: Duration::from_secs(2),
+        }
+    }
+}
+
+/// The exec service.
+#[derive(Debug)]
+pub struct Exec {
+    policy: ExecPolicy,
+    running: Arc<Semaphore>,
+    penalties: Penalties,
+}
+
+impl Exec {
+    /// The service under `policy`.
+    pub fn new(policy: ExecPolicy) -> Exec {
+        Exec {
+            running: Arc::new(Semaphore::new(policy.max_commands.max(1))),
+            policy,
+            penalties: Penalties::default(),
+        }
+    }
+
+    /// Runs one `RUN` request. `Ok(false)`: the connection must end.
+    async fn run(
+        &self,
+        wire: &mut Wire<'_>,
+        request: Run,
+        identity: &Identity,
+        peer: &SocketAddress,
+        server: &crate::server::ServerHandle,
+    ) -> Result<bool> {
+        let mut command = match process::build(&self.policy, identity, &request) {
+            Ok(command) => command,
+            Err((kind, message)) => {
+                info!(%peer, identity = %identity.label, command = %request.describe(), %message, "exec refused");
+                refuse(wire, kind, message).await;
+                return Ok(kind.keeps_connection());
+            }
+        };
+        let Ok(_slot) = self.running.clone().try_acquire_owned() else {
+            let message = format!(
+                "{} commands are running, the server's maximum",
+                self.policy.max_commands
+            );
+            refuse(wire, Refusal::Busy, message).await;
+            return Ok(true);
+        };
+        let child = match command.spawn() {
+            Ok(child) => child,
+            Err(error) => {
+                refuse(
+                    wire,
+                    Refusal::Spawn,
+                    format!("{}: {error}", request.describe()),
+                )
+                .await;
+                return Ok(true);
+            }
+        };
+        let pid = child.id().unwrap_or_default();
+        wire.send(Frame::control(FrameType::STARTED, &Started { pid }))
+            .await?;
+        let limits = Limits {
+            timeout: self.policy.command_timeout,
+            max_output: self.policy.max_output,
+            kill_grace: self.policy.kill_grace,
+        };
+        let outcome = process::supervise(wire, child, &limits, server).await;
+        info!(
+            target: "socketkit::audit",
+            %peer,
+            identity = %identity.label,
+            command = %request.describe(),
+            pid,
+            exit = ?outcome.exit.code,
+            signal = ?outcome.exit.signal_name,
+            timed_out = outcome.exit.timed_out,
+            truncated = outcome.exit.truncated,
+            secs = outcome.exit.duration_ms as f64 / 1000.0,
+            bytes_out = outcome.bytes_out,
+            client_gone = outcome.client_gone.is_some(),
+            "exec command finished"
+        );
+        if let Some(error) = outcome.client_gone {
+            return match frame_error(&error) {
+                Some(_) => Err(error.into()),
+                None if process::is_disconnect(&error) => Ok(false),
+                None => Err(error.into()),
+            };
+        }
+        wire.send(Frame::control(FrameType::EXIT, &outcome.exit))
+            .await?;
+        Ok(true)
+    }
+}
+
+/// Where exec listens and connects when no address is given: a Unix socket
+/// in the user's runtime directory (`$XDG_RUNTIME_DIR/socketkit/exec.sock`,
+/// or `/tmp/socketkit-UID/exec.sock`).
+pub fn default_socket_path() -> PathBuf {
+    let dir = match std::env::var_os("XDG_RUNTIME_DIR").filter(|d| !d.is_empty()) {
+        Some(runtime) => PathBuf::from(runtime).join("socketkit"),
+        None => std::env::temp_dir().join(format!("socketkit-{}", auth::current_uid())),
+    };
+    dir.join("exec.sock")
+}
+
+/// [`default_socket_path`], with its directory created (mode 0700) so the
+/// server can bind there. A directory that already exists must be ours and
+/// closed to others: in a shared `/tmp`, another user could have made it
+/// first to slip their own socket in.
+pub fn prepare_default_socket() -> Result<PathBuf> {
+    use std::os::unix::fs::MetadataExt;
+    let path = default_socket_path();
+    let Some(dir) = path.parent() else {
+        return Ok(path);
+    };
+    crate::tls::create_private_dir(dir)?;
+    let metadata = std::fs::symlink_metadata(dir).map_err(|e| {
+        Error::with_source(
+            ErrorKind::Io,
+            format!("cannot inspect {}", dir.display()),
+            e,
+        )
+    })?;
+    if !metadata.is_dir() || metadata.uid() != auth::current_uid() || metadata.mode() & 0o077 != 0 {
+        return Err(Error::new(
+            ErrorKind::Auth,
+            format!(
+                "{} must be a directory owned by this user with mode 0700",
+                dir.display()
+            ),
+        ));
+    }
+    Ok(path)
+}
+
+impl StreamHandler for Exec {
+    async fn handle(&self, conn: &mut Connection) -> Result<()> {
+        let peer = conn.peer_addr().clone();
+        let server = conn.server().clone();
+        let proof = proof_of(conn);
+        let mut wire = Framed::new(conn, FrameCodec);
+        let opening = Opening {
+            service: "exec",
+            shell: self.policy.allow_shell,
+            auth: &self.policy.auth,
+            penalties: &self.penalties,
+            deadline: self.policy.handshake_timeout,
+        };
+        let identity = match opening.run(&mut wire, &proof, &peer).await {
+            Ok(Some(identity)) => identity,
+            Ok(None) => return Ok(()),
+            Err(error) => return answer_protocol_error(&mut wire, error).await,
+        };
+        loop {
+            let frame = tokio::select! {
+                frame = wire.next() => frame,
+                () = server.shutdown_requested() => return Ok(()),
+            };
+            let request = match frame {
+                None => return Ok(()),
+                Some(Ok(frame)) if frame.kind == FrameType::RUN => match frame.parse::<Run>() {
+                    Ok(request) => request,
+                    Err(error) => return answer_protocol_error(&mut wire, io_error(error)).await,
+                },
+                // Input and signals for a command that has just ended may
+                // still be in flight: not an error.
+                Some(Ok(frame)) if is_late_input(frame.kind) => continue,
+                Some(Ok(frame)) => {
+                    let error = io_error(FrameError::Unexpected { kind: frame.kind });
+                    return answer_protocol_error(&mut wire, error).await;
+                }
+                Some(Err(error)) => return answer_protocol_error(&mut wire, error.into()).await,
+            };
+            match self
+                .run(&mut wire, request, &identity, &peer, &server)
+                .await
+            {
+                Ok(true) => {}
+                Ok(false) => return Ok(()),
+                Err(error) => return answer_protocol_error(&mut wire, error).await,
+            }
+        }
+    }
+}
+
+fn is_late_input(kind: FrameType) -> bool {
+    matches!(
+        kind,
+        FrameType::STDIN | FrameType::STDIN_END | FrameType::SIGNAL
+    )
+}

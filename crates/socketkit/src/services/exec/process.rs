@@ -1,0 +1,462 @@
+//! Running one command: building it under the server's policy, streaming its
+//! output and input through frames with back-pressure, and making sure its
+//! whole process group is gone afterwards.
+
+use std::io;
+use std::path::{Path, PathBuf};
+use std::process::{ExitStatus, Stdio};
+use std::time::Duration;
+
+use bytes::{Bytes, BytesMut};
+use futures_util::{SinkExt, StreamExt};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWriteExt};
+use tokio::process::{Child, ChildStdin, Command};
+use tokio::sync::mpsc;
+use tokio::task::JoinSet;
+use tokio::time::Instant;
+
+use super::ExecPolicy;
+use crate::protocol::exec::{Exit, Refusal, Run, SignalRequest};
+use crate::protocol::{Frame, FrameError, FrameType, DATA_CHUNK};
+use crate::server::ServerHandle;
+use crate::services::auth::Identity;
+use crate::services::session::Wire;
+
+/// The environment every command starts from; nothing of the server's own.
+const BASE_PATH: &str = "/usr/local/bin:/usr/bin:/bin";
+const BASE_LANG: &str = "C.UTF-8";
+
+/// Output chunks in flight between the pipe readers and the socket: small,
+/// so a slow client stops the readers and the command blocks on its pipe.
+const OUTPUT_QUEUE: usize = 4;
+
+/// Builds the command `request` asks for, or says why it is not allowed.
+pub(super) fn build(
+    policy: &ExecPolicy,
+    identity: &Identity,
+    request: &Run,
+) -> Result<Command, (Refusal, String)> {
+    let denied = |why: String| (Refusal::Denied, why);
+    let mut command = match (&request.argv, &request.shell) {
+        (Some(argv), None) => {
+            let program = argv
+                .first()
+                .ok_or_else(|| denied("empty argv".to_owned()))?;
+            for allowed in [&policy.allowed_commands, &identity.allowed_commands]
+                .into_iter()
+                .flatten()
+            {
+                if !allowed.contains(program) {
+                    return Err(denied(format!("command '{program}' is not allowed")));
+                }
+            }
+            let mut command = Command::new(program);
+            command.args(&argv[1..]);
+            command
+        }
+        (None, Some(line)) => {
+            if !policy.allow_shell {
+                return Err(denied(
+                    "this server does not run shell lines (no --allow-shell)".to_owned(),
+                ));
+            }
+            if policy.allowed_commands.is_some() || identity.allowed_commands.is_some() {
+                return Err(denied(
+                    "shell lines are not allowed with a command list".to_owned(),
+                ));
+            }
+            let mut command = Command::new("/bin/sh");
+            command.arg("-c").arg(line);
+            command
+        }
+        _ => {
+            return Err((
+                Refusal::Protocol,
+                "RUN needs exactly one of argv and shell".to_owned(),
+            ))
+        }
+    };
+    command
+        .env_clear()
+        .env("PATH", BASE_PATH)
+        .env("LANG", BASE_LANG)
+        .current_dir(working_dir(&policy.cwd, request.cwd.as_deref()).map_err(denied)?)
+        .process_group(0)
+        .stdin(if request.stdin {
+            Stdio::piped()
+        } else {
+            Stdio::null()
+        })
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    for (name, value) in &request.env {
+        if !policy.allowed_env.contains(name) {
+            return Err(denied(format!(
+                "environment variable '{name}' is not allowed"
+            )));
+        }
+        command.env(name, value);
+    }
+    Ok(command)
+}
+
+/// The server's directory, or a subdirectory of it that must stay inside
+/// (checked after resolving symlinks and `..`).
+fn working_dir(base: &Path, requested: Option<&str>) -> Result<PathBuf, String> {
+    let base = base
+        .canonicalize()
+        .map_err(|e| format!("server directory {}: {e}", base.display()))?;
+    let Some(requested) = requested else {
+        return Ok(base);
+    };
+    let dir = base
+        .join(requested)
+        .canonicalize()
+        .map_err(|e| format!("cwd '{requested}': {e}"))?;
+    if dir.starts_with(&base) {
+        Ok(dir)
+    } else {
+        Err(format!(
+            "cwd '{requested}' is outside the server's directory"
+        ))
+    }
+}
+
+/// How a command's supervision ended.
+pub(super) struct Outcome {
+    /// The exit report, sent to the client unless it is gone.
+    pub exit: Exit,
+    /// Output bytes forwarded.
+    pub bytes_out: u64,
+    /// The client disconnected (or broke the protocol) mid-command.
+    pub client_gone: Option<io::Error>,
+}
+
+/// Limits applied to one running command.
+pub(super) struct Limits {
+    pub timeout: Duration,
+    pub max_output: Option<u64>,
+    pub kill_grace: Duration,
+}
+
+/// Runs a spawned command to its end, relaying frames both ways, then
+/// reaps it and anything else left in its process group.
+pub(super) async fn supervise(
+    wire: &mut Wire<'_>,
+    mut child: Child,
+    limits: &Limits,
+    server: &ServerHandle,
+) -> Outcome {
+    let started = Instant::now();
+    let group = Group::of(&child);
+    let (output_tx, mut output) = mpsc::channel(OUTPUT_QUEUE);
+    let mut readers = JoinSet::new();
+    if let Some(stdout) = child.stdout.take() {
+        readers.spawn(read_pipe(stdout, FrameType::STDOUT, output_tx.clone()));
+    }
+    if let Some(stderr) = child.stderr.take() {
+        readers.spawn(read_pipe(stderr, FrameType::STDERR, output_tx));
+    }
+    let mut stdin = child.stdin.take().map(StdinFeeder::start);
+    let mut state = State::new(limits, started);
+    let mut status: Option<io::Result<ExitStatus>> = None;
+    let mut output_open = true;
+    while status.is_none() || output_open {
+        tokio::select! {
+            frame = wire.next(), if stdin.as_ref().is_none_or(StdinFeeder::idle) && state.client_gone.is_none() => {
+                if let Err(error) = handle_client_frame(frame, &mut stdin, &group) {
+                    state.client_gone = Some(error);
+                    group.terminate(&mut state, limits.kill_grace);
+                }
+            }
+            sent = feed(&mut stdin) => if !sent { stdin = None },
+            chunk = output.recv(), if output_open => match chunk {
+                Some(frame) => state.forward(wire, frame, &group).await,
+                None => output_open = false,
+            },
+            exited = child.wait(), if status.is_none() => {
+                // The leader is gone; whatever it left in its group goes too.
+                group.signal(libc::SIGKILL);
+                status = Some(exited);
+                state.output_deadline = Some(Instant::now() + limits.kill_grace);
+            }
+            () = sleep_until_some(state.output_deadline), if output_open => {
+                // Something outside the group (it called setsid) still holds
+                // the pipes: stop waiting for it.
+                output_open = false;
+            }
+            () = tokio::time::sleep_until(state.deadline), if state.kill_at.is_none() => {
+                state.exit.timed_out = true;
+                group.terminate(&mut state, limits.kill_grace);
+            }
+            () = sleep_until_some(state.kill_at) => {
+                group.signal(libc::SIGKILL);
+                state.kill_at = None;
+                state.deadline = far_future();
+            }
+            () = server.shutdown_requested(), if state.kill_at.is_none() && !state.shutting_down => {
+                state.shutting_down = true;
+                group.terminate(&mut state, limits.kill_grace);
+            }
+        }
+    }
+    readers.shutdown().await;
+    state.finish(status, started)
+}
+
+/// What the supervisor tracks while a command runs.
+struct State {
+    exit: Exit,
+    bytes_out: u64,
+    max_output: Option<u64>,
+    deadline: Instant,
+    kill_at: Option<Instant>,
+    shutting_down: bool,
+    client_gone: Option<io::Error>,
+    /// After the command exited: how long its output may still trickle in.
+    output_deadline: Option<Instant>,
+}
+
+fn far_future() -> Instant {
+    Instant::now() + Duration::from_secs(86400 * 365)
+}
+
+async fn sleep_until_some(at: Option<Instant>) {
+    match at {
+        Some(at) => tokio::time::sleep_until(at).await,
+        None => std::future::pending().await,
+    }
+}
+
+impl State {
+    fn new(limits: &Limits, started: Instant) -> State {
+        State {
+            exit: Exit::default(),
+            bytes_out: 0,
+            max_output: limits.max_output,
+            deadline: started + limits.timeout,
+            kill_at: None,
+            shutting_down: false,
+            client_gone: None,
+            output_deadline: None,
+        }
+    }
+
+    /// Sends one output frame, cutting it at the output limit. Once the
+    /// client is gone, output is drained and dropped so the command can end.
+    async fn forward(&mut self, wire: &mut Wire<'_>, mut frame: Frame, group: &Group) {
+        if self.client_gone.is_some() || self.exit.truncated {
+            return;
+        }
+        if let Some(max) = self.max_output {
+            let left = max.saturating_sub(self.bytes_out);
+            if frame.body.len() as u64 > left {
+                frame.body.truncate(left as usize);
+                self.exit.truncated = true;
+                group.terminate(self, Duration::ZERO);
+            }
+        }
+        self.bytes_out += frame.body.len() as u64;
+        if frame.body.is_empty() {
+            return;
+        }
+        if let Err(error) = wire.send(frame).await {
+            self.client_gone = Some(error);
+            group.terminate(self, Duration::ZERO);
+        }
+    }
+
+    fn finish(mut self, status: Option<io::Result<ExitStatus>>, started: Instant) -> Outcome {
+        self.exit.duration_ms = started.elapsed().as_millis() as u64;
+        match status {
+            Some(Ok(status)) => describe_status(&mut self.exit, status),
+            Some(Err(error)) => {
+                self.client_gone.get_or_insert(error);
+            }
+            None => {}
+        }
+        Outcome {
+            exit: self.exit,
+            bytes_out: self.bytes_out,
+            client_gone: self.client_gone,
+        }
+    }
+}
+
+fn describe_status(exit: &mut Exit, status: ExitStatus) {
+    use std::os::unix::process::ExitStatusExt;
+    exit.code = status.code();
+    exit.signal = status.signal();
+    exit.signal_name = status.signal().map(signal_name);
+}
+
+fn signal_name(signal: i32) -> String {
+    let name = match signal {
+        libc::SIGHUP => "HUP",
+        libc::SIGINT => "INT",
+        libc::SIGQUIT => "QUIT",
+        libc::SIGILL => "ILL",
+        libc::SIGABRT => "ABRT",
+        libc::SIGFPE => "FPE",
+        libc::SIGKILL => "KILL",
+        libc::SIGSEGV => "SEGV",
+        libc::SIGPIPE => "PIPE",
+        libc::SIGALRM => "ALRM",
+        libc::SIGTERM => "TERM",
+        libc::SIGUSR1 => "USR1",
+        libc::SIGUSR2 => "USR2",
+        libc::SIGBUS => "BUS",
+        _ => return format!("SIG{signal}"),
+    };
+    name.to_owned()
+}
+
+/// Acts on a frame from the client while a command runs. `Err` means the
+/// client is gone or broke the protocol: the command must end.
+fn handle_client_frame(
+    frame: Option<io::Result<Frame>>,
+    stdin: &mut Option<StdinFeeder>,
+    group: &Group,
+) -> io::Result<()> {
+    let frame = match frame {
+        Some(Ok(frame)) => frame,
+        Some(Err(error)) => return Err(error),
+        None => {
+            return Err(io::Error::new(
+                io::ErrorKind::UnexpectedEof,
+                "client disconnected",
+            ))
+        }
+    };
+    match frame.kind {
+        FrameType::STDIN => {
+            if let Some(feeder) = stdin {
+                feeder.pending = Some(frame.body);
+            }
+        }
+        FrameType::STDIN_END => *stdin = None,
+        FrameType::SIGNAL => {
+            let request: SignalRequest = frame.parse()?;
+            let signal = match request.signal.as_str() {
+                "INT" => libc::SIGINT,
+                "TERM" => libc::SIGTERM,
+                "HUP" => libc::SIGHUP,
+                _ => {
+                    return Err(FrameError::BadBody {
+                        kind: frame.kind,
+                        reason: format!("unknown signal '{}'", request.signal),
+                    }
+                    .into())
+                }
+            };
+            group.signal(signal);
+        }
+        kind => return Err(FrameError::Unexpected { kind }.into()),
+    }
+    Ok(())
+}
+
+/// Feeds the command's standard input one chunk at a time. While a chunk is
+/// pending no further client frame is read, so a command that does not read
+/// its input slows the client down through TCP instead of filling memory;
+/// output keeps flowing meanwhile, so neither side can deadlock the other.
+struct StdinFeeder {
+    pending: Option<Bytes>,
+    sender: mpsc::Sender<Bytes>,
+}
+
+impl StdinFeeder {
+    fn start(stdin: ChildStdin) -> StdinFeeder {
+        let (sender, mut chunks) = mpsc::channel::<Bytes>(1);
+        tokio::spawn(async move {
+            let mut stdin = stdin;
+            while let Some(chunk) = chunks.recv().await {
+                if stdin.write_all(&chunk).await.is_err() {
+                    return;
+                }
+            }
+        });
+        StdinFeeder {
+            pending: None,
+            sender,
+        }
+    }
+
+    fn idle(&self) -> bool {
+        self.pending.is_none()
+    }
+}
+
+/// Hands the pending chunk to the writer task; `false` once the command has
+/// closed its input (further input is dropped, as a pipe would).
+async fn feed(stdin: &mut Option<StdinFeeder>) -> bool {
+    let Some(feeder) = stdin.as_mut().filter(|f| f.pending.is_some()) else {
+        return std::future::pending().await;
+    };
+    match feeder.sender.reserve().await {
+        Ok(permit) => {
+            permit.send(feeder.pending.take().unwrap_or_default());
+            true
+        }
+        Err(_closed) => false,
+    }
+}
+
+async fn read_pipe(mut pipe: impl AsyncRead + Unpin, kind: FrameType, frames: mpsc::Sender<Frame>) {
+    let mut buf = BytesMut::with_capacity(DATA_CHUNK);
+    loop {
+        buf.reserve(DATA_CHUNK);
+        match (&mut pipe).take(DATA_CHUNK as u64).read_buf(&mut buf).await {
+            Ok(0) | Err(_) => return,
+            Ok(_) => {
+                if frames
+                    .send(Frame::data(kind, buf.split().freeze()))
+                    .await
+                    .is_err()
+                {
+                    return;
+                }
+            }
+        }
+    }
+}
+
+/// A command's process group (its pid, as `process_group(0)` made it the
+/// leader of a new group).
+struct Group(Option<i32>);
+
+impl Group {
+    fn of(child: &Child) -> Group {
+        Group(child.id().and_then(|pid| i32::try_from(pid).ok()))
+    }
+
+    fn signal(&self, signal: i32) {
+        if let Some(pgid) = self.0 {
+            // SAFETY: killpg only sends a signal; an already-empty group
+            // yields ESRCH, which is fine.
+            unsafe {
+                libc::killpg(pgid, signal);
+            }
+        }
+    }
+
+    /// SIGTERM now, SIGKILL after `grace` unless everything is gone.
+    fn terminate(&self, state: &mut State, grace: Duration) {
+        if grace.is_zero() {
+            self.signal(libc::SIGKILL);
+            return;
+        }
+        self.signal(libc::SIGTERM);
+        if state.kill_at.is_none() {
+            state.kill_at = Some(Instant::now() + grace);
+        }
+    }
+}
+
+/// `true` when an I/O error is really the peer disconnecting.
+pub(super) fn is_disconnect(error: &io::Error) -> bool {
+    matches!(
+        error.kind(),
+        io::ErrorKind::UnexpectedEof | io::ErrorKind::ConnectionReset | io::ErrorKind::BrokenPipe
+    )
+}

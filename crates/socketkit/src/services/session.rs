@@ -1,0 +1,140 @@
+//! The opening every framed service shares (exec, recv): greet with
+//! `HELLO`, read the client's `HELLO` under the handshake deadline, decide
+//! who it is, answer `READY` or a delayed `ERROR`; and how protocol errors
+//! are answered before a connection closes.
+
+use std::time::Duration;
+
+use futures_util::{SinkExt, StreamExt};
+use tokio_util::codec::Framed;
+use tracing::warn;
+
+use super::auth::{AuthPolicy, Identity, Penalties, Proof};
+use crate::error::{Error, ErrorKind, Result};
+use crate::protocol::exec::{ClientHello, ErrorMessage, Ready, Refusal, ServerHello};
+use crate::protocol::{frame_error, Frame, FrameCodec, FrameError, FrameType, VERSION};
+use crate::server::Connection;
+use crate::transport::SocketAddress;
+
+/// A connection speaking the framed protocol.
+pub(crate) type Wire<'a> = Framed<&'a mut Connection, FrameCodec>;
+
+/// What the connection itself proves about the client.
+pub(crate) fn proof_of(conn: &Connection) -> Proof {
+    if let Some(uid) = conn.peer_uid() {
+        Proof::Uid(uid)
+    } else if let Some(fingerprint) = conn.peer_certificate() {
+        Proof::Certificate(fingerprint)
+    } else {
+        Proof::Nothing
+    }
+}
+
+/// One service's side of the opening.
+pub(crate) struct Opening<'a> {
+    /// `"exec"` or `"recv"`.
+    pub service: &'static str,
+    /// Whether `RUN` may carry shell lines (exec only).
+    pub shell: bool,
+    pub auth: &'a AuthPolicy,
+    pub penalties: &'a Penalties,
+    pub deadline: Duration,
+}
+
+impl Opening<'_> {
+    /// Runs the opening. `Ok(None)`: the client was refused (already
+    /// answered and logged); the connection should end.
+    pub(crate) async fn run(
+        &self,
+        wire: &mut Wire<'_>,
+        proof: &Proof,
+        peer: &SocketAddress,
+    ) -> Result<Option<Identity>> {
+        let hello = ServerHello {
+            protocol: VERSION,
+            server: format!("socketkit {}", env!("CARGO_PKG_VERSION")),
+            service: self.service.to_owned(),
+            auth: self
+                .auth
+                .requirement(proof)
+                .into_iter()
+                .map(str::to_owned)
+                .collect(),
+            shell: self.shell,
+        };
+        wire.send(Frame::control(FrameType::HELLO, &hello)).await?;
+        let answer = match tokio::time::timeout(self.deadline, wire.next()).await {
+            Err(_elapsed) => {
+                return Err(Error::new(
+                    ErrorKind::Timeout,
+                    "no HELLO before the handshake deadline",
+                ))
+            }
+            Ok(None) => return Ok(None),
+            Ok(Some(frame)) => frame?,
+        };
+        if answer.kind != FrameType::HELLO {
+            return Err(io_error(FrameError::Unexpected { kind: answer.kind }));
+        }
+        let answer: ClientHello = answer.parse().map_err(io_error)?;
+        if answer.protocol != VERSION {
+            let message = format!(
+                "this server speaks protocol {VERSION}, not {}",
+                answer.protocol
+            );
+            refuse(wire, Refusal::Version, message).await;
+            return Ok(None);
+        }
+        match self.auth.admit(proof, answer.token.as_deref()) {
+            Ok(identity) => {
+                let ready = Ready {
+                    identity: identity.label.clone(),
+                };
+                wire.send(Frame::control(FrameType::READY, &ready)).await?;
+                Ok(Some(identity))
+            }
+            Err(reason) => {
+                let delay = self.penalties.strike(peer);
+                warn!(%peer, service = self.service, %reason, penalty = ?delay, "authentication failed");
+                tokio::time::sleep(delay).await;
+                refuse(
+                    wire,
+                    Refusal::Auth,
+                    "the server did not accept these credentials",
+                )
+                .await;
+                Ok(None)
+            }
+        }
+    }
+}
+
+/// A frame problem as this crate's error.
+pub(crate) fn io_error(problem: FrameError) -> Error {
+    std::io::Error::from(problem).into()
+}
+
+/// Sends an `ERROR`; the peer may already be gone, which changes nothing.
+pub(crate) async fn refuse(wire: &mut Wire<'_>, kind: Refusal, message: impl Into<String>) {
+    let error = ErrorMessage::new(kind, message);
+    let _ = wire.send(Frame::control(FrameType::ERROR, &error)).await;
+}
+
+/// A frame error gets an `ERROR` of kind `protocol` before the connection
+/// closes; the stream is never read again after it. Other errors pass.
+pub(crate) async fn answer_protocol_error(wire: &mut Wire<'_>, error: Error) -> Result<()> {
+    let frame_problem = std::error::Error::source(&error)
+        .and_then(|source| source.downcast_ref::<std::io::Error>())
+        .and_then(frame_error)
+        .cloned();
+    match frame_problem {
+        Some(problem) => {
+            refuse(wire, Refusal::Protocol, problem.to_string()).await;
+            Err(Error::new(
+                ErrorKind::Protocol,
+                format!("protocol error: {problem}"),
+            ))
+        }
+        None => Err(error),
+    }
+}
