@@ -28,10 +28,10 @@ pub enum Command {
     /// discard (RFC 863), daytime (RFC 867), exec (remote commands), recv
     /// (file receiver) and chat (rooms for nc and browsers). All serve TCP,
     /// TLS and Unix streams; echo, upper, discard and daytime also serve UDP
-    /// and Unix datagrams. With TLS a `fingerprint sha256:…` line follows the
-    /// listening lines.
+    /// and Unix datagrams. With TLS a `fingerprint sha256:…` line follows
+    /// the listening lines.
     /// SIGINT/SIGTERM shut down gracefully; a second signal exits at once.
-    Serve(Box<ServeArgs>),
+    Serve(ServeArgs),
     /// Connect stdin/stdout to a socket, like nc.
     ///
     /// Binary-safe and full-duplex. At end of stdin the socket is half-closed
@@ -252,7 +252,7 @@ pub struct ServeArgs {
     #[command(flatten)]
     pub recv: RecvServiceArgs,
     #[command(flatten)]
-    pub chat: crate::chat::ChatArgs,
+    pub chat: Box<crate::chat::ChatArgs>,
     #[command(flatten)]
     pub log: LogArgs,
 }

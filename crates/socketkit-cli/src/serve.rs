@@ -267,9 +267,9 @@ fn exec_policy(args: &ServeArgs) -> anyhow::Result<ExecPolicy> {
     })
 }
 
-/// One `listening on ADDR` line per bound socket (and per companion
-/// listener such as the chat's web page), then, with TLS, one
-/// `fingerprint sha256:HEX` line for clients to `--pin`.
+/// One `listening on ADDR` line per bound socket, then, with TLS, one
+/// `fingerprint sha256:HEX` line for clients to `--pin`; then companions'
+/// addresses (the chat's web page).
 fn print_listening(
     server: &Server,
     fingerprint: Option<Fingerprint>,
@@ -279,11 +279,11 @@ fn print_listening(
     for endpoint in server.endpoints() {
         writeln!(stdout, "listening on {endpoint}")?;
     }
-    for address in also {
-        writeln!(stdout, "listening on {address}")?;
-    }
     if let Some(fingerprint) = fingerprint {
         writeln!(stdout, "fingerprint {fingerprint}")?;
+    }
+    for address in also {
+        writeln!(stdout, "listening on {address}")?;
     }
     stdout.flush()
 }

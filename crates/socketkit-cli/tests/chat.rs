@@ -7,6 +7,8 @@ mod chat_support;
 use std::collections::HashMap;
 use std::io::{BufRead, BufReader, Write};
 use std::process::{Command, Stdio};
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::Arc;
 
 use chat_support::{ChatServer, Client};
 
@@ -251,15 +253,23 @@ fn a_client_that_stops_reading_is_dropped_and_the_rest_get_everything_in_order()
     reader.send("/who");
     reader.expect("*** In #lobby (4)");
     // 10,000 lines of ~1 KB: far more than the stalled client's socket
-    // buffers and its 1 MiB queue can hold.
+    // buffers and its 1 MiB queue can hold. The senders stay at most
+    // WINDOW lines ahead of the slowest reading client (a debug build on a
+    // busy machine reads slowly), so only the stalled client falls behind.
+    let heard: Arc<Vec<AtomicU32>> = Arc::new((0..6).map(|_| AtomicU32::new(0)).collect());
     let writers: Vec<_> = senders
         .iter()
         .enumerate()
         .map(|(id, sender)| {
             let mut stream = std::io::BufWriter::new(sender.stream_clone());
+            let heard = heard.clone();
             std::thread::spawn(move || {
                 let padding = "p".repeat(1000);
                 for seq in 0..5000 {
+                    if seq % 100 == 0 {
+                        stream.flush().unwrap();
+                        wait_for_listeners(&heard, id, seq);
+                    }
                     writeln!(stream, "{id} {seq} {padding}").unwrap();
                 }
                 stream.flush().unwrap();
@@ -274,7 +284,13 @@ fn a_client_that_stops_reading_is_dropped_and_the_rest_get_everything_in_order()
                 .enumerate()
                 .map(|(id, s)| (s, vec![1 - id])),
         )
-        .map(|(client, from)| std::thread::spawn(move || hear_all_in_order(client, &from)))
+        .enumerate()
+        .map(|(listener, (client, from))| {
+            let heard = heard.clone();
+            std::thread::spawn(move || {
+                hear_all_in_order(client, &from, &heard[listener * 2..][..2])
+            })
+        })
         .collect();
     for writer in writers {
         writer.join().unwrap();
@@ -291,9 +307,30 @@ fn a_client_that_stops_reading_is_dropped_and_the_rest_get_everything_in_order()
 
 const STALLED_DROPPED: &str = "*** stalled left #lobby (too slow: disconnected)";
 
-/// Reads until every sender in `from` was heard 5000 times, in order;
-/// also says whether the stalled client's drop was announced meanwhile.
-fn hear_all_in_order(mut client: Client, from: &[usize]) -> (Client, bool) {
+/// Lines a sender may be ahead of the slowest reading client.
+const WINDOW: u32 = 400;
+
+/// Waits (bounded) until every client that reads sender `id` has heard
+/// all but WINDOW of its first `seq` lines.
+fn wait_for_listeners(heard: &[AtomicU32], id: usize, seq: u32) {
+    let deadline = std::time::Instant::now() + chat_support::WAIT;
+    let listening = |listener: usize| listener != 1 + id;
+    while (0..3)
+        .filter(|l| listening(*l))
+        .any(|l| heard[l * 2 + id].load(Ordering::Acquire) + WINDOW < seq)
+    {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "readers stopped at {heard:?}, sender {id} at {seq}"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(1));
+    }
+}
+
+/// Reads until every sender in `from` was heard 5000 times, in order,
+/// counting into `heard[sender]`; also says whether the stalled client's
+/// drop was announced meanwhile.
+fn hear_all_in_order(mut client: Client, from: &[usize], heard: &[AtomicU32]) -> (Client, bool) {
     let mut next: HashMap<usize, u32> = from.iter().map(|id| (*id, 0)).collect();
     let mut saw_drop = false;
     while next.values().any(|seq| *seq < 5000) {
@@ -317,6 +354,7 @@ fn hear_all_in_order(mut client: Client, from: &[usize]) -> (Client, bool) {
             "sender {id} out of order"
         );
         *expected += 1;
+        heard[id].store(*expected, Ordering::Release);
         client.seen.clear();
     }
     (client, saw_drop)

@@ -103,22 +103,20 @@ fn three_nodes_share_rooms_messages_private_messages_and_presence() {
 #[test]
 fn local_rooms_survive_a_redis_restart_and_the_link_comes_back() {
     let redis = Redis::start();
-    let one = node(&redis);
-    let two = node(&redis);
-    let mut alice = Client::join(&one.addr, "alice");
-    let mut amy = Client::join(&one.addr, "amy");
-    let mut bob = Client::join(&two.addr, "bob");
-    poll(
-        &mut bob,
-        "/who",
-        "*** In #lobby",
-        "*** In #lobby (3): alice, amy, bob",
-    );
+    let nodes: Vec<ChatServer> = (0..3).map(|_| node(&redis)).collect();
+    let mut alice = Client::join(&nodes[0].addr, "alice");
+    let mut amy = Client::join(&nodes[0].addr, "amy");
+    let mut bob = Client::join(&nodes[1].addr, "bob");
+    let mut carol = Client::join(&nodes[2].addr, "carol");
+    let everyone = "*** In #lobby (4): alice, amy, bob, carol";
+    poll(&mut bob, "/who", "*** In #lobby", everyone);
+    poll(&mut carol, "/who", "*** In #lobby", everyone);
     alice.send("before the restart");
     bob.expect("<alice> before the restart");
+    carol.expect("<alice> before the restart");
 
     let port = redis.kill();
-    for client in [&mut alice, &mut amy, &mut bob] {
+    for client in [&mut alice, &mut amy, &mut bob, &mut carol] {
         client.expect(
             "*** The link to the other chat servers is down; this server's rooms keep working",
         );
@@ -129,20 +127,18 @@ fn local_rooms_survive_a_redis_restart_and_the_link_comes_back() {
     bob.expect("*** In #lobby (1): bob");
 
     let _redis = Redis::restart_on(port);
-    for client in [&mut alice, &mut amy, &mut bob] {
+    for client in [&mut alice, &mut amy, &mut bob, &mut carol] {
         client.expect("*** The link to the other chat servers is back");
     }
     alice.send("after the restart");
     bob.expect("<alice> after the restart");
+    carol.expect("<alice> after the restart");
     bob.send("back at you");
     alice.expect("<bob> back at you");
-    poll(
-        &mut bob,
-        "/who",
-        "*** In #lobby",
-        "*** In #lobby (3): alice, amy, bob",
-    );
+    carol.expect("<bob> back at you");
+    poll(&mut carol, "/who", "*** In #lobby", everyone);
 
-    assert!(one.stop().success());
-    assert!(two.stop().success());
+    for node in nodes {
+        assert!(node.stop().success());
+    }
 }

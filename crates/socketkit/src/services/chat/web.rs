@@ -52,10 +52,12 @@ pub struct WebServer {
 
 impl WebServer {
     pub(crate) async fn bind(chat: Chat, endpoint: &Endpoint) -> Result<WebServer> {
-        if endpoint.kind() != SocketKind::Stream {
+        if endpoint.kind() != SocketKind::Stream || matches!(endpoint, Endpoint::Tls(_)) {
             return Err(Error::new(
                 ErrorKind::Unsupported,
-                format!("the web page needs a stream address, not {endpoint}"),
+                format!(
+                    "the web page is served over plain HTTP on tcp:// or unix:, not {endpoint}"
+                ),
             ));
         }
         let listeners = transport::bind(endpoint, &BindOptions::default())
