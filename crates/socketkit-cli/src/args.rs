@@ -5,6 +5,8 @@ use std::time::Duration;
 use clap::{Args, Parser, Subcommand, ValueEnum};
 use socketkit::Endpoint;
 
+use crate::bench::BenchArgs;
+
 /// socketkit: ncat/socat-class services and clients, built on a typed
 /// socketserver for tokio.
 ///
@@ -37,6 +39,13 @@ pub enum Command {
     /// Prints `open|closed|timeout|error ADDR LATENCY` per target; exits 0
     /// only if all are open.
     Check(CheckArgs),
+    /// Load an echo server and measure it: ping-pong, bulk or connection churn.
+    ///
+    /// Opens every connection, then starts the clock. Every echoed byte is
+    /// checked (each message differs), latency goes into an HDR histogram.
+    /// Prints a table or one --json line; exits 1 if any echo differed from
+    /// what was sent or nothing was echoed.
+    Bench(BenchArgs),
 }
 
 /// Verbosity and log format, shared by every command.
@@ -155,12 +164,12 @@ pub struct CheckArgs {
     pub log: LogArgs,
 }
 
-fn parse_endpoint(text: &str) -> Result<Endpoint, String> {
+pub(crate) fn parse_endpoint(text: &str) -> Result<Endpoint, String> {
     text.parse().map_err(|e: socketkit::Error| e.to_string())
 }
 
 /// Seconds as a plain number (`30`, `1.5`), or humantime (`500ms`, `5m`).
-fn parse_duration(text: &str) -> Result<Duration, String> {
+pub(crate) fn parse_duration(text: &str) -> Result<Duration, String> {
     if let Ok(secs) = text.parse::<f64>() {
         return Duration::try_from_secs_f64(secs).map_err(|e| format!("'{text}': {e}"));
     }

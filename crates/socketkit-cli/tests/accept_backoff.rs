@@ -14,7 +14,10 @@ fn descriptor_exhaustion_backs_off_and_recovers() {
     // 16 descriptors: stdio, the runtime's own, the listener, and a few
     // connections; the rest of our clients push accept() into EMFILE.
     let mut server = Command::new("sh")
-        .args(["-c", &format!("ulimit -n 16 && exec '{binary}' serve echo 127.0.0.1:0")])
+        .args([
+            "-c",
+            &format!("ulimit -n 16 && exec '{binary}' serve echo 127.0.0.1:0"),
+        ])
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
@@ -22,7 +25,11 @@ fn descriptor_exhaustion_backs_off_and_recovers() {
     let mut stdout = BufReader::new(server.stdout.take().unwrap());
     let mut line = String::new();
     stdout.read_line(&mut line).unwrap();
-    let addr = line.trim().strip_prefix("listening on tcp://").expect("listening line").to_owned();
+    let addr = line
+        .trim()
+        .strip_prefix("listening on tcp://")
+        .expect("listening line")
+        .to_owned();
 
     let (warnings_tx, warnings) = mpsc::channel();
     let stderr = BufReader::new(server.stderr.take().unwrap());
@@ -37,7 +44,9 @@ fn descriptor_exhaustion_backs_off_and_recovers() {
         backoff_lines
     });
 
-    let clients: Vec<TcpStream> = (0..24).map(|_| TcpStream::connect(&addr).unwrap()).collect();
+    let clients: Vec<TcpStream> = (0..24)
+        .map(|_| TcpStream::connect(&addr).unwrap())
+        .collect();
     let first_warning = warnings
         .recv_timeout(Duration::from_secs(10))
         .expect("the server reports descriptor exhaustion");
@@ -50,7 +59,9 @@ fn descriptor_exhaustion_backs_off_and_recovers() {
     let served = loop {
         assert!(Instant::now() < deadline, "server did not recover");
         let mut client = TcpStream::connect(&addr).expect("listener still open");
-        client.set_read_timeout(Some(Duration::from_secs(3))).unwrap();
+        client
+            .set_read_timeout(Some(Duration::from_secs(3)))
+            .unwrap();
         client.write_all(b"back").unwrap();
         client.shutdown(std::net::Shutdown::Write).unwrap();
         let mut reply = Vec::new();
@@ -59,7 +70,10 @@ fn descriptor_exhaustion_backs_off_and_recovers() {
         }
     };
     assert_eq!(server.try_wait().unwrap(), None, "server still running");
-    Command::new("kill").args(["-TERM", &server.id().to_string()]).status().unwrap();
+    Command::new("kill")
+        .args(["-TERM", &server.id().to_string()])
+        .status()
+        .unwrap();
     assert!(server.wait().unwrap().success());
     let backoff_lines = log_reader.join().unwrap();
     let seconds = (served - first_warning).as_secs_f64();
