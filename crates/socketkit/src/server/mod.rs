@@ -370,6 +370,10 @@ impl<S: StreamHandler, D: DatagramHandler> Shared<S, D> {
         _permit: OwnedSemaphorePermit,
     ) {
         self.stats.connections.fetch_add(1, Ordering::Relaxed);
+        // A token of its own: polling `cancelled()` locks the token, and a
+        // child's lock is this connection's alone, where the shared token's
+        // would be taken by every connection on every wakeup.
+        let abort = self.abort.child_token();
         let opened = Instant::now();
         debug!(peer = %conn.peer_addr(), local = %conn.local_endpoint(), "connection opened");
         let outcome = tokio::select! {
@@ -377,13 +381,13 @@ impl<S: StreamHandler, D: DatagramHandler> Shared<S, D> {
                 handler.setup(&mut conn).await?;
                 handler.handle(&mut conn).await
             } => outcome,
-            () = self.abort.cancelled() => {
+            () = abort.cancelled() => {
                 self.stats.aborted.fetch_add(1, Ordering::Relaxed);
                 Err(Error::new(ErrorKind::Aborted, "aborted at the drain deadline"))
             }
         };
         handler.finish(&mut conn, &outcome).await;
-        conn.close(&self.abort).await;
+        conn.close(&abort).await;
         let (peer, secs) = (conn.peer_addr(), opened.elapsed().as_secs_f64());
         let (bytes_in, bytes_out) = (conn.bytes_read(), conn.bytes_written());
         match &outcome {

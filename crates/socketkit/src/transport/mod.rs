@@ -86,6 +86,17 @@ impl Stream {
             Stream::Unix(s) => s.local_addr().map(|a| SocketAddress::from_unix(&a)),
         }
     }
+
+    /// Waits until a read would find bytes (or the end of the stream)
+    /// without holding a buffer, so an idle connection needs none. It may
+    /// wake spuriously; a stream that buffers internally (as TLS will)
+    /// returns at once and its next read waits instead.
+    pub async fn readable(&self) -> io::Result<()> {
+        match self {
+            Stream::Tcp(s) => s.readable().await,
+            Stream::Unix(s) => s.readable().await,
+        }
+    }
 }
 
 macro_rules! dispatch {

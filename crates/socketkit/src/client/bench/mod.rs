@@ -65,7 +65,7 @@ impl Workload {
     }
 }
 
-/// Options of [`bench`].
+/// Options of [`bench()`].
 #[derive(Debug, Clone)]
 pub struct BenchOptions {
     /// What each connection does. Default ping-pong.
