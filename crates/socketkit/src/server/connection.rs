@@ -26,7 +26,7 @@ const CLOSE_LINGER: Duration = Duration::from_secs(2);
 /// (no byte moved either way) for the server's idle timeout.
 #[derive(Debug)]
 pub struct Connection {
-    io: Metered,
+    pub(super) io: Metered,
     peer: SocketAddress,
     local: Endpoint,
     server: ServerHandle,
@@ -86,13 +86,7 @@ impl Connection {
     /// Fails with `TimedOut` like a read once the idle timeout passes.
     pub async fn readable(&mut self) -> io::Result<()> {
         let Metered { inner, idle, .. } = &mut self.io;
-        let ready = inner.readable();
-        tokio::pin!(ready);
-        poll_fn(|cx| match ready.as_mut().poll(cx) {
-            Poll::Pending => poll_idle(idle, cx).map(Err),
-            done => done,
-        })
-        .await
+        until_idle(idle, inner.readable()).await
     }
 
     /// Ends the connection without losing data in flight: flush, send FIN,
@@ -152,15 +146,15 @@ impl AsyncWrite for Connection {
 /// the timer is reset when it fires early. Resetting a tokio timer on every
 /// read would touch the timer wheel once per read.
 #[derive(Debug)]
-struct Metered {
-    inner: Stream,
-    read: u64,
-    written: u64,
-    idle: Option<IdleTimer>,
+pub(super) struct Metered {
+    pub(super) inner: Stream,
+    pub(super) read: u64,
+    pub(super) written: u64,
+    pub(super) idle: Option<IdleTimer>,
 }
 
 #[derive(Debug)]
-struct IdleTimer {
+pub(super) struct IdleTimer {
     limit: Duration,
     last_activity: Instant,
     timer: Pin<Box<Sleep>>,
@@ -184,11 +178,25 @@ impl Metered {
         }
     }
 
-    fn touch(&mut self) {
+    pub(super) fn touch(&mut self) {
         if let Some(idle) = &mut self.idle {
             idle.last_activity = Instant::now();
         }
     }
+}
+
+/// Waits for `ready` (a readiness future of the stream) unless the
+/// connection has been idle too long, which fails with `TimedOut`.
+pub(super) async fn until_idle(
+    idle: &mut Option<IdleTimer>,
+    ready: impl std::future::Future<Output = io::Result<()>>,
+) -> io::Result<()> {
+    tokio::pin!(ready);
+    poll_fn(|cx| match ready.as_mut().poll(cx) {
+        Poll::Pending => poll_idle(idle, cx).map(Err),
+        done => done,
+    })
+    .await
 }
 
 /// Called when the stream is not ready: `Ready` with an error once the

@@ -21,6 +21,7 @@
 mod config;
 mod connection;
 mod handler;
+mod splice;
 
 use std::future::poll_fn;
 use std::io;

@@ -63,16 +63,33 @@ impl Drop for Lease {
 }
 
 /// Reads until the peer's end of stream, transforming each chunk in place
-/// and writing it back. Returning after EOF lets the server half-close, so
-/// the peer's FIN is answered with ours after the last byte.
-async fn relay_back(conn: &mut Connection, transform: fn(&mut [u8])) -> Result<()> {
+/// (`None`: no change) and writing it back. Returning after EOF lets the
+/// server half-close, so the peer's FIN is answered with ours after the
+/// last byte.
+///
+/// An unchanged echo whose read fills the whole buffer is bulk traffic:
+/// it moves to [`Connection::splice_back`] (zero-copy, plain TCP on Linux)
+/// for the rest of the connection when the stream allows it. Small
+/// messages stay on this path, where they cost two system calls and no pipe.
+async fn relay_back(conn: &mut Connection, transform: Option<fn(&mut [u8])>) -> Result<()> {
+    let mut may_splice = transform.is_none();
     loop {
         conn.readable().await?;
         let mut buf = Lease::take();
-        if conn.read_buf(&mut buf.0).await? == 0 {
+        let n = conn.read_buf(&mut buf.0).await?;
+        if n == 0 {
             return Ok(());
         }
-        transform(&mut buf.0);
+        if let Some(transform) = transform {
+            transform(&mut buf.0);
+        }
         conn.write_all(&buf.0).await?;
+        if may_splice && n == RELAY_BUFFER {
+            drop(buf);
+            match conn.splice_back().await {
+                Some(done) => return Ok(done?),
+                None => may_splice = false,
+            }
+        }
     }
 }
