@@ -115,6 +115,11 @@ pub struct ServeArgs {
     /// Set SO_REUSEPORT so several processes can share the port.
     #[arg(long)]
     pub reuse_port: bool,
+    /// Runtime threads (default: one per CPU). 1 runs a single event loop,
+    /// like a C epoll server: the lowest latency when the machine is shared
+    /// (say, with a load generator).
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u16).range(1..=1024))]
+    pub threads: Option<u16>,
     /// Write logs as JSON lines on stderr.
     #[arg(long)]
     pub json: bool,

@@ -24,15 +24,13 @@ use args::{Cli, Command, LogArgs};
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let runtime = match &cli.command {
-        // Servers use every core; clients are one connection and start faster
-        // on the current thread.
-        Command::Serve(_) => tokio::runtime::Builder::new_multi_thread()
-            .enable_all()
-            .build(),
+        // Servers use every core unless told otherwise; clients are one
+        // connection and start faster on the current thread.
+        Command::Serve(args) => runtime(args.threads),
         Command::Connect(_) | Command::Check(_) => tokio::runtime::Builder::new_current_thread()
             .enable_all()
             .build(),
-        Command::Bench(args) => bench_runtime(args.threads),
+        Command::Bench(args) => runtime(Some(args.threads)),
     };
     let runtime = match runtime {
         Ok(runtime) => runtime,
@@ -67,20 +65,22 @@ fn main() -> ExitCode {
     }
 }
 
-/// One client thread runs the current-thread runtime: its single FIFO queue
-/// serves connections round-robin, where a one-worker multi-thread runtime
-/// overflows its local queue at ~1000 connections and inflates p99 several
-/// times over (which would be blamed on the server).
-fn bench_runtime(threads: u16) -> io::Result<tokio::runtime::Runtime> {
-    if threads == 1 {
-        return tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build();
-    }
-    tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(usize::from(threads))
-        .enable_all()
-        .build()
+/// `None`: one worker per CPU. One thread runs the current-thread runtime:
+/// a single FIFO queue, no cross-thread wakeups. For `bench` that matters
+/// most: a one-worker multi-thread runtime overflows its local queue at
+/// ~1000 connections and inflates p99 several times over (which would be
+/// blamed on the server).
+fn runtime(threads: Option<u16>) -> io::Result<tokio::runtime::Runtime> {
+    let mut builder = match threads {
+        Some(1) => tokio::runtime::Builder::new_current_thread(),
+        Some(n) => {
+            let mut builder = tokio::runtime::Builder::new_multi_thread();
+            builder.worker_threads(usize::from(n));
+            builder
+        }
+        None => tokio::runtime::Builder::new_multi_thread(),
+    };
+    builder.enable_all().build()
 }
 
 /// Diagnostics go to stderr; stdout is for data and results. RUST_LOG, when
