@@ -50,6 +50,9 @@ use crate::transport::{self, BoundSocket, DatagramSocket, Listener, SocketAddres
 /// datagram is detected (one spare byte) and dropped rather than truncated.
 const MAX_DATAGRAM: usize = 64 * 1024;
 
+/// Shards of the abort token (see `Shared::abort_shards`).
+const ABORT_SHARDS: usize = 64;
+
 /// After the drain deadline's abort, how long to wait for handlers to run
 /// `finish` and stop (a thread-mode handler blocked in a system call cannot
 /// be interrupted, so this wait is bounded).
@@ -188,10 +191,12 @@ impl Server {
             handlers.datagram.is_some(),
         )?;
 
+        let abort = CancellationToken::new();
         let shared = Arc::new(Shared {
             stop_accepting: self.handle.shutdown.child_token(),
             handle: self.handle,
-            abort: CancellationToken::new(),
+            abort_shards: (0..ABORT_SHARDS).map(|_| abort.child_token()).collect(),
+            abort,
             tracker: TaskTracker::new(),
             permits: Arc::new(Semaphore::new(self.config.permits())),
             config: self.config,
@@ -240,6 +245,11 @@ struct Shared<S, D> {
     stop_accepting: CancellationToken,
     /// Cancelled when the drain deadline passes.
     abort: CancellationToken,
+    /// Children of `abort`, one per connection in turn. Polling a token
+    /// locks it: one shared token would be a lock every connection takes on
+    /// every wakeup, and a child per connection would cost each one an
+    /// allocation that an idle connection cannot afford.
+    abort_shards: Box<[CancellationToken]>,
     /// Every running connection, task or thread.
     tracker: TaskTracker,
     /// Connection permits, taken before `accept()`.
@@ -370,11 +380,8 @@ impl<S: StreamHandler, D: DatagramHandler> Shared<S, D> {
         mut conn: Connection,
         _permit: OwnedSemaphorePermit,
     ) {
-        self.stats.connections.fetch_add(1, Ordering::Relaxed);
-        // A token of its own: polling `cancelled()` locks the token, and a
-        // child's lock is this connection's alone, where the shared token's
-        // would be taken by every connection on every wakeup.
-        let abort = self.abort.child_token();
+        let number = self.stats.connections.fetch_add(1, Ordering::Relaxed);
+        let abort = &self.abort_shards[number as usize % ABORT_SHARDS];
         let opened = Instant::now();
         debug!(peer = %conn.peer_addr(), local = %conn.local_endpoint(), "connection opened");
         let outcome = tokio::select! {
@@ -388,7 +395,9 @@ impl<S: StreamHandler, D: DatagramHandler> Shared<S, D> {
             }
         };
         handler.finish(&mut conn, &outcome).await;
-        conn.close(&abort).await;
+        // Boxed: the close future (its timer, its scratch reads) exists only
+        // at the end, and inline it would size every connection's task.
+        Box::pin(conn.close(abort)).await;
         let (peer, secs) = (conn.peer_addr(), opened.elapsed().as_secs_f64());
         let (bytes_in, bytes_out) = (conn.bytes_read(), conn.bytes_written());
         match &outcome {

@@ -23,70 +23,49 @@ use crate::transport::Stream;
 /// Bytes moved per splice call: the default capacity of a Linux pipe.
 const PIPE_CAPACITY: usize = 64 * 1024;
 
+/// Which way one splice moves bytes.
+#[derive(Clone, Copy)]
+enum Direction {
+    /// Socket to pipe, once the socket is readable.
+    In,
+    /// Pipe to socket, once the socket is writable.
+    Out,
+}
+
 impl Connection {
     /// Echoes everything the peer sends until its end of stream, through a
     /// pipe with splice(2). `None` if this stream cannot splice (not plain
     /// TCP, or no pipe could be made); nothing has been read then.
     pub(crate) async fn splice_back(&mut self) -> Option<io::Result<()>> {
-        let Metered {
-            inner: Stream::Tcp(tcp),
-            ..
-        } = &self.io
-        else {
+        if !matches!(self.io.inner, Stream::Tcp(_)) {
             return None;
-        };
-        let socket = tcp.as_raw_fd();
+        }
         let pipe = Pipe::new().ok()?;
-        Some(self.splice_loop(socket, &pipe).await)
+        Some(self.splice_loop(&pipe).await)
     }
 
-    async fn splice_loop(&mut self, socket: RawFd, pipe: &Pipe) -> io::Result<()> {
+    async fn splice_loop(&mut self, pipe: &Pipe) -> io::Result<()> {
         loop {
-            let Some(filled) = self.splice_in(socket, pipe).await? else {
-                return Ok(());
-            };
-            let mut in_pipe = filled;
+            let mut in_pipe = self.splice(pipe, Direction::In, PIPE_CAPACITY).await?;
+            if in_pipe == 0 {
+                return Ok(()); // the peer's end of stream
+            }
+            self.io.read += in_pipe as u64;
             while in_pipe > 0 {
-                in_pipe -= self.splice_out(socket, pipe, in_pipe).await?;
+                let n = self.splice(pipe, Direction::Out, in_pipe).await?;
+                if n == 0 {
+                    return Err(io::ErrorKind::WriteZero.into());
+                }
+                self.io.written += n as u64;
+                in_pipe -= n;
             }
         }
     }
 
-    /// Socket → pipe; `None` at the peer's end of stream.
-    async fn splice_in(&mut self, socket: RawFd, pipe: &Pipe) -> io::Result<Option<usize>> {
-        let n = self
-            .splice_when_ready(
-                Interest::READABLE,
-                socket,
-                pipe.write.as_raw_fd(),
-                PIPE_CAPACITY,
-            )
-            .await?;
-        self.io.read += n as u64;
-        Ok((n > 0).then_some(n))
-    }
-
-    /// Pipe → socket, at most `len` bytes; how many went.
-    async fn splice_out(&mut self, socket: RawFd, pipe: &Pipe, len: usize) -> io::Result<usize> {
-        let n = self
-            .splice_when_ready(Interest::WRITABLE, pipe.read.as_raw_fd(), socket, len)
-            .await?;
-        if n == 0 {
-            return Err(io::ErrorKind::WriteZero.into());
-        }
-        self.io.written += n as u64;
-        Ok(n)
-    }
-
-    /// One splice once the socket is ready for `interest`, retried when the
-    /// readiness was stale; bounded by the idle timeout like a read or write.
-    async fn splice_when_ready(
-        &mut self,
-        interest: Interest,
-        from: RawFd,
-        to: RawFd,
-        len: usize,
-    ) -> io::Result<usize> {
+    /// One splice of at most `len` bytes once the socket is ready, retried
+    /// when the readiness was stale; bounded by the idle timeout like a read
+    /// or a write.
+    async fn splice(&mut self, pipe: &Pipe, direction: Direction, len: usize) -> io::Result<usize> {
         let Metered {
             inner: Stream::Tcp(tcp),
             idle,
@@ -94,6 +73,11 @@ impl Connection {
         } = &mut self.io
         else {
             return Err(io::ErrorKind::Unsupported.into());
+        };
+        let socket = tcp.as_raw_fd();
+        let (interest, from, to) = match direction {
+            Direction::In => (Interest::READABLE, socket, pipe.write.as_raw_fd()),
+            Direction::Out => (Interest::WRITABLE, pipe.read.as_raw_fd(), socket),
         };
         loop {
             until_idle(idle, ready(tcp, interest)).await?;

@@ -86,7 +86,9 @@ async fn relay_back(conn: &mut Connection, transform: Option<fn(&mut [u8])>) -> 
         conn.write_all(&buf.0).await?;
         if may_splice && n == RELAY_BUFFER {
             drop(buf);
-            match conn.splice_back().await {
+            // Boxed: only bulk connections get here, and inline the splice
+            // state would size every connection's task.
+            match Box::pin(conn.splice_back()).await {
                 Some(done) => return Ok(done?),
                 None => may_splice = false,
             }
