@@ -50,6 +50,10 @@ use crate::transport::{self, BoundSocket, DatagramSocket, Listener, SocketAddres
 /// datagram is detected (one spare byte) and dropped rather than truncated.
 const MAX_DATAGRAM: usize = 64 * 1024;
 
+/// Most datagrams served per wakeup of a datagram socket, so a flood on one
+/// socket still lets the stop token and other tasks have their turn.
+const DATAGRAM_BATCH: usize = 64;
+
 /// Shards of the abort token (see `Shared::abort_shards`).
 const ABORT_SHARDS: usize = 64;
 
@@ -411,6 +415,9 @@ impl<S: StreamHandler, D: DatagramHandler> Shared<S, D> {
         }
     }
 
+    /// Waits until the socket is readable, then serves the datagrams
+    /// queued (up to [`DATAGRAM_BATCH`]) before waiting again: one wakeup and
+    /// one check of the stop token per batch rather than per datagram.
     async fn datagram_loop(self: Arc<Self>, socket: DatagramSocket) {
         let Some(handler) = self.handlers.datagram.clone() else {
             return;
@@ -419,37 +426,44 @@ impl<S: StreamHandler, D: DatagramHandler> Shared<S, D> {
         let mut reply = Reply::default();
         let mut backoff = AcceptBackoff::default();
         loop {
-            let received = tokio::select! {
+            let readable = tokio::select! {
                 biased;
                 () = self.stop_accepting.cancelled() => return,
-                received = socket.recv_from(&mut buf) => received,
+                readable = socket.readable() => readable,
             };
-            let (len, peer) = match received {
-                Ok(received) => received,
-                Err(error) => {
-                    backoff.failed(error).await;
-                    continue;
-                }
-            };
-            if len > MAX_DATAGRAM {
-                warn!(%peer, "datagram over {MAX_DATAGRAM} bytes dropped rather than truncated");
+            if let Err(error) = readable {
+                backoff.failed(error).await;
                 continue;
             }
-            if !self.claim() {
-                return;
-            }
-            self.stats.datagrams.fetch_add(1, Ordering::Relaxed);
-            let request = Datagram {
-                data: &buf[..len],
-                peer: &peer,
-                local: socket.endpoint(),
-                server: &self.handle,
-            };
-            if let Err(error) = handler.handle_datagram(request, &mut reply).await {
-                debug!(%peer, error = %ErrorChain(&error), "datagram handler failed");
-            }
-            if let Some(answer) = reply.take() {
-                send_reply(&socket, answer, &peer).await;
+            for _ in 0..DATAGRAM_BATCH {
+                let (len, peer) = match socket.try_recv_from(&mut buf) {
+                    Ok(received) => received,
+                    Err(error) if error.kind() == io::ErrorKind::WouldBlock => break,
+                    Err(error) => {
+                        backoff.failed(error).await;
+                        break;
+                    }
+                };
+                if len > MAX_DATAGRAM {
+                    warn!(%peer, "datagram over {MAX_DATAGRAM} bytes dropped rather than truncated");
+                    continue;
+                }
+                if !self.claim() {
+                    return;
+                }
+                self.stats.datagrams.fetch_add(1, Ordering::Relaxed);
+                let request = Datagram {
+                    data: &buf[..len],
+                    peer: &peer,
+                    local: socket.endpoint(),
+                    server: &self.handle,
+                };
+                if let Err(error) = handler.handle_datagram(request, &mut reply).await {
+                    debug!(%peer, error = %ErrorChain(&error), "datagram handler failed");
+                }
+                if let Some(answer) = reply.take() {
+                    send_reply(&socket, answer, &peer).await;
+                }
             }
         }
     }
