@@ -26,7 +26,7 @@ const CLOSE_LINGER: Duration = Duration::from_secs(2);
 /// (no byte moved either way) for the server's idle timeout.
 #[derive(Debug)]
 pub struct Connection {
-    pub(super) io: Metered,
+    io: Metered,
     peer: SocketAddress,
     local: Endpoint,
     server: ServerHandle,
@@ -146,15 +146,15 @@ impl AsyncWrite for Connection {
 /// the timer is reset when it fires early. Resetting a tokio timer on every
 /// read would touch the timer wheel once per read.
 #[derive(Debug)]
-pub(super) struct Metered {
-    pub(super) inner: Stream,
-    pub(super) read: u64,
-    pub(super) written: u64,
-    pub(super) idle: Option<IdleTimer>,
+struct Metered {
+    inner: Stream,
+    read: u64,
+    written: u64,
+    idle: Option<IdleTimer>,
 }
 
 #[derive(Debug)]
-pub(super) struct IdleTimer {
+struct IdleTimer {
     limit: Duration,
     last_activity: Instant,
     timer: Pin<Box<Sleep>>,
@@ -178,7 +178,7 @@ impl Metered {
         }
     }
 
-    pub(super) fn touch(&mut self) {
+    fn touch(&mut self) {
         if let Some(idle) = &mut self.idle {
             idle.last_activity = Instant::now();
         }
@@ -187,7 +187,7 @@ impl Metered {
 
 /// Waits for `ready` (a readiness future of the stream) unless the
 /// connection has been idle too long, which fails with `TimedOut`.
-pub(super) async fn until_idle(
+async fn until_idle(
     idle: &mut Option<IdleTimer>,
     ready: impl std::future::Future<Output = io::Result<()>>,
 ) -> io::Result<()> {

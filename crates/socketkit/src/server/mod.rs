@@ -21,7 +21,6 @@
 mod config;
 mod connection;
 mod handler;
-mod splice;
 
 use std::future::poll_fn;
 use std::io;

@@ -14,7 +14,7 @@ pub struct Echo;
 
 impl StreamHandler for Echo {
     async fn handle(&self, conn: &mut Connection) -> Result<()> {
-        relay_back(conn, None).await
+        relay_back(conn, |_| {}).await
     }
 }
 

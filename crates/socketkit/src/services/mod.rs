@@ -28,10 +28,11 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use crate::error::Result;
 use crate::server::Connection;
 
-/// Read buffer of the byte-relaying services: 64 KiB, because bulk
-/// throughput keeps rising up to there (1 KiB buffers are 3–4× slower).
+/// Read buffer of the byte-relaying services. Measured with bulk echo
+/// through one connection (BENCHMARKS.md): 8–32 KiB move the most (1 KiB is
+/// 3–4× slower; 64 KiB chunks echo back later and lose about a fifth).
 /// Connections do not own one: see [`Lease`].
-const RELAY_BUFFER: usize = 64 * 1024;
+const RELAY_BUFFER: usize = 16 * 1024;
 
 thread_local! {
     /// One spare relay buffer per thread.
@@ -63,35 +64,16 @@ impl Drop for Lease {
 }
 
 /// Reads until the peer's end of stream, transforming each chunk in place
-/// (`None`: no change) and writing it back. Returning after EOF lets the
-/// server half-close, so the peer's FIN is answered with ours after the
-/// last byte.
-///
-/// An unchanged echo whose read fills the whole buffer is bulk traffic:
-/// it moves to [`Connection::splice_back`] (zero-copy, plain TCP on Linux)
-/// for the rest of the connection when the stream allows it. Small
-/// messages stay on this path, where they cost two system calls and no pipe.
-async fn relay_back(conn: &mut Connection, transform: Option<fn(&mut [u8])>) -> Result<()> {
-    let mut may_splice = transform.is_none();
+/// and writing it back. Returning after EOF lets the server half-close, so
+/// the peer's FIN is answered with ours after the last byte.
+async fn relay_back(conn: &mut Connection, transform: fn(&mut [u8])) -> Result<()> {
     loop {
         conn.readable().await?;
         let mut buf = Lease::take();
-        let n = conn.read_buf(&mut buf.0).await?;
-        if n == 0 {
+        if conn.read_buf(&mut buf.0).await? == 0 {
             return Ok(());
         }
-        if let Some(transform) = transform {
-            transform(&mut buf.0);
-        }
+        transform(&mut buf.0);
         conn.write_all(&buf.0).await?;
-        if may_splice && n == RELAY_BUFFER {
-            drop(buf);
-            // Boxed: only bulk connections get here, and inline the splice
-            // state would size every connection's task.
-            match Box::pin(conn.splice_back()).await {
-                Some(done) => return Ok(done?),
-                None => may_splice = false,
-            }
-        }
     }
 }

@@ -13,7 +13,7 @@ pub struct Upper;
 
 impl StreamHandler for Upper {
     async fn handle(&self, conn: &mut Connection) -> Result<()> {
-        relay_back(conn, Some(<[u8]>::make_ascii_uppercase)).await
+        relay_back(conn, <[u8]>::make_ascii_uppercase).await
     }
 }
 
