@@ -89,6 +89,12 @@ impl Connection {
         until_idle(idle, inner.readable()).await
     }
 
+    /// Registers the socket with the event loop of the runtime this runs on
+    /// (a connection thread's own), leaving the one it was accepted on.
+    pub(crate) fn move_to_current_runtime(&mut self) -> io::Result<()> {
+        self.io.inner.move_to_current_runtime()
+    }
+
     /// Ends the connection without losing data in flight: flush, send FIN,
     /// then read and discard until the peer closes too (bounded by
     /// [`CLOSE_LINGER`] and by `abort`). Closing with unread bytes in the

@@ -361,12 +361,11 @@ impl<S: StreamHandler, D: DatagramHandler> Shared<S, D> {
                 self.tracker.spawn(driver);
             }
             Mode::Threads => {
-                let runtime = tokio::runtime::Handle::current();
                 let tracked = self.tracker.token();
                 let spawned = std::thread::Builder::new()
                     .name("socketkit-conn".into())
                     .spawn(move || {
-                        runtime.block_on(driver);
+                        run_on_own_event_loop(driver);
                         drop(tracked);
                     });
                 if let Err(error) = spawned {
@@ -384,6 +383,11 @@ impl<S: StreamHandler, D: DatagramHandler> Shared<S, D> {
         _permit: OwnedSemaphorePermit,
     ) {
         let number = self.stats.connections.fetch_add(1, Ordering::Relaxed);
+        if self.config.mode == Mode::Threads {
+            if let Err(error) = conn.move_to_current_runtime() {
+                warn!(%error, "cannot move the connection to its thread's event loop");
+            }
+        }
         let abort = &self.abort_shards[number as usize % ABORT_SHARDS];
         let opened = Instant::now();
         debug!(peer = %conn.peer_addr(), local = %conn.local_endpoint(), "connection opened");
@@ -499,6 +503,24 @@ impl<S: StreamHandler, D: DatagramHandler> Shared<S, D> {
                 "connections still blocked after abort; leaving them"
             );
         }
+    }
+}
+
+/// Threads mode: the connection's thread runs its own current-thread
+/// runtime, so its socket's readiness wakes it directly, as a blocking read
+/// would, instead of hopping through the server's workers on every read.
+/// Tasks its handler spawns live on this runtime and end with the
+/// connection; nothing waits for its blocking tasks.
+fn run_on_own_event_loop(driver: impl std::future::Future<Output = ()>) {
+    match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(runtime) => {
+            runtime.block_on(driver);
+            runtime.shutdown_background();
+        }
+        Err(error) => warn!(%error, "cannot start a connection thread's event loop; closing it"),
     }
 }
 
