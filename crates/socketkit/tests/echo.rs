@@ -159,3 +159,21 @@ async fn unix_echo_keeps_answering_through_a_graceful_shutdown() {
     assert_eq!(server.outcome().await, ("ok".to_owned(), 6, 6));
     server.stop().await;
 }
+
+#[tokio::test]
+async fn threads_mode_echoes_counts_and_times_out_on_the_connections_own_loop() {
+    let config = ServerConfig::default()
+        .mode(socketkit::server::Mode::Threads)
+        .idle_timeout(Some(Duration::from_millis(300)));
+    let mut server = start("127.0.0.1:0", config).await;
+    let mut client = server.tcp().await;
+    for message in [&b"one"[..], b"two", b"three"] {
+        client.write_all(message).await.unwrap();
+        let mut reply = vec![0u8; message.len()];
+        client.read_exact(&mut reply).await.unwrap();
+        assert_eq!(reply, message);
+    }
+    assert!(read_until_eof(&mut client).await.is_empty());
+    assert_eq!(server.outcome().await, ("timeout".to_owned(), 11, 11));
+    server.stop().await;
+}
