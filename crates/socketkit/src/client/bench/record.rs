@@ -147,7 +147,7 @@ impl Recorder {
             .fetch_add(1, Ordering::Relaxed);
     }
 
-    pub(super) fn flush(&mut self) {
+    fn flush(&mut self) {
         let mut histogram = self
             .histogram
             .lock()
