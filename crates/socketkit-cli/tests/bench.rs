@@ -53,15 +53,21 @@ impl Server {
 
     /// `socketkit serve echo` on TCP, UDP and a Unix stream socket.
     fn socketkit_echo() -> Server {
+        Server::socketkit_echo_with(&[])
+    }
+
+    /// The same, with extra `serve` flags.
+    fn socketkit_echo_with(flags: &[&str]) -> Server {
         let dir = tempfile::tempdir().unwrap();
         let unix = format!("unix:{}", dir.path().join("echo.sock").display());
-        let args = [
+        let mut args = vec![
             "serve",
             "echo",
             "tcp://127.0.0.1:0",
             "udp://127.0.0.1:0",
             &unix,
         ];
+        args.extend_from_slice(flags);
         Server::start(env!("CARGO_BIN_EXE_socketkit"), &args, 3, dir)
     }
 
@@ -219,6 +225,17 @@ fn loads_our_echo_over_tcp_udp_and_unix() {
     ]);
     assert_clean(&pipelined, 2.0);
     assert_eq!(number(&pipelined, "msgs") % 8.0, 0.0);
+}
+
+#[test]
+fn one_event_loop_and_thread_per_connection_serve_every_connection() {
+    for flags in [&["--threads", "1"][..], &["--mode", "threads"]] {
+        let server = Server::socketkit_echo_with(flags);
+        for scheme in ["tcp://", "udp://", "unix:"] {
+            let report = bench_ok(&[server.endpoint(scheme), "--conns", "20"]);
+            assert_clean(&report, 20.0);
+        }
+    }
 }
 
 #[test]
