@@ -8,6 +8,8 @@ use socketkit::client::http::{GetOptions, HttpUrl};
 use socketkit::tls::Fingerprint;
 use socketkit::Endpoint;
 
+use crate::bench::BenchArgs;
+
 /// socketkit: ncat/socat-class services and clients, built on a typed
 /// socketserver for tokio.
 ///
@@ -69,6 +71,13 @@ pub enum Command {
     /// Manage a private PKI for mutual TLS.
     #[command(subcommand)]
     Pki(PkiCommand),
+    /// Load an echo server and measure it: ping-pong, bulk or connection churn.
+    ///
+    /// Opens every connection, then starts the clock. Every echoed byte is
+    /// checked (each message differs), latency goes into an HDR histogram.
+    /// Prints a table or one --json line; exits 1 if any echo differed from
+    /// what was sent or nothing was echoed.
+    Bench(BenchArgs),
 }
 
 #[derive(Debug, Args)]
@@ -242,6 +251,11 @@ pub struct ServeArgs {
     /// Set SO_REUSEPORT so several processes can share the port.
     #[arg(long)]
     pub reuse_port: bool,
+    /// Runtime threads (default: one per CPU). 1 runs a single event loop,
+    /// like a C epoll server: the lowest latency when the machine is shared
+    /// (say, with a load generator).
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u16).range(1..=1024))]
+    pub threads: Option<u16>,
     /// Write logs as JSON lines on stderr.
     #[arg(long)]
     pub json: bool,

@@ -9,6 +9,7 @@
 //! for its own failures, like ssh.
 
 mod args;
+mod bench;
 mod chat;
 mod check;
 mod connect;
@@ -33,11 +34,9 @@ use args::{Cli, Command, LogArgs, PkiCommand};
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let runtime = match &cli.command {
-        // Servers use every core; clients are one connection and start faster
-        // on the current thread.
-        Command::Serve(_) => tokio::runtime::Builder::new_multi_thread()
-            .enable_all()
-            .build(),
+        // Servers use every core unless told otherwise; clients are one
+        // connection and start faster on the current thread.
+        Command::Serve(args) => runtime(args.threads),
         Command::Connect(_)
         | Command::Check(_)
         | Command::Exec(_)
@@ -46,6 +45,7 @@ fn main() -> ExitCode {
         | Command::Pki(_) => tokio::runtime::Builder::new_current_thread()
             .enable_all()
             .build(),
+        Command::Bench(args) => runtime(Some(args.threads)),
     };
     let runtime = match runtime {
         Ok(runtime) => runtime,
@@ -91,6 +91,10 @@ fn main() -> ExitCode {
                 init_logging(&args.log, "warn", false);
                 pki::init(&args).map(|()| ExitCode::SUCCESS)
             }
+            Command::Bench(args) => {
+                init_logging(&args.log, "warn", false);
+                bench::run(args).await.map(|()| ExitCode::SUCCESS)
+            }
         }
     });
     // A blocking stdin read may still be pending (the peer closed first);
@@ -100,6 +104,24 @@ fn main() -> ExitCode {
         Ok(code) => code,
         Err(error) => report(error, failure),
     }
+}
+
+/// `None`: one worker per CPU. One thread runs the current-thread runtime:
+/// a single FIFO queue, no cross-thread wakeups. For `bench` that matters
+/// most: a one-worker multi-thread runtime overflows its local queue at
+/// ~1000 connections and inflates p99 several times over (which would be
+/// blamed on the server).
+fn runtime(threads: Option<u16>) -> io::Result<tokio::runtime::Runtime> {
+    let mut builder = match threads {
+        Some(1) => tokio::runtime::Builder::new_current_thread(),
+        Some(n) => {
+            let mut builder = tokio::runtime::Builder::new_multi_thread();
+            builder.worker_threads(usize::from(n));
+            builder
+        }
+        None => tokio::runtime::Builder::new_multi_thread(),
+    };
+    builder.enable_all().build()
 }
 
 /// Diagnostics go to stderr; stdout is for data and results. RUST_LOG, when

@@ -6,7 +6,7 @@ use std::path::Path;
 
 use anyhow::{bail, Context};
 use indicatif::ProgressBar;
-use socketkit::client::{Progress, Sender, Sent, Source};
+use socketkit::client::{Sender, Sent, Source, TransferProgress as Progress};
 use socketkit::transport::{self, ConnectOptions};
 use socketkit::Endpoint;
 use tracing::warn;

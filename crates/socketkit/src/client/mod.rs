@@ -6,8 +6,10 @@
 //! - [`check`]: `connect_ex` port checks, concurrently;
 //! - [`ExecClient`]: remote commands over the framed protocol;
 //! - [`Sender`]: file transfer over the framed protocol;
-//! - [`http`]: `get`, an HTTP/1.1 client (hyper over socketkit's stream).
+//! - [`http`]: `get`, an HTTP/1.1 client (hyper over socketkit's stream);
+//! - [`bench()`]: a load generator for echo servers.
 
+mod bench;
 mod check;
 mod exec;
 pub mod http;
@@ -15,7 +17,8 @@ mod relay;
 mod send;
 mod session;
 
+pub use bench::{bench, BenchOptions, BenchReport, Latency, Progress, Workload};
 pub use check::{check, CheckOptions, CheckResult, CheckStatus};
 pub use exec::{ExecClient, Finished};
 pub use relay::{exchange_datagrams, relay, DatagramOptions, RelayOptions, RelayReport};
-pub use send::{Progress, Sender, Sent, Source};
+pub use send::{Sender, Sent, Source, TransferProgress};

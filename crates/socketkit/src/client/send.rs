@@ -67,7 +67,7 @@ impl Sender {
         &mut self,
         source: Source,
         name: &str,
-        progress: &mut dyn FnMut(Progress),
+        progress: &mut dyn FnMut(TransferProgress),
     ) -> Result<Sent> {
         let started = Instant::now();
         let (size, mode) = describe(&source)?;
@@ -84,7 +84,7 @@ impl Sender {
         self.wire
             .send(Frame::control(FrameType::START, &Start { offset }))
             .await?;
-        progress(Progress::Started {
+        progress(TransferProgress::Started {
             total: size,
             offset,
         });
@@ -124,7 +124,7 @@ impl Sender {
         source: Source,
         offset: u64,
         hasher: blake3::Hasher,
-        progress: &mut dyn FnMut(Progress),
+        progress: &mut dyn FnMut(TransferProgress),
     ) -> Result<(blake3::Hasher, u64)> {
         let (chunks_tx, mut chunks) = mpsc::channel(READ_AHEAD);
         let reader =
@@ -134,7 +134,7 @@ impl Sender {
             self.wire
                 .send(Frame::data(FrameType::FILE_DATA, chunk))
                 .await?;
-            progress(Progress::Advanced(length));
+            progress(TransferProgress::Advanced(length));
         }
         reader
             .await
@@ -147,7 +147,7 @@ impl Sender {
 
 /// Progress of one file.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Progress {
+pub enum TransferProgress {
     /// The transfer starts: the whole size if known, and the offset resumed
     /// from.
     Started {

@@ -15,7 +15,9 @@ pub enum Mode {
     Tasks,
     /// Each connection gets its own OS thread (ThreadingMixIn), so a handler
     /// may block (synchronous file or process I/O) without stalling others.
-    /// The connection limit bounds the number of threads.
+    /// The connection limit bounds the number of threads. Each thread runs
+    /// its own current-thread runtime with the connection's socket on it;
+    /// tasks the handler spawns live there and end with the connection.
     Threads,
     /// One connection at a time, in accept order (plain TCPServer); later
     /// clients wait in the listen backlog.

@@ -1,7 +1,7 @@
 //! One accepted connection as a handler sees it: a byte stream with its
 //! addresses, byte counters, an idle deadline and a way to stop the server.
 
-use std::future::Future as _;
+use std::future::{poll_fn, Future as _};
 use std::io;
 use std::pin::Pin;
 use std::task::{ready, Context, Poll};
@@ -93,6 +93,14 @@ impl Connection {
         self.io.written
     }
 
+    /// Waits until the peer has sent something (or closed), holding no
+    /// buffer meanwhile: services read into a buffer they take only then.
+    /// Fails with `TimedOut` like a read once the idle timeout passes.
+    pub async fn readable(&mut self) -> io::Result<()> {
+        let Metered { inner, idle, .. } = &mut self.io;
+        until_idle(idle, inner.readable()).await
+    }
+
     /// Ends the connection without losing data in flight: flush, send FIN,
     /// then read and discard until the peer closes too (bounded by
     /// [`CLOSE_LINGER`] and by `abort`). Closing with unread bytes in the
@@ -102,7 +110,9 @@ impl Connection {
         let goodbye = async {
             self.io.flush().await?;
             self.io.shutdown().await?;
-            let mut scratch = [0u8; 4096];
+            // On the heap, and only now: an array here would sit in every
+            // connection's task for its whole life.
+            let mut scratch = vec![0u8; 4096];
             while self.io.read(&mut scratch).await? != 0 {}
             io::Result::Ok(())
         };
@@ -185,24 +195,38 @@ impl Metered {
             idle.last_activity = Instant::now();
         }
     }
+}
 
-    /// Called when the inner stream is not ready: `Ready` with an error once
-    /// the connection has been idle too long.
-    fn poll_idle(&mut self, cx: &mut Context<'_>) -> Poll<io::Error> {
-        let Some(idle) = &mut self.idle else {
-            return Poll::Pending;
-        };
-        loop {
-            ready!(idle.timer.as_mut().poll(cx));
-            let deadline = idle.last_activity + idle.limit;
-            if deadline <= idle.timer.deadline() {
-                return Poll::Ready(io::Error::new(
-                    io::ErrorKind::TimedOut,
-                    format!("idle for {:?}", idle.limit),
-                ));
-            }
-            idle.timer.as_mut().reset(deadline);
+/// Waits for `ready` (a readiness future of the stream) unless the
+/// connection has been idle too long, which fails with `TimedOut`.
+async fn until_idle(
+    idle: &mut Option<IdleTimer>,
+    ready: impl std::future::Future<Output = io::Result<()>>,
+) -> io::Result<()> {
+    tokio::pin!(ready);
+    poll_fn(|cx| match ready.as_mut().poll(cx) {
+        Poll::Pending => poll_idle(idle, cx).map(Err),
+        done => done,
+    })
+    .await
+}
+
+/// Called when the stream is not ready: `Ready` with an error once the
+/// connection has been idle too long.
+fn poll_idle(idle: &mut Option<IdleTimer>, cx: &mut Context<'_>) -> Poll<io::Error> {
+    let Some(idle) = idle else {
+        return Poll::Pending;
+    };
+    loop {
+        ready!(idle.timer.as_mut().poll(cx));
+        let deadline = idle.last_activity + idle.limit;
+        if deadline <= idle.timer.deadline() {
+            return Poll::Ready(io::Error::new(
+                io::ErrorKind::TimedOut,
+                format!("idle for {:?}", idle.limit),
+            ));
         }
+        idle.timer.as_mut().reset(deadline);
     }
 }
 
@@ -221,7 +245,7 @@ impl AsyncRead for Metered {
                 Poll::Ready(Ok(()))
             }
             Poll::Ready(Err(e)) => Poll::Ready(Err(e)),
-            Poll::Pending => this.poll_idle(cx).map(Err),
+            Poll::Pending => poll_idle(&mut this.idle, cx).map(Err),
         }
     }
 }
@@ -240,7 +264,7 @@ impl AsyncWrite for Metered {
                 Poll::Ready(Ok(n))
             }
             Poll::Ready(Err(e)) => Poll::Ready(Err(e)),
-            Poll::Pending => this.poll_idle(cx).map(Err),
+            Poll::Pending => poll_idle(&mut this.idle, cx).map(Err),
         }
     }
 

@@ -50,6 +50,13 @@ use crate::transport::{self, BoundSocket, DatagramSocket, Listener, SocketAddres
 /// datagram is detected (one spare byte) and dropped rather than truncated.
 const MAX_DATAGRAM: usize = 64 * 1024;
 
+/// Most datagrams served per wakeup of a datagram socket, so a flood on one
+/// socket still lets the stop token and other tasks have their turn.
+const DATAGRAM_BATCH: usize = 64;
+
+/// Shards of the abort token (see `Shared::abort_shards`).
+const ABORT_SHARDS: usize = 64;
+
 /// After the drain deadline's abort, how long to wait for handlers to run
 /// `finish` and stop (a thread-mode handler blocked in a system call cannot
 /// be interrupted, so this wait is bounded).
@@ -196,10 +203,12 @@ impl Server {
             handlers.datagram.is_some(),
         )?;
 
+        let abort = CancellationToken::new();
         let shared = Arc::new(Shared {
             stop_accepting: self.handle.shutdown.child_token(),
             handle: self.handle,
-            abort: CancellationToken::new(),
+            abort_shards: (0..ABORT_SHARDS).map(|_| abort.child_token()).collect(),
+            abort,
             tracker: TaskTracker::new(),
             permits: Arc::new(Semaphore::new(self.config.permits())),
             config: self.config,
@@ -248,6 +257,11 @@ struct Shared<S, D> {
     stop_accepting: CancellationToken,
     /// Cancelled when the drain deadline passes.
     abort: CancellationToken,
+    /// Children of `abort`, one per connection in turn. Polling a token
+    /// locks it: one shared token would be a lock every connection takes on
+    /// every wakeup, and a child per connection would cost each one an
+    /// allocation that an idle connection cannot afford.
+    abort_shards: Box<[CancellationToken]>,
     /// Every running connection, task or thread.
     tracker: TaskTracker,
     /// Connection permits, taken before `accept()`.
@@ -350,12 +364,11 @@ impl<S: StreamHandler, D: DatagramHandler> Shared<S, D> {
                 self.tracker.spawn(driver);
             }
             Mode::Threads => {
-                let runtime = tokio::runtime::Handle::current();
                 let tracked = self.tracker.token();
                 let spawned = std::thread::Builder::new()
                     .name("socketkit-conn".into())
                     .spawn(move || {
-                        runtime.block_on(driver);
+                        run_on_own_event_loop(driver);
                         drop(tracked);
                     });
                 if let Err(error) = spawned {
@@ -374,7 +387,17 @@ impl<S: StreamHandler, D: DatagramHandler> Shared<S, D> {
         local: Endpoint,
         _permit: OwnedSemaphorePermit,
     ) {
-        let Some(stream) = self.secure(stream, &peer, &local).await else {
+        let number = self.stats.connections.fetch_add(1, Ordering::Relaxed);
+        let abort = &self.abort_shards[number as usize % ABORT_SHARDS];
+        let mut stream = stream;
+        if self.config.mode == Mode::Threads {
+            // Before any TLS handshake, so that runs on this thread's own
+            // event loop too.
+            if let Err(error) = stream.move_to_current_runtime() {
+                warn!(%error, "cannot move the connection to its thread's event loop");
+            }
+        }
+        let Some(stream) = self.secure(stream, &peer, &local, abort).await else {
             return;
         };
         let mut conn = Connection::new(
@@ -385,7 +408,6 @@ impl<S: StreamHandler, D: DatagramHandler> Shared<S, D> {
             self.config.idle_timeout,
             self.config.max_line_length,
         );
-        self.stats.connections.fetch_add(1, Ordering::Relaxed);
         let opened = Instant::now();
         debug!(peer = %conn.peer_addr(), local = %conn.local_endpoint(), "connection opened");
         let outcome = tokio::select! {
@@ -393,13 +415,15 @@ impl<S: StreamHandler, D: DatagramHandler> Shared<S, D> {
                 handler.setup(&mut conn).await?;
                 handler.handle(&mut conn).await
             } => outcome,
-            () = self.abort.cancelled() => {
+            () = abort.cancelled() => {
                 self.stats.aborted.fetch_add(1, Ordering::Relaxed);
                 Err(Error::new(ErrorKind::Aborted, "aborted at the drain deadline"))
             }
         };
         handler.finish(&mut conn, &outcome).await;
-        conn.close(&self.abort).await;
+        // Boxed: the close future (its timer, its scratch reads) exists only
+        // at the end, and inline it would size every connection's task.
+        Box::pin(conn.close(abort)).await;
         let (peer, secs) = (conn.peer_addr(), opened.elapsed().as_secs_f64());
         let (bytes_in, bytes_out) = (conn.bytes_read(), conn.bytes_written());
         match &outcome {
@@ -422,6 +446,7 @@ impl<S: StreamHandler, D: DatagramHandler> Shared<S, D> {
         stream: Stream,
         peer: &SocketAddress,
         local: &Endpoint,
+        abort: &CancellationToken,
     ) -> Option<Stream> {
         if !matches!(local, Endpoint::Tls(_)) {
             return Some(stream);
@@ -432,7 +457,7 @@ impl<S: StreamHandler, D: DatagramHandler> Shared<S, D> {
         let handshake = TlsAcceptor::from(tls.config.clone()).accept(tcp);
         let outcome = tokio::select! {
             outcome = tokio::time::timeout(self.config.handshake_timeout, handshake) => outcome,
-            () = self.abort.cancelled() => return None,
+            () = abort.cancelled() => return None,
         };
         match outcome {
             Ok(Ok(tls)) => Some(Stream::Tls(Box::new(tls.into()))),
@@ -447,6 +472,9 @@ impl<S: StreamHandler, D: DatagramHandler> Shared<S, D> {
         }
     }
 
+    /// Waits until the socket is readable, then serves the datagrams
+    /// queued (up to [`DATAGRAM_BATCH`]) before waiting again: one wakeup and
+    /// one check of the stop token per batch rather than per datagram.
     async fn datagram_loop(self: Arc<Self>, socket: DatagramSocket) {
         let Some(handler) = self.handlers.datagram.clone() else {
             return;
@@ -455,37 +483,44 @@ impl<S: StreamHandler, D: DatagramHandler> Shared<S, D> {
         let mut reply = Reply::default();
         let mut backoff = AcceptBackoff::default();
         loop {
-            let received = tokio::select! {
+            let readable = tokio::select! {
                 biased;
                 () = self.stop_accepting.cancelled() => return,
-                received = socket.recv_from(&mut buf) => received,
+                readable = socket.readable() => readable,
             };
-            let (len, peer) = match received {
-                Ok(received) => received,
-                Err(error) => {
-                    backoff.failed(error).await;
-                    continue;
-                }
-            };
-            if len > MAX_DATAGRAM {
-                warn!(%peer, "datagram over {MAX_DATAGRAM} bytes dropped rather than truncated");
+            if let Err(error) = readable {
+                backoff.failed(error).await;
                 continue;
             }
-            if !self.claim() {
-                return;
-            }
-            self.stats.datagrams.fetch_add(1, Ordering::Relaxed);
-            let request = Datagram {
-                data: &buf[..len],
-                peer: &peer,
-                local: socket.endpoint(),
-                server: &self.handle,
-            };
-            if let Err(error) = handler.handle_datagram(request, &mut reply).await {
-                debug!(%peer, error = %ErrorChain(&error), "datagram handler failed");
-            }
-            if let Some(answer) = reply.take() {
-                send_reply(&socket, answer, &peer).await;
+            for _ in 0..DATAGRAM_BATCH {
+                let (len, peer) = match socket.try_recv_from(&mut buf) {
+                    Ok(received) => received,
+                    Err(error) if error.kind() == io::ErrorKind::WouldBlock => break,
+                    Err(error) => {
+                        backoff.failed(error).await;
+                        break;
+                    }
+                };
+                if len > MAX_DATAGRAM {
+                    warn!(%peer, "datagram over {MAX_DATAGRAM} bytes dropped rather than truncated");
+                    continue;
+                }
+                if !self.claim() {
+                    return;
+                }
+                self.stats.datagrams.fetch_add(1, Ordering::Relaxed);
+                let request = Datagram {
+                    data: &buf[..len],
+                    peer: &peer,
+                    local: socket.endpoint(),
+                    server: &self.handle,
+                };
+                if let Err(error) = handler.handle_datagram(request, &mut reply).await {
+                    debug!(%peer, error = %ErrorChain(&error), "datagram handler failed");
+                }
+                if let Some(answer) = reply.take() {
+                    send_reply(&socket, answer, &peer).await;
+                }
             }
         }
     }
@@ -522,6 +557,24 @@ impl<S: StreamHandler, D: DatagramHandler> Shared<S, D> {
                 "connections still blocked after abort; leaving them"
             );
         }
+    }
+}
+
+/// Threads mode: the connection's thread runs its own current-thread
+/// runtime, so its socket's readiness wakes it directly, as a blocking read
+/// would, instead of hopping through the server's workers on every read.
+/// Tasks its handler spawns live on this runtime and end with the
+/// connection; nothing waits for its blocking tasks.
+fn run_on_own_event_loop(driver: impl std::future::Future<Output = ()>) {
+    match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(runtime) => {
+            runtime.block_on(driver);
+            runtime.shutdown_background();
+        }
+        Err(error) => warn!(%error, "cannot start a connection thread's event loop; closing it"),
     }
 }
 

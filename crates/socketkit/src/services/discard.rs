@@ -12,9 +12,12 @@ pub struct Discard;
 
 impl StreamHandler for Discard {
     async fn handle(&self, conn: &mut Connection) -> Result<()> {
-        let mut buf = vec![0u8; super::RELAY_BUFFER];
-        while conn.read(&mut buf).await? != 0 {}
-        Ok(())
+        loop {
+            conn.readable().await?;
+            if conn.read_buf(&mut super::Lease::take().0).await? == 0 {
+                return Ok(());
+            }
+        }
     }
 }
 

@@ -30,28 +30,59 @@ pub use echo::Echo;
 pub use hello::Hello;
 pub use upper::Upper;
 
+use std::cell::Cell;
+
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 use crate::error::Result;
 use crate::server::Connection;
 
-/// Per-connection buffer of the byte-relaying services: big enough for bulk
-/// throughput (1 KiB buffers are 3–4× slower), small enough that 1000
-/// connections cost 16 MiB.
+/// Read buffer of the byte-relaying services. Measured with bulk echo
+/// through one connection (BENCHMARKS.md): 8–32 KiB move the most (1 KiB is
+/// 3–4× slower; 64 KiB chunks echo back later and lose about a fifth).
+/// Connections do not own one: see [`Lease`].
 const RELAY_BUFFER: usize = 16 * 1024;
+
+thread_local! {
+    /// One spare relay buffer per thread.
+    static SPARE: Cell<Option<Vec<u8>>> = const { Cell::new(None) };
+}
+
+/// A relay buffer taken only once the socket is readable and given back
+/// before waiting again, so an idle connection holds no buffer and the
+/// threads of a busy server reuse theirs instead of allocating per read.
+/// Only a connection whose peer is slow to take its echo keeps one while it
+/// waits: memory follows the bytes in flight, not the connections open.
+struct Lease(Vec<u8>);
+
+impl Lease {
+    fn take() -> Lease {
+        let spare = SPARE
+            .take()
+            .unwrap_or_else(|| Vec::with_capacity(RELAY_BUFFER));
+        Lease(spare)
+    }
+}
+
+impl Drop for Lease {
+    fn drop(&mut self) {
+        let mut buf = std::mem::take(&mut self.0);
+        buf.clear();
+        SPARE.set(Some(buf));
+    }
+}
 
 /// Reads until the peer's end of stream, transforming each chunk in place
 /// and writing it back. Returning after EOF lets the server half-close, so
 /// the peer's FIN is answered with ours after the last byte.
 async fn relay_back(conn: &mut Connection, transform: fn(&mut [u8])) -> Result<()> {
-    let mut buf = vec![0u8; RELAY_BUFFER];
     loop {
-        let n = conn.read(&mut buf).await?;
-        if n == 0 {
+        conn.readable().await?;
+        let mut buf = Lease::take();
+        if conn.read_buf(&mut buf.0).await? == 0 {
             return Ok(());
         }
-        let chunk = &mut buf[..n];
-        transform(chunk);
-        conn.write_all(chunk).await?;
+        transform(&mut buf.0);
+        conn.write_all(&buf.0).await?;
     }
 }

@@ -396,6 +396,27 @@ impl DatagramSocket {
         }
     }
 
+    /// Waits until a datagram can be received (it may wake spuriously).
+    pub async fn readable(&self) -> io::Result<()> {
+        match &self.inner {
+            DatagramInner::Udp(s) => s.readable().await,
+            DatagramInner::Unix { socket, .. } => socket.readable().await,
+        }
+    }
+
+    /// Receives one datagram if one is queued, without waiting
+    /// (`WouldBlock` otherwise).
+    pub fn try_recv_from(&self, buf: &mut [u8]) -> io::Result<(usize, SocketAddress)> {
+        match &self.inner {
+            DatagramInner::Udp(s) => s
+                .try_recv_from(buf)
+                .map(|(n, a)| (n, SocketAddress::Inet(a))),
+            DatagramInner::Unix { socket, .. } => socket
+                .try_recv_from(buf)
+                .map(|(n, a)| (n, SocketAddress::from_unix(&a))),
+        }
+    }
+
     /// Sends one datagram to `peer`. An unnamed Unix peer cannot be answered.
     pub async fn send_to(&self, buf: &[u8], peer: &SocketAddress) -> io::Result<usize> {
         match (&self.inner, peer) {

@@ -13,6 +13,7 @@ mod listen;
 use std::fmt;
 use std::io;
 use std::net::SocketAddr;
+use std::os::fd::AsFd;
 use std::path::{Path, PathBuf};
 use std::pin::Pin;
 use std::task::{Context, Poll};
@@ -112,6 +113,42 @@ impl Stream {
             Stream::Tcp(s) => s.local_addr().map(SocketAddress::Inet),
             Stream::Tls(s) => s.get_ref().0.local_addr().map(SocketAddress::Inet),
             Stream::Unix(s) => s.local_addr().map(|a| SocketAddress::from_unix(&a)),
+        }
+    }
+
+    /// Registers the socket with the current runtime's event loop instead of
+    /// the one it was opened on (for a thread that runs its own runtime).
+    /// The descriptor is duplicated and the original closed, so nothing
+    /// about the connection changes but who is woken when it is ready.
+    pub fn move_to_current_runtime(&mut self) -> io::Result<()> {
+        *self = match self {
+            Stream::Tcp(s) => {
+                let fd = s.as_fd().try_clone_to_owned()?;
+                Stream::Tcp(TcpStream::from_std(std::net::TcpStream::from(fd))?)
+            }
+            Stream::Unix(s) => {
+                let fd = s.as_fd().try_clone_to_owned()?;
+                Stream::Unix(UnixStream::from_std(std::os::unix::net::UnixStream::from(
+                    fd,
+                ))?)
+            }
+            // The server moves a connection before its TLS handshake; a
+            // session already running stays where it is.
+            Stream::Tls(_) => return Ok(()),
+        };
+        Ok(())
+    }
+
+    /// Waits until a read would find bytes (or the end of the stream)
+    /// without holding a buffer, so an idle connection needs none. It may
+    /// wake spuriously; a stream that buffers internally (as TLS will)
+    /// returns at once and its next read waits instead.
+    pub async fn readable(&self) -> io::Result<()> {
+        match self {
+            Stream::Tcp(s) => s.readable().await,
+            Stream::Unix(s) => s.readable().await,
+            // TLS may hold decrypted bytes already: let the read wait.
+            Stream::Tls(_) => Ok(()),
         }
     }
 }

@@ -1,0 +1,179 @@
+//! The echo service's data path over loopback: it holds no buffer while
+//! idle, so these pin down what must survive that: the idle timeout, byte
+//! counts, half-close, bulk in both directions at once, and echoing on
+//! through a graceful shutdown.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use socketkit::addr::{Endpoint, Host};
+use socketkit::server::{Connection, Server, ServerConfig, ServerHandle, StreamHandler};
+use socketkit::services::Echo;
+use socketkit::Result;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpStream, UnixStream};
+use tokio::sync::mpsc;
+
+/// Bound for anything a test waits on: generous, because the machine is
+/// shared; a correct run takes milliseconds.
+const PATIENCE: Duration = Duration::from_secs(10);
+
+/// Echo, reporting each connection's outcome and byte counts from `finish`.
+struct Counted {
+    outcomes: mpsc::UnboundedSender<(String, u64, u64)>,
+}
+
+impl StreamHandler for Counted {
+    async fn handle(&self, conn: &mut Connection) -> Result<()> {
+        Echo.handle(conn).await
+    }
+
+    async fn finish(&self, conn: &mut Connection, outcome: &Result<()>) {
+        let what = match outcome {
+            Ok(()) => "ok".to_owned(),
+            Err(e) if e.is_timeout() => "timeout".to_owned(),
+            Err(e) => format!("error {e}"),
+        };
+        let _ = self
+            .outcomes
+            .send((what, conn.bytes_read(), conn.bytes_written()));
+    }
+}
+
+struct Running {
+    endpoint: Endpoint,
+    handle: ServerHandle,
+    outcomes: mpsc::UnboundedReceiver<(String, u64, u64)>,
+    task: tokio::task::JoinHandle<Result<socketkit::server::Summary>>,
+}
+
+async fn start(endpoint: &str, config: ServerConfig) -> Running {
+    let server = Server::bind(&[endpoint.parse().unwrap()], config)
+        .await
+        .unwrap();
+    let endpoint = server.endpoints().next().unwrap().clone();
+    let handle = server.handle();
+    let (tx, outcomes) = mpsc::unbounded_channel();
+    let task = tokio::spawn(server.serve(Counted { outcomes: tx }));
+    Running {
+        endpoint,
+        handle,
+        outcomes,
+        task,
+    }
+}
+
+impl Running {
+    async fn tcp(&self) -> TcpStream {
+        let Endpoint::Tcp(hp) = &self.endpoint else {
+            panic!("not TCP: {}", self.endpoint)
+        };
+        let Host::Ip(ip) = hp.host else {
+            panic!("not an IP: {}", self.endpoint)
+        };
+        TcpStream::connect((ip, hp.port)).await.unwrap()
+    }
+
+    async fn outcome(&mut self) -> (String, u64, u64) {
+        tokio::time::timeout(PATIENCE, self.outcomes.recv())
+            .await
+            .expect("finish in time")
+            .expect("server running")
+    }
+
+    async fn stop(self) {
+        self.handle.shutdown();
+        tokio::time::timeout(PATIENCE, self.task)
+            .await
+            .expect("server stops in time")
+            .unwrap()
+            .unwrap();
+    }
+}
+
+async fn read_until_eof(stream: &mut (impl AsyncReadExt + Unpin)) -> Vec<u8> {
+    let mut all = Vec::new();
+    tokio::time::timeout(PATIENCE, stream.read_to_end(&mut all))
+        .await
+        .expect("EOF in time")
+        .unwrap();
+    all
+}
+
+#[tokio::test]
+async fn an_idle_echo_connection_times_out_after_an_exchange() {
+    let config = ServerConfig::default().idle_timeout(Some(Duration::from_millis(200)));
+    let mut server = start("127.0.0.1:0", config).await;
+    let mut client = server.tcp().await;
+    client.write_all(b"ping").await.unwrap();
+    let mut reply = [0u8; 4];
+    client.read_exact(&mut reply).await.unwrap();
+    assert_eq!(&reply, b"ping");
+    assert!(read_until_eof(&mut client).await.is_empty());
+    assert_eq!(server.outcome().await, ("timeout".to_owned(), 4, 4));
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn bulk_both_ways_then_half_close_gets_every_byte_back_and_counted() {
+    let mut server = start("127.0.0.1:0", ServerConfig::default()).await;
+    let client = server.tcp().await;
+    let data: Arc<Vec<u8>> = Arc::new((0..4 << 20).map(|i| (i * 7 % 251) as u8).collect());
+    let (mut reader, mut writer) = client.into_split();
+    let sent = data.clone();
+    let writing = tokio::spawn(async move {
+        for chunk in sent.chunks(100_000) {
+            writer.write_all(chunk).await.unwrap();
+        }
+        writer.shutdown().await.unwrap();
+        writer
+    });
+    let echoed = read_until_eof(&mut reader).await;
+    drop(writing.await.unwrap());
+    assert!(
+        echoed == *data,
+        "echo differs ({} bytes back)",
+        echoed.len()
+    );
+    let size = data.len() as u64;
+    assert_eq!(server.outcome().await, ("ok".to_owned(), size, size));
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn unix_echo_keeps_answering_through_a_graceful_shutdown() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("echo.sock");
+    let config = ServerConfig::default().drain_timeout(PATIENCE);
+    let mut server = start(&format!("unix:{}", path.display()), config).await;
+    let mut client = UnixStream::connect(&path).await.unwrap();
+    client.write_all(b"one").await.unwrap();
+    let mut reply = [0u8; 3];
+    client.read_exact(&mut reply).await.unwrap();
+    server.handle.shutdown();
+    client.write_all(b"two").await.unwrap();
+    client.read_exact(&mut reply).await.unwrap();
+    assert_eq!(&reply, b"two");
+    client.shutdown().await.unwrap();
+    assert!(read_until_eof(&mut client).await.is_empty());
+    assert_eq!(server.outcome().await, ("ok".to_owned(), 6, 6));
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn threads_mode_echoes_counts_and_times_out_on_the_connections_own_loop() {
+    let config = ServerConfig::default()
+        .mode(socketkit::server::Mode::Threads)
+        .idle_timeout(Some(Duration::from_millis(300)));
+    let mut server = start("127.0.0.1:0", config).await;
+    let mut client = server.tcp().await;
+    for message in [&b"one"[..], b"two", b"three"] {
+        client.write_all(message).await.unwrap();
+        let mut reply = vec![0u8; message.len()];
+        client.read_exact(&mut reply).await.unwrap();
+        assert_eq!(reply, message);
+    }
+    assert!(read_until_eof(&mut client).await.is_empty());
+    assert_eq!(server.outcome().await, ("timeout".to_owned(), 11, 11));
+    server.stop().await;
+}
