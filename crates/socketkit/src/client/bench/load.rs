@@ -82,6 +82,26 @@ impl Failure {
     }
 }
 
+/// Counts one single-message exchange (a datagram, a churn connection)
+/// that began at `started`.
+fn book(
+    outcome: Result<(), Failure>,
+    started: Instant,
+    sent: &[u8],
+    tally: &mut Tally,
+    recorder: &mut Recorder,
+) {
+    match outcome {
+        Ok(()) => {
+            recorder.latency(started.elapsed());
+            recorder.verified(1, sent.len() as u64);
+            tally.messages += 1;
+            tally.bytes += sent.len() as u64;
+        }
+        Err(failure) => failure.count(tally, recorder),
+    }
+}
+
 /// Stream ping-pong: write `pipeline` messages at once, read them all back,
 /// compare, repeat. A mismatch ends the connection: the stream is out of
 /// step after it.
@@ -173,15 +193,7 @@ pub(super) async fn ping_pong_datagram(
                 Ok(_) => await_reply(&socket, (id, seq), &mut reply, &plan, &mut tally).await,
                 Err(_) => Err(Failure::Io),
             };
-            match outcome {
-                Ok(()) => {
-                    recorder.latency(started.elapsed());
-                    recorder.verified(1, sent.len() as u64);
-                    tally.messages += 1;
-                    tally.bytes += sent.len() as u64;
-                }
-                Err(failure) => failure.count(&mut tally, &recorder),
-            }
+            book(outcome, started, sent, &mut tally, &mut recorder);
             seq += 1;
         }
     };
@@ -285,15 +297,8 @@ pub(super) async fn churn(id: usize, plan: Arc<Plan>, mut recorder: Recorder) ->
         while plan.more(seq) {
             let sent = plan.pattern.batch(id, seq, plan.size);
             let started = Instant::now();
-            match one_connection(sent, &mut reply, &plan).await {
-                Ok(()) => {
-                    recorder.latency(started.elapsed());
-                    recorder.verified(1, sent.len() as u64);
-                    tally.messages += 1;
-                    tally.bytes += sent.len() as u64;
-                }
-                Err(failure) => failure.count(&mut tally, &recorder),
-            }
+            let outcome = one_connection(sent, &mut reply, &plan).await;
+            book(outcome, started, sent, &mut tally, &mut recorder);
             seq += 1;
         }
     };
