@@ -8,7 +8,6 @@
 //! Draining everything queued at once lets a busy writer send many lines
 //! per system call.
 
-use std::collections::VecDeque;
 use std::sync::{Arc, Mutex, PoisonError};
 
 use tokio::sync::Notify;
@@ -32,7 +31,7 @@ pub(crate) struct Outbox {
 
 #[derive(Debug, Default)]
 struct Queue {
-    events: VecDeque<Arc<Event>>,
+    events: Vec<Arc<Event>>,
     bytes: usize,
     closed: Option<Closed>,
 }
@@ -58,11 +57,11 @@ impl Outbox {
             }
             if queue.events.len() >= self.max_messages || queue.bytes + size > self.max_bytes {
                 queue.closed = Some(Closed::TooSlow);
-                queue.events = VecDeque::new();
+                queue.events = Vec::new();
                 queue.bytes = 0;
                 true
             } else {
-                queue.events.push_back(event.clone());
+                queue.events.push(event.clone());
                 queue.bytes += size;
                 // The writer only sleeps on an empty queue; a non-empty
                 // one has a wake-up pending already.
@@ -85,8 +84,7 @@ impl Outbox {
                     return Err(closed);
                 }
                 if !queue.events.is_empty() {
-                    batch.extend(queue.events.drain(..));
-                    queue.bytes = 0;
+                    take_all(&mut queue, batch);
                     return Ok(());
                 }
             }
@@ -102,8 +100,7 @@ impl Outbox {
     /// Moves whatever is queued into `batch` without waiting.
     pub(crate) fn take(&self, batch: &mut Vec<Arc<Event>>) {
         let mut queue = self.queue.lock().unwrap_or_else(PoisonError::into_inner);
-        batch.extend(queue.events.drain(..));
-        queue.bytes = 0;
+        take_all(&mut queue, batch);
     }
 
     /// Marks the member too slow (its write deadline passed).
@@ -112,6 +109,17 @@ impl Outbox {
         queue.closed.get_or_insert(why);
         queue.events.clear();
     }
+}
+
+/// Moves the queue into `batch` by swapping vectors (the caller's emptied
+/// one becomes the new queue), so draining copies nothing.
+fn take_all(queue: &mut Queue, batch: &mut Vec<Arc<Event>>) {
+    if batch.is_empty() {
+        std::mem::swap(&mut queue.events, batch);
+    } else {
+        batch.append(&mut queue.events);
+    }
+    queue.bytes = 0;
 }
 
 #[cfg(test)]
