@@ -36,6 +36,9 @@ struct Options {
     window: usize,
     /// Answer the nickname prompt (socketkit); ncat names clients itself.
     nick: bool,
+    /// The server's process id, to report its CPU time during the send
+    /// phase only (not the join storm).
+    pid: Option<u32>,
 }
 
 fn options() -> Result<Options, String> {
@@ -48,6 +51,7 @@ fn options() -> Result<Options, String> {
         messages: 200,
         window: 8,
         nick: false,
+        pid: None,
     };
     while let Some(flag) = args.next() {
         let mut value = || args.next().ok_or(format!("{flag} needs a value"));
@@ -58,6 +62,7 @@ fn options() -> Result<Options, String> {
             "--messages" => options.messages = value()?.parse().map_err(|e| format!("{e}"))?,
             "--window" => options.window = value()?.parse().map_err(|e| format!("{e}"))?,
             "--nick" => options.nick = true,
+            "--pid" => options.pid = Some(value()?.parse().map_err(|e| format!("{e}"))?),
             other => return Err(format!("unknown flag {other}")),
         }
     }
@@ -162,6 +167,7 @@ async fn run(options: Options) -> std::io::Result<()> {
         .await;
     }
 
+    let cpu_before = options.pid.and_then(cpu_seconds);
     let started = Instant::now();
     let senders: Vec<_> = (1..=options.senders)
         .map(|id| {
@@ -180,19 +186,28 @@ async fn run(options: Options) -> std::io::Result<()> {
         latency.add(task.await??).expect("same histogram bounds");
     }
     let secs = started.elapsed().as_secs_f64();
+    let cpu = cpu_before.zip(options.pid.and_then(cpu_seconds));
     let delivered = shared.delivered.load(Ordering::Relaxed);
     let us = |q: f64| latency.value_at_quantile(q) as f64 / 1000.0;
+    let server_cpu = match cpu {
+        Some((before, after)) => format!(
+            " server_cpu_s={:.2} server_ns_per_delivery={:.0}",
+            after - before,
+            (after - before) * 1e9 / delivered as f64
+        ),
+        None => String::new(),
+    };
     println!(
-        "{label}: clients={clients} senders={senders} sent={sent} delivered={delivered} secs={secs:.2} msgs_per_sec={rate:.0} p50_ms={p50:.2} p99_ms={p99:.2} max_ms={max:.2}",
+        "{label}: clients={clients} senders={senders} window={window} sent={sent} delivered={delivered} secs={secs:.2} msgs_per_sec={rate:.0} p50_ms={p50:.2} p99_ms={p99:.2} max_ms={max:.2}{server_cpu}",
         label = options.label,
         clients = options.clients,
         senders = options.senders,
+        window = options.window,
         sent = per_sender * options.senders as u64,
         rate = delivered as f64 / secs,
         p50 = us(0.5),
         p99 = us(0.99),
         max = latency.max() as f64 / 1000.0,
-
     );
     drop((writers, finished_senders));
     Ok(())
@@ -277,6 +292,17 @@ async fn read_all(
         shared.delivered.fetch_add(got - before, Ordering::Relaxed);
     }
     Ok(latency)
+}
+
+/// User plus system CPU seconds process `pid` has used (Linux /proc).
+fn cpu_seconds(pid: u32) -> Option<f64> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // Fields after the command name, which is in parentheses and may hold spaces.
+    let fields: Vec<&str> = stat.rsplit_once(')')?.1.split_whitespace().collect();
+    let ticks: f64 = fields.get(11)?.parse::<f64>().ok()? + fields.get(12)?.parse::<f64>().ok()?;
+    // SAFETY: sysconf only reads a configuration value.
+    let hz = unsafe { libc::sysconf(libc::_SC_CLK_TCK) } as f64;
+    Some(ticks / hz)
 }
 
 /// Microseconds from 1 µs to 10 minutes, 3 significant digits.

@@ -23,6 +23,9 @@ const PROMPT: &[u8] = b"*** Welcome to socketkit chat. Your nickname? (Enter for
 const TOO_SLOW: &[u8] = b"error: you are not reading fast enough to keep up; disconnecting\r\n";
 /// How long the last words to a too-slow client may take.
 const FAREWELL_DEADLINE: Duration = Duration::from_secs(1);
+/// Write buffer kept between batches; a bigger batch's buffer is released
+/// after it is sent, so a burst does not pin memory on every connection.
+const OUT_BUFFER_KEEP: usize = 16 * 1024;
 
 impl StreamHandler for Chat {
     async fn handle(&self, conn: &mut Connection) -> Result<()> {
@@ -54,7 +57,10 @@ impl StreamHandler for Chat {
                 batch = inbox.recv() => match batch {
                     Ok(events) => {
                         render(&mut out, events);
-                        if let Err(e) = send(&mut write, &out, write_timeout).await {
+                        let sent = send(&mut write, &out, write_timeout).await;
+                        out.clear();
+                        out.shrink_to(OUT_BUFFER_KEEP);
+                        if let Err(e) = sent {
                             // A deadline is a slow reader; anything else is
                             // a peer that went away (an ordinary leave).
                             if e.is_timeout() {
