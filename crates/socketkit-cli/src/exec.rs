@@ -101,12 +101,8 @@ fn check_transport(args: &ExecArgs, endpoint: &Endpoint) -> anyhow::Result<()> {
     if !args.insecure_plaintext {
         bail!("refusing plain TCP to {endpoint}: the command and its output would travel unencrypted (hint: use tls://, or --insecure-plaintext for a loopback demo server)");
     }
-    let loopback = match &hp.host {
-        Host::Ip(ip) => ip.is_loopback(),
-        Host::Name(name) => name == "localhost",
-        Host::Any => true,
-    };
-    if !loopback {
+    // As a client target an empty host means this machine's loopback.
+    if !(hp.host.is_loopback() || hp.host == Host::Any) {
         bail!("--insecure-plaintext only reaches loopback addresses, not {endpoint}");
     }
     Ok(())

@@ -6,7 +6,7 @@ use std::io::Write;
 use std::sync::Arc;
 
 use anyhow::{bail, Context};
-use socketkit::addr::{Host, SocketKind};
+use socketkit::addr::SocketKind;
 use socketkit::server::{
     DatagramHandler, Handlers, Server, ServerConfig, ServerHandle, StreamHandler,
 };
@@ -188,13 +188,9 @@ fn check_exec_transports(args: &ServeArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// Unix sockets and loopback addresses are reachable from this machine only.
 fn is_loopback(endpoint: &Endpoint) -> bool {
-    match endpoint.host_port().map(|hp| &hp.host) {
-        Some(Host::Ip(ip)) => ip.is_loopback(),
-        Some(Host::Name(name)) => name == "localhost",
-        Some(Host::Any) => false,
-        None => true,
-    }
+    endpoint.host_port().is_none_or(|hp| hp.host.is_loopback())
 }
 
 /// Off loopback, a receiver needs TLS and a way to authenticate senders

@@ -114,6 +114,19 @@ impl Endpoint {
     }
 }
 
+impl Host {
+    /// Whether the host is this machine's loopback (a loopback literal or
+    /// `localhost`). The wildcard is not: a server binding it is reachable
+    /// from every interface.
+    pub fn is_loopback(&self) -> bool {
+        match self {
+            Host::Ip(ip) => ip.is_loopback(),
+            Host::Name(name) => name == "localhost",
+            Host::Any => false,
+        }
+    }
+}
+
 impl FromStr for Endpoint {
     type Err = Error;
 
