@@ -26,10 +26,10 @@ pub struct ChatArgs {
     /// Messages a second a client may send (bursts of twice that); 0 disables.
     #[arg(long, value_name = "N", default_value_t = 10.0)]
     pub rate: f64,
-    /// Outgoing queue per client, in messages; a client that falls further behind is dropped.
+    /// How far a client may fall behind its room, in messages; one further behind is dropped.
     #[arg(long, value_name = "N", default_value_t = 4096)]
     pub queue: usize,
-    /// Outgoing queue per client, in bytes.
+    /// How far a client may fall behind its room, in bytes.
     #[arg(long, value_name = "BYTES", default_value_t = 1024 * 1024)]
     pub queue_bytes: usize,
     /// Drop a client when one write to it takes longer than this.

@@ -305,6 +305,52 @@ fn a_client_that_stops_reading_is_dropped_and_the_rest_get_everything_in_order()
     assert!(server.stop().success());
 }
 
+#[test]
+fn a_client_that_falls_behind_its_room_is_dropped_once_it_reads_again() {
+    // A write deadline that never fires here: what trips is how far the
+    // room's log runs ahead of the client (--queue 100 lines).
+    let server = ChatServer::start(&["--rate", "0", "--queue", "100", "--write-timeout", "60s"]);
+    let mut lagging = Client::join(&server.addr, "lagging");
+    let mut reader = Client::join(&server.addr, "reader");
+    let mut sender = Client::join(&server.addr, "sender");
+    reader.send("/who");
+    reader.expect("*** In #lobby (3)");
+    // 10 MB in rounds of 50 lines, each heard by the reader before the
+    // next: the reader is never 100 lines behind, while the lagging client,
+    // reading nothing, fills its socket buffers (a few MB) and falls
+    // thousands behind.
+    let padding = "p".repeat(1000);
+    for round in 0..200 {
+        let lines: String = (0..50)
+            .map(|i| format!("{} {padding}\n", round * 50 + i))
+            .collect();
+        sender.send_bytes(lines.as_bytes());
+        for i in 0..50 {
+            let line = reader.expect("<sender>");
+            assert_eq!(line, format!("<sender> {} {padding}", round * 50 + i));
+            reader.seen.clear();
+        }
+    }
+    // Reading again, it gets an unbroken prefix of the lines, then the
+    // reason, then the end.
+    let mut next = 0;
+    loop {
+        let line = lagging.line().expect("told why before being closed");
+        if line == "error: you are not reading fast enough to keep up; disconnecting" {
+            break;
+        }
+        if let Some(body) = line.strip_prefix("<sender> ") {
+            assert_eq!(body.split(' ').next(), Some(next.to_string().as_str()));
+            next += 1;
+        }
+        lagging.seen.clear();
+    }
+    assert!(next < 10_000, "dropped only after hearing everything");
+    lagging.expect_closed();
+    reader.expect("*** lagging left #lobby (too slow: disconnected)");
+    assert!(server.stop().success());
+}
+
 const STALLED_DROPPED: &str = "*** stalled left #lobby (too slow: disconnected)";
 
 /// Lines a sender may be ahead of the slowest reading client.

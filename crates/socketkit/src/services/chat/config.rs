@@ -59,9 +59,11 @@ impl ChatConfig {
         self
     }
 
-    /// Outgoing queue bound of each client, in messages and in bytes
-    /// (default 4096 and 1 MiB). A client whose queue overflows is too slow
-    /// to keep up and is disconnected, so the sender never waits for it.
+    /// How far each client may fall behind, in messages and in bytes
+    /// (default 4096 and 1 MiB): the most a room's log keeps for its
+    /// slowest reader, and the bound of each client's private queue. A
+    /// client further behind is too slow to keep up and is disconnected,
+    /// so the sender never waits for it.
     pub fn queue_limits(mut self, messages: usize, bytes: usize) -> ChatConfig {
         self.queue_messages = messages.max(1);
         self.queue_bytes = bytes.max(1);

@@ -1,9 +1,10 @@
 //! The shared state of one chat server: who is here, which rooms exist,
 //! their history, and what is known of members on linked servers.
 //!
-//! Every change happens under one lock and every delivery is a push onto a
-//! member's bounded [`Outbox`], which never waits. So the hub never blocks
-//! on a client, and since events are pushed in the order the lock is taken,
+//! Every change happens under one lock. An event for a whole room is one
+//! append to the room's [`RoomLog`]; an event for one member is a push onto
+//! its bounded [`Outbox`]; neither ever waits. So the hub never blocks on a
+//! client, and since events are appended in the order the lock is taken,
 //! every member sees one sender's messages in the order they were sent.
 //! Members on other servers are known from the bus ([`Wire`] events and
 //! presence snapshots); they are never waited on either.
@@ -18,20 +19,21 @@ use super::bus::Wire;
 use super::config::ChatConfig;
 use super::event::{Event, EventKind, RoomInfo};
 use super::outbox::Outbox;
+use super::roomlog::RoomLog;
 use super::text::{check_nick, check_room, fold};
 
 /// The room everyone starts in.
 pub(crate) const DEFAULT_ROOM: &str = "lobby";
 
-/// One connected member as the hub sees it: an id and a queue.
+/// The author of room events that every member gets, its own included.
+const NOBODY: u64 = 0;
+
+/// One connected member as the hub sees it: an id and what it is still
+/// to be told.
 #[derive(Debug)]
 pub(crate) struct Member {
     pub(crate) id: u64,
     pub(crate) outbox: Outbox,
-    /// Whether the member gets its own room messages back (the web page
-    /// draws its own lines from them; terminal users already see what they
-    /// typed).
-    echo_own: bool,
 }
 
 impl Member {
@@ -84,6 +86,8 @@ pub(crate) struct Presence {
 struct Room {
     name: String,
     members: BTreeMap<u64, Arc<Member>>,
+    /// Everything said or announced in the room, read by its members.
+    log: Arc<RoomLog>,
     history: VecDeque<Arc<Event>>,
     last_used: u64,
 }
@@ -126,11 +130,16 @@ impl Hub {
     /// Admits a member: the requested nickname if it is valid and free,
     /// otherwise a guest name (and the reason); then the default room.
     pub(crate) fn join(&self, requested: Option<&str>, echo_own: bool) -> Arc<Member> {
-        let member = Arc::new(Member {
-            id: self.next_id.fetch_add(1, Ordering::Relaxed),
-            outbox: Outbox::new(self.config.queue_messages, self.config.queue_bytes),
+        let id = self.next_id.fetch_add(1, Ordering::Relaxed);
+        // The web page draws its own lines from its own messages; terminal
+        // users already see what they typed.
+        let outbox = Outbox::new(
+            id,
             echo_own,
-        });
+            self.config.queue_messages,
+            self.config.queue_bytes,
+        );
+        let member = Arc::new(Member { id, outbox });
         let mut state = self.lock();
         let refusal = match requested.filter(|n| !n.is_empty()) {
             Some(nick) => check_nick(nick)
@@ -192,13 +201,13 @@ impl Hub {
             return;
         };
         room.last_used = clock;
-        let joined = Arc::new(Event::new(EventKind::Joined {
+        let joined = Event::new(EventKind::Joined {
             room: room.name.clone(),
             nick: nick.clone(),
-        }));
-        for other in room.members.values() {
-            other.outbox.push(&joined);
-        }
+        });
+        room.append(id, Arc::new(joined));
+        room.log.wake();
+        member.outbox.move_to(Some(room.log.clone()));
         room.members.insert(id, member.clone());
         let room_name = room.name.clone();
         member.tell(EventKind::Entered {
@@ -229,17 +238,21 @@ impl Hub {
         let Some(room) = state.rooms.get_mut(&key) else {
             return;
         };
-        room.members.remove(&id);
+        if let Some(member) = room.members.remove(&id) {
+            member.outbox.move_to(None);
+        }
         let name = room.name.clone();
         if !quiet {
-            let left = Arc::new(Event::new(EventKind::Left {
+            let left = Event::new(EventKind::Left {
                 room: name.clone(),
                 nick: nick.clone(),
                 reason: reason.clone(),
-            }));
-            for other in room.members.values() {
-                other.outbox.push(&left);
-            }
+            });
+            room.append(id, Arc::new(left));
+            room.log.wake();
+        }
+        if room.members.is_empty() {
+            room.log.trim_to(room.log.head());
         }
         self.federate(
             state,
@@ -276,19 +289,21 @@ impl Hub {
         let event = Arc::new(Event::new(EventKind::message(
             &room.name, &seat.nick, text, action,
         )));
-        for (member_id, member) in &room.members {
-            if *member_id != id || member.echo_own {
-                member.outbox.push(&event);
-            }
-        }
+        room.append(id, event.clone());
         remember(room, event, self.config.history);
-        let wire = Wire::Message {
-            room: room.name.clone(),
-            nick: seat.nick.clone(),
-            text: text.to_owned(),
-            action,
-        };
-        self.federate(&state, wire);
+        let log = room.log.clone();
+        if self.bus.get().is_some() {
+            let wire = Wire::Message {
+                room: room.name.clone(),
+                nick: seat.nick.clone(),
+                text: text.to_owned(),
+                action,
+            };
+            self.federate(&state, wire);
+        }
+        // Waking a room's readers can take a while; not under the lock.
+        drop(state);
+        log.wake();
     }
 
     /// `/join`: leave the current room for `requested`.
@@ -327,15 +342,14 @@ impl Hub {
         seat.nick = new.to_owned();
         let key = seat.room.clone();
         let room = state.rooms.get(&key).map(|r| r.name.clone());
-        let renamed = Arc::new(Event::new(EventKind::Renamed {
+        let renamed = Event::new(EventKind::Renamed {
             room: room.clone().unwrap_or_default(),
             old: old.clone(),
             new: new.to_owned(),
-        }));
-        if let Some(room) = state.rooms.get(&key) {
-            for member in room.members.values() {
-                member.outbox.push(&renamed);
-            }
+        });
+        if let Some(room) = state.rooms.get_mut(&key) {
+            room.append(NOBODY, Arc::new(renamed));
+            room.log.wake();
         }
         if let Some(room) = room {
             let wire = Wire::Renamed {
@@ -569,11 +583,22 @@ impl Hub {
         };
         room.last_used = clock;
         let event = Arc::new(event);
-        for member in room.members.values() {
-            member.outbox.push(&event);
-        }
+        room.append(NOBODY, event.clone());
+        room.log.wake();
         if keep {
             remember(room, event, self.config.history);
+        }
+    }
+}
+
+impl Room {
+    /// Appends to the log (waking readers is the caller's part), now and
+    /// then forgetting what every member has read.
+    fn append(&mut self, author: u64, event: Arc<Event>) {
+        self.log.append(author, event);
+        if self.log.wants_trim() {
+            let oldest = self.members.values().map(|m| m.outbox.read_up_to()).min();
+            self.log.trim_to(oldest.unwrap_or_else(|| self.log.head()));
         }
     }
 }
@@ -596,6 +621,7 @@ fn room_entry<'a>(
     Some(state.rooms.entry(key.to_owned()).or_insert_with(|| Room {
         name: name.to_owned(),
         members: BTreeMap::new(),
+        log: Arc::new(RoomLog::new(config.queue_messages, config.queue_bytes)),
         history: VecDeque::new(),
         last_used: 0,
     }))

@@ -4,8 +4,11 @@
 //!
 //! The pieces, one concern each:
 //!
-//! - `hub`: who is here, rooms, history; delivery by non-blocking pushes;
-//! - `outbox`: each member's bounded outgoing queue (slow consumers);
+//! - `hub`: who is here, rooms, history; delivery that never waits;
+//! - `roomlog`: each room's shared log, appended once per event and read
+//!   by every member from its own cursor;
+//! - `outbox`: what one member is still to be told (its room's log merged
+//!   with a bounded private queue), and when it is too slow;
 //! - [`Participant`] / [`Inbox`]: one member's voice and ears, the API every
 //!   front end drives (`participant`), with commands (`command`) and the
 //!   text sanitizer (`text`);
@@ -30,6 +33,7 @@ mod event;
 mod hub;
 mod outbox;
 mod participant;
+mod roomlog;
 mod terminal;
 pub mod text;
 mod web;

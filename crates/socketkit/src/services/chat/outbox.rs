@@ -1,70 +1,112 @@
-//! Each member's outgoing queue: bounded in messages and bytes, pushed to
-//! without ever waiting, drained in batches by the member's writer.
+//! Everything one member is to be told, in order: its room's shared
+//! [`RoomLog`] read from the member's own cursor, merged with a small
+//! bounded queue of events for this member alone (welcome, history,
+//! replies to commands, private messages).
 //!
-//! This is what keeps one slow reader from stalling a room. The hub pushes
-//! under its lock and never awaits; a push that would pass either bound
-//! closes the queue instead (the member is too slow), drops what it held,
-//! and wakes the writer, which tells the client and ends the connection.
-//! Draining everything queued at once lets a busy writer send many lines
-//! per system call.
+//! This is what keeps one slow reader from stalling a room. Nothing here
+//! waits on the member: pushes and room appends never block, a member
+//! whose private queue overflows or whose cursor falls behind what its
+//! room's log keeps is closed as too slow, and its writer tells the client
+//! and ends the connection. Each private event is stamped with the room
+//! log's position when it was queued, so the merge hands over both in the
+//! order the hub produced them. Draining everything pending at once lets a
+//! busy writer send many lines per system call.
 
-use std::sync::{Arc, Mutex, PoisonError};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 
 use tokio::sync::Notify;
 
 use super::event::Event;
+use super::roomlog::{Read, Reader, RoomLog};
 
-/// Why a queue stopped taking events.
+/// Why a member stopped getting events.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Closed {
     /// The member fell too far behind.
     TooSlow,
 }
 
+/// What one pass over the outbox found.
+pub(crate) enum Drained {
+    /// Events were handed over.
+    Some,
+    /// Nothing pending.
+    Nothing,
+    /// The member is in another room than the caller was waiting on.
+    Moved(Option<Arc<RoomLog>>),
+}
+
 #[derive(Debug)]
 pub(crate) struct Outbox {
+    /// Room entries by this member are skipped (`None`: none are).
+    skip_author: Option<u64>,
     queue: Mutex<Queue>,
     ready: Notify,
+    /// The cursor, readable without the lock: the room trims its log up to
+    /// the smallest of its members'.
+    read_up_to: AtomicU64,
     max_messages: usize,
     max_bytes: usize,
 }
 
 #[derive(Debug, Default)]
 struct Queue {
-    events: Vec<Arc<Event>>,
+    events: Vec<Stamped>,
     bytes: usize,
     closed: Option<Closed>,
+    room: Option<Arc<RoomLog>>,
+    /// The next position to read in `room`'s log.
+    cursor: u64,
+}
+
+/// A private event and the room log's position when it was queued: room
+/// entries before that position come first.
+#[derive(Debug)]
+struct Stamped {
+    at: u64,
+    event: Arc<Event>,
 }
 
 impl Outbox {
-    pub(crate) fn new(max_messages: usize, max_bytes: usize) -> Outbox {
+    /// An outbox for member `owner`; with `echo_own` the member also gets
+    /// its own room messages.
+    pub(crate) fn new(owner: u64, echo_own: bool, max_messages: usize, max_bytes: usize) -> Outbox {
         Outbox {
+            skip_author: (!echo_own).then_some(owner),
             queue: Mutex::default(),
             ready: Notify::new(),
+            read_up_to: AtomicU64::new(0),
             max_messages,
             max_bytes,
         }
     }
 
-    /// Queues `event` without waiting. Past either bound the queue closes
-    /// as [`Closed::TooSlow`] and later pushes are ignored.
+    fn lock(&self) -> MutexGuard<'_, Queue> {
+        self.queue.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Queues a private event without waiting. Past either bound the
+    /// member is closed as [`Closed::TooSlow`] and later pushes are ignored.
     pub(crate) fn push(&self, event: &Arc<Event>) {
         let size = event.text().len();
         let wake = {
-            let mut queue = self.queue.lock().unwrap_or_else(PoisonError::into_inner);
+            let mut queue = self.lock();
             if queue.closed.is_some() {
                 return;
             }
             if queue.events.len() >= self.max_messages || queue.bytes + size > self.max_bytes {
-                queue.closed = Some(Closed::TooSlow);
-                queue.events = Vec::new();
-                queue.bytes = 0;
+                queue.close(Closed::TooSlow);
                 true
             } else {
-                queue.events.push(event.clone());
+                let at = queue.room.as_ref().map_or(0, |room| room.head());
+                queue.events.push(Stamped {
+                    at,
+                    event: event.clone(),
+                });
                 queue.bytes += size;
-                // The writer only sleeps on an empty queue; a non-empty
-                // one has a wake-up pending already.
+                // The writer only sleeps with nothing queued; otherwise a
+                // wake-up is pending already.
                 queue.events.len() == 1
             }
         };
@@ -73,53 +115,145 @@ impl Outbox {
         }
     }
 
-    /// Waits until something is queued and moves all of it into `batch`
-    /// (in order), or reports why the queue closed. Cancel-safe: nothing is
-    /// taken unless this returns.
-    pub(crate) async fn recv(&self, batch: &mut Vec<Arc<Event>>) -> Result<(), Closed> {
-        loop {
-            {
-                let mut queue = self.queue.lock().unwrap_or_else(PoisonError::into_inner);
-                if let Some(closed) = queue.closed {
-                    return Err(closed);
-                }
-                if !queue.events.is_empty() {
-                    take_all(&mut queue, batch);
-                    return Ok(());
-                }
-            }
-            // A push between the unlock and this await leaves a permit, so
-            // the wake-up is not lost.
-            self.ready.notified().await;
-            // Let the pushes already runnable happen first: one wake-up
-            // then carries many events, and a write many lines.
-            tokio::task::yield_now().await;
+    /// Moves the member to `room`'s log (or out of any room), from its
+    /// current end. What it had not read of the old room is kept, in order,
+    /// ahead of anything later.
+    pub(crate) fn move_to(&self, room: Option<Arc<RoomLog>>) {
+        let mut queue = self.lock();
+        let mut pending = Vec::new();
+        if queue
+            .drain(self.skip_author, |e| pending.push(e.clone()))
+            .is_err()
+        {
+            return;
         }
+        let at = room.as_ref().map_or(0, |room| room.head());
+        queue.bytes = pending.iter().map(|e| e.text().len()).sum();
+        queue.events = pending
+            .into_iter()
+            .map(|event| Stamped { at, event })
+            .collect();
+        queue.room = room;
+        queue.cursor = at;
+        self.read_up_to.store(at, Ordering::Relaxed);
+        self.ready.notify_one();
     }
 
-    /// Moves whatever is queued into `batch` without waiting.
-    pub(crate) fn take(&self, batch: &mut Vec<Arc<Event>>) {
-        let mut queue = self.queue.lock().unwrap_or_else(PoisonError::into_inner);
-        take_all(&mut queue, batch);
+    /// The member's read position in its room's log.
+    pub(crate) fn read_up_to(&self) -> u64 {
+        self.read_up_to.load(Ordering::Relaxed)
+    }
+
+    /// Hands everything pending to `sink`, oldest first, if the member is
+    /// still in `room` (else reports where it is now). Never waits.
+    pub(crate) fn drain(
+        &self,
+        room: Option<&Arc<RoomLog>>,
+        sink: impl FnMut(&Arc<Event>),
+    ) -> Result<Drained, Closed> {
+        let mut queue = self.lock();
+        if let Some(closed) = queue.closed {
+            return Err(closed);
+        }
+        if !same_room(queue.room.as_ref(), room) {
+            return Ok(Drained::Moved(queue.room.clone()));
+        }
+        let handed = queue.drain(self.skip_author, sink)?;
+        self.read_up_to.store(queue.cursor, Ordering::Relaxed);
+        Ok(if handed {
+            Drained::Some
+        } else {
+            Drained::Nothing
+        })
+    }
+
+    /// Resolves after a private push (or a move) following the last drain.
+    pub(crate) async fn pushed(&self) {
+        self.ready.notified().await;
     }
 
     /// Marks the member too slow (its write deadline passed).
     pub(crate) fn close(&self, why: Closed) {
-        let mut queue = self.queue.lock().unwrap_or_else(PoisonError::into_inner);
-        queue.closed.get_or_insert(why);
-        queue.events.clear();
+        self.lock().close(why);
     }
 }
 
-/// Moves the queue into `batch` by swapping vectors (the caller's emptied
-/// one becomes the new queue), so draining copies nothing.
-fn take_all(queue: &mut Queue, batch: &mut Vec<Arc<Event>>) {
-    if batch.is_empty() {
-        std::mem::swap(&mut queue.events, batch);
-    } else {
-        batch.append(&mut queue.events);
+impl Queue {
+    fn close(&mut self, why: Closed) {
+        self.closed.get_or_insert(why);
+        self.events = Vec::new();
+        self.bytes = 0;
+        self.room = None;
     }
-    queue.bytes = 0;
+
+    /// Hands the room entries and private events to `sink` in order and
+    /// advances the cursor; true if anything was handed.
+    fn drain(
+        &mut self,
+        skip_author: Option<u64>,
+        mut sink: impl FnMut(&Arc<Event>),
+    ) -> Result<bool, Closed> {
+        let mut handed = !self.events.is_empty();
+        let result = {
+            let mut log = LogCursor {
+                reader: self.room.as_deref().map(RoomLog::reader),
+                cursor: &mut self.cursor,
+                skip_author,
+                handed: &mut handed,
+            };
+            let mut result = Ok(());
+            for stamped in self.events.drain(..) {
+                result = result.and_then(|()| log.read(stamped.at, &mut sink));
+                sink(&stamped.event);
+            }
+            result.and_then(|()| log.read(u64::MAX, &mut sink))
+        };
+        self.bytes = 0;
+        match result {
+            Ok(()) => Ok(handed),
+            Err(closed) => {
+                self.close(closed);
+                Err(closed)
+            }
+        }
+    }
+}
+
+/// One drain's pass over the room log.
+struct LogCursor<'a> {
+    reader: Option<Reader<'a>>,
+    cursor: &'a mut u64,
+    skip_author: Option<u64>,
+    handed: &'a mut bool,
+}
+
+impl LogCursor<'_> {
+    /// Hands over the room entries from the cursor up to `until`.
+    fn read(&mut self, until: u64, sink: &mut impl FnMut(&Arc<Event>)) -> Result<(), Closed> {
+        let Some(reader) = &self.reader else {
+            return Ok(());
+        };
+        let handed = &mut *self.handed;
+        let read = reader.read(*self.cursor, until, self.skip_author, |event| {
+            *handed = true;
+            sink(event);
+        });
+        match read {
+            Read::Upto(position) => {
+                *self.cursor = position;
+                Ok(())
+            }
+            Read::Lost => Err(Closed::TooSlow),
+        }
+    }
+}
+
+fn same_room(a: Option<&Arc<RoomLog>>, b: Option<&Arc<RoomLog>>) -> bool {
+    match (a, b) {
+        (Some(a), Some(b)) => Arc::ptr_eq(a, b),
+        (None, None) => true,
+        _ => false,
+    }
 }
 
 #[cfg(test)]
@@ -131,25 +265,69 @@ mod tests {
         Arc::new(Event::new(EventKind::Notice { text: text.into() }))
     }
 
-    #[tokio::test]
-    async fn drains_in_order_and_closes_past_the_count_bound() {
-        let outbox = Outbox::new(2, 1024);
-        outbox.push(&notice("a"));
-        outbox.push(&notice("b"));
-        let mut batch = Vec::new();
-        outbox.recv(&mut batch).await.unwrap();
-        assert_eq!(batch.len(), 2);
-        assert_eq!(&batch[1].text()[..], b"*** b\r\n");
-        for text in ["c", "d", "e"] {
-            outbox.push(&notice(text));
-        }
-        assert_eq!(outbox.recv(&mut batch).await, Err(Closed::TooSlow));
+    fn drain(outbox: &Outbox, room: Option<&Arc<RoomLog>>) -> Result<Vec<String>, Closed> {
+        let mut seen = Vec::new();
+        outbox.drain(room, |event| {
+            seen.push(String::from_utf8_lossy(event.text()).trim().to_owned());
+        })?;
+        Ok(seen)
     }
 
-    #[tokio::test]
-    async fn closes_past_the_byte_bound() {
-        let outbox = Outbox::new(100, 10);
-        outbox.push(&notice("0123456789"));
-        assert_eq!(outbox.recv(&mut Vec::new()).await, Err(Closed::TooSlow));
+    #[test]
+    fn merges_room_entries_and_private_events_in_order() {
+        let room = Arc::new(RoomLog::new(100, 4096));
+        let outbox = Outbox::new(7, false, 10, 1024);
+        outbox.move_to(Some(room.clone()));
+        room.append(1, notice("a"));
+        outbox.push(&notice("private"));
+        room.append(7, notice("mine"));
+        room.append(2, notice("b"));
+        assert_eq!(
+            drain(&outbox, Some(&room)).unwrap(),
+            ["*** a", "*** private", "*** b"]
+        );
+        assert_eq!(outbox.read_up_to(), 3);
+        assert!(drain(&outbox, Some(&room)).unwrap().is_empty());
+    }
+
+    #[test]
+    fn moving_keeps_what_was_unread_ahead_of_the_new_room() {
+        let (first, second) = (
+            Arc::new(RoomLog::new(100, 4096)),
+            Arc::new(RoomLog::new(100, 4096)),
+        );
+        second.append(0, notice("before"));
+        let outbox = Outbox::new(7, false, 10, 1024);
+        outbox.move_to(Some(first.clone()));
+        first.append(1, notice("old"));
+        outbox.move_to(Some(second.clone()));
+        second.append(1, notice("new"));
+        assert!(matches!(
+            outbox.drain(Some(&first), |_| {}),
+            Ok(Drained::Moved(Some(_)))
+        ));
+        assert_eq!(
+            drain(&outbox, Some(&second)).unwrap(),
+            ["*** old", "*** new"]
+        );
+    }
+
+    #[test]
+    fn closes_past_the_private_bounds_and_behind_the_log() {
+        let outbox = Outbox::new(7, false, 2, 1024);
+        for text in ["a", "b", "c"] {
+            outbox.push(&notice(text));
+        }
+        assert_eq!(drain(&outbox, None), Err(Closed::TooSlow));
+        let bytes = Outbox::new(7, false, 100, 10);
+        bytes.push(&notice("0123456789"));
+        assert_eq!(drain(&bytes, None), Err(Closed::TooSlow));
+        let room = Arc::new(RoomLog::new(2, 4096));
+        let behind = Outbox::new(7, false, 100, 1024);
+        behind.move_to(Some(room.clone()));
+        for text in ["a", "b", "c"] {
+            room.append(1, notice(text));
+        }
+        assert_eq!(drain(&behind, Some(&room)), Err(Closed::TooSlow));
     }
 }

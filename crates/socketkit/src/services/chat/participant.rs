@@ -6,13 +6,15 @@
 use std::fmt;
 use std::sync::Arc;
 
+use tokio::sync::futures::Notified;
 use tokio::time::{Duration, Instant};
 
 use super::command::{self, Command};
 use super::config::RateLimit;
 use super::event::{Event, EventKind};
 use super::hub::{Hub, Member};
-use super::outbox::Closed;
+use super::outbox::{Closed, Drained};
+use super::roomlog::RoomLog;
 use super::text::sanitize;
 
 /// What the connection should do after a line.
@@ -56,6 +58,8 @@ pub struct Participant {
 #[derive(Debug)]
 pub struct Inbox {
     member: Arc<Member>,
+    /// The room log last waited on (the member's may have changed since).
+    room: Option<Arc<RoomLog>>,
     batch: Vec<Arc<Event>>,
 }
 
@@ -64,6 +68,7 @@ impl Participant {
         let bucket = hub.config().rate.map(Bucket::new);
         let inbox = Inbox {
             member: member.clone(),
+            room: None,
             batch: Vec::new(),
         };
         let participant = Participant {
@@ -208,22 +213,76 @@ impl Drop for Participant {
 }
 
 impl Inbox {
-    /// Waits for events and returns all queued so far, oldest first; or
+    /// Waits for events and returns all pending so far, oldest first; or
     /// [`TooSlow`] once the member fell too far behind. Cancel-safe.
     pub async fn recv(&mut self) -> Result<&[Arc<Event>], TooSlow> {
-        self.batch.clear();
-        match self.member.outbox.recv(&mut self.batch).await {
-            Ok(()) => Ok(&self.batch),
-            Err(Closed::TooSlow) => Err(TooSlow),
+        let mut batch = std::mem::take(&mut self.batch);
+        batch.clear();
+        let received = self.recv_with(|event| batch.push(event.clone())).await;
+        self.batch = batch;
+        received.map(|()| &self.batch[..])
+    }
+
+    /// Like [`Inbox::recv`], but appends the events' text lines (what a
+    /// terminal shows) to `out`: the cheap way to feed a byte stream, as
+    /// no event changes hands. Cancel-safe: `out` grows only on success.
+    pub async fn recv_text(&mut self, out: &mut Vec<u8>) -> Result<(), TooSlow> {
+        self.recv_with(|event| out.extend_from_slice(event.text()))
+            .await
+    }
+
+    async fn recv_with(&mut self, mut sink: impl FnMut(&Arc<Event>)) -> Result<(), TooSlow> {
+        loop {
+            let moved = {
+                // Both wake-ups are armed before looking, so an append or a
+                // push after the look is not missed.
+                let appended = self.room.as_deref().map(RoomLog::appended);
+                let pushed = self.member.outbox.pushed();
+                match self.member.outbox.drain(self.room.as_ref(), &mut sink) {
+                    Err(Closed::TooSlow) => return Err(TooSlow),
+                    Ok(Drained::Some) => return Ok(()),
+                    Ok(Drained::Moved(room)) => Some(room),
+                    Ok(Drained::Nothing) => {
+                        tokio::select! {
+                            () = wait(appended) => {}
+                            () = pushed => {}
+                        }
+                        None
+                    }
+                }
+            };
+            match moved {
+                Some(room) => self.room = room,
+                // Let the appends already runnable happen first: one
+                // wake-up then carries many events, and a write many lines.
+                None => tokio::task::yield_now().await,
+            }
         }
     }
 
-    /// Whatever is queued right now, without waiting (after leaving, to
+    /// Whatever is pending right now, without waiting (after leaving, to
     /// flush the last events).
     pub fn take_now(&mut self) -> &[Arc<Event>] {
         self.batch.clear();
-        self.member.outbox.take(&mut self.batch);
+        loop {
+            let batch = &mut self.batch;
+            match self
+                .member
+                .outbox
+                .drain(self.room.as_ref(), |event| batch.push(event.clone()))
+            {
+                Ok(Drained::Moved(room)) => self.room = room,
+                Ok(Drained::Some | Drained::Nothing) | Err(Closed::TooSlow) => break,
+            }
+        }
         &self.batch
+    }
+}
+
+async fn wait(appended: Option<Notified<'_>>) {
+    match appended {
+        Some(appended) => appended.await,
+        None => std::future::pending().await,
     }
 }
 

@@ -54,9 +54,8 @@ impl StreamHandler for Chat {
                     render(&mut out, inbox.take_now());
                     return send(&mut write, &out, write_timeout).await;
                 }
-                batch = inbox.recv() => match batch {
-                    Ok(events) => {
-                        render(&mut out, events);
+                received = inbox.recv_text(&mut out) => match received {
+                    Ok(()) => {
                         let sent = send(&mut write, &out, write_timeout).await;
                         out.clear();
                         out.shrink_to(OUT_BUFFER_KEEP);

@@ -1,0 +1,228 @@
+//! A room's shared log: every event said in a room, appended once and read
+//! by each member's writer from its own cursor.
+//!
+//! This is what makes a busy room cheap. Delivering a line to a thousand
+//! members used to mean a thousand pushes under the hub lock (a lock, a
+//! reference count bump and a cache miss each); now it is one append, and
+//! each writer copies everything new since its cursor in one pass under a
+//! shared read lock, touching no reference counts. Sequence numbers are
+//! positions in the log; the log forgets entries every member has read, and
+//! past its bounds (the per-member queue limits) it forgets the oldest
+//! anyway: a member whose cursor falls behind what is kept is too slow.
+
+use std::collections::VecDeque;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, PoisonError, RwLock, RwLockReadGuard};
+
+use tokio::sync::Notify;
+
+use super::event::Event;
+
+/// Appends between two attempts to forget what every member has read.
+pub(crate) const TRIM_EVERY: u64 = 256;
+
+#[derive(Debug)]
+pub(crate) struct RoomLog {
+    entries: RwLock<Entries>,
+    /// Position of the next append (readable without the lock, for stamps).
+    head: AtomicU64,
+    /// Position at the last trim attempt.
+    trimmed_at: AtomicU64,
+    appended: Notify,
+    max_entries: usize,
+    max_bytes: usize,
+}
+
+#[derive(Debug, Default)]
+struct Entries {
+    /// Position of `entries[0]`.
+    base: u64,
+    entries: VecDeque<Entry>,
+    bytes: usize,
+}
+
+#[derive(Debug)]
+struct Entry {
+    /// The member whose line this is (0 for nobody), so it can be skipped
+    /// in the author's own copy.
+    author: u64,
+    event: Arc<Event>,
+}
+
+/// What a reader found at its cursor.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Read {
+    /// Everything up to the returned position was handed over.
+    Upto(u64),
+    /// The cursor is older than anything kept: the reader fell too far
+    /// behind.
+    Lost,
+}
+
+impl RoomLog {
+    /// A log keeping at most `max_entries` events and `max_bytes` of text
+    /// for members that have not read them.
+    pub(crate) fn new(max_entries: usize, max_bytes: usize) -> RoomLog {
+        RoomLog {
+            entries: RwLock::default(),
+            head: AtomicU64::new(0),
+            trimmed_at: AtomicU64::new(0),
+            appended: Notify::new(),
+            max_entries: max_entries.max(1),
+            max_bytes: max_bytes.max(1),
+        }
+    }
+
+    /// Position of the next event to be appended.
+    pub(crate) fn head(&self) -> u64 {
+        self.head.load(Ordering::Acquire)
+    }
+
+    /// Appends `event` by `author` without waiting for any reader; past the
+    /// bounds the oldest entries are forgotten. Readers are not woken:
+    /// call [`RoomLog::wake`] once the caller's locks are released.
+    pub(crate) fn append(&self, author: u64, event: Arc<Event>) {
+        let mut log = self.entries.write().unwrap_or_else(PoisonError::into_inner);
+        log.bytes += event.text().len();
+        log.entries.push_back(Entry { author, event });
+        while log.entries.len() > self.max_entries || log.bytes > self.max_bytes {
+            log.pop_front();
+        }
+        self.head
+            .store(log.base + log.entries.len() as u64, Ordering::Release);
+    }
+
+    /// Wakes every reader waiting in [`RoomLog::appended`].
+    pub(crate) fn wake(&self) {
+        self.appended.notify_waiters();
+    }
+
+    /// Resolves after the next [`RoomLog::wake`]. Create it before looking
+    /// at the log: a wake in between still resolves it.
+    pub(crate) fn appended(&self) -> tokio::sync::futures::Notified<'_> {
+        self.appended.notified()
+    }
+
+    /// Whether enough was appended since the last trim to try again.
+    pub(crate) fn wants_trim(&self) -> bool {
+        self.head() - self.trimmed_at.load(Ordering::Relaxed) >= TRIM_EVERY
+    }
+
+    /// Forgets the entries before `position` (what every member has read).
+    pub(crate) fn trim_to(&self, position: u64) {
+        let mut log = self.entries.write().unwrap_or_else(PoisonError::into_inner);
+        while log.base < position && !log.entries.is_empty() {
+            log.pop_front();
+        }
+        self.trimmed_at
+            .store(log.base + log.entries.len() as u64, Ordering::Relaxed);
+    }
+
+    /// A reading view of the log, for one pass of a reader.
+    pub(crate) fn reader(&self) -> Reader<'_> {
+        Reader {
+            log: self.entries.read().unwrap_or_else(PoisonError::into_inner),
+        }
+    }
+}
+
+impl Entries {
+    fn pop_front(&mut self) {
+        if let Some(entry) = self.entries.pop_front() {
+            self.bytes -= entry.event.text().len();
+            self.base += 1;
+        }
+    }
+}
+
+/// The log held for reading: hands entries to a reader without copying
+/// or counting references.
+pub(crate) struct Reader<'a> {
+    log: RwLockReadGuard<'a, Entries>,
+}
+
+impl Reader<'_> {
+    /// Hands `sink` every entry from `cursor` up to `until` (or the end),
+    /// skipping those written by `skip_author`.
+    pub(crate) fn read(
+        &self,
+        cursor: u64,
+        until: u64,
+        skip_author: Option<u64>,
+        mut sink: impl FnMut(&Arc<Event>),
+    ) -> Read {
+        if cursor < self.log.base {
+            return Read::Lost;
+        }
+        let end = until.min(self.log.base + self.log.entries.len() as u64);
+        if cursor >= end {
+            return Read::Upto(cursor);
+        }
+        let from = (cursor - self.log.base) as usize;
+        let to = (end - self.log.base) as usize;
+        for entry in self.log.entries.range(from..to) {
+            if Some(entry.author) != skip_author {
+                sink(&entry.event);
+            }
+        }
+        Read::Upto(end)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::event::EventKind;
+    use super::*;
+
+    fn notice(text: &str) -> Arc<Event> {
+        Arc::new(Event::new(EventKind::Notice { text: text.into() }))
+    }
+
+    fn texts(log: &RoomLog, cursor: u64, skip: Option<u64>) -> (Read, Vec<String>) {
+        let mut seen = Vec::new();
+        let read = log.reader().read(cursor, u64::MAX, skip, |event| {
+            seen.push(String::from_utf8_lossy(event.text()).trim().to_owned());
+        });
+        (read, seen)
+    }
+
+    #[test]
+    fn readers_see_appends_in_order_and_skip_their_own() {
+        let log = RoomLog::new(10, 1024);
+        log.append(1, notice("a"));
+        log.append(2, notice("b"));
+        log.append(1, notice("c"));
+        assert_eq!(log.head(), 3);
+        let (read, seen) = texts(&log, 0, Some(1));
+        assert_eq!(read, Read::Upto(3));
+        assert_eq!(seen, ["*** b"]);
+        assert_eq!(texts(&log, 1, None).1, ["*** b", "*** c"]);
+        assert_eq!(texts(&log, 3, None), (Read::Upto(3), Vec::new()));
+    }
+
+    #[test]
+    fn a_reader_behind_the_bounds_is_lost() {
+        let log = RoomLog::new(2, 1024);
+        for text in ["a", "b", "c"] {
+            log.append(0, notice(text));
+        }
+        assert_eq!(texts(&log, 0, None).0, Read::Lost);
+        assert_eq!(texts(&log, 1, None).1, ["*** b", "*** c"]);
+        let bytes = RoomLog::new(100, 8);
+        bytes.append(0, notice("0123456789"));
+        assert_eq!(texts(&bytes, 0, None).0, Read::Lost);
+    }
+
+    #[test]
+    fn trimming_forgets_only_what_was_read() {
+        let log = RoomLog::new(1000, 1 << 20);
+        for _ in 0..TRIM_EVERY {
+            log.append(0, notice("x"));
+        }
+        assert!(log.wants_trim());
+        log.trim_to(200);
+        assert!(!log.wants_trim());
+        assert_eq!(texts(&log, 199, None).0, Read::Lost);
+        assert_eq!(texts(&log, 200, None).1.len(), TRIM_EVERY as usize - 200);
+    }
+}
