@@ -20,7 +20,9 @@ window=${4:-8}
 
 command -v ncat >/dev/null || { echo "bench/chat: ncat is missing (apt-get install ncat)" >&2; exit 1; }
 ulimit -n 8192
-cargo build --release -q -p socketkit-cli -p socketkit --example chat_bench
+# Two builds: naming an example would restrict one build to examples only.
+cargo build --release -q -p socketkit-cli
+cargo build --release -q -p socketkit --example chat_bench
 bench=target/release/examples/chat_bench
 work=$(mktemp -d)
 pids=()
