@@ -175,6 +175,17 @@ impl<R: AsyncRead + Unpin> LineReader<R> {
         &mut self.reader
     }
 
+    /// The next line if it is already buffered, without reading: for a
+    /// caller that wants to act once per read rather than once per line.
+    /// `None` says only that [`LineReader::next_line`] would have to wait
+    /// (or report the end of the stream).
+    pub fn next_buffered_line(&mut self) -> io::Result<Option<Line>> {
+        if self.eof {
+            return Ok(None);
+        }
+        self.codec.decode(&mut self.buf)
+    }
+
     /// The next line, or `None` at end of stream.
     pub async fn next_line(&mut self) -> io::Result<Option<Line>> {
         loop {
@@ -273,6 +284,17 @@ mod tests {
             .unwrap();
         assert_eq!(lines.next_line().await.unwrap(), Some(text("Michael")));
         drop(client);
+        assert_eq!(lines.next_line().await.unwrap(), None);
+    }
+
+    #[tokio::test]
+    async fn buffered_lines_come_without_reading_and_never_wait() {
+        let mut lines = LineReader::new(&b"one\ntwo\nthr"[..], 64);
+        assert_eq!(lines.next_line().await.unwrap(), Some(text("one")));
+        assert_eq!(lines.next_buffered_line().unwrap(), Some(text("two")));
+        assert_eq!(lines.next_buffered_line().unwrap(), None);
+        assert_eq!(lines.next_line().await.unwrap(), Some(text("thr")));
+        assert_eq!(lines.next_buffered_line().unwrap(), None);
         assert_eq!(lines.next_line().await.unwrap(), None);
     }
 }

@@ -19,7 +19,7 @@ use super::bus::Wire;
 use super::config::ChatConfig;
 use super::event::{Event, EventKind, RoomInfo};
 use super::outbox::Outbox;
-use super::roomlog::RoomLog;
+use super::roomlog::{PendingWake, RoomLog};
 use super::text::{check_nick, check_room, fold};
 
 /// The room everyone starts in.
@@ -274,8 +274,10 @@ impl Hub {
         }
     }
 
-    /// A line said in the member's room.
-    pub(crate) fn say(&self, id: u64, text: &str, action: bool) {
+    /// A line said in the member's room. The room's readers are woken
+    /// through `wake`, which the caller flushes once it has said all it has
+    /// in hand, so that one wake-up carries many lines.
+    pub(crate) fn say(&self, id: u64, text: &str, action: bool, wake: &mut PendingWake) {
         let mut state = self.lock();
         let clock = bump(&mut state.clock);
         let State { seats, rooms, .. } = &mut *state;
@@ -291,7 +293,7 @@ impl Hub {
         )));
         room.append(id, event.clone());
         remember(room, event, self.config.history);
-        let log = room.log.clone();
+        wake.add(&room.log);
         if self.bus.get().is_some() {
             let wire = Wire::Message {
                 room: room.name.clone(),
@@ -301,9 +303,6 @@ impl Hub {
             };
             self.federate(&state, wire);
         }
-        // Waking a room's readers can take a while; not under the lock.
-        drop(state);
-        log.wake();
     }
 
     /// `/join`: leave the current room for `requested`.

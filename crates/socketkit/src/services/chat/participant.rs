@@ -14,7 +14,7 @@ use super::config::RateLimit;
 use super::event::{Event, EventKind};
 use super::hub::{Hub, Member};
 use super::outbox::{Closed, Drained};
-use super::roomlog::RoomLog;
+use super::roomlog::{PendingWake, RoomLog};
 use super::text::sanitize;
 
 /// What the connection should do after a line.
@@ -51,6 +51,8 @@ pub struct Participant {
     hub: Arc<Hub>,
     member: Arc<Member>,
     bucket: Option<Bucket>,
+    /// The room told of this member's lines but not yet woken for them.
+    wake: PendingWake,
     gone: bool,
 }
 
@@ -75,6 +77,7 @@ impl Participant {
             hub,
             member,
             bucket,
+            wake: PendingWake::default(),
             gone: false,
         };
         (participant, inbox)
@@ -89,6 +92,16 @@ impl Participant {
     /// Invalid UTF-8 is refused with an error (never forwarded); control
     /// characters and terminal escapes are removed before anyone sees it.
     pub fn submit(&mut self, line: &[u8]) -> Flow {
+        let flow = self.submit_more(line);
+        self.flush();
+        flow
+    }
+
+    /// Like [`Participant::submit`], but the room's readers are woken only
+    /// by the next `submit` or [`Participant::flush`] (or when this
+    /// participant is dropped): for a front end that has several lines in
+    /// hand, so that one wake-up carries them all.
+    pub fn submit_more(&mut self, line: &[u8]) -> Flow {
         let Ok(line) = std::str::from_utf8(line) else {
             self.error("that line is not valid UTF-8; it was not sent");
             return Flow::Continue;
@@ -101,6 +114,12 @@ impl Participant {
             return Flow::Quit;
         }
         self.pace()
+    }
+
+    /// Wakes the room's readers for the lines given to
+    /// [`Participant::submit_more`].
+    pub fn flush(&mut self) {
+        self.wake.flush();
     }
 
     /// Tells the member its line was too long (the connection reads on).
@@ -116,11 +135,11 @@ impl Participant {
         let id = self.member.id;
         let result = match command {
             Command::Say(text) => {
-                self.hub.say(id, text, false);
+                self.hub.say(id, text, false, &mut self.wake);
                 Ok(())
             }
             Command::Me(action) => {
-                self.hub.say(id, action, true);
+                self.hub.say(id, action, true, &mut self.wake);
                 Ok(())
             }
             Command::Nick(nick) => self.hub.rename(id, nick),
@@ -188,6 +207,7 @@ impl Participant {
     /// Leaves the chat with `reason` shown to the room (`quiet`: not shown
     /// here, only to linked servers; for server shutdown).
     pub fn leave(&mut self, reason: Option<String>, quiet: bool) {
+        self.flush();
         if !std::mem::replace(&mut self.gone, true) {
             self.hub.leave(self.member.id, reason, quiet);
         }
@@ -233,9 +253,14 @@ impl Inbox {
 
     async fn recv_with(&mut self, mut sink: impl FnMut(&Arc<Event>)) -> Result<(), TooSlow> {
         loop {
+            // Under load something is pending: take it without arming any
+            // wake-up.
+            if self.drain(&mut sink)? {
+                return Ok(());
+            }
             let moved = {
-                // Both wake-ups are armed before looking, so an append or a
-                // push after the look is not missed.
+                // Both wake-ups are armed before looking again, so an append
+                // or a push after the look is not missed.
                 let appended = self.room.as_deref().map(RoomLog::appended);
                 let pushed = self.member.outbox.pushed();
                 match self.member.outbox.drain(self.room.as_ref(), &mut sink) {
@@ -260,21 +285,27 @@ impl Inbox {
         }
     }
 
+    /// Hands `sink` whatever is pending; false if nothing was. Follows the
+    /// member into another room (whose log is then waited on).
+    fn drain(&mut self, sink: &mut impl FnMut(&Arc<Event>)) -> Result<bool, TooSlow> {
+        loop {
+            match self.member.outbox.drain(self.room.as_ref(), &mut *sink) {
+                Err(Closed::TooSlow) => return Err(TooSlow),
+                Ok(Drained::Some) => return Ok(true),
+                Ok(Drained::Nothing) => return Ok(false),
+                Ok(Drained::Moved(room)) => self.room = room,
+            }
+        }
+    }
+
     /// Whatever is pending right now, without waiting (after leaving, to
     /// flush the last events).
     pub fn take_now(&mut self) -> &[Arc<Event>] {
-        self.batch.clear();
-        loop {
-            let batch = &mut self.batch;
-            match self
-                .member
-                .outbox
-                .drain(self.room.as_ref(), |event| batch.push(event.clone()))
-            {
-                Ok(Drained::Moved(room)) => self.room = room,
-                Ok(Drained::Some | Drained::Nothing) | Err(Closed::TooSlow) => break,
-            }
-        }
+        let mut batch = std::mem::take(&mut self.batch);
+        batch.clear();
+        // Too slow or not, whatever was handed over goes out.
+        let _ = self.drain(&mut |event: &Arc<Event>| batch.push(event.clone()));
+        self.batch = batch;
         &self.batch
     }
 }

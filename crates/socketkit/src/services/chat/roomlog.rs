@@ -126,6 +126,32 @@ impl RoomLog {
     }
 }
 
+/// A room whose readers are still to be woken: lines appended one by one
+/// and woken for once, when the caller has nothing more in hand.
+#[derive(Debug, Default)]
+pub(crate) struct PendingWake(Option<Arc<RoomLog>>);
+
+impl PendingWake {
+    /// Notes that `log` has new entries (waking the room noted before, if
+    /// it is another).
+    pub(crate) fn add(&mut self, log: &Arc<RoomLog>) {
+        match &self.0 {
+            Some(pending) if Arc::ptr_eq(pending, log) => {}
+            _ => {
+                self.flush();
+                self.0 = Some(log.clone());
+            }
+        }
+    }
+
+    /// Wakes the noted room's readers.
+    pub(crate) fn flush(&mut self) {
+        if let Some(log) = self.0.take() {
+            log.wake();
+        }
+    }
+}
+
 impl Entries {
     fn pop_front(&mut self) {
         if let Some(entry) = self.entries.pop_front() {

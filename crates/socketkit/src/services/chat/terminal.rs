@@ -12,7 +12,7 @@ use std::time::Duration;
 use tokio::io::{AsyncWrite, AsyncWriteExt};
 use tokio::time::Instant;
 
-use super::participant::Flow;
+use super::participant::{Flow, Participant};
 use super::text::sanitize;
 use super::Chat;
 use crate::codec::{Line, LineReader};
@@ -46,10 +46,14 @@ impl StreamHandler for Chat {
         let write_timeout = self.hub.config().write_timeout;
         let mut out = Vec::new();
         let mut resume_at = None;
+        // Armed once: a fresh shutdown future per loop would take the
+        // token's lock on every batch.
+        let shutdown = server.shutdown_requested();
+        tokio::pin!(shutdown);
         loop {
             tokio::select! {
                 biased;
-                () = server.shutdown_requested() => {
+                () = &mut shutdown => {
                     participant.shutdown();
                     render(&mut out, inbox.take_now());
                     return send(&mut write, &out, write_timeout).await;
@@ -75,15 +79,10 @@ impl StreamHandler for Chat {
                     }
                 },
                 line = next_line(&mut lines, resume_at) => {
-                    let flow = match line? {
-                        None => return Ok(()),
-                        Some(Line::TooLong) => {
-                            participant.too_long();
-                            Flow::Continue
-                        }
-                        Some(Line::Text(bytes)) => participant.submit(&bytes),
+                    let Some(line) = line? else {
+                        return Ok(());
                     };
-                    match flow {
+                    match submit_read(&mut participant, &mut lines, line)? {
                         Flow::Continue => resume_at = None,
                         Flow::PauseUntil(at) => resume_at = Some(at),
                         Flow::Quit => {
@@ -95,6 +94,34 @@ impl StreamHandler for Chat {
             }
         }
     }
+}
+
+/// Submits `line` and the lines already read behind it, then wakes the
+/// room once for all of them; stops early when the member must pause or
+/// quit.
+fn submit_read<R: tokio::io::AsyncRead + Unpin>(
+    participant: &mut Participant,
+    lines: &mut LineReader<R>,
+    mut line: Line,
+) -> std::io::Result<Flow> {
+    let flow = loop {
+        let flow = match line {
+            Line::TooLong => {
+                participant.too_long();
+                Flow::Continue
+            }
+            Line::Text(bytes) => participant.submit_more(&bytes),
+        };
+        if flow != Flow::Continue {
+            break flow;
+        }
+        match lines.next_buffered_line()? {
+            Some(next) => line = next,
+            None => break flow,
+        }
+    };
+    participant.flush();
+    Ok(flow)
 }
 
 /// The next line, once the rate limit allows reading it.
