@@ -2,9 +2,10 @@
 # Chat benchmark: socketkit serve chat vs ncat --chat, in one run, same load.
 #
 # 1000 clients join one room, 50 of them send numbered timestamped lines
-# (at most WINDOW in flight each, default 8), every client reads everything. Reports
-# delivered messages per second, delivery latency percentiles and the
-# server's peak RSS, for both servers, and the throughput ratio.
+# (at most WINDOW in flight each, default 8), every client reads everything.
+# Reports delivered messages per second, delivery latency percentiles, the
+# server's CPU per delivered line and peak RSS for socketkit (default
+# runtime, and --threads 1) and ncat, and the ratios against ncat.
 #
 #   bench/chat/run.sh [CLIENTS] [SENDERS] [MESSAGES_PER_SENDER] [WINDOW]
 #
@@ -60,14 +61,23 @@ run() { # label pid addr [--nick]
   echo "$result rss_peak=$(peak_rss "$pid")"
 }
 
-port=$(free_port)
-target/release/socketkit serve chat "127.0.0.1:$port" --rate 0 --max-conns $((clients + 100)) -q \
-  >"$work/socketkit.out" &
-sk=$!
-pids+=("$sk")
-wait_port "$port"
-socketkit_result=$(run socketkit "$sk" "127.0.0.1:$port" --nick)
-kill "$sk"
+# socketkit with its default runtime (one worker thread per core), then on
+# one thread (`--threads 1`, the choice for a box this small, where the load
+# generator needs the other core); then ncat.
+socketkit() { # label [serve args...]
+  local label=$1 port pid
+  shift
+  port=$(free_port)
+  target/release/socketkit serve chat "127.0.0.1:$port" --rate 0 --max-conns $((clients + 100)) \
+    -q "$@" >/dev/null &
+  pid=$!
+  pids+=("$pid")
+  wait_port "$port"
+  run "$label" "$pid" "127.0.0.1:$port" --nick
+  kill "$pid"
+}
+default_result=$(socketkit socketkit)
+threads1_result=$(socketkit socketkit-threads-1 --threads 1)
 
 port=$(free_port)
 ncat -l -k --chat -m $((clients + 100)) 127.0.0.1 "$port" >/dev/null 2>&1 &
@@ -77,8 +87,8 @@ wait_port "$port"
 ncat_result=$(run ncat "$nc" "127.0.0.1:$port")
 kill "$nc"
 
-echo "$socketkit_result"
-echo "$ncat_result"
-rate() { sed 's/.*msgs_per_sec=\([0-9]*\).*/\1/' <<<"$1"; }
-cost() { sed 's/.*server_ns_per_delivery=\([0-9]*\).*/\1/' <<<"$1"; }
-python3 -c "print(f'throughput ratio socketkit/ncat: {$(rate "$socketkit_result") / $(rate "$ncat_result"):.1f}x; server CPU per delivery ncat/socketkit: {$(cost "$ncat_result") / $(cost "$socketkit_result"):.1f}x')"
+printf '%s\n' "$default_result" "$threads1_result" "$ncat_result"
+field() { sed "s/.* $1=\([0-9.]*\).*/\1/" <<<"$2"; }
+for result in "$default_result" "$threads1_result"; do
+  python3 -c "print(f'{\"${result%%:*}\"}/ncat: {$(field msgs_per_sec "$result") / $(field msgs_per_sec "$ncat_result"):.1f}x the delivered lines per second, p99 {$(field p99_ms "$ncat_result") / $(field p99_ms "$result"):.1f}x lower, {$(field server_ns_per_delivery "$ncat_result") / $(field server_ns_per_delivery "$result"):.1f}x less server CPU per line')"
+done
