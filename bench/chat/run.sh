@@ -12,6 +12,8 @@
 # Needs ncat (apt-get install ncat). Loopback only; every server it starts
 # is stopped by PID on exit.
 set -euo pipefail
+# A failed run inside $(...) must stop the script, not print half a line.
+shopt -s inherit_errexit
 cd "$(dirname "$0")/../.."
 
 clients=${1:-1000}
@@ -68,8 +70,12 @@ socketkit() { # label [serve args...]
   local label=$1 port pid
   shift
   port=$(free_port)
+  # Queues of 65,536 lines / 16 MiB: one load-generator thread reading a
+  # thousand sockets reads some of them late, and at 50M lines a second the
+  # default 4096 lines are 80 ms of lag; that must not count as a slow
+  # consumer here (ncat has no such limit: it would stall instead).
   target/release/socketkit serve chat "127.0.0.1:$port" --rate 0 --max-conns $((clients + 100)) \
-    -q "$@" >/dev/null &
+    --queue 65536 --queue-bytes 16777216 -q "$@" >/dev/null &
   pid=$!
   pids+=("$pid")
   wait_port "$port"
