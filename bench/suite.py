@@ -4,6 +4,7 @@
     python3 bench/suite.py            # full run, under 10 minutes
     python3 bench/suite.py --quick    # one short repetition, under 2 minutes
     python3 bench/suite.py --update   # also rewrite the table in BENCHMARKS.md
+    python3 bench/suite.py --quick --chat   # and the chat benchmark against ncat
 
 It builds socketkit, the two baselines in bench/ (a single-threaded C epoll
 echo and a tokio echo) and the independent load generator echo-bench
@@ -544,6 +545,16 @@ def targets(results, idle):
 LEVEL_BY_KEY = {}
 
 
+def chat_report():
+    """bench/chat/run.sh at its defaults (1000 clients, 50 senders): its
+    result lines and ratios against ncat, as a Markdown block."""
+    log("chat: bench/chat/run.sh (socketkit, socketkit --threads 1, ncat)")
+    out = subprocess.run(["bench/chat/run.sh"], cwd=ROOT, check=True, capture_output=True,
+                         text=True, timeout=1800).stdout
+    return "\n".join(["### chat: 1000 clients in one room, 50 sending (bench/chat/run.sh)", "",
+                      "```", out.strip(), "```"])
+
+
 def machine():
     cpu = "unknown CPU"
     for line in Path("/proc/cpuinfo").read_text().splitlines():
@@ -565,6 +576,8 @@ def main():
     parser.add_argument("--servers", help="only servers whose names contain one of these, "
                                           "comma-separated (C epoll and tokio always run)")
     parser.add_argument("--update", action="store_true", help=f"rewrite the table in {DOC.name}")
+    parser.add_argument("--chat", action="store_true",
+                        help="also run the chat benchmark against ncat (bench/chat/run.sh)")
     args = parser.parse_args()
     reps = args.reps or (1 if args.quick else 3)
     secs = args.secs or (0.75 if args.quick else 1.5)
@@ -647,6 +660,8 @@ def main():
                "| server | bytes per connection |", "|---|---:|"]
     report += [f"| {name} | {value:,.0f} |" for name, value in idle.items()]
     report += ["", targets(results, idle)]
+    if args.chat:
+        report += ["", chat_report()]
     text = "\n".join(report) + "\n"
     print(text)
     (TARGET / "bench").mkdir(parents=True, exist_ok=True)
