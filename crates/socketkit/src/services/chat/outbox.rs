@@ -95,7 +95,11 @@ impl Outbox {
             if queue.closed.is_some() {
                 return;
             }
-            if queue.events.len() >= self.max_messages || queue.bytes + size > self.max_bytes {
+            // One event alone is always taken, however big: the bound is
+            // on falling behind, not on what the hub may say.
+            let full = queue.events.len() >= self.max_messages
+                || (!queue.events.is_empty() && queue.bytes + size > self.max_bytes);
+            if full {
                 queue.close(Closed::TooSlow);
                 true
             } else {
@@ -319,9 +323,13 @@ mod tests {
             outbox.push(&notice(text));
         }
         assert_eq!(drain(&outbox, None), Err(Closed::TooSlow));
-        let bytes = Outbox::new(7, false, 100, 10);
+        let bytes = Outbox::new(7, false, 100, 20);
+        bytes.push(&notice("0123456789"));
         bytes.push(&notice("0123456789"));
         assert_eq!(drain(&bytes, None), Err(Closed::TooSlow));
+        let big = Outbox::new(7, false, 100, 10);
+        big.push(&notice("bigger than the bound"));
+        assert_eq!(drain(&big, None).unwrap(), ["*** bigger than the bound"]);
         let room = Arc::new(RoomLog::new(2, 4096));
         let behind = Outbox::new(7, false, 100, 1024);
         behind.move_to(Some(room.clone()));

@@ -85,7 +85,11 @@ impl RoomLog {
         let mut log = self.entries.write().unwrap_or_else(PoisonError::into_inner);
         log.bytes += event.text().len();
         log.entries.push_back(Entry { author, event });
-        while log.entries.len() > self.max_entries || log.bytes > self.max_bytes {
+        // The newest entry stays even if it alone passes the byte bound:
+        // otherwise one big event would leave every member behind.
+        while log.entries.len() > 1
+            && (log.entries.len() > self.max_entries || log.bytes > self.max_bytes)
+        {
             log.pop_front();
         }
         self.head
@@ -234,9 +238,11 @@ mod tests {
         }
         assert_eq!(texts(&log, 0, None).0, Read::Lost);
         assert_eq!(texts(&log, 1, None).1, ["*** b", "*** c"]);
-        let bytes = RoomLog::new(100, 8);
+        let bytes = RoomLog::new(100, 20);
         bytes.append(0, notice("0123456789"));
+        bytes.append(0, notice("longer than the bound"));
         assert_eq!(texts(&bytes, 0, None).0, Read::Lost);
+        assert_eq!(texts(&bytes, 1, None).1, ["*** longer than the bound"]);
     }
 
     #[test]
