@@ -18,7 +18,7 @@ use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use tokio::sync::Notify;
 
 use super::event::Event;
-use super::roomlog::{Read, Reader, RoomLog};
+use super::roomlog::{Read, Reader, RoomLog, Sink};
 
 /// Why a member stopped getting events.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -124,11 +124,8 @@ impl Outbox {
     /// ahead of anything later.
     pub(crate) fn move_to(&self, room: Option<Arc<RoomLog>>) {
         let mut queue = self.lock();
-        let mut pending = Vec::new();
-        if queue
-            .drain(self.skip_author, |e| pending.push(e.clone()))
-            .is_err()
-        {
+        let mut pending: Vec<Arc<Event>> = Vec::new();
+        if queue.drain(self.skip_author, &mut pending).is_err() {
             return;
         }
         let at = room.as_ref().map_or(0, |room| room.head());
@@ -153,7 +150,7 @@ impl Outbox {
     pub(crate) fn drain(
         &self,
         room: Option<&Arc<RoomLog>>,
-        sink: impl FnMut(&Arc<Event>),
+        sink: &mut impl Sink,
     ) -> Result<Drained, Closed> {
         let mut queue = self.lock();
         if let Some(closed) = queue.closed {
@@ -192,29 +189,36 @@ impl Queue {
 
     /// Hands the room entries and private events to `sink` in order and
     /// advances the cursor; true if anything was handed.
-    fn drain(
-        &mut self,
-        skip_author: Option<u64>,
-        mut sink: impl FnMut(&Arc<Event>),
-    ) -> Result<bool, Closed> {
-        let mut handed = !self.events.is_empty();
+    fn drain(&mut self, skip_author: Option<u64>, sink: &mut impl Sink) -> Result<bool, Closed> {
+        let before = sink.len();
         let result = {
-            let mut log = LogCursor {
-                reader: self.room.as_deref().map(RoomLog::reader),
-                cursor: &mut self.cursor,
-                skip_author,
-                handed: &mut handed,
-            };
+            let reader = self.room.as_deref().map(RoomLog::reader);
             let mut result = Ok(());
             for stamped in self.events.drain(..) {
-                result = result.and_then(|()| log.read(stamped.at, &mut sink));
-                sink(&stamped.event);
+                result = result.and_then(|()| {
+                    read_log(
+                        reader.as_ref(),
+                        &mut self.cursor,
+                        stamped.at,
+                        skip_author,
+                        sink,
+                    )
+                });
+                sink.event(&stamped.event);
             }
-            result.and_then(|()| log.read(u64::MAX, &mut sink))
+            result.and_then(|()| {
+                read_log(
+                    reader.as_ref(),
+                    &mut self.cursor,
+                    u64::MAX,
+                    skip_author,
+                    sink,
+                )
+            })
         };
         self.bytes = 0;
         match result {
-            Ok(()) => Ok(handed),
+            Ok(()) => Ok(sink.len() > before),
             Err(closed) => {
                 self.close(closed);
                 Err(closed)
@@ -223,32 +227,24 @@ impl Queue {
     }
 }
 
-/// One drain's pass over the room log.
-struct LogCursor<'a> {
-    reader: Option<Reader<'a>>,
-    cursor: &'a mut u64,
+/// Hands `sink` the room entries from `cursor` up to `until` and moves the
+/// cursor past them.
+fn read_log(
+    reader: Option<&Reader<'_>>,
+    cursor: &mut u64,
+    until: u64,
     skip_author: Option<u64>,
-    handed: &'a mut bool,
-}
-
-impl LogCursor<'_> {
-    /// Hands over the room entries from the cursor up to `until`.
-    fn read(&mut self, until: u64, sink: &mut impl FnMut(&Arc<Event>)) -> Result<(), Closed> {
-        let Some(reader) = &self.reader else {
-            return Ok(());
-        };
-        let handed = &mut *self.handed;
-        let read = reader.read(*self.cursor, until, self.skip_author, |event| {
-            *handed = true;
-            sink(event);
-        });
-        match read {
-            Read::Upto(position) => {
-                *self.cursor = position;
-                Ok(())
-            }
-            Read::Lost => Err(Closed::TooSlow),
+    sink: &mut impl Sink,
+) -> Result<(), Closed> {
+    let Some(reader) = reader else {
+        return Ok(());
+    };
+    match sink.read_log(reader, *cursor, until, skip_author) {
+        Read::Upto(position) => {
+            *cursor = position;
+            Ok(())
         }
+        Read::Lost => Err(Closed::TooSlow),
     }
 }
 
@@ -270,11 +266,16 @@ mod tests {
     }
 
     fn drain(outbox: &Outbox, room: Option<&Arc<RoomLog>>) -> Result<Vec<String>, Closed> {
-        let mut seen = Vec::new();
-        outbox.drain(room, |event| {
-            seen.push(String::from_utf8_lossy(event.text()).trim().to_owned());
-        })?;
-        Ok(seen)
+        let mut events: Vec<Arc<Event>> = Vec::new();
+        outbox.drain(room, &mut events)?;
+        let mut text: Vec<u8> = Vec::new();
+        for event in &events {
+            text.extend_from_slice(event.text());
+        }
+        Ok(String::from_utf8_lossy(&text)
+            .lines()
+            .map(|line| line.trim().to_owned())
+            .collect())
     }
 
     #[test]
@@ -307,7 +308,7 @@ mod tests {
         outbox.move_to(Some(second.clone()));
         second.append(1, notice("new"));
         assert!(matches!(
-            outbox.drain(Some(&first), |_| {}),
+            outbox.drain(Some(&first), &mut Vec::<Arc<Event>>::new()),
             Ok(Drained::Moved(Some(_)))
         ));
         assert_eq!(

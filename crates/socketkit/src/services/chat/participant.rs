@@ -14,7 +14,7 @@ use super::config::RateLimit;
 use super::event::{Event, EventKind};
 use super::hub::{Hub, Member};
 use super::outbox::{Closed, Drained};
-use super::roomlog::{PendingWake, RoomLog};
+use super::roomlog::{PendingWake, RoomLog, Sink};
 use super::text::sanitize;
 
 /// What the connection should do after a line.
@@ -238,24 +238,24 @@ impl Inbox {
     pub async fn recv(&mut self) -> Result<&[Arc<Event>], TooSlow> {
         let mut batch = std::mem::take(&mut self.batch);
         batch.clear();
-        let received = self.recv_with(|event| batch.push(event.clone())).await;
+        let received = self.recv_with(&mut batch).await;
         self.batch = batch;
         received.map(|()| &self.batch[..])
     }
 
     /// Like [`Inbox::recv`], but appends the events' text lines (what a
     /// terminal shows) to `out`: the cheap way to feed a byte stream, as
-    /// no event changes hands. Cancel-safe: `out` grows only on success.
+    /// no event changes hands and consecutive room lines are copied in one
+    /// go. Cancel-safe: `out` grows only when this returns.
     pub async fn recv_text(&mut self, out: &mut Vec<u8>) -> Result<(), TooSlow> {
-        self.recv_with(|event| out.extend_from_slice(event.text()))
-            .await
+        self.recv_with(out).await
     }
 
-    async fn recv_with(&mut self, mut sink: impl FnMut(&Arc<Event>)) -> Result<(), TooSlow> {
+    async fn recv_with(&mut self, sink: &mut impl Sink) -> Result<(), TooSlow> {
         loop {
             // Under load something is pending: take it without arming any
             // wake-up.
-            if self.drain(&mut sink)? {
+            if self.drain(sink)? {
                 return Ok(());
             }
             let moved = {
@@ -263,7 +263,7 @@ impl Inbox {
                 // or a push after the look is not missed.
                 let appended = self.room.as_deref().map(RoomLog::appended);
                 let pushed = self.member.outbox.pushed();
-                match self.member.outbox.drain(self.room.as_ref(), &mut sink) {
+                match self.member.outbox.drain(self.room.as_ref(), sink) {
                     Err(Closed::TooSlow) => return Err(TooSlow),
                     Ok(Drained::Some) => return Ok(()),
                     Ok(Drained::Moved(room)) => Some(room),
@@ -287,9 +287,9 @@ impl Inbox {
 
     /// Hands `sink` whatever is pending; false if nothing was. Follows the
     /// member into another room (whose log is then waited on).
-    fn drain(&mut self, sink: &mut impl FnMut(&Arc<Event>)) -> Result<bool, TooSlow> {
+    fn drain(&mut self, sink: &mut impl Sink) -> Result<bool, TooSlow> {
         loop {
-            match self.member.outbox.drain(self.room.as_ref(), &mut *sink) {
+            match self.member.outbox.drain(self.room.as_ref(), sink) {
                 Err(Closed::TooSlow) => return Err(TooSlow),
                 Ok(Drained::Some) => return Ok(true),
                 Ok(Drained::Nothing) => return Ok(false),
@@ -304,7 +304,7 @@ impl Inbox {
         let mut batch = std::mem::take(&mut self.batch);
         batch.clear();
         // Too slow or not, whatever was handed over goes out.
-        let _ = self.drain(&mut |event: &Arc<Event>| batch.push(event.clone()));
+        let _ = self.drain(&mut batch);
         self.batch = batch;
         &self.batch
     }

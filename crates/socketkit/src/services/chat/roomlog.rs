@@ -38,7 +38,14 @@ struct Entries {
     /// Position of `entries[0]`.
     base: u64,
     entries: VecDeque<Entry>,
+    /// Text of the kept entries.
     bytes: usize,
+    /// The entries' text lines, back to back, so that a reader copies a run
+    /// of consecutive lines with one `memcpy` (copying line by line was a
+    /// fifth of a busy server's time). Offsets are counted from the first
+    /// byte ever appended; `text[0]` is at `text_start`.
+    text: Vec<u8>,
+    text_start: u64,
 }
 
 #[derive(Debug)]
@@ -47,6 +54,9 @@ struct Entry {
     /// in the author's own copy.
     author: u64,
     event: Arc<Event>,
+    /// Where its text line starts and ends in `Entries::text`.
+    start: u64,
+    end: u64,
 }
 
 /// What a reader found at its cursor.
@@ -83,8 +93,17 @@ impl RoomLog {
     /// call [`RoomLog::wake`] once the caller's locks are released.
     pub(crate) fn append(&self, author: u64, event: Arc<Event>) {
         let mut log = self.entries.write().unwrap_or_else(PoisonError::into_inner);
-        log.bytes += event.text().len();
-        log.entries.push_back(Entry { author, event });
+        let line = event.text();
+        let start = log.text_start + log.text.len() as u64;
+        let end = start + line.len() as u64;
+        log.bytes += line.len();
+        log.text.extend_from_slice(line);
+        log.entries.push_back(Entry {
+            author,
+            event,
+            start,
+            end,
+        });
         // The newest entry stays even if it alone passes the byte bound:
         // otherwise one big event would leave every member behind.
         while log.entries.len() > 1
@@ -158,10 +177,67 @@ impl PendingWake {
 
 impl Entries {
     fn pop_front(&mut self) {
-        if let Some(entry) = self.entries.pop_front() {
-            self.bytes -= entry.event.text().len();
-            self.base += 1;
+        let Some(entry) = self.entries.pop_front() else {
+            return;
+        };
+        self.bytes -= (entry.end - entry.start) as usize;
+        self.base += 1;
+        // Text before the first kept entry is dead; it is dropped once it
+        // is most of the buffer, so each byte moves at most once on average.
+        let dead = (entry.end - self.text_start) as usize;
+        if self.entries.is_empty() {
+            self.text.clear();
+            self.text_start = entry.end;
+        } else if dead > self.text.len() / 2 {
+            self.text.drain(..dead);
+            self.text_start = entry.end;
         }
+    }
+
+    /// The text between two offsets.
+    fn text(&self, start: u64, end: u64) -> &[u8] {
+        &self.text[(start - self.text_start) as usize..(end - self.text_start) as usize]
+    }
+}
+
+/// Where what a reader reads goes: events (the web page, the bot) or the
+/// text lines a terminal shows.
+pub(crate) trait Sink {
+    /// One event, for a member alone.
+    fn event(&mut self, event: &Arc<Event>);
+
+    /// The room entries from `cursor` up to `until`.
+    fn read_log(&mut self, log: &Reader<'_>, cursor: u64, until: u64, skip: Option<u64>) -> Read;
+
+    /// How much was handed over so far (to tell whether anything was).
+    fn len(&self) -> usize;
+}
+
+impl Sink for Vec<Arc<Event>> {
+    fn event(&mut self, event: &Arc<Event>) {
+        self.push(event.clone());
+    }
+
+    fn read_log(&mut self, log: &Reader<'_>, cursor: u64, until: u64, skip: Option<u64>) -> Read {
+        log.read(cursor, until, skip, |event| self.push(event.clone()))
+    }
+
+    fn len(&self) -> usize {
+        Vec::len(self)
+    }
+}
+
+impl Sink for Vec<u8> {
+    fn event(&mut self, event: &Arc<Event>) {
+        self.extend_from_slice(event.text());
+    }
+
+    fn read_log(&mut self, log: &Reader<'_>, cursor: u64, until: u64, skip: Option<u64>) -> Read {
+        log.read_text(cursor, until, skip, self)
+    }
+
+    fn len(&self) -> usize {
+        Vec::len(self)
     }
 }
 
@@ -172,6 +248,18 @@ pub(crate) struct Reader<'a> {
 }
 
 impl Reader<'_> {
+    /// The entries from `cursor` up to `until` (or the end), or why not.
+    fn range(&self, cursor: u64, until: u64) -> Result<std::ops::Range<usize>, Read> {
+        if cursor < self.log.base {
+            return Err(Read::Lost);
+        }
+        let end = until.min(self.log.base + self.log.entries.len() as u64);
+        if cursor >= end {
+            return Err(Read::Upto(cursor));
+        }
+        Ok((cursor - self.log.base) as usize..(end - self.log.base) as usize)
+    }
+
     /// Hands `sink` every entry from `cursor` up to `until` (or the end),
     /// skipping those written by `skip_author`.
     pub(crate) fn read(
@@ -181,19 +269,45 @@ impl Reader<'_> {
         skip_author: Option<u64>,
         mut sink: impl FnMut(&Arc<Event>),
     ) -> Read {
-        if cursor < self.log.base {
-            return Read::Lost;
-        }
-        let end = until.min(self.log.base + self.log.entries.len() as u64);
-        if cursor >= end {
-            return Read::Upto(cursor);
-        }
-        let from = (cursor - self.log.base) as usize;
-        let to = (end - self.log.base) as usize;
-        for entry in self.log.entries.range(from..to) {
+        let range = match self.range(cursor, until) {
+            Ok(range) => range,
+            Err(read) => return read,
+        };
+        let end = self.log.base + range.end as u64;
+        for entry in self.log.entries.range(range) {
             if Some(entry.author) != skip_author {
                 sink(&entry.event);
             }
+        }
+        Read::Upto(end)
+    }
+
+    /// Like [`Reader::read`], but appends the entries' text lines to
+    /// `out`, a run of consecutive lines at a time.
+    pub(crate) fn read_text(
+        &self,
+        cursor: u64,
+        until: u64,
+        skip_author: Option<u64>,
+        out: &mut Vec<u8>,
+    ) -> Read {
+        let range = match self.range(cursor, until) {
+            Ok(range) => range,
+            Err(read) => return read,
+        };
+        let end = self.log.base + range.end as u64;
+        let mut run: Option<(u64, u64)> = None;
+        for entry in self.log.entries.range(range) {
+            if Some(entry.author) == skip_author {
+                if let Some((start, end)) = run.take() {
+                    out.extend_from_slice(self.log.text(start, end));
+                }
+            } else {
+                run = Some((run.map_or(entry.start, |(start, _)| start), entry.end));
+            }
+        }
+        if let Some((start, end)) = run {
+            out.extend_from_slice(self.log.text(start, end));
         }
         Read::Upto(end)
     }
@@ -228,6 +342,32 @@ mod tests {
         assert_eq!(seen, ["*** b"]);
         assert_eq!(texts(&log, 1, None).1, ["*** b", "*** c"]);
         assert_eq!(texts(&log, 3, None), (Read::Upto(3), Vec::new()));
+    }
+
+    #[test]
+    fn text_comes_in_runs_around_the_readers_own_lines() {
+        let log = RoomLog::new(4, 1024);
+        for (author, text) in [
+            (1, "gone"),
+            (1, "a"),
+            (2, "b"),
+            (7, "mine"),
+            (1, "c"),
+            (3, "d"),
+        ] {
+            log.append(author, notice(text));
+        }
+        let mut out = Vec::new();
+        let read = log.reader().read_text(2, u64::MAX, Some(7), &mut out);
+        assert_eq!(read, Read::Upto(6));
+        assert_eq!(out, b"*** b\r\n*** c\r\n*** d\r\n");
+        out.clear();
+        log.reader().read_text(3, 5, None, &mut out);
+        assert_eq!(out, b"*** mine\r\n*** c\r\n");
+        assert_eq!(
+            log.reader().read_text(1, u64::MAX, None, &mut out),
+            Read::Lost
+        );
     }
 
     #[test]
