@@ -79,9 +79,7 @@ impl Decoder for LineCodec {
         loop {
             // One byte past the limit is enough to see a `\r` before `\n`.
             let read_to = buf.len().min(self.max_length.saturating_add(2));
-            let newline = buf[self.next_index..read_to]
-                .iter()
-                .position(|b| *b == b'\n');
+            let newline = memchr::memchr(b'\n', &buf[self.next_index..read_to]);
             match (self.discarding, newline) {
                 (true, Some(offset)) => {
                     buf.advance(self.next_index + offset + 1);
