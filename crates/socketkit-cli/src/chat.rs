@@ -59,7 +59,7 @@ pub fn reject_outside_chat(args: &ServeArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
-fn config(args: &ChatArgs) -> ChatConfig {
+fn config(args: &ChatArgs, max_conns: usize) -> ChatConfig {
     let rate = (args.rate > 0.0).then(|| RateLimit {
         per_second: args.rate,
         burst: (args.rate * 2.0).ceil().clamp(1.0, f64::from(u32::MAX)) as u32,
@@ -70,10 +70,11 @@ fn config(args: &ChatArgs) -> ChatConfig {
         .rate_limit(rate)
         .queue_limits(args.queue, args.queue_bytes)
         .write_timeout(args.write_timeout)
+        .max_web_sessions(max_conns)
 }
 
 pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
-    let chat = Chat::new(config(&args.chat));
+    let chat = Chat::new(config(&args.chat, args.max_conns));
     let handle = ServerHandle::default();
     let mut also_listening = Vec::new();
     let web = match &args.chat.web {

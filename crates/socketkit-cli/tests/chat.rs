@@ -361,6 +361,64 @@ fn a_client_that_falls_behind_its_room_is_dropped_once_it_reads_again() {
     assert!(server.stop().success());
 }
 
+#[test]
+fn web_pages_past_max_conns_are_refused_until_one_closes() {
+    let server = ChatServer::start(&["--web", "127.0.0.1:0", "--max-conns", "1"]);
+    let web = server.web.clone().unwrap();
+    let host = web
+        .trim_start_matches("http://")
+        .trim_end_matches('/')
+        .to_owned();
+    let first = websocket_handshake(&host);
+    assert!(
+        status_line(&first).starts_with("HTTP/1.1 101"),
+        "{}",
+        status_line(&first)
+    );
+    let second = websocket_handshake(&host);
+    assert!(
+        status_line(&second).starts_with("HTTP/1.1 503"),
+        "{}",
+        status_line(&second)
+    );
+    drop(first);
+    // The page's session ends once its socket is gone (the server waits
+    // at most 30 s for a nickname that will not come, but sees the close).
+    let deadline = std::time::Instant::now() + chat_support::WAIT;
+    loop {
+        let again = websocket_handshake(&host);
+        if status_line(&again).starts_with("HTTP/1.1 101") {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the closed page's place was never freed"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    assert!(server.stop().success());
+}
+
+/// Opens a WebSocket on the chat page's `/ws`, as a browser would; the
+/// server's response is still to be read.
+fn websocket_handshake(host: &str) -> std::net::TcpStream {
+    let mut stream = std::net::TcpStream::connect(host).unwrap();
+    stream.set_read_timeout(Some(chat_support::WAIT)).unwrap();
+    write!(
+        stream,
+        "GET /ws HTTP/1.1\r\nHost: {host}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
+         Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n"
+    )
+    .unwrap();
+    stream
+}
+
+fn status_line(response: &std::net::TcpStream) -> String {
+    let mut line = String::new();
+    BufReader::new(response).read_line(&mut line).unwrap();
+    line
+}
+
 const STALLED_DROPPED: &str = "*** stalled left #lobby (too slow: disconnected)";
 
 /// Lines a sender may be ahead of the slowest reading client.

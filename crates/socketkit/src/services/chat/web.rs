@@ -9,16 +9,18 @@
 
 use std::future::poll_fn;
 use std::io;
+use std::sync::Arc;
 use std::task::Poll;
 use std::time::Duration;
 
 use axum::extract::ws::{Message, Utf8Bytes, WebSocket, WebSocketUpgrade};
 use axum::extract::State;
-use axum::http::header;
+use axum::http::{header, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::Router;
 use futures_util::{SinkExt, StreamExt};
+use tokio::sync::Semaphore;
 use tokio::time::Instant;
 use tokio_util::task::TaskTracker;
 use tracing::debug;
@@ -87,10 +89,12 @@ impl WebServer {
     /// (waiting at most a couple of seconds for them).
     pub async fn serve(self, shutdown: ServerHandle) -> Result<()> {
         let sessions = TaskTracker::new();
+        let open = Arc::new(Semaphore::new(self.chat.hub.config().max_web_sessions));
         let state = WebState {
             chat: self.chat,
             shutdown: shutdown.clone(),
             sessions: sessions.clone(),
+            open,
         };
         let app = Router::new()
             .route("/", get(index))
@@ -118,6 +122,8 @@ struct WebState {
     chat: Chat,
     shutdown: ServerHandle,
     sessions: TaskTracker,
+    /// One permit per page that may be open at once.
+    open: Arc<Semaphore>,
 }
 
 fn asset(content_type: &'static str, body: &'static str) -> Response {
@@ -144,11 +150,23 @@ async fn style_css() -> Response {
 }
 
 async fn upgrade(State(state): State<WebState>, ws: WebSocketUpgrade) -> Response {
+    // Taken before the upgrade, held for the session's life.
+    let Ok(permit) = state.open.clone().try_acquire_owned() else {
+        tracing::warn!("chat web page refused: too many pages open");
+        return (
+            StatusCode::SERVICE_UNAVAILABLE,
+            "too many chat pages are open; try again later\n",
+        )
+            .into_response();
+    };
     ws.max_message_size(MAX_FRAME)
         .max_frame_size(MAX_FRAME)
         .on_upgrade(move |socket| {
             let sessions = state.sessions.clone();
-            sessions.track_future(session(state, socket))
+            sessions.track_future(async move {
+                session(state, socket).await;
+                drop(permit);
+            })
         })
 }
 
