@@ -228,6 +228,7 @@ pub struct ServeArgs {
     #[arg(value_name = "ADDR", value_parser = parse_endpoint)]
     pub addrs: Vec<Endpoint>,
     /// Most connections served at once; more wait in the listen backlog.
+    /// With chat --web, also the most pages open at once (more get 503).
     #[arg(long, value_name = "N", default_value_t = 1024)]
     pub max_conns: usize,
     /// Close connections idle this long (e.g. 30, 1.5, 500ms, 5m); 0 disables.

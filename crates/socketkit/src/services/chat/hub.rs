@@ -205,8 +205,7 @@ impl Hub {
             room: room.name.clone(),
             nick: nick.clone(),
         });
-        room.append(id, Arc::new(joined));
-        room.log.wake();
+        room.announce(id, Arc::new(joined));
         member.outbox.move_to(Some(room.log.clone()));
         room.members.insert(id, member.clone());
         let room_name = room.name.clone();
@@ -248,8 +247,7 @@ impl Hub {
                 nick: nick.clone(),
                 reason: reason.clone(),
             });
-            room.append(id, Arc::new(left));
-            room.log.wake();
+            room.announce(id, Arc::new(left));
         }
         if room.members.is_empty() {
             room.log.trim_to(room.log.head());
@@ -347,8 +345,7 @@ impl Hub {
             new: new.to_owned(),
         });
         if let Some(room) = state.rooms.get_mut(&key) {
-            room.append(NOBODY, Arc::new(renamed));
-            room.log.wake();
+            room.announce(NOBODY, Arc::new(renamed));
         }
         if let Some(room) = room {
             let wire = Wire::Renamed {
@@ -582,8 +579,7 @@ impl Hub {
         };
         room.last_used = clock;
         let event = Arc::new(event);
-        room.append(NOBODY, event.clone());
-        room.log.wake();
+        room.announce(NOBODY, event.clone());
         if keep {
             remember(room, event, self.config.history);
         }
@@ -591,6 +587,13 @@ impl Hub {
 }
 
 impl Room {
+    /// Appends to the log and wakes the room's readers at once: for events
+    /// that come one at a time (joins, leaves, renames, linked servers).
+    fn announce(&mut self, author: u64, event: Arc<Event>) {
+        self.append(author, event);
+        self.log.wake();
+    }
+
     /// Appends to the log (waking readers is the caller's part), now and
     /// then forgetting what every member has read.
     fn append(&mut self, author: u64, event: Arc<Event>) {

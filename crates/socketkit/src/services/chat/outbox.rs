@@ -191,33 +191,21 @@ impl Queue {
     /// advances the cursor; true if anything was handed.
     fn drain(&mut self, skip_author: Option<u64>, sink: &mut impl Sink) -> Result<bool, Closed> {
         let before = sink.len();
-        let result = {
-            let reader = self.room.as_deref().map(RoomLog::reader);
-            let mut result = Ok(());
-            for stamped in self.events.drain(..) {
-                result = result.and_then(|()| {
-                    read_log(
-                        reader.as_ref(),
-                        &mut self.cursor,
-                        stamped.at,
-                        skip_author,
-                        sink,
-                    )
-                });
-                sink.event(&stamped.event);
-            }
-            result.and_then(|()| {
-                read_log(
-                    reader.as_ref(),
-                    &mut self.cursor,
-                    u64::MAX,
-                    skip_author,
-                    sink,
-                )
-            })
+        // The read lock only when the log has something new for us.
+        let reader = self
+            .room
+            .as_deref()
+            .filter(|room| room.head() > self.cursor)
+            .map(RoomLog::reader);
+        let mut log = LogCursor {
+            reader,
+            cursor: &mut self.cursor,
+            skip_author,
         };
+        let merged = merge(&mut self.events, &mut log, sink);
+        drop(log);
         self.bytes = 0;
-        match result {
+        match merged {
             Ok(()) => Ok(sink.len() > before),
             Err(closed) => {
                 self.close(closed);
@@ -227,24 +215,42 @@ impl Queue {
     }
 }
 
-/// Hands `sink` the room entries from `cursor` up to `until` and moves the
-/// cursor past them.
-fn read_log(
-    reader: Option<&Reader<'_>>,
-    cursor: &mut u64,
-    until: u64,
-    skip_author: Option<u64>,
+/// Hands `sink` each private event after the room entries that came
+/// before it, then the rest of the room's entries.
+fn merge(
+    events: &mut Vec<Stamped>,
+    log: &mut LogCursor<'_>,
     sink: &mut impl Sink,
 ) -> Result<(), Closed> {
-    let Some(reader) = reader else {
-        return Ok(());
-    };
-    match sink.read_log(reader, *cursor, until, skip_author) {
-        Read::Upto(position) => {
-            *cursor = position;
-            Ok(())
+    for stamped in events.drain(..) {
+        log.read(stamped.at, sink)?;
+        sink.event(&stamped.event);
+    }
+    log.read(u64::MAX, sink)
+}
+
+/// A member's place in its room's log during one drain.
+struct LogCursor<'a> {
+    /// `None` when there is no room or nothing new in it.
+    reader: Option<Reader<'a>>,
+    cursor: &'a mut u64,
+    skip_author: Option<u64>,
+}
+
+impl LogCursor<'_> {
+    /// Hands `sink` the room entries from the cursor up to `until` and
+    /// moves the cursor past them.
+    fn read(&mut self, until: u64, sink: &mut impl Sink) -> Result<(), Closed> {
+        let Some(reader) = &self.reader else {
+            return Ok(());
+        };
+        match sink.read_log(reader, *self.cursor, until, self.skip_author) {
+            Read::Upto(position) => {
+                *self.cursor = position;
+                Ok(())
+            }
+            Read::Lost => Err(Closed::TooSlow),
         }
-        Read::Lost => Err(Closed::TooSlow),
     }
 }
 
