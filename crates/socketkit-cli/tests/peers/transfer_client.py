@@ -4,8 +4,14 @@ usage:
   transfer_client.py HOST:PORT partial FILE NAME COUNT  send the first COUNT bytes, then vanish
   transfer_client.py HOST:PORT lie NAME OFFERED SENT     offer OFFERED bytes, send SENT bytes
   transfer_client.py HOST:PORT offer NAME SIZE          offer SIZE bytes, print the answer
-Prints the server's answers (frame type and JSON) one per line.
+  transfer_client.py HOST:PORT send FILE NAME HASH MODE  send FILE whole with permission MODE (octal);
+                                                         HASH is its BLAKE3 (not in Python's stdlib)
+  transfer_client.py HOST:PORT hold FILE NAME COUNT HASH send COUNT bytes, print HELD, wait for a
+                                                         line on stdin, then send the rest and END
+Prints the server's answers (frame type and JSON) one per line. With
+SK_TOKEN set in the environment, the HELLO carries it.
 """
+import os
 import json
 import socket
 import struct
@@ -46,7 +52,10 @@ def open_session(target):
     sock = socket.create_connection((host, int(port)))
     kind, hello = recv_frame(sock)
     assert kind == HELLO and hello["service"] == "recv", hello
-    send_json(sock, HELLO, {"protocol": 1, "client": "python"})
+    hello = {"protocol": 1, "client": "python"}
+    if os.environ.get("SK_TOKEN"):
+        hello["token"] = os.environ["SK_TOKEN"]
+    send_json(sock, HELLO, hello)
     kind, _ = recv_frame(sock)
     assert kind == READY
     return sock
@@ -91,6 +100,29 @@ def main():
     elif mode == "offer":
         name, size = sys.argv[3], int(sys.argv[4])
         send_json(sock, OFFER, {"name": name, "size": size})
+        recv_frame(sock)
+    elif mode == "send":
+        path, name, digest, perm = sys.argv[3], sys.argv[4], sys.argv[5], int(sys.argv[6], 8)
+        data = open(path, "rb").read()
+        send_json(sock, OFFER, {"name": name, "size": len(data), "mode": perm})
+        kind, _ = recv_frame(sock)
+        if kind == ACCEPT:
+            send_json(sock, START, {"offset": 0})
+            send_data(sock, data)
+            send_json(sock, END, {"size": len(data), "hash": digest})
+            recv_frame(sock)
+    elif mode == "hold":
+        path, name, count, digest = sys.argv[3], sys.argv[4], int(sys.argv[5]), sys.argv[6]
+        data = open(path, "rb").read()
+        send_json(sock, OFFER, {"name": name, "size": len(data)})
+        kind, accept = recv_frame(sock)
+        assert kind == ACCEPT and accept["offset"] == 0, accept
+        send_json(sock, START, {"offset": 0})
+        send_data(sock, data[:count])
+        print("HELD", count, flush=True)
+        sys.stdin.readline()
+        send_data(sock, data[count:])
+        send_json(sock, END, {"size": len(data), "hash": digest})
         recv_frame(sock)
 
 
