@@ -287,7 +287,7 @@ pub struct RecvServiceArgs {
     /// Accept file names starting with '.' (default: refuse).
     #[arg(long, help_heading = "recv")]
     pub allow_dotfiles: bool,
-    /// Remove parts of interrupted transfers untouched this long, at start and every 10 minutes (0: keep).
+    /// Remove parts of interrupted transfers untouched this long, at start and then at most every 10 minutes as offers arrive (0: keep).
     #[arg(long, value_name = "DURATION", default_value = "1d", value_parser = parse_duration, help_heading = "recv")]
     pub part_ttl: Duration,
 }

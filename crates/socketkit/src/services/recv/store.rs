@@ -146,9 +146,11 @@ pub(crate) fn expire_parts(dir: &Path, ttl: Duration) -> io::Result<usize> {
             continue;
         }
         let path = entry.path();
+        // O_NONBLOCK: a FIFO planted under a part's name must not hang
+        // the sweep (it is then skipped as not a regular file).
         let Ok(file) = OpenOptions::new()
             .read(true)
-            .custom_flags(libc::O_NOFOLLOW | libc::O_CLOEXEC)
+            .custom_flags(libc::O_NOFOLLOW | libc::O_CLOEXEC | libc::O_NONBLOCK)
             .open(&path)
         else {
             continue; // a symlink or gone: not ours to remove
@@ -442,5 +444,68 @@ mod tests {
         ] {
             assert_eq!(unsafe_name(name), None, "{name:?} refused");
         }
+    }
+
+    #[test]
+    fn part_names_are_hidden_fixed_length_and_recognised() {
+        for name in ["a", "report.pdf", &"x".repeat(255)] {
+            let part = part_name(name);
+            assert_eq!(part.len(), 41, "{part}");
+            assert!(part.starts_with('.'));
+            assert!(is_part_name(OsStr::new(&part)));
+        }
+        assert_ne!(part_name("a"), part_name("b"));
+        for other in [
+            "a.part",
+            ".sk-short.part",
+            ".sk-zzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzz.part",
+        ] {
+            assert!(!is_part_name(OsStr::new(other)), "{other}");
+        }
+    }
+
+    #[test]
+    fn modes_lose_special_bits_and_what_the_umask_removes() {
+        assert_eq!(allowed_mode(0o6777, 0o022), 0o755);
+        assert_eq!(allowed_mode(0o1777, 0o077), 0o700);
+        assert_eq!(allowed_mode(0o644, 0), 0o644);
+    }
+
+    #[test]
+    fn a_part_is_locked_by_one_transfer_at_a_time() {
+        let dir = tempfile::tempdir().unwrap();
+        let first = Part::open(dir.path(), "x").unwrap();
+        let second = Part::open(dir.path(), "x").err().unwrap();
+        assert_eq!(second.kind(), io::ErrorKind::WouldBlock);
+        // Nor is a locked part expired, however old.
+        assert_eq!(expire_parts(dir.path(), Duration::ZERO).unwrap(), 0);
+        drop(first);
+        let again = Part::open(dir.path(), "x").unwrap();
+        drop(again);
+        // A FIFO under a part's name neither hangs the sweep nor goes.
+        let fifo = dir.path().join(part_name("fifo"));
+        let c_fifo = std::ffi::CString::new(fifo.to_str().unwrap()).unwrap();
+        // SAFETY: a valid C string; mkfifo only reads it.
+        assert_eq!(unsafe { libc::mkfifo(c_fifo.as_ptr(), 0o600) }, 0);
+        assert_eq!(expire_parts(dir.path(), Duration::ZERO).unwrap(), 1);
+        assert!(fifo.exists());
+    }
+
+    #[test]
+    fn a_cached_prefix_counts_only_for_unchanged_content() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut part = Part::open(dir.path(), "x").unwrap();
+        part.file.write_all(b"hello").unwrap();
+        let cache = PrefixCache::default();
+        let stamp = Stamp::of(&part.file).unwrap();
+        let mut hasher = blake3::Hasher::new();
+        hasher.update(b"hello");
+        cache.put(&part.path, stamp, hasher);
+        assert!(cache.get(&part.path, stamp).is_some());
+        part.file.write_all(b"!").unwrap();
+        let changed = Stamp::of(&part.file).unwrap();
+        assert!(cache.get(&part.path, changed).is_none());
+        cache.forget(&part.path);
+        assert!(cache.get(&part.path, stamp).is_none());
     }
 }
