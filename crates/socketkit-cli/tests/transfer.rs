@@ -426,12 +426,7 @@ struct TinyFilesystem(PathBuf);
 impl TinyFilesystem {
     /// Mounts it at `at` when this test may (root); `None` and a note
     /// otherwise.
-    fn mount(at: &Path) -> Option<TinyFilesystem> {
-        TinyFilesystem::mount_sized(at, "1m")
-    }
-
-    /// A tmpfs of `size` (`mount -o size=`) at `at`.
-    fn mount_sized(at: &Path, size: &str) -> Option<TinyFilesystem> {
+    fn mount(at: &Path, size: &str) -> Option<TinyFilesystem> {
         let mounted = Command::new("mount")
             .args([
                 "-t",
@@ -456,33 +451,60 @@ impl Drop for TinyFilesystem {
     }
 }
 
+/// A receiver storing into a tmpfs of `size`; fields drop in order, the
+/// server before the unmount.
+struct TinyReceiver {
+    server: Server,
+    inbox: PathBuf,
+    _mounted: TinyFilesystem,
+    _root: tempfile::TempDir,
+}
+
+impl TinyReceiver {
+    /// `None` where no tmpfs can be mounted.
+    fn start(size: &str) -> Option<TinyReceiver> {
+        let root = tempfile::tempdir().unwrap();
+        let inbox = root.path().join("inbox");
+        std::fs::create_dir(&inbox).unwrap();
+        let mounted = TinyFilesystem::mount(&inbox, size)?;
+        let server = Server::start(
+            &[
+                "serve",
+                "recv",
+                "127.0.0.1:0",
+                "--dir",
+                inbox.to_str().unwrap(),
+            ],
+            1,
+        );
+        Some(TinyReceiver {
+            server,
+            inbox,
+            _mounted: mounted,
+            _root: root,
+        })
+    }
+
+    /// Sends `bytes` from a pipe (size unknown) as `name`, expecting a
+    /// refusal: the one error line.
+    fn refused_pipe(&self, name: &str, bytes: &[u8]) -> String {
+        let out = run(
+            socketkit(["send", self.server.addr(), "-", "--name", name]),
+            bytes,
+        );
+        util::assert_one_error_line(&out, 1)
+    }
+}
+
 #[test]
 fn a_full_disk_is_reported_to_both_sides_and_nothing_is_renamed() {
-    let root = tempfile::tempdir().unwrap();
-    let inbox = root.path().join("inbox");
-    std::fs::create_dir(&inbox).unwrap();
-    let Some(_mounted) = TinyFilesystem::mount(&inbox) else {
+    let Some(tiny) = TinyReceiver::start("1m") else {
         return;
     };
-    let server = Server::start(
-        &[
-            "serve",
-            "recv",
-            "127.0.0.1:0",
-            "--dir",
-            inbox.to_str().unwrap(),
-        ],
-        1,
-    );
     // From a pipe the size is unknown, so only the write itself can fail.
-    let out = run(
-        socketkit(["send", server.addr(), "-", "--name", "too-big.bin"]),
-        &util::random_bytes(4 << 20, 5),
-    );
-    let line = util::assert_one_error_line(&out, 1);
+    let line = tiny.refused_pipe("too-big.bin", &util::random_bytes(4 << 20, 5));
     assert!(line.contains("not enough space"), "{line}");
-    assert!(!inbox.join("too-big.bin").exists());
-    drop(server);
+    assert!(!tiny.inbox.join("too-big.bin").exists());
 }
 
 // ---------------------------------------------------------------------------
@@ -767,31 +789,13 @@ fn an_anonymous_sender_cannot_make_the_receiver_resume() {
 
 #[test]
 fn free_space_is_rechecked_as_data_of_unknown_size_arrives() {
-    let root = tempfile::tempdir().unwrap();
-    let inbox = root.path().join("inbox");
-    std::fs::create_dir(&inbox).unwrap();
-    let Some(_mounted) = TinyFilesystem::mount_sized(&inbox, "32m") else {
+    let Some(tiny) = TinyReceiver::start("32m") else {
         return;
     };
-    let server = Server::start(
-        &[
-            "serve",
-            "recv",
-            "127.0.0.1:0",
-            "--dir",
-            inbox.to_str().unwrap(),
-        ],
-        1,
-    );
-    let out = run(
-        socketkit(["send", server.addr(), "-", "--name", "stream.bin"]),
-        &util::random_bytes(64 << 20, 41),
-    );
-    let line = util::assert_one_error_line(&out, 1);
+    let line = tiny.refused_pipe("stream.bin", &util::random_bytes(64 << 20, 41));
     // Stopped while room was left, not when the disk was full; and the
     // part is gone, giving the space back.
     assert!(line.contains("nearly full"), "{line}");
-    let left: Vec<_> = std::fs::read_dir(&inbox).unwrap().collect();
+    let left: Vec<_> = std::fs::read_dir(&tiny.inbox).unwrap().collect();
     assert!(left.is_empty(), "{left:?}");
-    drop(server);
 }

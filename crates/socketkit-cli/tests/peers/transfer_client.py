@@ -66,17 +66,23 @@ def send_data(sock, data):
         send(sock, FILE_DATA, data[start:start + 65536])
 
 
+def send_first(sock, path, name, count):
+    """Offers FILE from offset 0 and sends its first COUNT bytes; returns it."""
+    data = open(path, "rb").read()
+    send_json(sock, OFFER, {"name": name, "size": len(data)})
+    kind, accept = recv_frame(sock)
+    assert kind == ACCEPT and accept["offset"] == 0, accept
+    send_json(sock, START, {"offset": 0})
+    send_data(sock, data[:count])
+    return data
+
+
 def main():
     target, mode = sys.argv[1], sys.argv[2]
     sock = open_session(target)
     if mode == "partial":
-        path, name, count = sys.argv[3], sys.argv[4], int(sys.argv[5])
-        data = open(path, "rb").read()
-        send_json(sock, OFFER, {"name": name, "size": len(data)})
-        kind, accept = recv_frame(sock)
-        assert kind == ACCEPT and accept["offset"] == 0, accept
-        send_json(sock, START, {"offset": 0})
-        send_data(sock, data[:count])
+        count = int(sys.argv[5])
+        send_first(sock, sys.argv[3], sys.argv[4], count)
         print("SENT", count, flush=True)
         # Wait to be killed or for the peer to go away.
         sys.stdin.read()
@@ -112,13 +118,8 @@ def main():
             send_json(sock, END, {"size": len(data), "hash": digest})
             recv_frame(sock)
     elif mode == "hold":
-        path, name, count, digest = sys.argv[3], sys.argv[4], int(sys.argv[5]), sys.argv[6]
-        data = open(path, "rb").read()
-        send_json(sock, OFFER, {"name": name, "size": len(data)})
-        kind, accept = recv_frame(sock)
-        assert kind == ACCEPT and accept["offset"] == 0, accept
-        send_json(sock, START, {"offset": 0})
-        send_data(sock, data[:count])
+        count, digest = int(sys.argv[5]), sys.argv[6]
+        data = send_first(sock, sys.argv[3], sys.argv[4], count)
         print("HELD", count, flush=True)
         sys.stdin.readline()
         send_data(sock, data[count:])
