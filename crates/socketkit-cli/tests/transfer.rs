@@ -652,7 +652,10 @@ fn stale_parts_expire_at_start_and_later() {
         ],
         1,
     );
-    age(&fresh, std::time::Duration::from_secs(60));
+    // Created after the start-up sweep, so only a later sweep removes it.
+    let late = inbox.join(part_of("late.iso"));
+    std::fs::write(&late, b"bytes").unwrap();
+    age(&late, std::time::Duration::from_secs(60));
     let mut n = 0;
     util::wait_until("the stale part to be swept", || {
         n += 1;
@@ -662,7 +665,7 @@ fn stale_parts_expire_at_start_and_later() {
             b"x",
         );
         assert!(out.status.success(), "{}", stderr_of(&out));
-        !fresh.exists()
+        !late.exists()
     });
     assert!(users.exists());
 }

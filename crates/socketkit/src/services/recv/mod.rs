@@ -286,6 +286,9 @@ impl Recv {
         let (end, written) = match receive_data(wire, writer, offset, &limits, &watch).await? {
             Received::Complete { end, written } => (end, written),
             Received::Refused(kind, message) => {
+                if anonymous {
+                    self.discard(part_path); // it would never be resumed
+                }
                 info!(%peer, name = %name.escape_debug(), %message, "transfer failed");
                 refuse(wire, kind, message).await;
                 return Ok(());
@@ -323,7 +326,7 @@ impl Recv {
             }
         };
         let (file, hasher, written_now) = *written;
-        let total = offset + written_now;
+        let total = offset.saturating_add(written_now);
         let hash = hasher.finalize().to_hex().to_string();
         let verdict = verify(&incoming.offer, &end, total, &hash);
         if let Some(message) = verdict {
