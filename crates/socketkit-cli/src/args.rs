@@ -281,7 +281,7 @@ pub struct RecvServiceArgs {
     /// Replace existing files (default: refuse).
     #[arg(long, help_heading = "recv")]
     pub overwrite: bool,
-    /// Refuse files larger than BYTES (also from a pipe, whose size is unknown: stopped once BYTES arrived).
+    /// Refuse files larger than BYTES (also from a pipe, whose size is unknown: stopped as soon as more arrived).
     #[arg(long, value_name = "BYTES", help_heading = "recv")]
     pub max_size: Option<u64>,
     /// Accept file names starting with '.' (default: refuse).
