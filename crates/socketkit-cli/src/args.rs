@@ -281,9 +281,15 @@ pub struct RecvServiceArgs {
     /// Replace existing files (default: refuse).
     #[arg(long, help_heading = "recv")]
     pub overwrite: bool,
-    /// Refuse files larger than BYTES.
+    /// Refuse files larger than BYTES (also from a pipe, whose size is unknown: stopped as soon as more arrived).
     #[arg(long, value_name = "BYTES", help_heading = "recv")]
     pub max_size: Option<u64>,
+    /// Accept file names starting with '.' (default: refuse).
+    #[arg(long, help_heading = "recv")]
+    pub allow_dotfiles: bool,
+    /// Remove parts of interrupted transfers untouched this long, at start and then at most every 10 minutes as offers arrive (0: keep).
+    #[arg(long, value_name = "DURATION", default_value = "1d", value_parser = parse_duration, help_heading = "recv")]
+    pub part_ttl: Duration,
 }
 
 /// Options of the exec service.

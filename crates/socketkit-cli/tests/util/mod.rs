@@ -231,11 +231,16 @@ impl Server {
     /// Runs `socketkit ARGS` and reads `expect` lines of `listening on ADDR`
     /// from its stdout (each within [`WAIT`]).
     pub fn start(args: &[&str], expect: usize) -> Server {
-        let proc = Proc::spawn(
-            &format!("socketkit {}", args.join(" ")),
-            socketkit(args),
-            false,
-        );
+        Server::start_command(socketkit(args), expect)
+    }
+
+    /// [`Server::start`] for a prepared command (e.g. with a umask set).
+    pub fn start_command(cmd: Command, expect: usize) -> Server {
+        let args: Vec<String> = cmd
+            .get_args()
+            .map(|a| a.to_string_lossy().into_owned())
+            .collect();
+        let proc = Proc::spawn(&format!("socketkit {}", args.join(" ")), cmd, false);
         let deadline = Instant::now() + WAIT;
         let mut addrs = Vec::new();
         while addrs.len() < expect {

@@ -9,7 +9,7 @@ use std::path::PathBuf;
 use std::time::Instant;
 
 use bytes::{BufMut, Bytes, BytesMut};
-use futures_util::SinkExt;
+use futures_util::{SinkExt, StreamExt};
 use tokio::sync::mpsc;
 
 use super::session::{self, expect, next_frame, protocol_error, Wire};
@@ -118,7 +118,8 @@ impl Sender {
 
     /// Reads the source on a blocking thread (hashing as it goes) and sends
     /// what it read as `FILE_DATA` frames; the bounded channel between them
-    /// is the back-pressure.
+    /// is the back-pressure. The receiver may refuse mid-file (a limit on
+    /// the bytes that arrived): then sending stops at once.
     async fn stream(
         &mut self,
         source: Source,
@@ -129,8 +130,15 @@ impl Sender {
         let (chunks_tx, mut chunks) = mpsc::channel(READ_AHEAD);
         let reader =
             tokio::task::spawn_blocking(move || read_chunks(source, offset, hasher, chunks_tx));
-        while let Some(chunk) = chunks.recv().await {
+        let mut sent = offset;
+        loop {
+            let chunk = tokio::select! {
+                chunk = chunks.recv() => chunk,
+                frame = self.wire.next() => return Err(self.refused_midway(frame, sent).await),
+            };
+            let Some(chunk) = chunk else { break };
             let length = chunk.len() as u64;
+            sent = sent.saturating_add(length);
             self.wire
                 .send(Frame::data(FrameType::FILE_DATA, chunk))
                 .await?;
@@ -142,6 +150,33 @@ impl Sender {
                 Error::with_source(ErrorKind::Io, "the file reader failed", io::Error::other(e))
             })?
             .map_err(|e| Error::with_source(ErrorKind::Io, "cannot read the file", e))
+    }
+}
+
+impl Sender {
+    /// The error for a frame that came while the file was being sent (only
+    /// an `ERROR` may). After a refusal the file ends with an `END` whose
+    /// fields the receiver ignores, so the connection can carry the next
+    /// file.
+    async fn refused_midway(&mut self, frame: Option<io::Result<Frame>>, sent: u64) -> Error {
+        let frame = match frame {
+            Some(Ok(frame)) => frame,
+            Some(Err(error)) => return error.into(),
+            None => {
+                return Error::new(ErrorKind::Io, "the receiver closed the connection mid-file")
+            }
+        };
+        let error = match expect::<serde::de::IgnoredAny>(frame, FrameType::ERROR) {
+            Ok(_) => return protocol_error("an ERROR without content"),
+            Err(error) => error,
+        };
+        let end = Digest {
+            size: sent,
+            hash: String::new(),
+            resumed_from: None,
+        };
+        let _ = self.wire.send(Frame::control(FrameType::END, &end)).await;
+        error
     }
 }
 

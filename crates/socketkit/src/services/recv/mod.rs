@@ -1,19 +1,21 @@
 //! The file receiver (`serve recv`): takes files offered over the framed
 //! protocol (PROTOCOL.md, "File transfer") into one directory, verifying
-//! every byte with BLAKE3, resuming interrupted transfers, and never writing
-//! outside the directory or over an existing file unless told to.
+//! every byte with BLAKE3, resuming interrupted transfers of authenticated
+//! senders, enforcing the size and free-space limits on the bytes as they
+//! arrive, and never writing outside the directory or over an existing file
+//! unless told to.
 
 mod store;
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use futures_util::{SinkExt, StreamExt};
 use tokio::time::Instant;
 use tokio_util::codec::Framed;
-use tracing::info;
+use tracing::{info, warn};
 
 use super::auth::{AuthPolicy, Identity, Penalties};
 use super::session::{answer_protocol_error, io_error, proof_of, refuse, Opening, Wire};
@@ -24,7 +26,7 @@ use crate::protocol::{Frame, FrameCodec, FrameError, FrameType};
 use crate::server::{Connection, StreamHandler};
 use crate::transport::SocketAddress;
 
-use store::{Part, Writer};
+use store::{Part, PrefixCache, Stamp, Writer};
 
 /// What the receiver accepts.
 #[derive(Debug, Clone)]
@@ -33,8 +35,14 @@ pub struct RecvPolicy {
     pub dir: PathBuf,
     /// Replace existing files. Default off.
     pub overwrite: bool,
-    /// Largest file accepted. Default none.
+    /// Largest file accepted, enforced on the offer and again on the bytes
+    /// that arrive (an offer of unknown size included). Default none.
     pub max_size: Option<u64>,
+    /// Accept names starting with `.`. Default off.
+    pub allow_dotfiles: bool,
+    /// Part files of interrupted transfers untouched this long are removed
+    /// (at start and then now and again); `None` keeps them. Default a day.
+    pub part_ttl: Option<Duration>,
     /// Who may send.
     pub auth: AuthPolicy,
     /// Deadline for the client's `HELLO`. Default 10 s.
@@ -48,6 +56,8 @@ impl RecvPolicy {
             dir,
             overwrite: false,
             max_size: None,
+            allow_dotfiles: false,
+            part_ttl: Some(Duration::from_secs(24 * 60 * 60)),
             auth,
             handshake_timeout: Duration::from_secs(10),
         }
@@ -73,7 +83,30 @@ pub struct Recv {
     penalties: Penalties,
     observer: Option<Arc<dyn TransferObserver>>,
     next_id: AtomicU64,
+    /// Hash states of part files, so resume offers do not re-read them.
+    prefixes: Arc<PrefixCache>,
+    /// Masks the modes senders ask for.
+    umask: u32,
+    /// When part files were last expired.
+    last_sweep: Mutex<Instant>,
 }
+
+/// How often (at most) a receiver looks for expired part files, checked as
+/// offers arrive: only offers create part files.
+const SWEEP_EVERY: Duration = Duration::from_secs(10 * 60);
+
+/// Free space is measured again after every this many received bytes.
+const FREE_SPACE_STEP: u64 = 4 * 1024 * 1024;
+
+/// A transfer of unknown size stops when less than this would remain free:
+/// room for the bytes that arrive until the next measurement and those
+/// still queued for the writer, so the disk is never filled.
+const FREE_SPACE_RESERVE: u64 = 16 * 1024 * 1024;
+
+/// After a refusal mid-file the receiver discards the sender's data up to
+/// its `END`, so the connection stays usable; a sender that goes on longer
+/// than this is cut off.
+const DRAIN_LIMIT: u64 = 32 * 1024 * 1024;
 
 impl Recv {
     /// The receiver; `policy.dir` must exist.
@@ -88,12 +121,49 @@ impl Recv {
                 e,
             )
         })?;
+        if let Some(ttl) = policy.part_ttl {
+            let removed = store::expire_parts(&dir, ttl).map_err(|e| {
+                Error::with_source(
+                    ErrorKind::Io,
+                    format!("cannot expire part files in {}", dir.display()),
+                    e,
+                )
+            })?;
+            if removed > 0 {
+                info!(removed, dir = %dir.display(), "expired part files removed");
+            }
+        }
         Ok(Recv {
             policy: RecvPolicy { dir, ..policy },
             penalties: Penalties::default(),
             observer: None,
             next_id: AtomicU64::new(0),
+            prefixes: Arc::default(),
+            umask: store::process_umask(),
+            last_sweep: Mutex::new(Instant::now()),
         })
+    }
+
+    /// Expires part files in the background when the last sweep is older
+    /// than [`SWEEP_EVERY`] (or the TTL, if shorter).
+    fn sweep_if_due(&self) {
+        let Some(ttl) = self.policy.part_ttl else {
+            return;
+        };
+        let every = ttl.clamp(Duration::from_secs(1), SWEEP_EVERY);
+        {
+            let mut last = self.last_sweep.lock().unwrap_or_else(|e| e.into_inner());
+            if last.elapsed() < every {
+                return;
+            }
+            *last = Instant::now();
+        }
+        let dir = self.policy.dir.clone();
+        tokio::task::spawn_blocking(move || match store::expire_parts(&dir, ttl) {
+            Ok(0) => {}
+            Ok(removed) => info!(removed, dir = %dir.display(), "expired part files removed"),
+            Err(error) => warn!(%error, dir = %dir.display(), "cannot expire part files"),
+        });
     }
 
     /// Reports every transfer to `observer`.
@@ -109,6 +179,7 @@ type Refused = (Refusal, String);
 /// A file being received.
 struct Incoming {
     offer: Offer,
+    /// Its part file; the lock on it is held while this lives.
     part: Part,
     /// Bytes already in the part file, and their hash state.
     held: u64,
@@ -116,12 +187,26 @@ struct Incoming {
 }
 
 impl Recv {
-    /// Checks an offer and opens its part file (hashing what it holds).
-    async fn prepare(&self, offer: Offer) -> std::result::Result<Incoming, Refused> {
+    /// Checks an offer and opens its part file; with `resumable`, what the
+    /// part holds is offered for resume (its hash cached or computed).
+    async fn prepare(
+        &self,
+        offer: Offer,
+        resumable: bool,
+    ) -> std::result::Result<Incoming, Refused> {
         if let Some(why) = store::unsafe_name(&offer.name) {
             return Err((
                 Refusal::Name,
                 format!("'{}': {why}", offer.name.escape_debug()),
+            ));
+        }
+        if offer.name.starts_with('.') && !self.policy.allow_dotfiles {
+            return Err((
+                Refusal::Name,
+                format!(
+                    "'{}': names starting with '.' are refused (the receiver allows them with --allow-dotfiles)",
+                    offer.name.escape_debug()
+                ),
             ));
         }
         if let (Some(size), Some(max)) = (offer.size, self.policy.max_size) {
@@ -134,21 +219,28 @@ impl Recv {
         }
         let dir = self.policy.dir.clone();
         let overwrite = self.policy.overwrite;
-        tokio::task::spawn_blocking(move || open_incoming(dir, offer, overwrite))
-            .await
-            .map_err(|e| (Refusal::Io, e.to_string()))?
+        let prefixes = Arc::clone(&self.prefixes);
+        tokio::task::spawn_blocking(move || {
+            open_incoming(dir, offer, overwrite, resumable.then_some(&*prefixes))
+        })
+        .await
+        .map_err(|e| (Refusal::Io, e.to_string()))?
     }
 
-    /// Receives one offered file. `Err`: the connection must end.
+    /// Receives one offered file. Only an authenticated sender may resume
+    /// (hashing a large part is work an anonymous client could force on
+    /// every offer). `Err`: the connection must end.
     async fn receive(
         &self,
         wire: &mut Wire<'_>,
         offer: Offer,
         peer: &SocketAddress,
         identity: &Identity,
+        anonymous: bool,
     ) -> Result<()> {
+        self.sweep_if_due();
         let name = offer.name.clone();
-        let incoming = match self.prepare(offer).await {
+        let incoming = match self.prepare(offer, !anonymous).await {
             Ok(incoming) => incoming,
             Err((kind, message)) => {
                 info!(%peer, name = %name.escape_debug(), %message, "file refused");
@@ -176,39 +268,81 @@ impl Recv {
             }
         };
         let started = Instant::now();
-        let writer = Writer::start(incoming.part.file, offset, hasher);
+        // The writer gets its own descriptor of the part; `incoming.part`
+        // keeps the lock (shared by both) until this transfer is over.
+        let file = incoming
+            .part
+            .file
+            .try_clone()
+            .map_err(|e| Error::with_source(ErrorKind::Io, "cannot write the part file", e))?;
+        let writer = Writer::start(file, offset, hasher);
         let mut watch = Watch::start(self, &name, incoming.offer.size, offset);
-        let (end, written) =
-            match receive_data(wire, writer, offset, incoming.offer.size, &watch).await? {
-                Received::Complete { end, written } => (end, written),
-                Received::Refused(kind, message) => {
-                    info!(%peer, name = %name.escape_debug(), %message, "transfer failed");
-                    refuse(wire, kind, message).await;
-                    return Ok(());
+        let limits = Limits {
+            offered: incoming.offer.size,
+            max_size: self.policy.max_size,
+            dir: &self.policy.dir,
+        };
+        let part_path = &incoming.part.path;
+        let (end, written) = match receive_data(wire, writer, offset, &limits, &watch).await? {
+            Received::Complete { end, written } => (end, written),
+            Received::Refused(kind, message) => {
+                if anonymous {
+                    self.discard(part_path); // it would never be resumed
                 }
-                Received::Overrun(message) => {
-                    let _ = std::fs::remove_file(&incoming.part.path);
-                    refuse(wire, Refusal::Mismatch, message.clone()).await;
-                    return Err(Error::new(
-                        ErrorKind::Protocol,
-                        format!("'{name}': {message}"),
-                    ));
+                info!(%peer, name = %name.escape_debug(), %message, "transfer failed");
+                refuse(wire, kind, message).await;
+                return Ok(());
+            }
+            Received::Stopped(kind, message) => {
+                self.discard(part_path);
+                info!(%peer, name = %name.escape_debug(), %message, "transfer stopped");
+                refuse(wire, kind, message).await;
+                return drain_to_end(wire).await;
+            }
+            Received::Overrun(message) => {
+                self.discard(part_path);
+                refuse(wire, Refusal::Mismatch, message.clone()).await;
+                return Err(Error::new(
+                    ErrorKind::Protocol,
+                    format!("'{name}': {message}"),
+                ));
+            }
+            Received::Vanished(kept) => {
+                // Keep what arrived for a resume, with its hash, unless the
+                // sender could never resume it.
+                match kept {
+                    Ok(kept) if !anonymous => {
+                        let (file, hasher, _) = *kept;
+                        if let Ok(stamp) = Stamp::of(&file) {
+                            self.prefixes.put(part_path, stamp, hasher);
+                        }
+                    }
+                    _ => self.discard(part_path),
                 }
-            };
+                return Err(Error::new(
+                    ErrorKind::Io,
+                    "the sender disconnected mid-file",
+                ));
+            }
+        };
         let (file, hasher, written_now) = *written;
-        let total = offset + written_now;
+        let total = offset.saturating_add(written_now);
         let hash = hasher.finalize().to_hex().to_string();
         let verdict = verify(&incoming.offer, &end, total, &hash);
         if let Some(message) = verdict {
-            let _ = std::fs::remove_file(&incoming.part.path);
+            self.discard(part_path);
             info!(%peer, name = %name.escape_debug(), %message, "transfer failed verification");
             refuse(wire, Refusal::Mismatch, message).await;
             return Ok(());
         }
+        self.prefixes.forget(part_path);
         let (dir, part_path, mode, overwrite) = (
             self.policy.dir.clone(),
-            incoming.part.path.clone(),
-            incoming.offer.mode,
+            part_path.clone(),
+            incoming
+                .offer
+                .mode
+                .map(|mode| store::allowed_mode(mode, self.umask)),
             self.policy.overwrite,
         );
         let stored_name = name.clone();
@@ -237,6 +371,13 @@ impl Recv {
         watch.stored();
         wire.send(Frame::control(FrameType::DONE, &done)).await?;
         Ok(())
+    }
+
+    /// Removes a part file that will not be resumed (the caller holds its
+    /// lock, so no other transfer is using it).
+    fn discard(&self, part: &Path) {
+        self.prefixes.forget(part);
+        let _ = std::fs::remove_file(part);
     }
 }
 
@@ -285,6 +426,7 @@ fn open_incoming(
     dir: PathBuf,
     offer: Offer,
     overwrite: bool,
+    resume: Option<&PrefixCache>,
 ) -> std::result::Result<Incoming, Refused> {
     let target = dir.join(&offer.name);
     if !overwrite && std::fs::symlink_metadata(&target).is_ok() {
@@ -294,8 +436,18 @@ fn open_incoming(
         ));
     }
     let io = |e: std::io::Error| (Refusal::Io, format!("'{}': {e}", offer.name));
-    let mut part = Part::open(&dir, &offer.name).map_err(io)?;
-    let mut held = part.file.metadata().map_err(io)?.len();
+    let mut part = Part::open(&dir, &offer.name).map_err(|e| {
+        if e.kind() == std::io::ErrorKind::WouldBlock {
+            (
+                Refusal::Busy,
+                format!("'{}' is being received from another sender", offer.name),
+            )
+        } else {
+            io(e)
+        }
+    })?;
+    let stamp = Stamp::of(&part.file).map_err(io)?;
+    let mut held = if resume.is_some() { stamp.len() } else { 0 };
     if offer.size.is_some_and(|size| held > size) {
         held = 0;
     }
@@ -309,13 +461,59 @@ fn open_incoming(
             ));
         }
     }
-    let prefix = store::hash_prefix(&mut part.file, held).map_err(io)?;
+    let prefix = match resume {
+        Some(cache) if held > 0 => match cache.get(&part.path, stamp) {
+            Some(hasher) => hasher,
+            None => {
+                let hasher = store::hash_prefix(&mut part.file, held).map_err(io)?;
+                cache.put(&part.path, stamp, hasher.clone());
+                hasher
+            }
+        },
+        _ => blake3::Hasher::new(),
+    };
     Ok(Incoming {
         offer,
         part,
         held,
         prefix,
     })
+}
+
+/// What the data phase holds the bytes to as they arrive.
+struct Limits<'a> {
+    /// The size offered, if any.
+    offered: Option<u64>,
+    /// The receiver's per-file limit.
+    max_size: Option<u64>,
+    /// Where the file goes (whose free space is measured).
+    dir: &'a Path,
+}
+
+impl Limits<'_> {
+    /// Why a transfer that has `received` bytes so far must stop for lack
+    /// of space, if it must: a file of known size that can no longer fit,
+    /// or one of unknown size that would leave less than
+    /// [`FREE_SPACE_RESERVE`]. A failed measurement stops nothing (a full
+    /// disk still fails the write).
+    async fn space_problem(&self, received: u64) -> Option<String> {
+        let dir = self.dir.to_path_buf();
+        let free = tokio::task::spawn_blocking(move || store::free_space(&dir))
+            .await
+            .ok()?
+            .ok()?;
+        match self.offered {
+            Some(size) => {
+                let remaining = size.saturating_sub(received);
+                (free < remaining).then(|| format!("{remaining} more bytes needed, {free} free"))
+            }
+            None => (free < FREE_SPACE_RESERVE).then(|| {
+                format!(
+                    "the disk is nearly full after {received} bytes ({free} bytes free, the receiver keeps {FREE_SPACE_RESERVE})"
+                )
+            }),
+        }
+    }
 }
 
 /// How the data phase ended.
@@ -327,43 +525,55 @@ enum Received {
         written: Box<(std::fs::File, blake3::Hasher, u64)>,
     },
     Refused(Refusal, String),
+    /// A limit stopped the transfer mid-file; the sender is still sending.
+    Stopped(Refusal, String),
+    /// The sender disconnected mid-file: what the writer kept (boxed as
+    /// above).
+    Vanished(std::io::Result<Box<(std::fs::File, blake3::Hasher, u64)>>),
     /// The sender sent more than it offered and is still sending: after
     /// the refusal the stream cannot be resynchronised, so it ends.
     Overrun(String),
 }
 
-/// Moves `FILE_DATA` into the writer until `END`. A sender that sends more
-/// than it offered is stopped at once (the connection then closes: the
-/// stream cannot be resynchronised); a full disk is reported after `END`.
+/// Moves `FILE_DATA` into the writer until `END`, holding every byte to the
+/// limits as it arrives. A sender that sends more than it offered is stopped
+/// at once (the connection then closes: the stream cannot be
+/// resynchronised); one over `--max-size` or the free space is stopped too;
+/// a full disk is reported after `END`.
 async fn receive_data(
     wire: &mut Wire<'_>,
     writer: Writer,
     offset: u64,
-    size: Option<u64>,
+    limits: &Limits<'_>,
     watch: &Watch<'_>,
 ) -> Result<Received> {
     let mut received = offset;
+    let mut next_space_check = offset.saturating_add(FREE_SPACE_STEP);
     let mut writer_alive = true;
     let end: Digest = loop {
         let frame = match wire.next().await {
             Some(frame) => frame?,
-            None => {
-                // The sender vanished: keep what arrived for a resume.
-                let _ = writer.finish().await;
-                return Err(Error::new(
-                    ErrorKind::Io,
-                    "the sender disconnected mid-file",
-                ));
-            }
+            None => return Ok(Received::Vanished(writer.finish().await.map(Box::new))),
         };
         match frame.kind {
             FrameType::FILE_DATA => {
-                received += frame.body.len() as u64;
-                if size.is_some_and(|size| received > size) {
+                received = received.saturating_add(frame.body.len() as u64);
+                if let Some(size) = limits.offered.filter(|size| received > *size) {
                     let _ = writer.finish().await;
-                    let message =
-                        format!("more bytes than the {} offered", size.unwrap_or_default());
+                    let message = format!("more bytes than the {size} offered");
                     return Ok(Received::Overrun(message));
+                }
+                if let Some(max) = limits.max_size.filter(|max| received > *max) {
+                    let _ = writer.finish().await;
+                    let message = format!("more than the {max}-byte limit arrived");
+                    return Ok(Received::Stopped(Refusal::TooLarge, message));
+                }
+                if received >= next_space_check {
+                    next_space_check = received.saturating_add(FREE_SPACE_STEP);
+                    if let Some(message) = limits.space_problem(received).await {
+                        let _ = writer.finish().await;
+                        return Ok(Received::Stopped(Refusal::NoSpace, message));
+                    }
                 }
                 watch.advanced(frame.body.len() as u64);
                 if writer_alive {
@@ -409,6 +619,31 @@ fn verify(offer: &Offer, end: &Digest, total: u64, hash: &str) -> Option<String>
     None
 }
 
+/// After a refusal mid-file: discards the sender's `FILE_DATA` up to its
+/// `END` (a sender that has seen the `ERROR` sends `END` at once), so the
+/// connection can carry the next offer. Past [`DRAIN_LIMIT`] the connection
+/// ends.
+async fn drain_to_end(wire: &mut Wire<'_>) -> Result<()> {
+    let mut discarded = 0u64;
+    while let Some(frame) = wire.next().await {
+        let frame = frame?;
+        match frame.kind {
+            FrameType::FILE_DATA => {
+                discarded = discarded.saturating_add(frame.body.len() as u64);
+                if discarded > DRAIN_LIMIT {
+                    return Err(Error::new(
+                        ErrorKind::Protocol,
+                        format!("the sender went on for {discarded} bytes after the refusal"),
+                    ));
+                }
+            }
+            FrameType::END => return Ok(()),
+            kind => return Err(io_error(FrameError::Unexpected { kind })),
+        }
+    }
+    Ok(())
+}
+
 async fn expect_control<T: serde::de::DeserializeOwned>(
     wire: &mut Wire<'_>,
     kind: FrameType,
@@ -437,6 +672,7 @@ impl StreamHandler for Recv {
             penalties: &self.penalties,
             deadline: self.policy.handshake_timeout,
         };
+        let anonymous = self.policy.auth.requirement(&proof).is_none();
         let identity = match opening.run(&mut wire, &proof, &peer).await {
             Ok(Some(identity)) => identity,
             Ok(None) => return Ok(()),
@@ -445,7 +681,10 @@ impl StreamHandler for Recv {
         while let Some(frame) = wire.next().await {
             let outcome = match frame {
                 Ok(frame) if frame.kind == FrameType::OFFER => match frame.parse::<Offer>() {
-                    Ok(offer) => self.receive(&mut wire, offer, &peer, &identity).await,
+                    Ok(offer) => {
+                        self.receive(&mut wire, offer, &peer, &identity, anonymous)
+                            .await
+                    }
                     Err(problem) => Err(io_error(problem)),
                 },
                 Ok(frame) => Err(io_error(FrameError::Unexpected { kind: frame.kind })),

@@ -1,11 +1,17 @@
-//! Where received files go: safe names, the `NAME.part` file (never through
-//! a symlink), hashing and writing off the async threads, and the final
-//! fsync-and-rename.
+//! Where received files go: safe names, the hidden fixed-length part file
+//! of each transfer (never through a symlink, locked by the one transfer
+//! writing it), expiry of abandoned parts, the cache of part hashes, hashing
+//! and writing off the async threads, and the final fsync-and-rename.
 
-use std::fs::{File, OpenOptions};
+use std::collections::HashMap;
+use std::ffi::OsStr;
+use std::fs::{File, Metadata, OpenOptions};
 use std::io::{self, Read, Seek, SeekFrom, Write};
-use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+use std::os::fd::AsRawFd;
+use std::os::unix::fs::{MetadataExt, OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
+use std::sync::Mutex;
+use std::time::{Duration, SystemTime};
 
 use bytes::Bytes;
 use tokio::sync::mpsc;
@@ -33,33 +39,228 @@ pub(crate) fn unsafe_name(name: &str) -> Option<&'static str> {
     }
 }
 
-/// The partial file of one transfer, opened without following symlinks.
+/// Part files are `.sk-` + 32 hex digits of BLAKE3(name) + `.part`: hidden,
+/// and 41 bytes whatever the name, so every name of up to 255 bytes has one.
+const PART_PREFIX: &str = ".sk-";
+const PART_SUFFIX: &str = ".part";
+const PART_HASH_DIGITS: usize = 32;
+
+/// The part file name of transfers of `name`.
+pub(crate) fn part_name(name: &str) -> String {
+    let hash = blake3::hash(name.as_bytes()).to_hex();
+    format!("{PART_PREFIX}{}{PART_SUFFIX}", &hash[..PART_HASH_DIGITS])
+}
+
+/// Whether a directory entry is one of our part files (and nothing else a
+/// user may keep in the directory).
+fn is_part_name(file_name: &OsStr) -> bool {
+    let Some(text) = file_name.to_str() else {
+        return false;
+    };
+    text.len() == PART_PREFIX.len() + PART_HASH_DIGITS + PART_SUFFIX.len()
+        && text.starts_with(PART_PREFIX)
+        && text.ends_with(PART_SUFFIX)
+        && text[PART_PREFIX.len()..PART_PREFIX.len() + PART_HASH_DIGITS]
+            .bytes()
+            .all(|b| b.is_ascii_hexdigit())
+}
+
+/// The partial file of one transfer, opened without following symlinks and
+/// locked (`flock`) for as long as this value lives: one writer per part, so
+/// the bytes a confirmed hash covers are the bytes stored.
 pub(crate) struct Part {
     pub path: PathBuf,
     pub file: File,
 }
 
+/// Attempts to lock a part that keeps being replaced under us before giving
+/// up (each retry means another transfer finished or removed it).
+const LOCK_ATTEMPTS: usize = 8;
+
 impl Part {
-    /// Opens (creating, mode 0600) `DIR/NAME.part`. `O_NOFOLLOW` makes a
-    /// symlink planted there an error instead of a way out of DIR.
+    /// Opens (creating, mode 0600) and locks the part file of `name` in
+    /// `dir`. `O_NOFOLLOW` makes a symlink planted there an error instead of
+    /// a way out of DIR. Another transfer of the same name holding it is an
+    /// error of kind [`io::ErrorKind::WouldBlock`].
     pub(crate) fn open(dir: &Path, name: &str) -> io::Result<Part> {
-        let path = dir.join(format!("{name}.part"));
-        let file = OpenOptions::new()
-            .read(true)
-            .write(true)
-            .create(true)
-            .truncate(false)
-            .mode(0o600)
-            .custom_flags(libc::O_NOFOLLOW | libc::O_CLOEXEC)
-            .open(&path)?;
-        if !file.metadata()?.is_file() {
-            return Err(io::Error::other(format!(
-                "{} is not a regular file",
-                path.display()
-            )));
+        let path = dir.join(part_name(name));
+        for _ in 0..LOCK_ATTEMPTS {
+            let file = OpenOptions::new()
+                .read(true)
+                .write(true)
+                .create(true)
+                .truncate(false)
+                .mode(0o600)
+                .custom_flags(libc::O_NOFOLLOW | libc::O_CLOEXEC)
+                .open(&path)?;
+            let held = file.metadata()?;
+            if !held.is_file() {
+                return Err(io::Error::other(format!(
+                    "{} is not a regular file",
+                    path.display()
+                )));
+            }
+            lock(&file)?;
+            // Between open and lock the part may have been renamed into
+            // place by a finished transfer, or removed (expired, failed):
+            // then this lock is on a file no longer at `path`. Try again.
+            if still_at(&path, &held)? {
+                return Ok(Part { path, file });
+            }
         }
-        Ok(Part { path, file })
+        Err(io::Error::new(
+            io::ErrorKind::WouldBlock,
+            "the partial file keeps changing",
+        ))
     }
+}
+
+/// `flock(LOCK_EX | LOCK_NB)`: held until the file is closed.
+fn lock(file: &File) -> io::Result<()> {
+    // SAFETY: the descriptor is open for the duration of the call.
+    let status = unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) };
+    if status == 0 {
+        Ok(())
+    } else {
+        Err(io::Error::last_os_error())
+    }
+}
+
+/// Whether `path` still names the file `held` describes.
+fn still_at(path: &Path, held: &Metadata) -> io::Result<bool> {
+    match std::fs::symlink_metadata(path) {
+        Ok(now) => Ok(now.dev() == held.dev() && now.ino() == held.ino()),
+        Err(error) if error.kind() == io::ErrorKind::NotFound => Ok(false),
+        Err(error) => Err(error),
+    }
+}
+
+/// Removes the part files in `dir` untouched for longer than `ttl` (and not
+/// locked by a transfer), returning how many went.
+pub(crate) fn expire_parts(dir: &Path, ttl: Duration) -> io::Result<usize> {
+    let cutoff = SystemTime::now().checked_sub(ttl);
+    let mut removed = 0;
+    for entry in std::fs::read_dir(dir)? {
+        let entry = entry?;
+        if !is_part_name(&entry.file_name()) {
+            continue;
+        }
+        let path = entry.path();
+        // O_NONBLOCK: a FIFO planted under a part's name must not hang
+        // the sweep (it is then skipped as not a regular file).
+        let Ok(file) = OpenOptions::new()
+            .read(true)
+            .custom_flags(libc::O_NOFOLLOW | libc::O_CLOEXEC | libc::O_NONBLOCK)
+            .open(&path)
+        else {
+            continue; // a symlink or gone: not ours to remove
+        };
+        let Ok(held) = file.metadata() else { continue };
+        let stale = match (cutoff, held.modified()) {
+            (Some(cutoff), Ok(modified)) => modified < cutoff,
+            _ => false,
+        };
+        // Locked means a transfer is writing it; a changed path means it
+        // was just replaced. Either way it is not abandoned.
+        if held.is_file() && stale && lock(&file).is_ok() && still_at(&path, &held)? {
+            std::fs::remove_file(&path)?;
+            removed += 1;
+        }
+    }
+    Ok(removed)
+}
+
+/// What identifies a part file's content without reading it. The inode and
+/// change time cannot be set by a client or `touch`: any write changes the
+/// change time, so a matching stamp means the bytes a cached hash covered.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Stamp {
+    dev: u64,
+    ino: u64,
+    len: u64,
+    mtime: (i64, i64),
+    ctime: (i64, i64),
+}
+
+impl Stamp {
+    pub(crate) fn of(file: &File) -> io::Result<Stamp> {
+        let meta = file.metadata()?;
+        Ok(Stamp {
+            dev: meta.dev(),
+            ino: meta.ino(),
+            len: meta.len(),
+            mtime: (meta.mtime(), meta.mtime_nsec()),
+            ctime: (meta.ctime(), meta.ctime_nsec()),
+        })
+    }
+
+    pub(crate) fn len(&self) -> u64 {
+        self.len
+    }
+}
+
+/// Hash states of whole part files, so a resume offer does not re-read a
+/// large part (work any client could otherwise make the receiver do on
+/// every `OFFER`). Filled when a transfer is interrupted or a part is hashed;
+/// an entry counts only while the file's [`Stamp`] is unchanged.
+#[derive(Debug, Default)]
+pub(crate) struct PrefixCache {
+    entries: Mutex<HashMap<PathBuf, (Stamp, blake3::Hasher)>>,
+}
+
+/// Entries kept (each ~2 KiB of hasher state).
+const PREFIX_CACHE_ENTRIES: usize = 64;
+
+impl PrefixCache {
+    /// The hash of the part at `path`, if cached for exactly this content.
+    pub(crate) fn get(&self, path: &Path, stamp: Stamp) -> Option<blake3::Hasher> {
+        let entries = self.entries.lock().unwrap_or_else(|e| e.into_inner());
+        match entries.get(path) {
+            Some((cached, hasher)) if *cached == stamp => Some(hasher.clone()),
+            _ => None,
+        }
+    }
+
+    /// Remembers `hasher` as the hash of the part at `path` while it is
+    /// `stamp`.
+    pub(crate) fn put(&self, path: &Path, stamp: Stamp, hasher: blake3::Hasher) {
+        let mut entries = self.entries.lock().unwrap_or_else(|e| e.into_inner());
+        if entries.len() >= PREFIX_CACHE_ENTRIES && !entries.contains_key(path) {
+            // Full: drop one (an arbitrary one; a miss only costs a re-hash).
+            if let Some(victim) = entries.keys().next().cloned() {
+                entries.remove(&victim);
+            }
+        }
+        entries.insert(path.to_path_buf(), (stamp, hasher));
+    }
+
+    /// Forgets the part at `path` (stored or removed).
+    pub(crate) fn forget(&self, path: &Path) {
+        let mut entries = self.entries.lock().unwrap_or_else(|e| e.into_inner());
+        entries.remove(path);
+    }
+}
+
+/// The mode a stored file gets when the sender asks for `requested`:
+/// permission bits only (never set-uid, set-gid or sticky), less what the
+/// receiver's `umask` takes away, as if the receiver had created it.
+pub(crate) fn allowed_mode(requested: u32, umask: u32) -> u32 {
+    requested & 0o777 & !umask
+}
+
+/// The process umask, read without changing it (`umask(2)` can only be read
+/// by setting it, which races with files other threads create).
+pub(crate) fn process_umask() -> u32 {
+    let from_proc = std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|status| {
+            status
+                .lines()
+                .find_map(|line| line.strip_prefix("Umask:"))
+                .and_then(|value| u32::from_str_radix(value.trim(), 8).ok())
+        });
+    // Without /proc assume the common 022 rather than race.
+    from_proc.unwrap_or(0o022)
 }
 
 /// Hashes the first `length` bytes of `reader`, returning the hasher (to go
@@ -173,8 +374,7 @@ pub(crate) fn commit(
     overwrite: bool,
 ) -> io::Result<()> {
     if let Some(mode) = mode {
-        // Permission bits only: never set-uid, set-gid or sticky.
-        file.set_permissions(std::fs::Permissions::from_mode(mode & 0o777))?;
+        file.set_permissions(std::fs::Permissions::from_mode(mode))?;
     }
     file.sync_all()?;
     let target = dir.join(name);
@@ -244,5 +444,68 @@ mod tests {
         ] {
             assert_eq!(unsafe_name(name), None, "{name:?} refused");
         }
+    }
+
+    #[test]
+    fn part_names_are_hidden_fixed_length_and_recognised() {
+        for name in ["a", "report.pdf", &"x".repeat(255)] {
+            let part = part_name(name);
+            assert_eq!(part.len(), 41, "{part}");
+            assert!(part.starts_with('.'));
+            assert!(is_part_name(OsStr::new(&part)));
+        }
+        assert_ne!(part_name("a"), part_name("b"));
+        for other in [
+            "a.part",
+            ".sk-short.part",
+            ".sk-zzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzz.part",
+        ] {
+            assert!(!is_part_name(OsStr::new(other)), "{other}");
+        }
+    }
+
+    #[test]
+    fn modes_lose_special_bits_and_what_the_umask_removes() {
+        assert_eq!(allowed_mode(0o6777, 0o022), 0o755);
+        assert_eq!(allowed_mode(0o1777, 0o077), 0o700);
+        assert_eq!(allowed_mode(0o644, 0), 0o644);
+    }
+
+    #[test]
+    fn a_part_is_locked_by_one_transfer_at_a_time() {
+        let dir = tempfile::tempdir().unwrap();
+        let first = Part::open(dir.path(), "x").unwrap();
+        let second = Part::open(dir.path(), "x").err().unwrap();
+        assert_eq!(second.kind(), io::ErrorKind::WouldBlock);
+        // Nor is a locked part expired, however old.
+        assert_eq!(expire_parts(dir.path(), Duration::ZERO).unwrap(), 0);
+        drop(first);
+        let again = Part::open(dir.path(), "x").unwrap();
+        drop(again);
+        // A FIFO under a part's name neither hangs the sweep nor goes.
+        let fifo = dir.path().join(part_name("fifo"));
+        let c_fifo = std::ffi::CString::new(fifo.to_str().unwrap()).unwrap();
+        // SAFETY: a valid C string; mkfifo only reads it.
+        assert_eq!(unsafe { libc::mkfifo(c_fifo.as_ptr(), 0o600) }, 0);
+        assert_eq!(expire_parts(dir.path(), Duration::ZERO).unwrap(), 1);
+        assert!(fifo.exists());
+    }
+
+    #[test]
+    fn a_cached_prefix_counts_only_for_unchanged_content() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut part = Part::open(dir.path(), "x").unwrap();
+        part.file.write_all(b"hello").unwrap();
+        let cache = PrefixCache::default();
+        let stamp = Stamp::of(&part.file).unwrap();
+        let mut hasher = blake3::Hasher::new();
+        hasher.update(b"hello");
+        cache.put(&part.path, stamp, hasher);
+        assert!(cache.get(&part.path, stamp).is_some());
+        part.file.write_all(b"!").unwrap();
+        let changed = Stamp::of(&part.file).unwrap();
+        assert!(cache.get(&part.path, changed).is_none());
+        cache.forget(&part.path);
+        assert!(cache.get(&part.path, stamp).is_none());
     }
 }
