@@ -364,10 +364,17 @@ fn a_client_that_falls_behind_its_room_is_dropped_once_it_reads_again() {
 /// Runs tests/peers/web_attacker.py (raw sockets, no socketkit code)
 /// against the page at `web` (`http://HOST:PORT/`); returns its stdout.
 fn web_attacker(web: &str, command: &str, args: &[&str]) -> String {
+    web_attacker_tls(web, None, command, args)
+}
+
+/// The same over TLS for an `https://` page, verified against `ca`.
+fn web_attacker_tls(web: &str, ca: Option<&str>, command: &str, args: &[&str]) -> String {
     let addr = web_host(web);
     let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/peers/web_attacker.py");
+    let tls = ca.map(|ca| ["--tls", ca]);
     let out = Command::new("python3")
         .arg(script)
+        .args(tls.iter().flatten())
         .arg(command)
         .arg(&addr)
         .args(args)
@@ -381,9 +388,10 @@ fn web_attacker(web: &str, command: &str, args: &[&str]) -> String {
     String::from_utf8(out.stdout).unwrap()
 }
 
-/// `HOST:PORT` of the page's `http://HOST:PORT/`.
+/// `HOST:PORT` of the page's `http://HOST:PORT/` (or `https://`).
 fn web_host(web: &str) -> String {
     web.trim_start_matches("http://")
+        .trim_start_matches("https://")
         .trim_end_matches('/')
         .to_owned()
 }
@@ -448,6 +456,46 @@ fn the_web_page_refuses_other_sites_websockets_and_foreign_host_names() {
             "{head}"
         );
     }
+    assert!(server.stop().success());
+}
+
+#[test]
+fn the_web_page_over_tls_takes_its_own_https_origin_only() {
+    let pki = tempfile::tempdir().unwrap();
+    let dir = pki.path().to_str().unwrap();
+    let made = Command::new(env!("CARGO_BIN_EXE_socketkit"))
+        .args(["pki", "init", dir])
+        .output()
+        .unwrap();
+    assert!(made.status.success(), "{made:?}");
+    let (cert, key, ca) = (
+        format!("{dir}/server.pem"),
+        format!("{dir}/server-key.pem"),
+        format!("{dir}/ca.pem"),
+    );
+    let server = ChatServer::start(&[
+        "--web",
+        "tls://127.0.0.1:0",
+        "--cert",
+        &cert,
+        "--key",
+        &key,
+    ]);
+    let web = server.web.clone().unwrap();
+    assert!(web.starts_with("https://127.0.0.1:"), "{web}");
+    let host = web_host(&web);
+    let status = |path: &str, extra: &[&str]| {
+        let head = web_attacker_tls(&web, Some(&ca), "head", &[&[path], extra].concat());
+        head.lines().next().unwrap_or_default().to_owned()
+    };
+    assert!(status("/", &[]).starts_with("HTTP/1.1 200"));
+    let own = format!("https://{host}");
+    let line = status("/ws", &["--upgrade", "--origin", &own]);
+    assert!(line.starts_with("HTTP/1.1 101"), "{line}");
+    // The same host and port, but not this page's scheme: another origin.
+    let plain = format!("http://{host}");
+    let line = status("/ws", &["--upgrade", "--origin", &plain]);
+    assert!(line.starts_with("HTTP/1.1 403"), "{line}");
     assert!(server.stop().success());
 }
 

@@ -2,7 +2,7 @@
 socketkit code, no HTTP or WebSocket library): what a browser on another
 site, a rebinding DNS name, or a slowloris attacker would send.
 
-usage:
+usage (--tls CAFILE first, for https:// pages, verified against CAFILE):
   web_attacker.py head HOST:PORT PATH [--host H] [--origin O] [--upgrade]
       one request; prints the response head (status line, then headers)
   web_attacker.py half-heads HOST:PORT N WITHIN
@@ -21,13 +21,19 @@ import base64
 import os
 import select
 import socket
+import ssl
 import sys
 import time
+
+TLS = None  # an ssl.SSLContext with --tls
 
 
 def connect(addr):
     host, port = addr.rsplit(":", 1)
-    return socket.create_connection((host, int(port)), timeout=20)
+    sock = socket.create_connection((host, int(port)), timeout=20)
+    if TLS:
+        sock = TLS.wrap_socket(sock, server_hostname=host)
+    return sock
 
 
 def request(addr, path, host=None, origin=None, upgrade=False):
@@ -182,4 +188,8 @@ COMMANDS = {
 }
 
 if __name__ == "__main__":
-    COMMANDS[sys.argv[1]](sys.argv[2:])
+    argv = sys.argv[1:]
+    if argv[0] == "--tls":
+        TLS = ssl.create_default_context(cafile=argv[1])
+        argv = argv[2:]
+    COMMANDS[argv[0]](argv[1:])

@@ -163,12 +163,17 @@ struct Page {
 
 impl StreamHandler for Page {
     async fn handle(&self, conn: &mut Connection) -> Result<()> {
-        let tls = matches!(conn.local_endpoint(), Endpoint::Tls(_));
+        let (scheme, default_port) = match conn.local_endpoint() {
+            Endpoint::Tls(_) => (Some("https"), 443),
+            Endpoint::Tcp(_) => (Some("http"), 80),
+            _ => (None, 80),
+        };
         let stopping = conn.server().clone();
         let peer = conn.peer_addr().to_string();
         let requests = Requests {
             guard: self.guard.clone(),
-            default_port: if tls { 443 } else { 80 },
+            scheme,
+            default_port,
             upgraded: AtomicBool::new(false),
         };
         let mut http = hyper::server::conn::http1::Builder::new()
@@ -369,6 +374,8 @@ fn json_frame(json: &Bytes) -> Message {
 /// upgraded for [`Page::handle`] to take over).
 struct Requests {
     guard: Arc<Guard>,
+    /// `http` or `https`; `None` on a Unix socket (a proxy's concern).
+    scheme: Option<&'static str>,
     default_port: u16,
     upgraded: AtomicBool,
 }
@@ -437,9 +444,9 @@ impl Requests {
     /// The WebSocket opening handshake (RFC 6455 section 4.2), after the
     /// origin check.
     fn upgrade(&self, request: &Request<Incoming>, host: &(origin::Name, u16)) -> Response<Body> {
-        if let Err(Refusal::Origin) = self
-            .guard
-            .check_origin(request.headers().get(header::ORIGIN), host)
+        if let Err(Refusal::Origin) =
+            self.guard
+                .check_origin(request.headers().get(header::ORIGIN), self.scheme, host)
         {
             debug!(origin = ?request.headers().get(header::ORIGIN), "WebSocket from another site's page refused");
             return text(

@@ -102,16 +102,16 @@ pub(super) fn parse_origin_rule(value: &str) -> Result<String> {
     Ok(url.origin().ascii_serialization())
 }
 
-/// An `Origin` header as sent by a browser: its host and port, or `None`
-/// when it is not a plain http(s) origin in serialized form (`null`, a
-/// path, odd spelling).
-fn parse_origin(value: &str) -> Option<(Name, u16)> {
+/// An `Origin` header as sent by a browser: its scheme, host and port, or
+/// `None` when it is not a plain http(s) origin in serialized form
+/// (`null`, a path, odd spelling).
+fn parse_origin(value: &str) -> Option<(String, Name, u16)> {
     let url = url::Url::parse(value).ok()?;
     if !matches!(url.scheme(), "http" | "https") || url.origin().ascii_serialization() != value {
         return None;
     }
     let name = Name::parse(url.host_str()?)?;
-    Some((name, url.port_or_known_default()?))
+    Some((url.scheme().to_owned(), name, url.port_or_known_default()?))
 }
 
 /// Why a request was refused.
@@ -232,12 +232,15 @@ impl Guard {
     }
 
     /// Checks the `Origin` of a WebSocket upgrade against the request's
-    /// (already checked) host. A client that sends no `Origin` is not a
-    /// browser, so no site is riding on a user's browser through it (and
-    /// such a client could send any `Origin` it liked): it is let in.
+    /// (already checked) host and the connection's scheme (`http`, `https`,
+    /// or `None` on a Unix socket, where a proxy in front decides). A
+    /// client that sends no `Origin` is not a browser, so no site is riding
+    /// on a user's browser through it (and such a client could send any
+    /// `Origin` it liked): it is let in.
     pub(super) fn check_origin(
         &self,
         origin: Option<&hyper::header::HeaderValue>,
+        scheme: Option<&str>,
         host: &(Name, u16),
     ) -> std::result::Result<(), Refusal> {
         let Some(origin) = origin else {
@@ -248,7 +251,13 @@ impl Guard {
             return Ok(());
         }
         match parse_origin(origin) {
-            Some(same) if same == *host => Ok(()),
+            Some((their_scheme, name, port))
+                if scheme.is_none_or(|ours| ours == their_scheme)
+                    && name == host.0
+                    && port == host.1 =>
+            {
+                Ok(())
+            }
             _ => Err(Refusal::Origin),
         }
     }
@@ -344,11 +353,11 @@ mod tests {
         let here = g.allowed_host("127.0.0.1:8080", 80).unwrap();
         let origin = |value: &str| {
             let value = hyper::header::HeaderValue::from_str(value).unwrap();
-            g.check_origin(Some(&value), &here).is_ok()
+            g.check_origin(Some(&value), Some("http"), &here).is_ok()
         };
         assert!(origin("http://127.0.0.1:8080"));
         assert!(origin("https://chat.example.com"));
-        assert!(g.check_origin(None, &here).is_ok());
+        assert!(g.check_origin(None, Some("http"), &here).is_ok());
         for bad in [
             "http://evil.example",
             "http://127.0.0.1:8081",
@@ -357,6 +366,7 @@ mod tests {
             "http://127.0.0.1:8080/",
             "http://localhost:8080",
             "https://chat.example.com:8443",
+            "https://127.0.0.1:8080",
         ] {
             assert!(!origin(bad), "{bad}");
         }
