@@ -169,7 +169,6 @@ impl StreamHandler for Page {
             _ => (None, 80),
         };
         let stopping = conn.server().clone();
-        let peer = conn.peer_addr().to_string();
         let requests = Requests {
             guard: self.guard.clone(),
             scheme,
@@ -195,11 +194,12 @@ impl StreamHandler for Page {
         };
         if let Err(error) = served {
             // A head that never completed, a malformed request, a peer gone.
-            debug!(%peer, %error, "web connection ended");
+            drop(http);
+            debug!(peer = %conn.peer_addr(), %error, "web connection ended");
             return Ok(());
         }
         let parts = http.into_parts();
-        if !parts.service.upgraded.load(Ordering::Relaxed) {
+        if !parts.service.upgraded.load(Ordering::Relaxed) || stopping.is_shutting_down() {
             return Ok(());
         }
         let config = WebSocketConfig::default()
@@ -230,7 +230,11 @@ impl Page {
                 }
             }
         };
-        let Ok(Some(nick)) = tokio::time::timeout(self.handshake_timeout, hello).await else {
+        let nick = tokio::select! {
+            nick = tokio::time::timeout(self.handshake_timeout, hello) => nick,
+            () = stopping.shutdown_requested() => return,
+        };
+        let Ok(Some(nick)) = nick else {
             return;
         };
         let (participant, inbox) = self.chat.join(Some(nick.trim()), true);
@@ -320,8 +324,13 @@ impl Session<'_> {
                             return Ok(());
                         }
                     }
-                    let now = Instant::now();
-                    ticker.as_mut().reset((now + every).min((last_heard + idle).max(now)));
+                    // Next: a ping, or the idle deadline if sooner (it is
+                    // still ahead: checked just above).
+                    let next = Instant::now() + every;
+                    ticker.as_mut().reset(match resume_at {
+                        Some(_) => next,
+                        None => next.min(last_heard + idle),
+                    });
                 }
                 frame = next_frame(&mut stream, resume_at) => {
                     last_heard = Instant::now();
