@@ -228,10 +228,13 @@ pub struct ServeArgs {
     #[arg(value_name = "ADDR", value_parser = parse_endpoint)]
     pub addrs: Vec<Endpoint>,
     /// Most connections served at once; more wait in the listen backlog.
-    /// With chat --web, also the most pages open at once (more get 503).
+    /// With chat --web, the web page's server has as many again (every
+    /// connection counts, page or WebSocket, from its accept).
     #[arg(long, value_name = "N", default_value_t = 1024)]
     pub max_conns: usize,
     /// Close connections idle this long (e.g. 30, 1.5, 500ms, 5m); 0 disables.
+    /// The chat's web page pings its WebSockets and closes one that stays
+    /// silent this long.
     #[arg(long, value_name = "DURATION", default_value = "300s", value_parser = parse_duration)]
     pub idle_timeout: Duration,
     /// On shutdown, how long open connections may finish before being aborted.
@@ -351,7 +354,9 @@ pub struct ServerTlsArgs {
     /// Mutual TLS: require client certificates issued by a CA in FILE.
     #[arg(long, value_name = "FILE", help_heading = "TLS")]
     pub client_ca: Option<PathBuf>,
-    /// Deadline for a client to complete the TLS handshake.
+    /// Deadline for a client to complete the TLS handshake (and, on the
+    /// chat's web page, to send a request head, or the next on a kept-alive
+    /// connection).
     #[arg(long, value_name = "DURATION", default_value = "10s", value_parser = parse_duration, help_heading = "TLS")]
     pub handshake_timeout: Duration,
 }

@@ -6,13 +6,10 @@ use std::time::Duration;
 use anyhow::{bail, Context};
 use clap::Args;
 use socketkit::server::{Handlers, ServerHandle};
-use socketkit::services::chat::{Bot, Chat, ChatConfig, RateLimit};
+use socketkit::services::chat::{Bot, Chat, ChatConfig, RateLimit, WebConfig};
 use socketkit::Endpoint;
 
 use crate::args::{parse_duration, parse_endpoint, ServeArgs, Service};
-
-/// How long the web page gets after the chat server stopped, to say goodbye.
-const WEB_STOP_DEADLINE: Duration = Duration::from_secs(3);
 
 #[derive(Debug, Args)]
 #[command(next_help_heading = "Chat options")]
@@ -38,9 +35,19 @@ pub struct ChatArgs {
     /// Add the bot: greets newcomers, answers !help !time !who !roll NdM.
     #[arg(long)]
     pub bot: bool,
-    /// Also serve the web page and its WebSocket here (e.g. 127.0.0.1:8080).
+    /// Also serve the web page and its WebSocket here (e.g. 127.0.0.1:8080;
+    /// tls://... with --cert/--key or --self-signed), on a server of its own
+    /// with the same --max-conns, --idle-timeout and --handshake-timeout.
     #[arg(long, value_name = "ADDR", value_parser = parse_endpoint)]
     pub web: Option<Endpoint>,
+    /// Also answer the web page under this host name (NAME or NAME:PORT),
+    /// besides the addresses bound and localhost; repeatable.
+    #[arg(long = "web-host", value_name = "HOST", requires = "web")]
+    pub web_hosts: Vec<String>,
+    /// Also accept WebSockets from pages of this origin (e.g.
+    /// https://chat.example.com), besides the page's own; repeatable.
+    #[arg(long = "web-origin", value_name = "ORIGIN", requires = "web")]
+    pub web_origins: Vec<String>,
     /// Link with other chat servers through Redis (redis://HOST:PORT).
     #[arg(long, value_name = "URL")]
     pub bus: Option<String>,
@@ -59,7 +66,7 @@ pub fn reject_outside_chat(args: &ServeArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
-fn config(args: &ChatArgs, max_conns: usize) -> ChatConfig {
+fn config(args: &ChatArgs) -> ChatConfig {
     let rate = (args.rate > 0.0).then(|| RateLimit {
         per_second: args.rate,
         burst: (args.rate * 2.0).ceil().clamp(1.0, f64::from(u32::MAX)) as u32,
@@ -70,16 +77,31 @@ fn config(args: &ChatArgs, max_conns: usize) -> ChatConfig {
         .rate_limit(rate)
         .queue_limits(args.queue, args.queue_bytes)
         .write_timeout(args.write_timeout)
-        .max_web_sessions(max_conns)
+}
+
+/// The web page's server: the chat server's limits and timeouts, TLS for a
+/// tls:// address, and the extra names and origins.
+fn web_config(args: &ServeArgs, endpoint: &Endpoint) -> anyhow::Result<WebConfig> {
+    let tls = crate::tls::server(&args.tls, std::slice::from_ref(endpoint), false)?;
+    let mut config = WebConfig::default().server(crate::serve::config(args, tls));
+    for host in &args.chat.web_hosts {
+        config = config.allow_host(host).context("bad --web-host")?;
+    }
+    for origin in &args.chat.web_origins {
+        config = config.allow_origin(origin).context("bad --web-origin")?;
+    }
+    Ok(config)
 }
 
 pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
-    let chat = Chat::new(config(&args.chat, args.max_conns));
+    let chat = Chat::new(config(&args.chat));
     let handle = ServerHandle::default();
     let mut also_listening = Vec::new();
     let web = match &args.chat.web {
         Some(endpoint) => {
-            let web = chat.bind_web(endpoint).await?;
+            let web = chat
+                .bind_web(endpoint, web_config(&args, endpoint)?)
+                .await?;
             also_listening.extend(web.urls());
             Some(web)
         }
@@ -101,9 +123,10 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
     )
     .await;
     // The server may also stop on a bind error: take the companions down too.
+    // The web page's server drains under its own deadline, like the chat's.
     handle.shutdown();
     if let Some(web) = web {
-        if let Ok(Ok(Err(error))) = tokio::time::timeout(WEB_STOP_DEADLINE, web).await {
+        if let Ok(Err(error)) = web.await {
             tracing::warn!(error = %error, "the chat web page stopped with an error");
         }
     }

@@ -59,7 +59,7 @@ fn default_endpoint(service: Service) -> anyhow::Result<Endpoint> {
     }
 }
 
-fn config(args: &ServeArgs, tls: Option<ServerTls>) -> ServerConfig {
+pub(crate) fn config(args: &ServeArgs, tls: Option<ServerTls>) -> ServerConfig {
     let mode = match args.mode {
         Mode::Tasks => socketkit::server::Mode::Tasks,
         Mode::Threads => socketkit::server::Mode::Threads,

@@ -361,62 +361,213 @@ fn a_client_that_falls_behind_its_room_is_dropped_once_it_reads_again() {
     assert!(server.stop().success());
 }
 
-#[test]
-fn web_pages_past_max_conns_are_refused_until_one_closes() {
-    let server = ChatServer::start(&["--web", "127.0.0.1:0", "--max-conns", "1"]);
-    let web = server.web.clone().unwrap();
-    let host = web
-        .trim_start_matches("http://")
+/// Runs tests/peers/web_attacker.py (raw sockets, no socketkit code)
+/// against the page at `web` (`http://HOST:PORT/`); returns its stdout.
+fn web_attacker(web: &str, command: &str, args: &[&str]) -> String {
+    web_attacker_tls(web, None, command, args)
+}
+
+/// The same over TLS for an `https://` page, verified against `ca`.
+fn web_attacker_tls(web: &str, ca: Option<&str>, command: &str, args: &[&str]) -> String {
+    let addr = web_host(web);
+    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/peers/web_attacker.py");
+    let tls = ca.map(|ca| ["--tls", ca]);
+    let out = Command::new("python3")
+        .arg(script)
+        .args(tls.iter().flatten())
+        .arg(command)
+        .arg(&addr)
+        .args(args)
+        .output()
+        .expect("run python3");
+    assert!(
+        out.status.success(),
+        "web_attacker.py {command} failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout).unwrap()
+}
+
+/// `HOST:PORT` of the page's `http://HOST:PORT/` (or `https://`).
+fn web_host(web: &str) -> String {
+    web.trim_start_matches("http://")
+        .trim_start_matches("https://")
         .trim_end_matches('/')
-        .to_owned();
-    let first = websocket_handshake(&host);
-    assert!(
-        status_line(&first).starts_with("HTTP/1.1 101"),
-        "{}",
-        status_line(&first)
+        .to_owned()
+}
+
+#[test]
+fn the_web_page_refuses_other_sites_websockets_and_foreign_host_names() {
+    let server = ChatServer::start(&[
+        "--web",
+        "127.0.0.1:0",
+        "--web-origin",
+        "https://chat.example.com",
+        "--web-host",
+        "chat.local",
+    ]);
+    let web = server.web.clone().unwrap();
+    let host = web_host(&web);
+    let port = host.rsplit_once(':').unwrap().1;
+    let head = |path: &str, extra: &[&str]| web_attacker(&web, "head", &[&[path], extra].concat());
+    let status = |path: &str, extra: &[&str]| {
+        let head = head(path, extra);
+        head.lines().next().unwrap_or_default().to_owned()
+    };
+    // Cross-site WebSocket hijacking: a page on another site opens /ws.
+    let hijack = status("/ws", &["--upgrade", "--origin", "http://evil.example"]);
+    assert!(hijack.starts_with("HTTP/1.1 403"), "{hijack}");
+    let other_port = status("/ws", &["--upgrade", "--origin", "http://127.0.0.1:1"]);
+    assert!(other_port.starts_with("HTTP/1.1 403"), "{other_port}");
+    // DNS rebinding: the browser thinks it talks to evil.example, whose
+    // page is then same-origin with the request; the Host gives it away.
+    let rebound = format!("evil.example:{port}");
+    let rebound_origin = format!("http://{rebound}");
+    let page = status("/", &["--host", &rebound]);
+    assert!(page.starts_with("HTTP/1.1 421"), "{page}");
+    let socket = status(
+        "/ws",
+        &["--upgrade", "--host", &rebound, "--origin", &rebound_origin],
     );
-    let second = websocket_handshake(&host);
-    assert!(
-        status_line(&second).starts_with("HTTP/1.1 503"),
-        "{}",
-        status_line(&second)
-    );
-    drop(first);
-    // The page's session ends once its socket is gone (the server waits
-    // at most 30 s for a nickname that will not come, but sees the close).
-    let deadline = std::time::Instant::now() + chat_support::WAIT;
-    loop {
-        let again = websocket_handshake(&host);
-        if status_line(&again).starts_with("HTTP/1.1 101") {
-            break;
-        }
+    assert!(socket.starts_with("HTTP/1.1 421"), "{socket}");
+    // The page's own origin, listed origins, named hosts, and clients that
+    // are not browsers (no Origin) get in.
+    let own = format!("http://{host}");
+    for extra in [
+        &["--upgrade", "--origin", own.as_str()][..],
+        &["--upgrade", "--origin", "https://chat.example.com"],
+        &["--upgrade"],
+    ] {
+        let line = status("/ws", extra);
+        assert!(line.starts_with("HTTP/1.1 101"), "{extra:?}: {line}");
+    }
+    let named = status("/", &["--host", &format!("chat.local:{port}")]);
+    assert!(named.starts_with("HTTP/1.1 200"), "{named}");
+    // Every page: not in anyone's frame, no content sniffing.
+    for path in ["/", "/app.js", "/style.css"] {
+        let head = head(path, &[]).to_ascii_lowercase();
+        assert!(head.starts_with("http/1.1 200"), "{head}");
         assert!(
-            std::time::Instant::now() < deadline,
-            "the closed page's place was never freed"
+            head.contains("\r\ncontent-security-policy: frame-ancestors 'none'"),
+            "{head}"
         );
-        std::thread::sleep(std::time::Duration::from_millis(20));
+        assert!(
+            head.contains("\r\nx-content-type-options: nosniff"),
+            "{head}"
+        );
     }
     assert!(server.stop().success());
 }
 
-/// Opens a WebSocket on the chat page's `/ws`, as a browser would; the
-/// server's response is still to be read.
-fn websocket_handshake(host: &str) -> std::net::TcpStream {
-    let mut stream = std::net::TcpStream::connect(host).unwrap();
-    stream.set_read_timeout(Some(chat_support::WAIT)).unwrap();
-    write!(
-        stream,
-        "GET /ws HTTP/1.1\r\nHost: {host}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
-         Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n"
-    )
-    .unwrap();
-    stream
+#[test]
+fn the_web_page_over_tls_takes_its_own_https_origin_only() {
+    let pki = tempfile::tempdir().unwrap();
+    let dir = pki.path().to_str().unwrap();
+    let made = Command::new(env!("CARGO_BIN_EXE_socketkit"))
+        .args(["pki", "init", dir])
+        .output()
+        .unwrap();
+    assert!(made.status.success(), "{made:?}");
+    let (cert, key, ca) = (
+        format!("{dir}/server.pem"),
+        format!("{dir}/server-key.pem"),
+        format!("{dir}/ca.pem"),
+    );
+    let server = ChatServer::start(&["--web", "tls://127.0.0.1:0", "--cert", &cert, "--key", &key]);
+    let web = server.web.clone().unwrap();
+    assert!(web.starts_with("https://127.0.0.1:"), "{web}");
+    let host = web_host(&web);
+    let status = |path: &str, extra: &[&str]| {
+        let head = web_attacker_tls(&web, Some(&ca), "head", &[&[path], extra].concat());
+        head.lines().next().unwrap_or_default().to_owned()
+    };
+    assert!(status("/", &[]).starts_with("HTTP/1.1 200"));
+    let own = format!("https://{host}");
+    let line = status("/ws", &["--upgrade", "--origin", &own]);
+    assert!(line.starts_with("HTTP/1.1 101"), "{line}");
+    // The same host and port, but not this page's scheme: another origin.
+    let plain = format!("http://{host}");
+    let line = status("/ws", &["--upgrade", "--origin", &plain]);
+    assert!(line.starts_with("HTTP/1.1 403"), "{line}");
+    assert!(server.stop().success());
 }
 
-fn status_line(response: &std::net::TcpStream) -> String {
-    let mut line = String::new();
-    BufReader::new(response).read_line(&mut line).unwrap();
-    line
+#[test]
+fn half_sent_request_heads_are_closed_after_the_handshake_timeout() {
+    let server = ChatServer::start(&["--web", "127.0.0.1:0", "--handshake-timeout", "1s"]);
+    let web = server.web.clone().unwrap();
+    // Slowloris: 100 heads that never end. The bound is generous; the
+    // server's deadline is 1 s.
+    let out = web_attacker(&web, "half-heads", &["100", "15"]);
+    assert_eq!(out.trim(), "closed 100 of 100");
+    assert!(server.stop().success());
+}
+
+#[test]
+fn silent_web_connections_count_against_max_conns_and_free_their_slot() {
+    let server = ChatServer::start(&[
+        "--web",
+        "127.0.0.1:0",
+        "--max-conns",
+        "2",
+        "--handshake-timeout",
+        "1s",
+    ]);
+    let web = server.web.clone().unwrap();
+    // Two connections that never send a byte hold both places: a third
+    // client waits in the backlog until one of them is timed out.
+    let out = web_attacker(&web, "wait-behind", &["2", "silent", "15"]);
+    assert_answered_after_a_place_freed(&out, "HTTP/1.1 200");
+    assert!(server.stop().success());
+}
+
+#[test]
+fn web_pages_past_max_conns_wait_until_one_closes() {
+    let server = ChatServer::start(&[
+        "--web",
+        "127.0.0.1:0",
+        "--max-conns",
+        "1",
+        "--idle-timeout",
+        "1s",
+    ]);
+    let web = server.web.clone().unwrap();
+    // An open WebSocket that never answers pings holds the only place.
+    let out = web_attacker(&web, "wait-behind", &["1", "websocket", "15"]);
+    assert_answered_after_a_place_freed(&out, "HTTP/1.1 101");
+    assert!(server.stop().success());
+}
+
+/// In `wait-behind` output: the waiting client got `status`, and only
+/// after one of the connections holding the places was closed.
+fn assert_answered_after_a_place_freed(out: &str, status: &str) {
+    let lines: Vec<&str> = out.lines().collect();
+    let answered = lines
+        .iter()
+        .position(|line| line.starts_with(&format!("waiter answered {status}")))
+        .unwrap_or_else(|| panic!("the waiting client never got {status}:\n{out}"));
+    assert!(
+        lines[..answered]
+            .iter()
+            .any(|line| line.starts_with("held ")),
+        "answered before a held connection closed:\n{out}"
+    );
+}
+
+#[test]
+fn a_websocket_that_does_not_answer_pings_is_closed_after_the_idle_timeout() {
+    let server = ChatServer::start(&["--web", "127.0.0.1:0", "--idle-timeout", "2s"]);
+    let web = server.web.clone().unwrap();
+    let out = web_attacker(&web, "silent-websocket", &["20"]);
+    let pings: u32 = out
+        .trim()
+        .strip_prefix("closed after ")
+        .and_then(|rest| rest.strip_suffix(" pings"))
+        .unwrap_or_else(|| panic!("the silent page was not closed: {out}"))
+        .parse()
+        .unwrap();
+    assert!(pings >= 1, "closed without being pinged: {out}");
+    assert!(server.stop().success());
 }
 
 const STALLED_DROPPED: &str = "*** stalled left #lobby (too slow: disconnected)";

@@ -386,3 +386,31 @@ while True:
     let code = "s = connect(sys.argv[1]); out(recv_all(s))";
     assert_eq!(text(&python_ok(code, &[&addr], b"")), "still mine\n");
 }
+
+// --- open-file limit ----------------------------------------------------------
+
+#[test]
+fn serve_raises_its_soft_open_file_limit_to_the_hard_limit() {
+    // Started with a soft limit of 256, as a 1024 default would be.
+    let mut cmd = std::process::Command::new("sh");
+    cmd.args(["-c", "ulimit -Sn 256 && exec \"$0\" serve echo 127.0.0.1:0"])
+        .arg(bin())
+        .env_remove("RUST_LOG");
+    let mut server = Proc::spawn("socketkit serve echo (soft limit 256)", cmd, false);
+    let line = server
+        .stdout
+        .next_line_until(std::time::Instant::now() + WAIT)
+        .expect("a listening line");
+    assert!(line.starts_with("listening on "), "{line}");
+    let limits = std::fs::read_to_string(format!("/proc/{}/limits", server.pid())).unwrap();
+    let row = limits
+        .lines()
+        .find(|l| l.starts_with("Max open files"))
+        .unwrap();
+    let fields: Vec<&str> = row.split_whitespace().collect();
+    let (soft, hard) = (fields[3], fields[4]);
+    assert_ne!(hard, "256", "this test needs a hard limit above 256");
+    assert_eq!(soft, hard, "{row}");
+    sigterm(server.pid());
+    assert!(server.wait_exit().success());
+}

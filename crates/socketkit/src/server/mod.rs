@@ -21,6 +21,7 @@
 mod config;
 mod connection;
 mod handler;
+mod nofile;
 
 use std::future::poll_fn;
 use std::io;
@@ -115,7 +116,8 @@ pub struct Server {
 
 impl Server {
     /// Binds every endpoint (each may stand for several sockets, see
-    /// [`transport::bind`]). Nothing is accepted until `serve`.
+    /// [`transport::bind`]). Nothing is accepted until `serve`. The first
+    /// bind in a process raises its soft open-file limit to the hard limit.
     pub async fn bind(endpoints: &[Endpoint], config: ServerConfig) -> Result<Server> {
         if endpoints.is_empty() {
             return Err(Error::new(ErrorKind::InvalidAddress, "no address to bind"));
@@ -128,6 +130,7 @@ impl Server {
                 ));
             }
         }
+        nofile::raise_open_files_limit();
         let mut sockets = Vec::new();
         for endpoint in endpoints {
             sockets.extend(transport::bind(endpoint, &config.bind).await?);

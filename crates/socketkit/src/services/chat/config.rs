@@ -13,7 +13,6 @@ pub struct ChatConfig {
     pub(crate) write_timeout: Duration,
     pub(crate) rate: Option<RateLimit>,
     pub(crate) max_rooms: usize,
-    pub(crate) max_web_sessions: usize,
 }
 
 /// A per-client message rate: a token bucket of `burst` messages refilled
@@ -42,7 +41,6 @@ impl Default for ChatConfig {
                 burst: 20,
             }),
             max_rooms: 1024,
-            max_web_sessions: 1024,
         }
     }
 }
@@ -84,13 +82,6 @@ impl ChatConfig {
     /// are read more slowly: nothing is lost, the flood is paced.
     pub fn rate_limit(mut self, rate: Option<RateLimit>) -> ChatConfig {
         self.rate = rate.filter(|r| r.per_second > 0.0);
-        self
-    }
-
-    /// Most web pages connected at once (default 1024); one more is
-    /// answered `503 Service Unavailable` and nothing is started for it.
-    pub fn max_web_sessions(mut self, sessions: usize) -> ChatConfig {
-        self.max_web_sessions = sessions.max(1);
         self
     }
 

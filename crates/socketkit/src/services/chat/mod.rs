@@ -46,7 +46,7 @@ pub use bot::Bot;
 pub use config::{ChatConfig, RateLimit};
 pub use event::{Event, EventKind, RoomInfo};
 pub use participant::{Flow, Inbox, Participant, TooSlow};
-pub use web::WebServer;
+pub use web::{WebConfig, WebServer};
 
 use crate::addr::Endpoint;
 use crate::error::{Error, ErrorKind, Result};
@@ -89,10 +89,10 @@ impl Chat {
         Participant::new(self.hub.clone(), member)
     }
 
-    /// Binds the web page and its WebSocket endpoint; serve it with
-    /// [`WebServer::serve`].
-    pub async fn bind_web(&self, endpoint: &Endpoint) -> Result<WebServer> {
-        WebServer::bind(self.clone(), endpoint).await
+    /// Binds the web page and its WebSocket endpoint, on a server of its
+    /// own with `config`'s limits; serve it with [`WebServer::serve`].
+    pub async fn bind_web(&self, endpoint: &Endpoint, config: WebConfig) -> Result<WebServer> {
+        WebServer::bind(self.clone(), endpoint, config).await
     }
 
     /// Links this chat to others through Redis at `url`
