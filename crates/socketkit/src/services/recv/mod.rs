@@ -15,7 +15,7 @@ use tokio::time::Instant;
 use tokio_util::codec::Framed;
 use tracing::info;
 
-use super::auth::{AuthPolicy, Identity, Penalties};
+use super::auth::{AuthPolicy, Gate, Identity};
 use super::session::{answer_protocol_error, io_error, proof_of, refuse, Opening, Wire};
 use crate::error::{Error, ErrorKind, Result};
 use crate::protocol::exec::Refusal;
@@ -70,7 +70,7 @@ pub trait TransferObserver: Send + Sync + std::fmt::Debug + 'static {
 #[derive(Debug)]
 pub struct Recv {
     policy: RecvPolicy,
-    penalties: Penalties,
+    gate: Gate,
     observer: Option<Arc<dyn TransferObserver>>,
     next_id: AtomicU64,
 }
@@ -89,8 +89,8 @@ impl Recv {
             )
         })?;
         Ok(Recv {
+            gate: Gate::new(policy.auth.startups),
             policy: RecvPolicy { dir, ..policy },
-            penalties: Penalties::default(),
             observer: None,
             next_id: AtomicU64::new(0),
         })
@@ -429,12 +429,12 @@ impl StreamHandler for Recv {
     async fn handle(&self, conn: &mut Connection) -> Result<()> {
         let peer = conn.peer_addr().clone();
         let proof = proof_of(conn);
-        let mut wire = Framed::new(conn, FrameCodec);
+        let mut wire = Framed::new(conn, FrameCodec::opening());
         let opening = Opening {
             service: "recv",
             shell: false,
             auth: &self.policy.auth,
-            penalties: &self.penalties,
+            gate: &self.gate,
             deadline: self.policy.handshake_timeout,
         };
         let identity = match opening.run(&mut wire, &proof, &peer).await {
