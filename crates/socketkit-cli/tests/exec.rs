@@ -807,16 +807,17 @@ fn unauthenticated_peers_cannot_make_the_server_hold_big_frames() {
         peers.push(peer);
     }
     let after = rss_kib(fx.server.pid());
+    eprintln!("server RSS {before} KiB before, {after} KiB with 48 peers");
+    assert!(
+        after < before + 8 * 1024,
+        "server RSS grew from {before} KiB to {after} KiB for 48 unauthenticated peers"
+    );
     for peer in &mut peers {
         let (kind, error) = read_frame(peer).expect("an ERROR before the close");
         assert_eq!(kind, ERROR);
         assert_eq!(error["kind"], "protocol", "{error}");
         assert!(read_frame(peer).is_none(), "closed after the ERROR");
     }
-    assert!(
-        after < before + 8 * 1024,
-        "server RSS grew from {before} KiB to {after} KiB for 48 unauthenticated peers"
-    );
     assert_eq!(
         stdout_of(&fx.exec(&["echo", "still serving"], b"")),
         "still serving\n"
