@@ -413,9 +413,11 @@ fn the_prompt_runs_one_command_per_line() {
 }
 
 fn python_client(target: &str, token: &str, argv: &[&str]) -> Output {
-    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/peers/exec_client.py");
     let mut cmd = Command::new("python3");
-    cmd.arg(script).arg(target).arg(token).args(argv);
+    cmd.arg(peer_script("exec_client.py"))
+        .arg(target)
+        .arg(token)
+        .args(argv);
     run(cmd, b"")
 }
 
@@ -471,6 +473,17 @@ fn the_local_socket_admits_only_its_own_user() {
     drop(server);
 }
 
+/// A temporary directory other users may write in (`mode`).
+fn shared_dir(mode: u32) -> tempfile::TempDir {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::set_permissions(
+        dir.path(),
+        std::os::unix::fs::PermissionsExt::from_mode(mode),
+    )
+    .unwrap();
+    dir
+}
+
 /// Runs socketkit as the unprivileged `nobody` user, when this test runs as
 /// root and setpriv exists.
 fn as_nobody(args: &[&str]) -> Option<Command> {
@@ -494,12 +507,7 @@ fn nobody(program: &str, args: &[&str]) -> Option<Command> {
 
 #[test]
 fn a_peer_of_another_uid_is_refused_by_its_credentials() {
-    let runtime = tempfile::tempdir().unwrap();
-    std::fs::set_permissions(
-        runtime.path(),
-        std::os::unix::fs::PermissionsExt::from_mode(0o777),
-    )
-    .unwrap();
+    let runtime = shared_dir(0o777);
     let marker = runtime.path().join("marker");
     let Some(mut server_cmd) = as_nobody(&["serve", "exec", "--cwd", "/tmp"]) else {
         return;
@@ -644,12 +652,7 @@ fn peer_script(name: &str) -> PathBuf {
 #[test]
 fn the_client_refuses_a_socket_planted_by_another_user() {
     // A shared TMPDIR (like /tmp) where `nobody` got to socketkit-0 first.
-    let shared = tempfile::tempdir().unwrap();
-    std::fs::set_permissions(
-        shared.path(),
-        std::os::unix::fs::PermissionsExt::from_mode(0o1777),
-    )
-    .unwrap();
+    let shared = shared_dir(0o1777);
     let planted = shared.path().join(format!("socketkit-{}", current_uid()));
     let record = shared.path().join("stolen");
     // The directory, made by nobody with mode 0700, as an attacker would.

@@ -9,30 +9,10 @@ Prints "listening ADDRESS" once it accepts connections.
 import json
 import os
 import socket
-import struct
 import sys
 
-HELLO, READY, RUN, STARTED, EXIT = 0x01, 0x02, 0x10, 0x11, 0x13
-
-
-def recv_exactly(sock, n):
-    data = b""
-    while len(data) < n:
-        chunk = sock.recv(n - len(data))
-        if not chunk:
-            raise EOFError
-        data += chunk
-    return data
-
-
-def recv_frame(sock):
-    length, kind = struct.unpack(">IB", recv_exactly(sock, 5))
-    return kind, recv_exactly(sock, length - 1)
-
-
-def send_json(sock, kind, obj):
-    body = json.dumps(obj).encode()
-    sock.sendall(struct.pack(">IB", len(body) + 1, kind) + body)
+# The framing, from the spec client next to this file.
+from exec_client import HELLO, READY, RUN, STARTED, EXIT, recv_frame, send_json
 
 
 def serve(conn, auth, record, exit_report):
