@@ -457,3 +457,24 @@ fn a_full_disk_is_reported_to_both_sides_and_nothing_is_renamed() {
     assert!(!inbox.join("too-big.bin").exists());
     drop(server);
 }
+
+#[test]
+fn before_authenticating_a_sender_may_not_start_a_big_frame() {
+    use std::io::{Read, Write};
+    // A long handshake deadline: an old receiver reserved the megabyte and
+    // waited that long for it.
+    let receiver = Receiver::start(&["--handshake-timeout", "60s"]);
+    let mut peer = std::net::TcpStream::connect(util::host_port(receiver.server.addr())).unwrap();
+    peer.set_read_timeout(Some(util::WAIT)).unwrap();
+    let mut header = (1024u32 * 1024 + 1).to_be_bytes().to_vec();
+    header.push(0x24); // FILE_DATA, before any HELLO
+    peer.write_all(&header).unwrap();
+    let mut received = Vec::new();
+    peer.read_to_end(&mut received)
+        .expect("the receiver closes at once");
+    let text = String::from_utf8_lossy(&received);
+    assert!(
+        text.contains("\"kind\":\"protocol\"") && text.contains("the limit is 4096"),
+        "{text}"
+    );
+}

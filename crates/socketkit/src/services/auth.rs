@@ -417,6 +417,26 @@ mod tests {
     }
 
     #[test]
+    fn authorized_clients_list_entries_as_shell_words() {
+        let fingerprint = format!("sha256:{}", "ab".repeat(32));
+        let text = format!("# comment\n{fingerprint} uptime 'git status'\n\n");
+        let clients = parse_authorized_clients(&text).unwrap();
+        let list = clients.values().next().unwrap().as_ref().unwrap();
+        let argv = |w: &[&str]| w.iter().map(|w| (*w).to_owned()).collect::<Vec<_>>();
+        assert!(list.admits(&argv(&["git", "status", "-s"])));
+        assert!(!list.admits(&argv(&["git", "push"])));
+        assert!(list.admits(&argv(&["uptime"])));
+        let error =
+            parse_authorized_clients(&format!("{fingerprint} ls\n{fingerprint} sh\n")).unwrap_err();
+        assert!(error.to_string().starts_with("line 2:"), "{error}");
+        let bare = parse_authorized_clients(&format!("{fingerprint}\n")).unwrap();
+        assert!(
+            bare.values().next().unwrap().is_none(),
+            "no list: any command"
+        );
+    }
+
+    #[test]
     fn startup_slots_are_capped_per_source_and_in_total() {
         let gate = Gate::new(StartupLimits {
             per_source: 2,
