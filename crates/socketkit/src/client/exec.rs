@@ -37,6 +37,7 @@ pub struct ExecClient {
 impl ExecClient {
     /// Reads the server's greeting, answers with `token` if it asks for one,
     /// and waits for `READY`.
+    ///
     /// On a Unix socket the server must run as this user
     /// ([`check_local_server`]): nothing is sent to anyone else.
     pub async fn handshake(stream: Stream, token: Option<String>) -> Result<ExecClient> {

@@ -4,7 +4,8 @@
 //! certificate, or a token inside TLS), and runs commands over the framed
 //! protocol of PROTOCOL.md: what it may run is decided by `policy.rs` (argv
 //! without a shell unless the server allows shells, allow-lists pinning argv
-//! prefixes, interpreters counted as shells), a cleared environment, a fixed working directory, its own process
+//! prefixes, interpreters counted as shells), then a cleared environment, a
+//! fixed working directory, its own process
 //! group, a wall-clock limit, output streamed with back-pressure, and the
 //! whole group killed and reaped when the command ends, times out, the client
 //! leaves or the server shuts down.
