@@ -23,8 +23,8 @@ pub fn default_socket_path() -> PathBuf {
 }
 
 /// [`default_socket_path`], with its directory created (mode 0700) so the
-/// server can bind there; an existing directory must pass
-/// [`check_private_dir`].
+/// server can bind there; an existing directory must be ours and closed
+/// (see the module docs).
 pub fn prepare_default_socket() -> Result<PathBuf> {
     let path = default_socket_path();
     let Some(dir) = path.parent() else {
@@ -36,7 +36,7 @@ pub fn prepare_default_socket() -> Result<PathBuf> {
 }
 
 /// [`default_socket_path`] for a client: its directory, if it exists, must
-/// pass [`check_private_dir`]. (A missing one is left to the connection
+/// be ours and closed. (A missing one is left to the connection
 /// attempt to report; [`check_local_server`] still guards the race.)
 pub fn locate_default_socket() -> Result<PathBuf> {
     let path = default_socket_path();

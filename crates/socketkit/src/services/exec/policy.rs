@@ -48,7 +48,9 @@ const INTERPRETERS: &[&str] = &[
     "time", "watch", "script", "strace", "ltrace", "gdb", "valgrind",
 ];
 
-/// Whether `program` (an `argv[0]`) is an interpreter: see [`INTERPRETERS`].
+/// Whether `program` (an `argv[0]`) is an interpreter: a shell, a language
+/// interpreter, or a wrapper that runs what follows it, matched on the
+/// basename with any version suffix removed.
 pub fn is_interpreter(program: &str) -> bool {
     let name = Path::new(program)
         .file_name()
