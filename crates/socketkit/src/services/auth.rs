@@ -5,7 +5,7 @@
 //! penalty that makes guessing slow.
 
 use std::collections::HashMap;
-use std::net::IpAddr;
+use std::net::{IpAddr, Ipv6Addr};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
@@ -214,12 +214,20 @@ pub(crate) fn current_uid() -> u32 {
     unsafe { libc::geteuid() }
 }
 
-/// The source a connection is counted under: its IP address, or `None` for
-/// a Unix-socket peer.
+/// The source a connection is counted under: its IPv4 address, its IPv6
+/// /64 (what one subscriber is usually given, so rotating through it gains
+/// nothing), or `None` for a Unix-socket peer.
 type Source = Option<IpAddr>;
 
 fn source_of(peer: &SocketAddress) -> Source {
-    peer.as_inet().map(|addr| addr.ip())
+    peer.as_inet().map(|addr| match addr.ip() {
+        IpAddr::V4(v4) => IpAddr::V4(v4),
+        // A dual-stack listener sees IPv4 peers as ::ffff:a.b.c.d.
+        IpAddr::V6(v6) => match v6.to_ipv4_mapped() {
+            Some(v4) => IpAddr::V4(v4),
+            None => IpAddr::V6(Ipv6Addr::from(u128::from(v6) & (u128::MAX << 64))),
+        },
+    })
 }
 
 /// What stands in front of authentication for one service: startup slots
@@ -434,6 +442,18 @@ mod tests {
             bare.values().next().unwrap().is_none(),
             "no list: any command"
         );
+    }
+
+    #[test]
+    fn an_ipv6_slash_64_is_one_source_and_mapped_ipv4_is_ipv4() {
+        let source = |addr: &str| source_of(&SocketAddress::Inet(addr.parse().unwrap()));
+        assert_eq!(
+            source("[2001:db8:1:2:aaaa::1]:1"),
+            source("[2001:db8:1:2:bbbb::9]:2")
+        );
+        assert_ne!(source("[2001:db8:1:2::1]:1"), source("[2001:db8:1:3::1]:1"));
+        assert_eq!(source("[::ffff:127.0.0.1]:1"), source("127.0.0.1:2"));
+        assert_ne!(source("127.0.0.1:1"), source("127.0.0.2:1"));
     }
 
     #[test]
