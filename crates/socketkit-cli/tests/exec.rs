@@ -30,10 +30,18 @@ impl Fixture {
     /// Without `--allow-shell`.
     fn strict(extra: &[&str]) -> Fixture {
         let dir = tempfile::tempdir().unwrap();
-        std::fs::write(dir.path().join("token"), format!("{TOKEN}\n")).unwrap();
-        let token = dir.path().join("token");
-        let cwd = dir.path().to_str().unwrap().to_owned();
-        let mut args = vec![
+        let args = Fixture::args(dir.path(), extra);
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        let server = Server::start(&args, 1);
+        Fixture { server, dir }
+    }
+
+    /// The server's command line, with its token file and working
+    /// directory in `dir`.
+    fn args(dir: &Path, extra: &[&str]) -> Vec<String> {
+        let token = dir.join("token");
+        std::fs::write(&token, format!("{TOKEN}\n")).unwrap();
+        let mut args: Vec<String> = [
             "serve",
             "exec",
             "tcp://127.0.0.1:0",
@@ -41,11 +49,12 @@ impl Fixture {
             "--token-file",
             token.to_str().unwrap(),
             "--cwd",
-            &cwd,
-        ];
-        args.extend_from_slice(extra);
-        let server = Server::start(&args, 1);
-        Fixture { server, dir }
+            dir.to_str().unwrap(),
+        ]
+        .map(str::to_owned)
+        .to_vec();
+        args.extend(extra.iter().map(|a| (*a).to_owned()));
+        args
     }
 
     fn path(&self, name: &str) -> PathBuf {
@@ -605,8 +614,6 @@ fn allow_list_entries_pin_argv_prefixes_and_interpreters_need_their_arguments() 
 #[test]
 fn unsafe_allow_entries_and_loader_variables_are_refused_at_start() {
     let dir = tempfile::tempdir().unwrap();
-    let token = dir.path().join("token");
-    std::fs::write(&token, "t").unwrap();
     for (flag, value, why) in [
         ("--allow-cmd", "sh", "interpreter"),
         ("--allow-cmd", "/usr/bin/python3", "interpreter"),
@@ -620,19 +627,7 @@ fn unsafe_allow_entries_and_loader_variables_are_refused_at_start() {
         ("--allow-env", "BASH_ENV", "BASH_ENV"),
         ("--allow-env", "IFS", "IFS"),
     ] {
-        let out = run(
-            socketkit([
-                "serve",
-                "exec",
-                "tcp://127.0.0.1:0",
-                "--insecure-plaintext",
-                "--token-file",
-                token.to_str().unwrap(),
-                flag,
-                value,
-            ]),
-            b"",
-        );
+        let out = run(socketkit(Fixture::args(dir.path(), &[flag, value])), b"");
         let line = util::assert_one_error_line(&out, 1);
         assert!(
             line.contains(flag) && line.contains(why),

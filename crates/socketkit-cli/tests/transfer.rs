@@ -296,18 +296,13 @@ fn a_wrong_token_writes_nothing() {
     std::fs::write(&good, "right").unwrap();
     std::fs::write(&bad, "wrong").unwrap();
     let receiver = Receiver::start(&["--token-file", good.to_str().unwrap()]);
-    let out = run(
-        socketkit([
-            "send",
-            receiver.server.addr(),
-            "-",
-            "--name",
-            "x",
-            "--token-file",
-            bad.to_str().unwrap(),
-        ]),
-        b"data",
-    );
+    let send_with = |token: &Path| {
+        let token = token.to_str().unwrap();
+        let addr = receiver.server.addr();
+        let args = ["send", addr, "-", "--name", "x", "--token-file", token];
+        run(socketkit(args), b"data")
+    };
+    let out = send_with(&bad);
     assert!(util::assert_one_error_line(&out, 1).contains("authentication failed"));
     let out = run(
         socketkit(["send", receiver.server.addr(), "-", "--name", "x"]),
@@ -318,18 +313,7 @@ fn a_wrong_token_writes_nothing() {
     // The address's next attempt is judged only once the failure's penalty
     // has passed; then the right token gets in.
     util::wait_until("the right token accepted after the penalty", || {
-        let out = run(
-            socketkit([
-                "send",
-                receiver.server.addr(),
-                "-",
-                "--name",
-                "x",
-                "--token-file",
-                good.to_str().unwrap(),
-            ]),
-            b"data",
-        );
+        let out = send_with(&good);
         let refused = stderr_of(&out);
         assert!(
             out.status.success() || refused.contains("try again"),
