@@ -5,6 +5,7 @@ use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
 use socketkit::client::http::{GetOptions, HttpUrl};
+use socketkit::services::exec::StartupLimits;
 use socketkit::tls::Fingerprint;
 use socketkit::Endpoint;
 
@@ -304,17 +305,21 @@ pub struct ExecServiceArgs {
     /// Allow plain TCP on a loopback address (tests and demos only: nothing is encrypted).
     #[arg(long, help_heading = "exec")]
     pub insecure_plaintext: bool,
-    /// Let clients run shell lines (/bin/sh -c); otherwise argv only.
+    /// Let clients run shell lines (/bin/sh -c) and interpreters (sh, python3,
+    /// env, ...) as argv. Without --allow-cmd any other program runs, as with ssh.
     #[arg(long, help_heading = "exec")]
     pub allow_shell: bool,
-    /// Only these programs may run (argv[0], exact; repeatable).
-    #[arg(long = "allow-cmd", value_name = "NAME", help_heading = "exec")]
+    /// Only argv starting with ENTRY may run (repeatable): 'ls' admits any ls,
+    /// 'git status' only git status ...; interpreters only with their arguments.
+    #[arg(long = "allow-cmd", value_name = "ENTRY", help_heading = "exec")]
     pub allow_cmd: Vec<String>,
-    /// Environment variables clients may set (repeatable).
+    /// Environment variables clients may set (repeatable; never PATH, LD_* and
+    /// other loader or interpreter variables).
     #[arg(long = "allow-env", value_name = "NAME", help_heading = "exec")]
     pub allow_env: Vec<String>,
     /// With mutual TLS: only the client certificates listed in FILE
-    /// (`sha256:HEX [COMMAND...]` per line; listed commands limit that client).
+    /// (`sha256:HEX [ENTRY...]` per line, entries as shell words; listed
+    /// entries limit that client).
     #[arg(long, value_name = "FILE", help_heading = "exec")]
     pub authorized_clients: Option<PathBuf>,
     /// Working directory of every command (default: the server's).
@@ -329,6 +334,15 @@ pub struct ExecServiceArgs {
     /// Commands running at once; beyond it clients get a `busy` error.
     #[arg(long, value_name = "N", default_value_t = 64, help_heading = "exec")]
     pub max_commands: usize,
+    /// exec and recv: connections still authenticating, per source address and
+    /// in total; more are closed at once.
+    #[arg(
+        long,
+        value_name = "PER_SOURCE:TOTAL",
+        default_value = "32:256",
+        help_heading = "exec"
+    )]
+    pub max_startups: StartupLimits,
 }
 
 /// The server side of TLS, for tls:// addresses.

@@ -5,7 +5,7 @@ use socketkit::addr::Host;
 use socketkit::client::ExecClient;
 use socketkit::codec::{Line, LineReader};
 use socketkit::protocol::exec::{Exit, Run};
-use socketkit::services::exec::default_socket_path;
+use socketkit::services::exec::locate_default_socket;
 use socketkit::tls::{ClientTls, KnownHosts, Verification};
 use socketkit::transport::{self, ConnectOptions};
 use socketkit::Endpoint;
@@ -18,10 +18,10 @@ use crate::{tls, token};
 
 /// Runs the command (or the prompt) and returns the exit status to use.
 pub async fn run(args: ExecArgs) -> anyhow::Result<u8> {
-    let endpoint = args
-        .addr
-        .clone()
-        .unwrap_or_else(|| Endpoint::Unix(default_socket_path()));
+    let endpoint = match &args.addr {
+        Some(endpoint) => endpoint.clone(),
+        None => Endpoint::Unix(locate_default_socket()?),
+    };
     check_transport(&args, &endpoint)?;
     let token = token::read(args.token_file.as_deref())?;
     let known_hosts = args.tofu.then(known_hosts).transpose()?;
@@ -66,8 +66,7 @@ pub async fn run(args: ExecArgs) -> anyhow::Result<u8> {
         prompt(&mut client, &args, interrupts).await
     } else {
         let request = request(&args, args.command.clone());
-        let exit = run_one(&mut client, request, !args.no_stdin, interrupts).await?;
-        Ok(status_byte(&exit))
+        run_one(&mut client, request, !args.no_stdin, interrupts).await
     }
 }
 
@@ -144,7 +143,7 @@ async fn run_one(
     request: Run,
     forward_stdin: bool,
     mut interrupts: mpsc::Receiver<()>,
-) -> anyhow::Result<Exit> {
+) -> anyhow::Result<u8> {
     let stdin = forward_stdin.then(tokio::io::stdin);
     let finished = client
         .run(
@@ -156,7 +155,7 @@ async fn run_one(
         )
         .await?;
     report_abnormal_end(&finished.exit);
-    Ok(finished.exit)
+    Ok(finished.status)
 }
 
 fn report_abnormal_end(exit: &Exit) {
@@ -166,11 +165,6 @@ fn report_abnormal_end(exit: &Exit) {
     if exit.truncated {
         eprintln!("socketkit: output truncated at the server's limit; the command was killed");
     }
-}
-
-/// The exit status as a byte, like a shell: the code, or 128 + signal.
-fn status_byte(exit: &Exit) -> u8 {
-    u8::try_from(exit.shell_status().clamp(0, 255)).unwrap_or(255)
 }
 
 /// The textbook client: `>>:` prompt, one command per line, output shown in
@@ -227,7 +221,7 @@ async fn prompt(
                 if finished.output_bytes == 0 {
                     eprintln!("no output");
                 }
-                last = status_byte(exit);
+                last = finished.status;
                 if last != 0 {
                     eprintln!("exit status {last}");
                 }

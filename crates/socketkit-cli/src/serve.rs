@@ -1,7 +1,6 @@
 //! `socketkit serve`: configure a server, print where it listens, run it
 //! until a signal.
 
-use std::collections::BTreeSet;
 use std::io::Write;
 use std::sync::Arc;
 
@@ -10,7 +9,9 @@ use socketkit::addr::SocketKind;
 use socketkit::server::{
     DatagramHandler, Handlers, Server, ServerConfig, ServerHandle, StreamHandler,
 };
-use socketkit::services::exec::{self, AuthPolicy, Exec, ExecPolicy, Token};
+use socketkit::services::exec::{
+    self, AuthPolicy, CommandList, EnvAllowList, Exec, ExecPolicy, Token,
+};
 use socketkit::services::recv::{Recv, RecvPolicy};
 use socketkit::services::{Daytime, Discard, Echo, Hello, Upper};
 use socketkit::tls::{Fingerprint, ServerTls};
@@ -218,6 +219,7 @@ fn recv_policy(args: &ServeArgs) -> anyhow::Result<RecvPolicy> {
         token,
         authorized_certificates: None,
         allow_anonymous,
+        startups: args.exec.max_startups,
     };
     Ok(RecvPolicy {
         overwrite: args.recv.overwrite,
@@ -251,11 +253,14 @@ fn exec_policy(args: &ServeArgs) -> anyhow::Result<ExecPolicy> {
             token,
             authorized_certificates,
             allow_anonymous: false,
+            startups: exec.max_startups,
         },
         allow_shell: exec.allow_shell,
-        allowed_commands: (!exec.allow_cmd.is_empty())
-            .then(|| exec.allow_cmd.iter().cloned().collect()),
-        allowed_env: exec.allow_env.iter().cloned().collect::<BTreeSet<_>>(),
+        allowed_commands: match exec.allow_cmd.as_slice() {
+            [] => None,
+            entries => Some(CommandList::parse(entries).context("--allow-cmd")?),
+        },
+        allowed_env: EnvAllowList::new(&exec.allow_env).context("--allow-env")?,
         cwd,
         command_timeout: exec.cmd_timeout,
         max_output: (exec.max_output > 0).then_some(exec.max_output),

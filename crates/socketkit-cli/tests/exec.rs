@@ -10,7 +10,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 use std::time::{Duration, Instant};
 
-use util::{run, run_with, socketkit, Proc, Server, WAIT};
+use util::{run, socketkit, Proc, Server, WAIT};
 
 const TOKEN: &str = "correct horse battery staple";
 
@@ -22,12 +22,26 @@ struct Fixture {
 }
 
 impl Fixture {
+    /// With `--allow-shell`: most tests drive commands through `sh -c`.
     fn start(extra: &[&str]) -> Fixture {
+        Fixture::strict(&[&["--allow-shell"], extra].concat())
+    }
+
+    /// Without `--allow-shell`.
+    fn strict(extra: &[&str]) -> Fixture {
         let dir = tempfile::tempdir().unwrap();
-        std::fs::write(dir.path().join("token"), format!("{TOKEN}\n")).unwrap();
-        let token = dir.path().join("token");
-        let cwd = dir.path().to_str().unwrap().to_owned();
-        let mut args = vec![
+        let args = Fixture::args(dir.path(), extra);
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        let server = Server::start(&args, 1);
+        Fixture { server, dir }
+    }
+
+    /// The server's command line, with its token file and working
+    /// directory in `dir`.
+    fn args(dir: &Path, extra: &[&str]) -> Vec<String> {
+        let token = dir.join("token");
+        std::fs::write(&token, format!("{TOKEN}\n")).unwrap();
+        let mut args: Vec<String> = [
             "serve",
             "exec",
             "tcp://127.0.0.1:0",
@@ -35,11 +49,12 @@ impl Fixture {
             "--token-file",
             token.to_str().unwrap(),
             "--cwd",
-            &cwd,
-        ];
-        args.extend_from_slice(extra);
-        let server = Server::start(&args, 1);
-        Fixture { server, dir }
+            dir.to_str().unwrap(),
+        ]
+        .map(str::to_owned)
+        .to_vec();
+        args.extend(extra.iter().map(|a| (*a).to_owned()));
+        args
     }
 
     fn path(&self, name: &str) -> PathBuf {
@@ -293,7 +308,7 @@ fn plain_tcp_is_refused_at_start_without_the_flags() {
 
 #[test]
 fn argv_is_not_a_shell_and_shells_need_the_flag() {
-    let fx = Fixture::start(&[]);
+    let fx = Fixture::strict(&[]);
     let out = fx.exec(&["echo", "$(touch marker); ls | wc"], b"");
     assert_eq!(stdout_of(&out), "$(touch marker); ls | wc\n");
     assert!(!fx.path("marker").exists());
@@ -305,7 +320,7 @@ fn argv_is_not_a_shell_and_shells_need_the_flag() {
         stderr_of(&shell)
     );
 
-    let permissive = Fixture::start(&["--allow-shell"]);
+    let permissive = Fixture::start(&[]);
     let shell = run(
         permissive.client_with(&["--shell"], &["echo hi | tr a-z A-Z"]),
         b"",
@@ -407,9 +422,11 @@ fn the_prompt_runs_one_command_per_line() {
 }
 
 fn python_client(target: &str, token: &str, argv: &[&str]) -> Output {
-    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/peers/exec_client.py");
     let mut cmd = Command::new("python3");
-    cmd.arg(script).arg(target).arg(token).args(argv);
+    cmd.arg(peer_script("exec_client.py"))
+        .arg(target)
+        .arg(token)
+        .args(argv);
     run(cmd, b"")
 }
 
@@ -465,50 +482,61 @@ fn the_local_socket_admits_only_its_own_user() {
     drop(server);
 }
 
-/// Runs `cmd` as the unprivileged `nobody` user, when this test runs as
+/// A temporary directory other users may write in (`mode`).
+fn shared_dir(mode: u32) -> tempfile::TempDir {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::set_permissions(
+        dir.path(),
+        std::os::unix::fs::PermissionsExt::from_mode(mode),
+    )
+    .unwrap();
+    dir
+}
+
+/// Runs socketkit as the unprivileged `nobody` user, when this test runs as
 /// root and setpriv exists.
 fn as_nobody(args: &[&str]) -> Option<Command> {
+    nobody(util::bin(), args)
+}
+
+/// Runs `program` as the unprivileged `nobody` user, when this test runs as
+/// root and setpriv exists.
+fn nobody(program: &str, args: &[&str]) -> Option<Command> {
     let root = Command::new("id").arg("-u").output().ok()?.stdout == b"0\n";
     let setpriv = Command::new("setpriv").arg("--version").output().is_ok();
     if !root || !setpriv {
-        eprintln!("skipped: needs root and setpriv to run a server as another user");
+        eprintln!("skipped: needs root and setpriv to run a program as another user");
         return None;
     }
     let mut cmd = Command::new("setpriv");
-    cmd.args([
-        "--reuid=65534",
-        "--regid=65534",
-        "--clear-groups",
-        util::bin(),
-    ])
-    .args(args);
+    cmd.args(["--reuid=65534", "--regid=65534", "--clear-groups", program])
+        .args(args);
     Some(cmd)
 }
 
 #[test]
 fn a_peer_of_another_uid_is_refused_by_its_credentials() {
-    let runtime = tempfile::tempdir().unwrap();
-    std::fs::set_permissions(
-        runtime.path(),
-        std::os::unix::fs::PermissionsExt::from_mode(0o777),
-    )
-    .unwrap();
+    let runtime = shared_dir(0o777);
     let marker = runtime.path().join("marker");
     let Some(mut server_cmd) = as_nobody(&["serve", "exec", "--cwd", "/tmp"]) else {
         return;
     };
     server_cmd.env("XDG_RUNTIME_DIR", runtime.path());
     let server = Proc::spawn("exec as nobody", server_cmd, false);
-    server
+    let line = server
         .stdout
         .wait_for("the local socket", |l| l.starts_with("listening on unix:"));
-    // Root may open the 0600 socket file; the uid check must still refuse it.
-    let mut client = socketkit(["exec", "--", "touch", marker.to_str().unwrap()]);
-    client.env("XDG_RUNTIME_DIR", runtime.path());
-    let out = run_with(client, b"", Duration::from_secs(30));
+    let path = line.strip_prefix("listening on unix:").unwrap().to_owned();
+    // Root may open the 0600 socket file; the uid check must still refuse
+    // it. (socketkit's own client refuses a server of another uid first.)
+    let out = python_client(
+        &format!("unix:{path}"),
+        "-",
+        &["touch", marker.to_str().unwrap()],
+    );
     assert_eq!(out.status.code(), Some(255), "{}", stderr_of(&out));
     assert!(
-        stderr_of(&out).contains("authentication failed"),
+        stderr_of(&out).contains("'kind': 'auth'"),
         "{}",
         stderr_of(&out)
     );
@@ -516,4 +544,369 @@ fn a_peer_of_another_uid_is_refused_by_its_credentials() {
     server
         .stderr
         .wait_for("the refusal logged", |l| l.contains("peer uid 0"));
+}
+
+// Policy: allow-lists pin argv prefixes, interpreters count as shells.
+
+#[test]
+fn an_interpreter_in_argv_is_a_shell_and_needs_the_flag() {
+    let fx = Fixture::strict(&[]);
+    let marker = fx.path("marker");
+    let touch = format!("touch {}", marker.display());
+    for argv in [
+        vec!["sh", "-c", touch.as_str()],
+        vec!["/bin/sh", "-c", touch.as_str()],
+        vec!["env", "sh", "-c", touch.as_str()],
+        vec!["python3", "-c", "open('marker', 'w')"],
+    ] {
+        let out = fx.exec(&argv, b"");
+        assert_eq!(
+            out.status.code(),
+            Some(255),
+            "{argv:?}: {}",
+            stderr_of(&out)
+        );
+        let line = util::assert_one_error_line(&out, 255);
+        assert!(line.contains("--allow-shell"), "{argv:?}: {line}");
+    }
+    assert!(!marker.exists(), "no interpreter ran");
+    assert_eq!(
+        stdout_of(&fx.exec(&["echo", "any program"], b"")),
+        "any program\n"
+    );
+}
+
+#[test]
+fn allow_list_entries_pin_argv_prefixes_and_interpreters_need_their_arguments() {
+    // --allow-shell is on (Fixture::start), but a list overrides it.
+    let fx = Fixture::start(&[
+        "--allow-cmd",
+        "printf pinned",
+        "--allow-cmd",
+        "ls",
+        "--allow-cmd",
+        "sh -c 'echo fixed'",
+    ]);
+    assert_eq!(stdout_of(&fx.exec(&["printf", "pinned"], b"")), "pinned");
+    assert!(fx.exec(&["ls", "-a"], b"").status.success());
+    assert_eq!(
+        stdout_of(&fx.exec(&["sh", "-c", "echo fixed"], b"")),
+        "fixed\n"
+    );
+    let marker = fx.path("marker");
+    let touch = format!("touch {}", marker.display());
+    for argv in [
+        vec!["printf", "other"],
+        vec!["printf"],
+        vec!["sh", "-c", touch.as_str()],
+        vec!["env", "sh", "-c", touch.as_str()],
+        vec!["/bin/ls"],
+    ] {
+        let out = fx.exec(&argv, b"");
+        let line = util::assert_one_error_line(&out, 255);
+        assert!(line.contains("not allowed"), "{argv:?}: {line}");
+    }
+    let shell = run(fx.client_with(&["--shell"], &[touch.as_str()]), b"");
+    assert!(util::assert_one_error_line(&shell, 255).contains("not allowed"));
+    assert!(!marker.exists(), "nothing outside the list ran");
+}
+
+#[test]
+fn unsafe_allow_entries_and_loader_variables_are_refused_at_start() {
+    let dir = tempfile::tempdir().unwrap();
+    for (flag, value, why) in [
+        ("--allow-cmd", "sh", "interpreter"),
+        ("--allow-cmd", "/usr/bin/python3", "interpreter"),
+        ("--allow-cmd", "", "empty"),
+        ("--allow-env", "PATH", "PATH"),
+        ("--allow-env", "LD_PRELOAD", "LD_PRELOAD"),
+        ("--allow-env", "LD_LIBRARY_PATH", "LD_LIBRARY_PATH"),
+        ("--allow-env", "GCONV_PATH", "GCONV_PATH"),
+        ("--allow-env", "PYTHONPATH", "PYTHONPATH"),
+        ("--allow-env", "PERL5LIB", "PERL5LIB"),
+        ("--allow-env", "BASH_ENV", "BASH_ENV"),
+        ("--allow-env", "IFS", "IFS"),
+    ] {
+        let out = run(socketkit(Fixture::args(dir.path(), &[flag, value])), b"");
+        let line = util::assert_one_error_line(&out, 1);
+        assert!(
+            line.contains(flag) && line.contains(why),
+            "{flag} {value:?}: {line}"
+        );
+    }
+}
+
+// The local socket: the client checks the directory and the server's uid.
+
+fn peer_script(name: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/peers")
+        .join(name)
+}
+
+#[test]
+fn the_client_refuses_a_socket_planted_by_another_user() {
+    // A shared TMPDIR (like /tmp) where `nobody` got to socketkit-0 first.
+    let shared = shared_dir(0o1777);
+    let planted = shared.path().join(format!("socketkit-{}", current_uid()));
+    let record = shared.path().join("stolen");
+    // The directory, made by nobody with mode 0700, as an attacker would.
+    let Some(mkdir) = nobody("mkdir", &["-m", "0700", planted.to_str().unwrap()]) else {
+        return;
+    };
+    assert!(run(mkdir, b"").status.success());
+    let socket = planted.join("exec.sock");
+    let script = peer_script("fake_exec_server.py");
+    // The system python: pyenv's shims live under /root, closed to nobody.
+    let impostor_cmd = nobody(
+        "/usr/bin/python3",
+        &[
+            "-u",
+            script.to_str().unwrap(),
+            &format!("unix:{}", socket.display()),
+            record.to_str().unwrap(),
+            r#"{"code":0,"duration_ms":1}"#,
+        ],
+    )
+    .unwrap();
+    let impostor = Proc::spawn("impostor", impostor_cmd, false);
+    impostor
+        .stdout
+        .wait_for("the impostor listening", |l| l.starts_with("listening"));
+    let client = || {
+        let mut cmd = socketkit(["exec", "--", "echo", "secret-argv"]);
+        cmd.env_remove("XDG_RUNTIME_DIR")
+            .env("TMPDIR", shared.path());
+        cmd
+    };
+
+    // 1. The directory is not ours.
+    let out = run(client(), b"secret input");
+    let line = util::assert_one_error_line(&out, 255);
+    assert!(
+        line.contains("refusing") && line.contains("uid 65534"),
+        "{line}"
+    );
+
+    // 2. The directory is ours and closed (say root took it over), but the
+    //    socket in it is still served by nobody: SO_PEERCRED tells.
+    std::os::unix::fs::chown(&planted, Some(0), Some(0)).unwrap();
+    let out = run(client(), b"secret input");
+    let line = util::assert_one_error_line(&out, 255);
+    assert!(line.contains("runs as uid 65534"), "{line}");
+    assert!(
+        !record.exists(),
+        "the impostor received a command: {:?}",
+        std::fs::read_to_string(&record)
+    );
+}
+
+fn current_uid() -> u32 {
+    // SAFETY: geteuid has no preconditions and cannot fail.
+    unsafe { libc::geteuid() }
+}
+
+#[test]
+fn an_impossible_exit_report_is_a_protocol_error() {
+    let dir = tempfile::tempdir().unwrap();
+    let token = dir.path().join("token");
+    std::fs::write(&token, "t").unwrap();
+    let record = dir.path().join("runs");
+    for report in [
+        r#"{"signal":2147483647,"duration_ms":0}"#,
+        r#"{"signal":-128,"duration_ms":0}"#,
+        r#"{"code":256,"duration_ms":0}"#,
+        r#"{"duration_ms":0}"#,
+    ] {
+        let mut cmd = Command::new("python3");
+        cmd.arg("-u").arg(peer_script("fake_exec_server.py")).args([
+            "tcp",
+            record.to_str().unwrap(),
+            report,
+        ]);
+        let fake = Proc::spawn("fake exec server", cmd, false);
+        let line = fake
+            .stdout
+            .wait_for("the fake server", |l| l.starts_with("listening"));
+        let addr = line.strip_prefix("listening ").unwrap();
+        let out = run(
+            socketkit([
+                "exec",
+                addr,
+                "--insecure-plaintext",
+                "--token-file",
+                token.to_str().unwrap(),
+                "--",
+                "true",
+            ]),
+            b"",
+        );
+        let line = util::assert_one_error_line(&out, 255);
+        assert!(line.contains("impossible exit"), "{report}: {line}");
+    }
+}
+
+// Before authentication: small frames only, few connections, no held failures.
+
+fn send_frame(stream: &mut TcpStream, kind: u8, body: &[u8]) {
+    let mut frame = u32::try_from(body.len() + 1)
+        .unwrap()
+        .to_be_bytes()
+        .to_vec();
+    frame.push(kind);
+    frame.extend_from_slice(body);
+    stream.write_all(&frame).unwrap();
+}
+
+/// The next frame, or `None` at the end of the stream.
+fn read_frame(stream: &mut TcpStream) -> Option<(u8, serde_json::Value)> {
+    let mut header = [0u8; 5];
+    stream.read_exact(&mut header).ok()?;
+    let length = u32::from_be_bytes([header[0], header[1], header[2], header[3]]) as usize;
+    let mut body = vec![0; length - 1];
+    stream.read_exact(&mut body).unwrap();
+    Some((header[4], serde_json::from_slice(&body).unwrap_or_default()))
+}
+
+const HELLO: u8 = 0x01;
+const READY: u8 = 0x02;
+const ERROR: u8 = 0x1F;
+
+fn rss_kib(pid: u32) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+    let line = status.lines().find(|l| l.starts_with("VmRSS:")).unwrap();
+    line.split_whitespace().nth(1).unwrap().parse().unwrap()
+}
+
+#[test]
+fn unauthenticated_peers_cannot_make_the_server_hold_big_frames() {
+    let fx = Fixture::start(&["--max-startups", "64:64"]);
+    // One ordinary command first, so the server's own start-up allocations
+    // are behind us.
+    assert!(fx.exec(&["true"], b"").status.success());
+    let before = rss_kib(fx.server.pid());
+    let body = vec![b'x'; 64 * 1024];
+    let mut peers = Vec::new();
+    for _ in 0..48 {
+        let mut peer = TcpStream::connect(util::host_port(fx.server.addr())).unwrap();
+        peer.set_read_timeout(Some(WAIT)).unwrap();
+        peer.set_write_timeout(Some(WAIT)).unwrap();
+        assert_eq!(read_frame(&mut peer).unwrap().0, HELLO);
+        // A 1 MiB STDIN frame, sent all but its last byte: an old server
+        // reserved and buffered it, waiting for the rest.
+        let mut header = (1024u32 * 1024 + 1).to_be_bytes().to_vec();
+        header.push(0x20);
+        peer.write_all(&header).unwrap();
+        for _ in 0..15 {
+            if peer.write_all(&body).is_err() {
+                break; // closed by the server: what we want
+            }
+        }
+        peers.push(peer);
+    }
+    let after = rss_kib(fx.server.pid());
+    eprintln!("server RSS {before} KiB before, {after} KiB with 48 peers");
+    assert!(
+        after < before + 8 * 1024,
+        "server RSS grew from {before} KiB to {after} KiB for 48 unauthenticated peers"
+    );
+    for peer in &mut peers {
+        let (kind, error) = read_frame(peer).expect("an ERROR before the close");
+        assert_eq!(kind, ERROR);
+        assert_eq!(error["kind"], "protocol", "{error}");
+        assert!(read_frame(peer).is_none(), "closed after the ERROR");
+    }
+    assert_eq!(
+        stdout_of(&fx.exec(&["echo", "still serving"], b"")),
+        "still serving\n"
+    );
+}
+
+#[test]
+fn connections_beyond_the_startup_cap_are_closed_at_once() {
+    // A long handshake deadline: an old server held every extra connection
+    // that long.
+    let fx = Fixture::start(&["--max-startups", "3:100", "--handshake-timeout", "60s"]);
+    let connect = || {
+        let peer = TcpStream::connect(util::host_port(fx.server.addr())).unwrap();
+        peer.set_read_timeout(Some(WAIT)).unwrap();
+        peer
+    };
+    let mut silent: Vec<TcpStream> = (0..3).map(|_| connect()).collect();
+    for peer in &mut silent {
+        assert_eq!(read_frame(peer).unwrap().0, HELLO);
+    }
+    let mut extra = connect();
+    let (kind, error) = read_frame(&mut extra).expect("a busy ERROR, not a wait");
+    assert_eq!(
+        (kind, error["kind"].as_str()),
+        (ERROR, Some("busy")),
+        "{error}"
+    );
+    assert!(read_frame(&mut extra).is_none(), "closed at once");
+    // The real client says why.
+    let out = fx.exec(&["true"], b"");
+    assert!(util::assert_one_error_line(&out, 255).contains("busy"));
+    // Slots free up as the silent ones leave.
+    drop(silent);
+    util::wait_until("a slot to free up", || {
+        fx.exec(&["true"], b"").status.success()
+    });
+}
+
+/// One authentication attempt with `token`: the answer's frame type, its
+/// body, and how long it took after our HELLO. An `ERROR` must be followed
+/// by the close.
+fn attempt(addr: &str, token: &str) -> (u8, serde_json::Value, Duration) {
+    let mut peer = TcpStream::connect(util::host_port(addr)).unwrap();
+    peer.set_read_timeout(Some(WAIT)).unwrap();
+    assert_eq!(read_frame(&mut peer).unwrap().0, HELLO);
+    let hello = serde_json::json!({"protocol": 1, "client": "test", "token": token});
+    let sent = Instant::now();
+    send_frame(&mut peer, HELLO, hello.to_string().as_bytes());
+    let (kind, body) = read_frame(&mut peer).expect("an answer to HELLO");
+    let took = sent.elapsed();
+    if kind == ERROR {
+        assert!(read_frame(&mut peer).is_none(), "closed after the refusal");
+    }
+    (kind, body, took)
+}
+
+#[test]
+fn a_failed_authentication_is_answered_at_once_and_the_next_attempt_waits() {
+    let fx = Fixture::start(&[]);
+    let addr = fx.server.addr();
+    let mut judged = 0;
+    let deadline = Instant::now() + WAIT;
+    // Three judged failures (penalties 250 ms, 500 ms, 1 s); attempts inside
+    // a penalty are refused unheard, even with the right token.
+    while judged < 3 {
+        assert!(Instant::now() < deadline, "no attempt was judged in time");
+        let (kind, error, took) = attempt(addr, "wrong");
+        assert_eq!(
+            (kind, error["kind"].as_str()),
+            (ERROR, Some("auth")),
+            "{error}"
+        );
+        let penalty = Duration::from_millis(error["retry_after_ms"].as_u64().unwrap());
+        if error["message"]
+            .as_str()
+            .unwrap()
+            .contains("did not accept")
+        {
+            judged += 1;
+            // The old server waited out the penalty before answering. (Timed
+            // on the third, whose 1 s penalty leaves room for a busy machine.)
+            assert!(
+                judged < 3 || took < penalty / 2,
+                "failure {judged} answered after {took:?}; its penalty is {penalty:?}"
+            );
+            let (kind, early, _) = attempt(addr, TOKEN);
+            assert_eq!(kind, ERROR, "the right token inside the penalty: {early}");
+            assert!(early["retry_after_ms"].as_u64().unwrap() > 0, "{early}");
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    // Once the penalty has passed, the right token gets in.
+    util::wait_until("the penalty to pass", || attempt(addr, TOKEN).0 == READY);
 }

@@ -327,18 +327,13 @@ fn a_wrong_token_writes_nothing() {
     std::fs::write(&good, "right").unwrap();
     std::fs::write(&bad, "wrong").unwrap();
     let receiver = Receiver::start(&["--token-file", good.to_str().unwrap()]);
-    let out = run(
-        socketkit([
-            "send",
-            receiver.server.addr(),
-            "-",
-            "--name",
-            "x",
-            "--token-file",
-            bad.to_str().unwrap(),
-        ]),
-        b"data",
-    );
+    let send_with = |token: &Path| {
+        let token = token.to_str().unwrap();
+        let addr = receiver.server.addr();
+        let args = ["send", addr, "-", "--name", "x", "--token-file", token];
+        run(socketkit(args), b"data")
+    };
+    let out = send_with(&bad);
     assert!(util::assert_one_error_line(&out, 1).contains("authentication failed"));
     let out = run(
         socketkit(["send", receiver.server.addr(), "-", "--name", "x"]),
@@ -346,19 +341,17 @@ fn a_wrong_token_writes_nothing() {
     );
     assert!(util::assert_one_error_line(&out, 1).contains("token"));
     assert!(receiver.inbox_names().is_empty());
-    let out = run(
-        socketkit([
-            "send",
-            receiver.server.addr(),
-            "-",
-            "--name",
-            "x",
-            "--token-file",
-            good.to_str().unwrap(),
-        ]),
-        b"data",
-    );
-    assert!(out.status.success(), "{}", stderr_of(&out));
+    // The address's next attempt is judged only once the failure's penalty
+    // has passed; then the right token gets in.
+    util::wait_until("the right token accepted after the penalty", || {
+        let out = send_with(&good);
+        let refused = stderr_of(&out);
+        assert!(
+            out.status.success() || refused.contains("try again"),
+            "{refused}"
+        );
+        out.status.success()
+    });
 }
 
 #[test]
@@ -801,4 +794,25 @@ fn free_space_is_rechecked_as_data_of_unknown_size_arrives() {
     assert!(line.contains("nearly full"), "{line}");
     let left: Vec<_> = std::fs::read_dir(&tiny.inbox).unwrap().collect();
     assert!(left.is_empty(), "{left:?}");
+}
+
+#[test]
+fn before_authenticating_a_sender_may_not_start_a_big_frame() {
+    use std::io::{Read, Write};
+    // A long handshake deadline: an old receiver reserved the megabyte and
+    // waited that long for it.
+    let receiver = Receiver::start(&["--handshake-timeout", "60s"]);
+    let mut peer = std::net::TcpStream::connect(util::host_port(receiver.server.addr())).unwrap();
+    peer.set_read_timeout(Some(util::WAIT)).unwrap();
+    let mut header = (1024u32 * 1024 + 1).to_be_bytes().to_vec();
+    header.push(0x24); // FILE_DATA, before any HELLO
+    peer.write_all(&header).unwrap();
+    let mut received = Vec::new();
+    peer.read_to_end(&mut received)
+        .expect("the receiver closes at once");
+    let text = String::from_utf8_lossy(&received);
+    assert!(
+        text.contains("\"kind\":\"protocol\"") && text.contains("the limit is 4096"),
+        "{text}"
+    );
 }

@@ -37,6 +37,9 @@ pub enum ErrorKind {
     Protocol,
     /// Authentication failed or the request is not permitted.
     Auth,
+    /// A setting is invalid or unsafe (a malformed limit, an allow-list
+    /// entry or environment name the policy refuses); found at start.
+    Config,
 }
 
 /// The error type of every fallible operation in this crate.

@@ -10,6 +10,7 @@ use super::session::{self, expect, next_frame, protocol_error, refused, Wire};
 use crate::error::{Error, ErrorKind, Result};
 use crate::protocol::exec::{Exit, Run, ServerHello, SignalRequest, Started};
 use crate::protocol::{Frame, FrameType, DATA_CHUNK};
+use crate::services::exec::check_local_server;
 use crate::transport::Stream;
 
 /// How a command ended, seen from the client.
@@ -18,6 +19,9 @@ use crate::transport::Stream;
 pub struct Finished {
     /// The server's `EXIT` report.
     pub exit: Exit,
+    /// The status a shell would report (the code, or 128 + the signal),
+    /// checked to be one a process could have.
+    pub status: u8,
     /// Bytes of stdout and stderr received.
     pub output_bytes: u64,
 }
@@ -33,7 +37,11 @@ pub struct ExecClient {
 impl ExecClient {
     /// Reads the server's greeting, answers with `token` if it asks for one,
     /// and waits for `READY`.
+    ///
+    /// On a Unix socket the server must run as this user
+    /// ([`check_local_server`]): nothing is sent to anyone else.
     pub async fn handshake(stream: Stream, token: Option<String>) -> Result<ExecClient> {
+        check_local_server(&stream)?;
         let (wire, server, identity) = session::open(stream, token, "exec").await?;
         Ok(ExecClient {
             wire,
@@ -80,21 +88,27 @@ impl ExecClient {
         let pump = pump_input(stdin, chunks_tx);
         tokio::pin!(pump);
         let (mut pumping, mut input_open, mut interrupts_open) = (true, request.stdin, true);
-        let mut output_bytes = 0;
+        let mut output_bytes: u64 = 0;
         loop {
             tokio::select! {
                 frame = next_frame(&mut self.wire) => {
                     let frame = frame?;
                     match frame.kind {
-                        FrameType::STDOUT | FrameType::STDERR => output_bytes += frame.body.len() as u64,
+                        FrameType::STDOUT | FrameType::STDERR => output_bytes = output_bytes.saturating_add(frame.body.len() as u64),
                         _ => {}
                     }
                     match frame.kind {
                         FrameType::STDOUT => write_flush(&mut stdout, &frame.body).await?,
                         FrameType::STDERR => write_flush(&mut stderr, &frame.body).await?,
                         FrameType::EXIT => {
-                            let exit = frame.parse().map_err(|e| protocol_error(e.to_string()))?;
-                            return Ok(Finished { exit, output_bytes });
+                            let exit: Exit = frame.parse().map_err(|e| protocol_error(e.to_string()))?;
+                            let Some(status) = exit.shell_status() else {
+                                return Err(protocol_error(format!(
+                                    "the server reported an impossible exit (code {:?}, signal {:?})",
+                                    exit.code, exit.signal
+                                )));
+                            };
+                            return Ok(Finished { exit, status, output_bytes });
                         }
                         FrameType::ERROR => return Err(refused(&frame.parse().map_err(|e| protocol_error(e.to_string()))?)),
                         kind => return Err(protocol_error(format!("unexpected frame of type {kind} from the server"))),

@@ -21,8 +21,13 @@ pub(crate) async fn open(
     token: Option<String>,
     service: &str,
 ) -> Result<(Wire, ServerHello, String)> {
-    let mut wire = Framed::new(stream, FrameCodec);
+    let mut wire = Framed::new(stream, FrameCodec::new());
     let hello = next_frame(&mut wire).await?;
+    if hello.kind == FrameType::ERROR {
+        // A server with too many connections authenticating says so first.
+        let error = hello.parse().map_err(|e| protocol_error(e.to_string()))?;
+        return Err(refused(&error));
+    }
     if hello.kind != FrameType::HELLO {
         return Err(protocol_error(format!(
             "the server did not greet with HELLO: is it a socketkit {service} server?"

@@ -127,13 +127,21 @@ fn is_false(value: &bool) -> bool {
     !*value
 }
 
+/// The largest signal number a report may name (Linux's `SIGRTMAX`).
+pub const MAX_SIGNAL: i32 = 64;
+
 impl Exit {
     /// The status a shell would report: the code, or 128 + the signal.
-    pub fn shell_status(&self) -> i32 {
+    /// `None` for a report no process could produce (a code outside
+    /// 0..=255, a signal outside 1..=[`MAX_SIGNAL`], neither): a peer's
+    /// numbers are checked, never trusted into arithmetic.
+    pub fn shell_status(&self) -> Option<u8> {
         match (self.code, self.signal) {
-            (Some(code), _) => code,
-            (None, Some(signal)) => 128 + signal,
-            (None, None) => 255,
+            (Some(code), _) => u8::try_from(code).ok(),
+            (None, Some(signal)) if (1..=MAX_SIGNAL).contains(&signal) => {
+                u8::try_from(signal).ok()?.checked_add(128)
+            }
+            (None, _) => None,
         }
     }
 }
@@ -217,6 +225,9 @@ pub struct ErrorMessage {
     pub kind: Refusal,
     /// A description for people.
     pub message: String,
+    /// How long to wait before trying again (`auth` refusals), in ms.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub retry_after_ms: Option<u64>,
 }
 
 impl ErrorMessage {
@@ -225,6 +236,7 @@ impl ErrorMessage {
         ErrorMessage {
             kind,
             message: message.into(),
+            retry_after_ms: None,
         }
     }
 }
@@ -241,6 +253,27 @@ mod tests {
         let error: ErrorMessage =
             serde_json::from_str(r#"{"kind":"martian","message":"?"}"#).unwrap();
         assert_eq!(error.kind, Refusal::Unknown);
+    }
+
+    #[test]
+    fn exit_numbers_from_a_peer_are_range_checked() {
+        let status = |code: Option<i32>, signal: Option<i32>| {
+            Exit {
+                code,
+                signal,
+                ..Exit::default()
+            }
+            .shell_status()
+        };
+        assert_eq!(status(Some(3), None), Some(3));
+        assert_eq!(status(None, Some(9)), Some(137));
+        assert_eq!(status(None, Some(MAX_SIGNAL)), Some(192));
+        assert_eq!(status(None, Some(i32::MAX)), None);
+        assert_eq!(status(None, Some(0)), None);
+        assert_eq!(status(None, Some(-1)), None);
+        assert_eq!(status(Some(256), None), None);
+        assert_eq!(status(Some(-1), None), None);
+        assert_eq!(status(None, None), None);
     }
 
     #[test]

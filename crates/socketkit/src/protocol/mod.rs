@@ -5,8 +5,11 @@
 //! length, a type byte, a body. The decoder checks the declared length
 //! against the cap for the frame's type (64 KiB control, 1 MiB data) from the
 //! 5-byte header alone, before reserving or reading anything, so a peer
-//! claiming 4 GiB costs nothing. A decode error is final: `Framed` ends the
-//! stream, and the connection is not resumed.
+//! claiming 4 GiB costs nothing. Until the opening is over a server decodes
+//! with [`FrameCodec::opening`], which caps every frame at
+//! [`MAX_OPENING_BODY`]: a peer that has not authenticated cannot make the
+//! server hold more than a few KiB. A decode error is final: `Framed` ends
+//! the stream, and the connection is not resumed.
 
 pub mod exec;
 pub mod transfer;
@@ -27,6 +30,10 @@ pub const MAX_CONTROL_BODY: usize = 64 * 1024 - 1;
 
 /// Largest data frame body: 1 MiB.
 pub const MAX_DATA_BODY: usize = 1024 * 1024;
+
+/// Largest body of any frame a server accepts before the client has
+/// authenticated (`HELLO` and nothing else is due then): 4 KiB.
+pub const MAX_OPENING_BODY: usize = 4 * 1024;
 
 /// The size of data frames this implementation sends.
 pub const DATA_CHUNK: usize = 64 * 1024;
@@ -198,7 +205,39 @@ const HEADER: usize = 5;
 
 /// The codec for frames; see the module docs.
 #[derive(Debug, Clone, Copy, Default)]
-pub struct FrameCodec;
+pub struct FrameCodec {
+    /// A cap below the per-type ones while the opening lasts.
+    opening_cap: Option<usize>,
+}
+
+impl FrameCodec {
+    /// A codec with the per-type caps (64 KiB control, 1 MiB data).
+    pub const fn new() -> FrameCodec {
+        FrameCodec { opening_cap: None }
+    }
+
+    /// A codec for a server's side of the opening: every frame, of any
+    /// type, is capped at [`MAX_OPENING_BODY`] until
+    /// [`FrameCodec::end_opening`].
+    pub const fn opening() -> FrameCodec {
+        FrameCodec {
+            opening_cap: Some(MAX_OPENING_BODY),
+        }
+    }
+
+    /// The peer has authenticated: the per-type caps apply from now on.
+    pub fn end_opening(&mut self) {
+        self.opening_cap = None;
+    }
+
+    /// The largest body this codec accepts for a frame of `kind` now.
+    pub fn max_body(&self, kind: FrameType) -> usize {
+        match self.opening_cap {
+            Some(cap) => cap.min(kind.max_body()),
+            None => kind.max_body(),
+        }
+    }
+}
 
 impl Decoder for FrameCodec {
     type Item = Frame;
@@ -214,11 +253,12 @@ impl Decoder for FrameCodec {
             return Err(FrameError::Empty.into());
         }
         let body_length = length - 1;
-        if body_length > kind.max_body() {
+        let cap = self.max_body(kind);
+        if body_length > cap {
             return Err(FrameError::TooLarge {
                 kind,
                 declared: body_length as u64,
-                cap: kind.max_body(),
+                cap,
             }
             .into());
         }
@@ -271,10 +311,10 @@ mod tests {
     fn decode_all(bytes: &[u8]) -> io::Result<Vec<Frame>> {
         let mut src = BytesMut::from(bytes);
         let mut frames = Vec::new();
-        while let Some(frame) = FrameCodec.decode(&mut src)? {
+        while let Some(frame) = FrameCodec::new().decode(&mut src)? {
             frames.push(frame);
         }
-        if let Some(frame) = FrameCodec.decode_eof(&mut src)? {
+        if let Some(frame) = FrameCodec::new().decode_eof(&mut src)? {
             frames.push(frame);
         }
         Ok(frames)
@@ -285,8 +325,8 @@ mod tests {
         let mut wire = BytesMut::new();
         let hello = Frame::control(FrameType::HELLO, &serde_json::json!({"protocol": 1}));
         let data = Frame::data(FrameType::STDOUT, Bytes::from_static(b"\x00\xffbytes"));
-        FrameCodec.encode(hello.clone(), &mut wire).unwrap();
-        FrameCodec.encode(data.clone(), &mut wire).unwrap();
+        FrameCodec::new().encode(hello.clone(), &mut wire).unwrap();
+        FrameCodec::new().encode(data.clone(), &mut wire).unwrap();
         assert_eq!(&wire[..5], &[0, 0, 0, 15, 0x01]);
         assert_eq!(decode_all(&wire).unwrap(), vec![hello, data]);
     }
@@ -294,7 +334,7 @@ mod tests {
     #[test]
     fn a_huge_declared_length_is_rejected_from_the_header_alone() {
         let mut src = BytesMut::from(&[0xff, 0xff, 0xff, 0xff, 0x22][..]);
-        let error = FrameCodec.decode(&mut src).unwrap_err();
+        let error = FrameCodec::new().decode(&mut src).unwrap_err();
         assert!(
             matches!(frame_error(&error), Some(FrameError::TooLarge { .. })),
             "{error}"
@@ -319,7 +359,7 @@ mod tests {
         data.push(0x20);
         let mut src = BytesMut::from(&data[..]);
         assert_eq!(
-            FrameCodec.decode(&mut src).unwrap(),
+            FrameCodec::new().decode(&mut src).unwrap(),
             None,
             "a data frame may be that big"
         );
@@ -335,5 +375,25 @@ mod tests {
             frame_error(&decode_all(&[0, 0, 0, 9, 0x22, b'x']).unwrap_err()),
             Some(FrameError::Truncated)
         ));
+    }
+
+    #[test]
+    fn the_opening_caps_every_frame_until_it_ends() {
+        let mut header = ((MAX_DATA_BODY + 1) as u32).to_be_bytes().to_vec();
+        header.push(0x20);
+        let mut codec = FrameCodec::opening();
+        let mut src = BytesMut::from(&header[..]);
+        let error = codec.decode(&mut src).unwrap_err();
+        assert!(matches!(
+            frame_error(&error),
+            Some(FrameError::TooLarge {
+                cap: MAX_OPENING_BODY,
+                ..
+            })
+        ));
+        assert!(src.capacity() < 1024, "nothing reserved for the claim");
+        codec.end_opening();
+        let mut src = BytesMut::from(&header[..]);
+        assert_eq!(codec.decode(&mut src).unwrap(), None);
     }
 }

@@ -1,6 +1,7 @@
-//! The opening every framed service shares (exec, recv): greet with
-//! `HELLO`, read the client's `HELLO` under the handshake deadline, decide
-//! who it is, answer `READY` or a delayed `ERROR`; and how protocol errors
+//! The opening every framed service shares (exec, recv): take a startup
+//! slot, greet with `HELLO`, read the client's `HELLO` under the handshake
+//! deadline with the small opening frame cap, decide who it is, answer
+//! `READY` (and lift the cap) or an `ERROR` at once; and how protocol errors
 //! are answered before a connection closes.
 
 use std::time::Duration;
@@ -9,7 +10,7 @@ use futures_util::{SinkExt, StreamExt};
 use tokio_util::codec::Framed;
 use tracing::warn;
 
-use super::auth::{AuthPolicy, Identity, Penalties, Proof};
+use super::auth::{AuthPolicy, Gate, Identity, Proof};
 use crate::error::{Error, ErrorKind, Result};
 use crate::protocol::exec::{ClientHello, ErrorMessage, Ready, Refusal, ServerHello};
 use crate::protocol::{frame_error, Frame, FrameCodec, FrameError, FrameType, VERSION};
@@ -37,19 +38,31 @@ pub(crate) struct Opening<'a> {
     /// Whether `RUN` may carry shell lines (exec only).
     pub shell: bool,
     pub auth: &'a AuthPolicy,
-    pub penalties: &'a Penalties,
+    pub gate: &'a Gate,
     pub deadline: Duration,
 }
 
 impl Opening<'_> {
-    /// Runs the opening. `Ok(None)`: the client was refused (already
-    /// answered and logged); the connection should end.
+    /// Runs the opening on a wire made with [`FrameCodec::opening`].
+    /// `Ok(None)`: the client was refused (already answered and logged);
+    /// the connection should end.
     pub(crate) async fn run(
         &self,
         wire: &mut Wire<'_>,
         proof: &Proof,
         peer: &SocketAddress,
     ) -> Result<Option<Identity>> {
+        // Held until this function returns: authenticated or refused.
+        let Some(_slot) = self.gate.enter(peer) else {
+            warn!(%peer, service = self.service, "too many connections authenticating; closed at once");
+            refuse(
+                wire,
+                Refusal::Busy,
+                "too many connections are authenticating; try again later",
+            )
+            .await;
+            return Ok(None);
+        };
         let hello = ServerHello {
             protocol: VERSION,
             server: format!("socketkit {}", env!("CARGO_PKG_VERSION")),
@@ -85,22 +98,35 @@ impl Opening<'_> {
             refuse(wire, Refusal::Version, message).await;
             return Ok(None);
         }
+        if let Err(wait) = self.gate.penalties().admit(peer) {
+            warn!(%peer, service = self.service, retry_after = ?wait, "attempt inside the penalty after a failed authentication; refused unheard");
+            let message = format!(
+                "too many failed attempts from this address; try again in {:.1} s",
+                wait.as_secs_f64()
+            );
+            refuse_for(wire, Refusal::Auth, message, Some(wait)).await;
+            return Ok(None);
+        }
         match self.auth.admit(proof, answer.token.as_deref()) {
             Ok(identity) => {
+                self.gate.penalties().forgive(peer);
                 let ready = Ready {
                     identity: identity.label.clone(),
                 };
                 wire.send(Frame::control(FrameType::READY, &ready)).await?;
+                wire.codec_mut().end_opening();
                 Ok(Some(identity))
             }
             Err(reason) => {
-                let delay = self.penalties.strike(peer);
-                warn!(%peer, service = self.service, %reason, penalty = ?delay, "authentication failed");
-                tokio::time::sleep(delay).await;
-                refuse(
+                // Answered and closed at once; the source's next attempt
+                // waits instead (see `Penalties`).
+                let penalty = self.gate.penalties().strike(peer);
+                warn!(%peer, service = self.service, %reason, next_attempt_after = ?penalty, "authentication failed");
+                refuse_for(
                     wire,
                     Refusal::Auth,
                     "the server did not accept these credentials",
+                    Some(penalty),
                 )
                 .await;
                 Ok(None)
@@ -116,7 +142,20 @@ pub(crate) fn io_error(problem: FrameError) -> Error {
 
 /// Sends an `ERROR`; the peer may already be gone, which changes nothing.
 pub(crate) async fn refuse(wire: &mut Wire<'_>, kind: Refusal, message: impl Into<String>) {
-    let error = ErrorMessage::new(kind, message);
+    refuse_for(wire, kind, message, None).await;
+}
+
+/// [`refuse`], telling the client how long to wait before trying again.
+async fn refuse_for(
+    wire: &mut Wire<'_>,
+    kind: Refusal,
+    message: impl Into<String>,
+    retry_after: Option<Duration>,
+) {
+    let error = ErrorMessage {
+        retry_after_ms: retry_after.map(|wait| u64::try_from(wait.as_millis()).unwrap_or(u64::MAX)),
+        ..ErrorMessage::new(kind, message)
+    };
     let _ = wire.send(Frame::control(FrameType::ERROR, &error)).await;
 }
 

@@ -2,8 +2,10 @@
 //!
 //! A client connects, proves who it is (Unix peer uid, TLS client
 //! certificate, or a token inside TLS), and runs commands over the framed
-//! protocol of PROTOCOL.md: argv without a shell unless the server allows
-//! shells, a cleared environment, a fixed working directory, its own process
+//! protocol of PROTOCOL.md: what it may run is decided by `policy.rs` (argv
+//! without a shell unless the server allows shells, allow-lists pinning argv
+//! prefixes, interpreters counted as shells), then a cleared environment, a
+//! fixed working directory, its own process
 //! group, a wall-clock limit, output streamed with back-pressure, and the
 //! whole group killed and reaped when the command ends, times out, the client
 //! leaves or the server shuts down.
@@ -12,9 +14,10 @@
 //! loopback for demos) is the caller's job; this module enforces identity
 //! and policy per connection.
 
+mod local;
+mod policy;
 mod process;
 
-use std::collections::BTreeSet;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
@@ -24,12 +27,16 @@ use tokio::sync::Semaphore;
 use tokio_util::codec::Framed;
 use tracing::info;
 
-pub use super::auth::{parse_authorized_clients, AuthPolicy, Identity, Token};
+pub use self::local::{
+    check_local_server, default_socket_path, locate_default_socket, prepare_default_socket,
+};
+pub use self::policy::{is_interpreter, CommandList, CommandRule, EnvAllowList};
+pub use super::auth::{parse_authorized_clients, AuthPolicy, Identity, StartupLimits, Token};
 
 use self::process::Limits;
-use super::auth::{self, Penalties};
+use super::auth::Gate;
 use super::session::{answer_protocol_error, io_error, proof_of, refuse, Opening, Wire};
-use crate::error::{Error, ErrorKind, Result};
+use crate::error::Result;
 use crate::protocol::exec::{Refusal, Run, Started};
 use crate::protocol::{frame_error, Frame, FrameCodec, FrameError, FrameType};
 use crate::server::{Connection, StreamHandler};
@@ -40,12 +47,15 @@ use crate::transport::SocketAddress;
 pub struct ExecPolicy {
     /// Who may connect.
     pub auth: AuthPolicy,
-    /// Allow `RUN` with a shell line (`/bin/sh -c`). Default off.
+    /// Allow shell lines (`/bin/sh -c`) and interpreters in argv. Default
+    /// off. Without an allow-list this is a convenience, not a boundary
+    /// (see `policy.rs`).
     pub allow_shell: bool,
-    /// If set, only these programs (`argv[0]`, compared exactly) may run.
-    pub allowed_commands: Option<BTreeSet<String>>,
+    /// If set, argv must start with one of these entries. Default none:
+    /// any program may run, as with ssh.
+    pub allowed_commands: Option<CommandList>,
     /// Environment variable names a client may set. Default none.
-    pub allowed_env: BTreeSet<String>,
+    pub allowed_env: EnvAllowList,
     /// The working directory of every command (a client's `cwd` must stay
     /// inside it).
     pub cwd: PathBuf,
@@ -71,7 +81,7 @@ impl Default for ExecPolicy {
             auth: AuthPolicy::default(),
             allow_shell: false,
             allowed_commands: None,
-            allowed_env: BTreeSet::new(),
+            allowed_env: EnvAllowList::default(),
             cwd: PathBuf::from("/"),
             command_timeout: Duration::from_secs(60),
             max_output: None,
@@ -87,7 +97,7 @@ impl Default for ExecPolicy {
 pub struct Exec {
     policy: ExecPolicy,
     running: Arc<Semaphore>,
-    penalties: Penalties,
+    gate: Gate,
 }
 
 impl Exec {
@@ -95,8 +105,8 @@ impl Exec {
     pub fn new(policy: ExecPolicy) -> Exec {
         Exec {
             running: Arc::new(Semaphore::new(policy.max_commands.max(1))),
+            gate: Gate::new(policy.auth.startups),
             policy,
-            penalties: Penalties::default(),
         }
     }
 
@@ -174,58 +184,17 @@ impl Exec {
     }
 }
 
-/// Where exec listens and connects when no address is given: a Unix socket
-/// in the user's runtime directory (`$XDG_RUNTIME_DIR/socketkit/exec.sock`,
-/// or `/tmp/socketkit-UID/exec.sock`).
-pub fn default_socket_path() -> PathBuf {
-    let dir = match std::env::var_os("XDG_RUNTIME_DIR").filter(|d| !d.is_empty()) {
-        Some(runtime) => PathBuf::from(runtime).join("socketkit"),
-        None => std::env::temp_dir().join(format!("socketkit-{}", auth::current_uid())),
-    };
-    dir.join("exec.sock")
-}
-
-/// [`default_socket_path`], with its directory created (mode 0700) so the
-/// server can bind there. A directory that already exists must be ours and
-/// closed to others: in a shared `/tmp`, another user could have made it
-/// first to slip their own socket in.
-pub fn prepare_default_socket() -> Result<PathBuf> {
-    use std::os::unix::fs::MetadataExt;
-    let path = default_socket_path();
-    let Some(dir) = path.parent() else {
-        return Ok(path);
-    };
-    crate::tls::create_private_dir(dir)?;
-    let metadata = std::fs::symlink_metadata(dir).map_err(|e| {
-        Error::with_source(
-            ErrorKind::Io,
-            format!("cannot inspect {}", dir.display()),
-            e,
-        )
-    })?;
-    if !metadata.is_dir() || metadata.uid() != auth::current_uid() || metadata.mode() & 0o077 != 0 {
-        return Err(Error::new(
-            ErrorKind::Auth,
-            format!(
-                "{} must be a directory owned by this user with mode 0700",
-                dir.display()
-            ),
-        ));
-    }
-    Ok(path)
-}
-
 impl StreamHandler for Exec {
     async fn handle(&self, conn: &mut Connection) -> Result<()> {
         let peer = conn.peer_addr().clone();
         let server = conn.server().clone();
         let proof = proof_of(conn);
-        let mut wire = Framed::new(conn, FrameCodec);
+        let mut wire = Framed::new(conn, FrameCodec::opening());
         let opening = Opening {
             service: "exec",
             shell: self.policy.allow_shell,
             auth: &self.policy.auth,
-            penalties: &self.penalties,
+            gate: &self.gate,
             deadline: self.policy.handshake_timeout,
         };
         let identity = match opening.run(&mut wire, &proof, &peer).await {

@@ -36,35 +36,18 @@ pub(super) fn build(
     identity: &Identity,
     request: &Run,
 ) -> Result<Command, (Refusal, String)> {
+    super::policy::check(policy, identity, request)?;
     let denied = |why: String| (Refusal::Denied, why);
     let mut command = match (&request.argv, &request.shell) {
         (Some(argv), None) => {
-            let program = argv
-                .first()
+            let (program, args) = argv
+                .split_first()
                 .ok_or_else(|| denied("empty argv".to_owned()))?;
-            for allowed in [&policy.allowed_commands, &identity.allowed_commands]
-                .into_iter()
-                .flatten()
-            {
-                if !allowed.contains(program) {
-                    return Err(denied(format!("command '{program}' is not allowed")));
-                }
-            }
             let mut command = Command::new(program);
-            command.args(&argv[1..]);
+            command.args(args);
             command
         }
         (None, Some(line)) => {
-            if !policy.allow_shell {
-                return Err(denied(
-                    "this server does not run shell lines (no --allow-shell)".to_owned(),
-                ));
-            }
-            if policy.allowed_commands.is_some() || identity.allowed_commands.is_some() {
-                return Err(denied(
-                    "shell lines are not allowed with a command list".to_owned(),
-                ));
-            }
             let mut command = Command::new("/bin/sh");
             command.arg("-c").arg(line);
             command
@@ -89,14 +72,8 @@ pub(super) fn build(
         })
         .stdout(Stdio::piped())
         .stderr(Stdio::piped());
-    for (name, value) in &request.env {
-        if !policy.allowed_env.contains(name) {
-            return Err(denied(format!(
-                "environment variable '{name}' is not allowed"
-            )));
-        }
-        command.env(name, value);
-    }
+    // Names were checked against the policy above.
+    command.envs(&request.env);
     Ok(command)
 }
 

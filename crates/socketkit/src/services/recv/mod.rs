@@ -17,7 +17,7 @@ use tokio::time::Instant;
 use tokio_util::codec::Framed;
 use tracing::{info, warn};
 
-use super::auth::{AuthPolicy, Identity, Penalties};
+use super::auth::{AuthPolicy, Gate, Identity};
 use super::session::{answer_protocol_error, io_error, proof_of, refuse, Opening, Wire};
 use crate::error::{Error, ErrorKind, Result};
 use crate::protocol::exec::Refusal;
@@ -80,7 +80,7 @@ pub trait TransferObserver: Send + Sync + std::fmt::Debug + 'static {
 #[derive(Debug)]
 pub struct Recv {
     policy: RecvPolicy,
-    penalties: Penalties,
+    gate: Gate,
     observer: Option<Arc<dyn TransferObserver>>,
     next_id: AtomicU64,
     /// Hash states of part files, so resume offers do not re-read them.
@@ -134,8 +134,8 @@ impl Recv {
             }
         }
         Ok(Recv {
+            gate: Gate::new(policy.auth.startups),
             policy: RecvPolicy { dir, ..policy },
-            penalties: Penalties::default(),
             observer: None,
             next_id: AtomicU64::new(0),
             prefixes: Arc::default(),
@@ -664,12 +664,12 @@ impl StreamHandler for Recv {
     async fn handle(&self, conn: &mut Connection) -> Result<()> {
         let peer = conn.peer_addr().clone();
         let proof = proof_of(conn);
-        let mut wire = Framed::new(conn, FrameCodec);
+        let mut wire = Framed::new(conn, FrameCodec::opening());
         let opening = Opening {
             service: "recv",
             shell: false,
             auth: &self.policy.auth,
-            penalties: &self.penalties,
+            gate: &self.gate,
             deadline: self.policy.handshake_timeout,
         };
         let anonymous = self.policy.auth.requirement(&proof).is_none();
