@@ -10,7 +10,7 @@ use socketkit::addr::SocketKind;
 use socketkit::server::{
     DatagramHandler, Handlers, Server, ServerConfig, ServerHandle, StreamHandler,
 };
-use socketkit::services::exec::{self, AuthPolicy, Exec, ExecPolicy, Token};
+use socketkit::services::exec::{self, AuthPolicy, Containment, Exec, ExecPolicy, Token};
 use socketkit::services::recv::{Recv, RecvPolicy};
 use socketkit::services::{Daytime, Discard, Echo, Hello, Upper};
 use socketkit::tls::{Fingerprint, ServerTls};
@@ -39,7 +39,8 @@ pub async fn run(mut args: ServeArgs) -> anyhow::Result<()> {
         Service::Daytime => serve(args, Handlers::both(Daytime)).await,
         Service::Exec => {
             let policy = exec_policy(&args)?;
-            serve(args, Handlers::stream(Exec::new(policy))).await
+            let containment = Containment::new(args.exec.containment.into())?;
+            serve(args, Handlers::stream(Exec::new(policy, containment))).await
         }
         Service::Recv => {
             let mut receiver = Recv::new(recv_policy(&args)?)?;

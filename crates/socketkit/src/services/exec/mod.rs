@@ -3,15 +3,17 @@
 //! A client connects, proves who it is (Unix peer uid, TLS client
 //! certificate, or a token inside TLS), and runs commands over the framed
 //! protocol of PROTOCOL.md: argv without a shell unless the server allows
-//! shells, a cleared environment, a fixed working directory, its own process
-//! group, a wall-clock limit, output streamed with back-pressure, and the
-//! whole group killed and reaped when the command ends, times out, the client
-//! leaves or the server shuts down.
+//! shells, a cleared environment, a fixed working directory, a session and
+//! [containment](super::contain) of its own, a wall-clock limit, output
+//! streamed with back-pressure, and everything the command started killed
+//! and reaped when it ends, times out, the client leaves, the server shuts
+//! down or the session is aborted, with an audit line in every case.
 //!
 //! Choosing which transports may carry exec (no plaintext TCP except on
 //! loopback for demos) is the caller's job; this module enforces identity
 //! and policy per connection.
 
+mod audit;
 mod process;
 
 use std::collections::BTreeSet;
@@ -25,7 +27,9 @@ use tokio_util::codec::Framed;
 use tracing::info;
 
 pub use super::auth::{parse_authorized_clients, AuthPolicy, Identity, Token};
+pub use super::contain::{Containment, ContainmentMode};
 
+use self::audit::{escape, Audit};
 use self::process::Limits;
 use super::auth::{self, Penalties};
 use super::session::{answer_protocol_error, io_error, proof_of, refuse, Opening, Wire};
@@ -88,15 +92,18 @@ pub struct Exec {
     policy: ExecPolicy,
     running: Arc<Semaphore>,
     penalties: Penalties,
+    containment: Containment,
 }
 
 impl Exec {
-    /// The service under `policy`.
-    pub fn new(policy: ExecPolicy) -> Exec {
+    /// The service under `policy`, its commands contained as `containment`
+    /// says (see [`Containment::new`]).
+    pub fn new(policy: ExecPolicy, containment: Containment) -> Exec {
         Exec {
             running: Arc::new(Semaphore::new(policy.max_commands.max(1))),
             policy,
             penalties: Penalties::default(),
+            containment,
         }
     }
 
@@ -112,7 +119,13 @@ impl Exec {
         let mut command = match process::build(&self.policy, identity, &request) {
             Ok(command) => command,
             Err((kind, message)) => {
-                info!(%peer, identity = %identity.label, command = %request.describe(), %message, "exec refused");
+                info!(
+                    peer = %escape(&peer.to_string()),
+                    identity = %escape(&identity.label),
+                    command = %audit::command(&request),
+                    message = %escape(&message),
+                    "exec refused"
+                );
                 refuse(wire, kind, message).await;
                 return Ok(kind.keeps_connection());
             }
@@ -125,8 +138,8 @@ impl Exec {
             refuse(wire, Refusal::Busy, message).await;
             return Ok(true);
         };
-        let child = match command.spawn() {
-            Ok(child) => child,
+        let mut contained = match self.containment.spawn(&mut command) {
+            Ok(contained) => contained,
             Err(error) => {
                 refuse(
                     wire,
@@ -137,7 +150,10 @@ impl Exec {
                 return Ok(true);
             }
         };
-        let pid = child.id().unwrap_or_default();
+        let pid = contained.pid();
+        // From here on, however the session ends, the command's processes
+        // die with `contained` and `audit` writes its line.
+        let audit = Audit::new(peer, &identity.label, &request, pid);
         wire.send(Frame::control(FrameType::STARTED, &Started { pid }))
             .await?;
         let limits = Limits {
@@ -145,22 +161,9 @@ impl Exec {
             max_output: self.policy.max_output,
             kill_grace: self.policy.kill_grace,
         };
-        let outcome = process::supervise(wire, child, &limits, server).await;
-        info!(
-            target: "socketkit::audit",
-            %peer,
-            identity = %identity.label,
-            command = %request.describe(),
-            pid,
-            exit = ?outcome.exit.code,
-            signal = ?outcome.exit.signal_name,
-            timed_out = outcome.exit.timed_out,
-            truncated = outcome.exit.truncated,
-            secs = outcome.exit.duration_ms as f64 / 1000.0,
-            bytes_out = outcome.bytes_out,
-            client_gone = outcome.client_gone.is_some(),
-            "exec command finished"
-        );
+        let outcome = process::supervise(wire, &mut contained, &limits, server).await;
+        contained.end().await;
+        audit.finished(&outcome);
         if let Some(error) = outcome.client_gone {
             return match frame_error(&error) {
                 Some(_) => Err(error.into()),
