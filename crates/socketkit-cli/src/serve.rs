@@ -39,6 +39,8 @@ pub async fn run(mut args: ServeArgs) -> anyhow::Result<()> {
         Service::Daytime => serve(args, Handlers::both(Daytime)).await,
         Service::Exec => {
             let policy = exec_policy(&args)?;
+            // Checked first: a refused start creates no cgroup.
+            check_exec_transports(&args)?;
             let containment = Containment::new(args.exec.containment.into())?;
             serve(args, Handlers::stream(Exec::new(policy, containment))).await
         }
@@ -115,10 +117,8 @@ pub(crate) async fn serve_with<S: StreamHandler, D: DatagramHandler>(
             bail!("the {name} service does not serve {kind} endpoints such as {endpoint} (hint: use tcp://, tls:// or unix:)");
         }
     }
-    match args.service {
-        Service::Exec => check_exec_transports(&args)?,
-        Service::Recv => check_recv_transports(&args)?,
-        _ => {}
+    if let Service::Recv = args.service {
+        check_recv_transports(&args)?;
     }
     // Handlers go in before anything is printed: a script may signal us as
     // soon as it reads the first `listening on` line.

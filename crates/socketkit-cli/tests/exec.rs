@@ -230,6 +230,265 @@ fn output_over_the_limit_is_cut_and_reported() {
     assert!(stderr_of(&out).contains("truncated"), "{}", stderr_of(&out));
 }
 
+// ---------------------------------------------------------------------------
+// Containment: nothing a command starts outlives it, however it detaches.
+
+/// Whether `pid` runs (a zombie is dead).
+fn alive(pid: u32) -> bool {
+    let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else {
+        return false;
+    };
+    let state = stat
+        .rsplit_once(')')
+        .and_then(|(_, rest)| rest.split_whitespace().next());
+    state != Some("Z")
+}
+
+fn wait_until_dead(pid: u32, what: &str) {
+    let deadline = Instant::now() + WAIT;
+    while alive(pid) {
+        assert!(
+            Instant::now() < deadline,
+            "{what} (pid {pid}) still alive after {WAIT:?}"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// The pid a command wrote to `path`, waiting for it to appear.
+fn pid_in(path: &Path) -> u32 {
+    let deadline = Instant::now() + WAIT;
+    loop {
+        if let Some(pid) = std::fs::read_to_string(path)
+            .ok()
+            .and_then(|text| text.trim().parse().ok())
+        {
+            return pid;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{} never written",
+            path.display()
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// Dead children of `pid` nobody has reaped.
+fn zombie_children(pid: u32) -> Vec<u32> {
+    let mut zombies = Vec::new();
+    for entry in std::fs::read_dir("/proc").unwrap().flatten() {
+        let Ok(child) = entry.file_name().to_string_lossy().parse::<u32>() else {
+            continue;
+        };
+        let Ok(stat) = std::fs::read_to_string(entry.path().join("stat")) else {
+            continue;
+        };
+        let Some((_, rest)) = stat.rsplit_once(')') else {
+            continue;
+        };
+        let fields: Vec<&str> = rest.split_whitespace().collect();
+        if fields.first() == Some(&"Z") && fields.get(1) == Some(&pid.to_string().as_str()) {
+            zombies.push(child);
+        }
+    }
+    zombies
+}
+
+/// A subreaper server must reap what it inherits.
+fn wait_until_reaped(server: u32) {
+    let deadline = Instant::now() + WAIT;
+    while !zombie_children(server).is_empty() {
+        assert!(
+            Instant::now() < deadline,
+            "the server left zombies: {:?}",
+            zombie_children(server)
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// Two ways out of a process group: `setsid`, and the daemon's double fork
+/// (fork, setsid, fork, parent exits). Each escapee writes its pid to
+/// `escaped`; the command waits until it has, then prints it and runs on
+/// for `then`.
+fn escape_scripts(then: &str) -> [(&'static str, String); 2] {
+    let wait = "while [ ! -e escaped ]; do sleep 0.01; done; echo \"$(cat escaped)\"";
+    let setsid = format!(
+        "setsid sh -c 'echo $$ > escaped.tmp; mv escaped.tmp escaped; exec sleep 300' \
+         </dev/null >/dev/null 2>&1 & {wait}; {then}"
+    );
+    let daemon = "import os\n\
+        if os.fork(): os._exit(0)\n\
+        os.setsid()\n\
+        if os.fork(): os._exit(0)\n\
+        open('escaped.tmp', 'w').write(str(os.getpid()))\n\
+        os.rename('escaped.tmp', 'escaped')\n\
+        os.execvp('sleep', ['sleep', '300'])\n";
+    let double_fork = format!("python3 -c \"{daemon}\" </dev/null >/dev/null 2>&1; {wait}; {then}");
+    [("setsid", setsid), ("double fork", double_fork)]
+}
+
+/// Each containment this machine offers: the automatic one (a cgroup where
+/// the server may create one) and the subreaper.
+const CONTAINMENTS: [&str; 2] = ["auto", "subreaper"];
+
+#[test]
+fn a_process_that_leaves_the_session_dies_when_the_command_ends() {
+    for containment in CONTAINMENTS {
+        let fx = Fixture::start(&["--containment", containment]);
+        for (how, script) in escape_scripts("true") {
+            let _ = std::fs::remove_file(fx.path("escaped"));
+            let out = fx.exec(&["sh", "-c", &script], b"");
+            assert_eq!(out.status.code(), Some(0), "{how}: {}", stderr_of(&out));
+            let pid: u32 = stdout_of(&out).trim().parse().unwrap();
+            wait_until_dead(pid, &format!("{how} escapee under {containment}"));
+            if containment == "subreaper" {
+                wait_until_reaped(fx.server.pid());
+            }
+        }
+    }
+}
+
+#[test]
+fn a_process_that_leaves_the_session_dies_at_the_time_limit() {
+    for containment in CONTAINMENTS {
+        let fx = Fixture::start(&["--containment", containment, "--cmd-timeout", "1s"]);
+        for (how, script) in escape_scripts("sleep 30") {
+            let _ = std::fs::remove_file(fx.path("escaped"));
+            let out = fx.exec(&["sh", "-c", &script], b"");
+            assert_eq!(
+                out.status.code(),
+                Some(128 + 15),
+                "{how}: {}",
+                stderr_of(&out)
+            );
+            let pid: u32 = stdout_of(&out).trim().parse().unwrap();
+            wait_until_dead(pid, &format!("{how} escapee under {containment}"));
+        }
+    }
+}
+
+#[test]
+fn a_process_that_leaves_the_session_dies_with_the_server() {
+    for containment in CONTAINMENTS {
+        for (how, script) in escape_scripts("sleep 300") {
+            let mut fx = Fixture::start(&["--containment", containment]);
+            let client = Proc::spawn(how, fx.client(&["sh", "-c", &script]), true);
+            let pid: u32 = client
+                .stdout
+                .wait_for("the escapee's pid", |l| !l.is_empty())
+                .parse()
+                .unwrap();
+            assert!(alive(pid), "{how}: the escapee runs");
+            fx.server.sigterm();
+            assert_eq!(fx.server.exit_code(), 0, "{}", fx.server.stderr());
+            wait_until_dead(pid, &format!("{how} escapee under {containment}"));
+        }
+    }
+}
+
+#[test]
+fn the_containment_in_force_is_logged_at_start() {
+    let fx = Fixture::start(&["--containment", "subreaper"]);
+    fx.server
+        .proc
+        .stderr
+        .wait_for("the containment", |l| l.contains("containment=subreaper"));
+}
+
+/// A client that floods itself with output and then stops reading (SIGSTOP),
+/// its stdout thrown away so the test holds none of it. Killed on drop.
+struct StoppedClient(std::process::Child);
+
+impl StoppedClient {
+    fn start(fx: &Fixture, script: &str) -> (StoppedClient, u32) {
+        let mut cmd = fx.client(&["sh", "-c", script]);
+        cmd.stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null());
+        let client = StoppedClient(cmd.spawn().unwrap());
+        let leader = pid_in(&fx.path("leader"));
+        util::signal(client.0.id(), "STOP");
+        (client, leader)
+    }
+}
+
+impl Drop for StoppedClient {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+#[test]
+fn a_client_that_stops_reading_cannot_hold_off_the_time_limit() {
+    let fx = Fixture::start(&["--cmd-timeout", "2s"]);
+    let (_client, leader) = StoppedClient::start(&fx, "echo $$ > leader; exec yes");
+    // The time limit (2 s) and the kill after it (2 s later) fire while
+    // the write to the client is stuck; the idle timeout is 300 s.
+    wait_until_dead(leader, "the flooding command");
+}
+
+#[test]
+fn shutdown_is_heard_while_a_client_stops_reading() {
+    let fx = Fixture::start(&["--drain-timeout", "60s"]);
+    let script = "sleep 300 & echo $! > background; echo $$ > leader; exec yes";
+    let (_client, leader) = StoppedClient::start(&fx, script);
+    let background = pid_in(&fx.path("background"));
+    fx.server.sigterm();
+    // Long before the drain deadline: shutdown ended the command at once.
+    wait_until_dead(leader, "the flooding command");
+    wait_until_dead(background, "its background sleep");
+}
+
+#[test]
+fn the_drain_deadline_kills_the_command_and_audits_it() {
+    let mut fx = Fixture::start(&["--drain-timeout", "300ms"]);
+    // SIGTERM ignored, so only the kill after the 2 s grace would end it,
+    // and the drain deadline comes first.
+    let client = Proc::spawn(
+        "stubborn",
+        fx.client(&["sh", "-c", "trap '' TERM; echo $$; exec sleep 300"]),
+        true,
+    );
+    let pid: u32 = client
+        .stdout
+        .wait_for("the command's pid", |l| !l.is_empty())
+        .parse()
+        .unwrap();
+    fx.server.sigterm();
+    fx.server.exit_code();
+    wait_until_dead(pid, "the command of an aborted session");
+    let log = fx.server.stderr();
+    assert!(
+        log.lines()
+            .any(|l| l.contains("session was aborted") && l.contains(&format!("pid={pid}"))),
+        "no audit line for pid {pid}:\n{log}"
+    );
+}
+
+#[test]
+fn hostile_argv_cannot_forge_audit_lines() {
+    let fx = Fixture::start(&["--allow-cmd", "echo"]);
+    let forged = "x\n2026-01-01T00:00:00Z  INFO FORGED exec command finished\u{1b}[2J\u{7}";
+    let refused = fx.exec(&[forged], b"");
+    assert_eq!(refused.status.code(), Some(255));
+    let ran = fx.exec(&["echo", forged], b"");
+    assert_eq!(ran.status.code(), Some(0), "{}", stderr_of(&ran));
+    let stderr = &fx.server.proc.stderr;
+    stderr.wait_for("the refusal", |l| l.contains("exec refused"));
+    stderr.wait_for("the audit line", |l| l.contains("exec command finished"));
+    let log = fx.server.stderr();
+    for line in log.lines().filter(|l| l.contains("FORGED")) {
+        assert!(
+            line.contains("exec refused") || line.contains("peer="),
+            "a forged line: {line:?}\n{log}"
+        );
+    }
+    assert!(!log.contains('\u{1b}') && !log.contains('\u{7}'), "{log:?}");
+}
+
 #[test]
 fn a_wrong_token_runs_nothing() {
     let fx = Fixture::start(&[]);
