@@ -389,6 +389,29 @@ fn a_process_that_leaves_the_session_dies_with_the_server() {
 }
 
 #[test]
+fn commands_of_a_killed_server_die_when_the_next_one_starts() {
+    let fx = Fixture::start(&[]);
+    if !fx.server.stderr().contains("cgroup v2") {
+        eprintln!("skipped: no cgroup v2 containment here");
+        return;
+    }
+    let client = Proc::spawn(
+        "orphaned",
+        fx.client(&["sh", "-c", "echo $$; exec sleep 300"]),
+        true,
+    );
+    let pid: u32 = client
+        .stdout
+        .wait_for("the command's pid", |l| !l.is_empty())
+        .parse()
+        .unwrap();
+    util::signal(fx.server.pid(), "KILL");
+    assert!(alive(pid), "nothing was left to kill it");
+    let _next = Fixture::start(&[]);
+    wait_until_dead(pid, "the command of a killed server");
+}
+
+#[test]
 fn the_containment_in_force_is_logged_at_start() {
     let fx = Fixture::start(&["--containment", "subreaper"]);
     fx.server

@@ -485,6 +485,7 @@ fn cgroup_parent() -> Result<Kind, String> {
         .write(true)
         .open(own.join("cgroup.procs"))
         .map_err(|e| format!("{}: {e}", own.join("cgroup.procs").display()))?;
+    remove_stale(&own);
     // SAFETY: getpid only reads our pid.
     let parent = own.join(format!("socketkit-{}", unsafe { libc::getpid() }));
     match fs::create_dir(&parent) {
@@ -500,6 +501,63 @@ fn cgroup_parent() -> Result<Kind, String> {
         parent,
         next: AtomicU64::new(0),
     })
+}
+
+/// Ends what servers that died without tidying up (SIGKILL, a crash) left
+/// under `own`: their commands' cgroups are killed and removed, so not even
+/// a crash lets a command outlive its server for longer than the next start.
+fn remove_stale(own: &Path) {
+    let Ok(entries) = fs::read_dir(own) else {
+        return;
+    };
+    for entry in entries.flatten() {
+        let name = entry.file_name();
+        let Some(pid) = name
+            .to_str()
+            .and_then(|n| n.strip_prefix("socketkit-"))
+            .and_then(|pid| pid.parse::<u32>().ok())
+        else {
+            continue;
+        };
+        // A dead server may linger as a zombie until its parent reaps it.
+        let running = fs::read_to_string(format!("/proc/{pid}/stat"))
+            .ok()
+            .and_then(|stat| parse_stat(0, &stat))
+            .is_some_and(|process| !process.zombie);
+        if running {
+            continue;
+        }
+        let parent = entry.path();
+        let commands: Vec<PathBuf> = fs::read_dir(&parent)
+            .into_iter()
+            .flatten()
+            .flatten()
+            .map(|e| e.path())
+            .filter(|p| p.is_dir())
+            .collect();
+        for dir in &commands {
+            let _ = fs::write(dir.join("cgroup.kill"), b"1");
+        }
+        let deadline = std::time::Instant::now() + Duration::from_secs(1);
+        while commands.iter().any(|dir| cgroup_populated(dir))
+            && std::time::Instant::now() < deadline
+        {
+            std::thread::sleep(POLL);
+        }
+        for dir in &commands {
+            let _ = fs::remove_dir(dir);
+        }
+        match fs::remove_dir(&parent) {
+            Ok(()) => info!(
+                cgroup = %parent.display(),
+                commands = commands.len(),
+                "removed the command cgroups of a server that died"
+            ),
+            Err(error) => {
+                warn!(cgroup = %parent.display(), %error, "cannot remove a dead server's cgroup")
+            }
+        }
+    }
 }
 
 /// Where the cgroup2 file system is mounted, from /proc/self/mountinfo
