@@ -433,7 +433,43 @@ impl StoppedClient {
         let client = StoppedClient(cmd.spawn().unwrap());
         let leader = pid_in(&fx.path("leader"));
         util::signal(client.0.id(), "STOP");
+        wait_until_stalled(fx.server.port());
         (client, leader)
+    }
+}
+
+/// Bytes the server has queued for its one client on `port` and the client
+/// has not taken, from /proc/net/tcp.
+fn send_queue(port: u16) -> Option<u64> {
+    let table = std::fs::read_to_string("/proc/net/tcp").unwrap();
+    table.lines().skip(1).find_map(|line| {
+        let fields: Vec<&str> = line.split_whitespace().collect();
+        let local_port = fields.get(1)?.rsplit_once(':')?.1;
+        let established = fields.get(3) == Some(&"01");
+        if !established || u16::from_str_radix(local_port, 16).ok()? != port {
+            return None;
+        }
+        let tx = fields.get(4)?.split_once(':')?.0;
+        u64::from_str_radix(tx, 16).ok()
+    })
+}
+
+/// Waits until the server's writes to a client that stopped reading are
+/// stuck: its send queue is full and no longer moving.
+fn wait_until_stalled(port: u16) {
+    let deadline = Instant::now() + WAIT;
+    let mut last = None;
+    loop {
+        let queued = send_queue(port).filter(|&q| q > 0);
+        if queued.is_some() && queued == last {
+            return;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the server's writes never stalled"
+        );
+        last = queued;
+        std::thread::sleep(Duration::from_millis(200));
     }
 }
 
