@@ -177,8 +177,19 @@ impl Containment {
             });
         }
         let mut running = self.lock();
-        let child = match command.spawn() {
-            Ok(child) => child,
+        let spawned = command.spawn().and_then(|mut child| {
+            // A child not yet waited for always has its pid; without one
+            // there would be nothing safe to signal (killpg(0) is our group).
+            match child.id().and_then(|pid| i32::try_from(pid).ok()) {
+                Some(leader) if leader > 0 => Ok((child, leader)),
+                _ => {
+                    let _ = child.start_kill();
+                    Err(io::Error::other("the started command has no pid"))
+                }
+            }
+        });
+        let (child, leader) = match spawned {
+            Ok(spawned) => spawned,
             Err(error) => {
                 drop(running);
                 if let Some(dir) = &cgroup {
@@ -188,10 +199,6 @@ impl Containment {
             }
         };
         drop(procs);
-        let leader = child
-            .id()
-            .and_then(|pid| i32::try_from(pid).ok())
-            .unwrap_or(0);
         running.insert(leader);
         drop(running);
         Ok(Contained {
@@ -255,7 +262,8 @@ impl Containment {
 pub struct Contained {
     containment: Containment,
     child: Option<Child>,
-    /// The command's pid, which is also its process group and session id.
+    /// The command's pid, which is also its process group and session id
+    /// (always positive).
     leader: i32,
     cgroup: Option<PathBuf>,
     ended: bool,
@@ -282,11 +290,10 @@ impl Contained {
     /// A signal for the command's process group, as a terminal sends one
     /// to its foreground job.
     pub fn signal_group(&self, signal: i32) {
-        if self.leader > 0 {
-            // SAFETY: killpg only sends a signal; an empty group is ESRCH.
-            unsafe {
-                libc::killpg(self.leader, signal);
-            }
+        // SAFETY: killpg only sends a signal; an empty group is ESRCH. The
+        // leader is positive, so this never means our own group (0).
+        unsafe {
+            libc::killpg(self.leader, signal);
         }
     }
 
@@ -379,7 +386,7 @@ impl Remains {
         if let Some(dir) = &self.cgroup {
             let _ = fs::write(dir.join("cgroup.kill"), b"1");
         }
-        // SAFETY: killpg only sends a signal.
+        // SAFETY: killpg only sends a signal; the leader is positive.
         unsafe {
             libc::killpg(self.leader, libc::SIGKILL);
         }
