@@ -68,6 +68,18 @@ impl Fixture {
     fn exec(&self, command: &[&str], input: &[u8]) -> Output {
         run(self.client(command), input)
     }
+
+    /// Runs `sh -c SCRIPT` in the background; the script's first line of
+    /// output is a pid, returned once it arrives.
+    fn spawn_printing_pid(&self, name: &str, script: &str) -> (Proc, u32) {
+        let client = Proc::spawn(name, self.client(&["sh", "-c", script]), true);
+        let pid = client
+            .stdout
+            .wait_for("a pid", |l| !l.is_empty())
+            .parse()
+            .unwrap();
+        (client, pid)
+    }
 }
 
 fn stdout_of(out: &Output) -> String {
@@ -137,9 +149,10 @@ fn fifty_sessions_at_once() {
     }
 }
 
-/// Every process whose process group is `pgid`, from /proc.
-fn group_members(pgid: u32) -> Vec<u32> {
-    let mut members = Vec::new();
+/// Every process whose /proc/PID/stat fields after the command name
+/// (state, ppid, pgrp, session, ...) satisfy `wanted`.
+fn processes_where(wanted: impl Fn(&[&str]) -> bool) -> Vec<u32> {
+    let mut found = Vec::new();
     for entry in std::fs::read_dir("/proc").unwrap().flatten() {
         let Ok(pid) = entry.file_name().to_string_lossy().parse::<u32>() else {
             continue;
@@ -147,28 +160,36 @@ fn group_members(pgid: u32) -> Vec<u32> {
         let Ok(stat) = std::fs::read_to_string(entry.path().join("stat")) else {
             continue;
         };
-        // Fields after the parenthesised command: state ppid pgrp ...
-        let Some(after) = stat.rsplit_once(')').map(|(_, rest)| rest) else {
+        let Some((_, after)) = stat.rsplit_once(')') else {
             continue;
         };
         let fields: Vec<&str> = after.split_whitespace().collect();
-        if fields.get(2).and_then(|f| f.parse::<u32>().ok()) == Some(pgid) {
-            members.push(pid);
+        if wanted(&fields) {
+            found.push(pid);
         }
     }
-    members
+    found
+}
+
+/// Every process whose process group is `pgid`.
+fn group_members(pgid: u32) -> Vec<u32> {
+    let pgid = pgid.to_string();
+    processes_where(|fields| fields.get(2) == Some(&pgid.as_str()))
+}
+
+/// Polls `find` until it finds nothing, failing after [`WAIT`].
+fn wait_until_none(what: &str, find: impl Fn() -> Vec<u32>) {
+    let deadline = Instant::now() + WAIT;
+    while !find().is_empty() {
+        assert!(Instant::now() < deadline, "{what}: {:?}", find());
+        std::thread::sleep(Duration::from_millis(20));
+    }
 }
 
 fn wait_until_gone(pgid: u32) {
-    let deadline = Instant::now() + WAIT;
-    while !group_members(pgid).is_empty() {
-        assert!(
-            Instant::now() < deadline,
-            "process group {pgid} still alive: {:?}",
-            group_members(pgid)
-        );
-        std::thread::sleep(Duration::from_millis(20));
-    }
+    wait_until_none(&format!("process group {pgid} still alive"), || {
+        group_members(pgid)
+    });
 }
 
 #[test]
@@ -176,16 +197,8 @@ fn a_command_dies_with_its_group_when_the_client_disconnects() {
     let fx = Fixture::start(&[]);
     // The shell starts a background sleep, prints its pid (= the group id),
     // then waits on a second sleep.
-    let mut client = Proc::spawn(
-        "exec sleep",
-        fx.client(&["sh", "-c", "sleep 1000 & echo $$; sleep 1000"]),
-        true,
-    );
-    let pgid: u32 = client
-        .stdout
-        .wait_for("the command's pid", |l| !l.is_empty())
-        .parse()
-        .unwrap();
+    let (mut client, pgid) =
+        fx.spawn_printing_pid("exec sleep", "sleep 1000 & echo $$; sleep 1000");
     assert!(group_members(pgid).len() >= 2, "sh and its sleeps run");
     util::signal(client.pid(), "KILL");
     client.wait_exit();
@@ -195,16 +208,7 @@ fn a_command_dies_with_its_group_when_the_client_disconnects() {
 #[test]
 fn server_shutdown_ends_running_commands_and_their_groups() {
     let mut fx = Fixture::start(&[]);
-    let client = Proc::spawn(
-        "exec sleep",
-        fx.client(&["sh", "-c", "echo $$; sleep 1000"]),
-        true,
-    );
-    let pgid: u32 = client
-        .stdout
-        .wait_for("the command's pid", |l| !l.is_empty())
-        .parse()
-        .unwrap();
+    let (_client, pgid) = fx.spawn_printing_pid("exec sleep", "echo $$; sleep 1000");
     fx.server.sigterm();
     assert_eq!(fx.server.exit_code(), 0);
     wait_until_gone(pgid);
@@ -274,38 +278,15 @@ fn pid_in(path: &Path) -> u32 {
     }
 }
 
-/// Dead children of `pid` nobody has reaped.
-fn zombie_children(pid: u32) -> Vec<u32> {
-    let mut zombies = Vec::new();
-    for entry in std::fs::read_dir("/proc").unwrap().flatten() {
-        let Ok(child) = entry.file_name().to_string_lossy().parse::<u32>() else {
-            continue;
-        };
-        let Ok(stat) = std::fs::read_to_string(entry.path().join("stat")) else {
-            continue;
-        };
-        let Some((_, rest)) = stat.rsplit_once(')') else {
-            continue;
-        };
-        let fields: Vec<&str> = rest.split_whitespace().collect();
-        if fields.first() == Some(&"Z") && fields.get(1) == Some(&pid.to_string().as_str()) {
-            zombies.push(child);
-        }
-    }
-    zombies
-}
-
-/// A subreaper server must reap what it inherits.
+/// A subreaper server must reap what it inherits: no dead children of
+/// `server` stay unreaped.
 fn wait_until_reaped(server: u32) {
-    let deadline = Instant::now() + WAIT;
-    while !zombie_children(server).is_empty() {
-        assert!(
-            Instant::now() < deadline,
-            "the server left zombies: {:?}",
-            zombie_children(server)
-        );
-        std::thread::sleep(Duration::from_millis(20));
-    }
+    let server = server.to_string();
+    wait_until_none("the server left zombies", || {
+        processes_where(|fields| {
+            fields.first() == Some(&"Z") && fields.get(1) == Some(&server.as_str())
+        })
+    });
 }
 
 /// Two ways out of a process group: `setsid`, and the daemon's double fork
@@ -374,12 +355,7 @@ fn a_process_that_leaves_the_session_dies_with_the_server() {
     for containment in CONTAINMENTS {
         for (how, script) in escape_scripts("sleep 300") {
             let mut fx = Fixture::start(&["--containment", containment]);
-            let client = Proc::spawn(how, fx.client(&["sh", "-c", &script]), true);
-            let pid: u32 = client
-                .stdout
-                .wait_for("the escapee's pid", |l| !l.is_empty())
-                .parse()
-                .unwrap();
+            let (_client, pid) = fx.spawn_printing_pid(how, &script);
             assert!(alive(pid), "{how}: the escapee runs");
             fx.server.sigterm();
             assert_eq!(fx.server.exit_code(), 0, "{}", fx.server.stderr());
@@ -395,16 +371,7 @@ fn commands_of_a_killed_server_die_when_the_next_one_starts() {
         eprintln!("skipped: no cgroup v2 containment here");
         return;
     }
-    let client = Proc::spawn(
-        "orphaned",
-        fx.client(&["sh", "-c", "echo $$; exec sleep 300"]),
-        true,
-    );
-    let pid: u32 = client
-        .stdout
-        .wait_for("the command's pid", |l| !l.is_empty())
-        .parse()
-        .unwrap();
+    let (_client, pid) = fx.spawn_printing_pid("orphaned", "echo $$; exec sleep 300");
     util::signal(fx.server.pid(), "KILL");
     assert!(alive(pid), "nothing was left to kill it");
     let _next = Fixture::start(&[]);
@@ -506,23 +473,14 @@ fn the_drain_deadline_kills_the_command_and_audits_it() {
     let mut fx = Fixture::start(&["--drain-timeout", "300ms"]);
     // SIGTERM ignored, so only the kill after the 2 s grace would end it,
     // and the drain deadline comes first.
-    let client = Proc::spawn(
-        "stubborn",
-        fx.client(&["sh", "-c", "trap '' TERM; echo $$; exec sleep 300"]),
-        true,
-    );
-    let pid: u32 = client
-        .stdout
-        .wait_for("the command's pid", |l| !l.is_empty())
-        .parse()
-        .unwrap();
+    let (_client, pid) = fx.spawn_printing_pid("stubborn", "trap '' TERM; echo $$; exec sleep 300");
     fx.server.sigterm();
     fx.server.exit_code();
     wait_until_dead(pid, "the command of an aborted session");
     let log = fx.server.stderr();
     assert!(
         log.lines()
-            .any(|l| l.contains("session was aborted") && l.contains(&format!("pid={pid}"))),
+            .any(|l| l.contains("its session was aborted") && l.contains(&format!("pid={pid}"))),
         "no audit line for pid {pid}:\n{log}"
     );
 }

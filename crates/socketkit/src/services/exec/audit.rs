@@ -64,39 +64,37 @@ impl Audit {
 
     /// Writes the line for a command whose supervision ran to its end.
     pub(super) fn finished(mut self, outcome: &Outcome) {
+        self.write(Some(outcome));
         self.written = true;
+    }
+
+    /// The one audit line; without an outcome, the session was cut short.
+    fn write(&self, outcome: Option<&Outcome>) {
+        let exit = outcome.map(|o| &o.exit);
         info!(
             target: "socketkit::audit",
             peer = %escape(&self.peer),
             identity = %escape(&self.identity),
             command = %self.command,
             pid = self.pid,
-            exit = ?outcome.exit.code,
-            signal = ?outcome.exit.signal_name,
-            timed_out = outcome.exit.timed_out,
-            truncated = outcome.exit.truncated,
-            secs = outcome.exit.duration_ms as f64 / 1000.0,
-            bytes_out = outcome.bytes_out,
-            client_gone = outcome.client_gone.is_some(),
-            "exec command finished"
+            exit = ?exit.and_then(|e| e.code),
+            signal = ?exit.and_then(|e| e.signal_name.as_deref()),
+            timed_out = exit.is_some_and(|e| e.timed_out),
+            truncated = exit.is_some_and(|e| e.truncated),
+            secs = exit.map_or(self.started.elapsed().as_secs_f64(), |e| e.duration_ms as f64 / 1000.0),
+            bytes_out = outcome.map_or(0, |o| o.bytes_out),
+            client_gone = outcome.is_some_and(|o| o.client_gone.is_some()),
+            "exec command {}",
+            if outcome.is_some() { "finished" } else { "killed: its session was aborted" }
         );
     }
 }
 
 impl Drop for Audit {
     fn drop(&mut self) {
-        if self.written {
-            return;
+        if !self.written {
+            self.write(None);
         }
-        info!(
-            target: "socketkit::audit",
-            peer = %escape(&self.peer),
-            identity = %escape(&self.identity),
-            command = %self.command,
-            pid = self.pid,
-            secs = self.started.elapsed().as_secs_f64(),
-            "exec command killed: its session was aborted"
-        );
     }
 }
 
