@@ -470,19 +470,55 @@ fn shutdown_is_heard_while_a_client_stops_reading() {
 
 #[test]
 fn the_drain_deadline_kills_the_command_and_audits_it() {
-    let mut fx = Fixture::start(&["--drain-timeout", "300ms"]);
-    // SIGTERM ignored, so only the kill after the 2 s grace would end it,
-    // and the drain deadline comes first.
-    let (_client, pid) = fx.spawn_printing_pid("stubborn", "trap '' TERM; echo $$; exec sleep 300");
-    fx.server.sigterm();
-    fx.server.exit_code();
-    wait_until_dead(pid, "the command of an aborted session");
-    let log = fx.server.stderr();
+    for containment in CONTAINMENTS {
+        let mut fx = Fixture::start(&["--containment", containment, "--drain-timeout", "300ms"]);
+        // SIGTERM ignored, so only the kill after the 2 s grace would end
+        // it, and the drain deadline comes first.
+        let script = "trap '' TERM; echo $$; exec sleep 300";
+        let (_client, pid) = fx.spawn_printing_pid("stubborn", script);
+        fx.server.sigterm();
+        fx.server.exit_code();
+        wait_until_dead(
+            pid,
+            &format!("the command of an aborted session ({containment})"),
+        );
+        let log = fx.server.stderr();
+        assert!(
+            log.lines().any(|l| l.contains("its session was aborted") && l.contains(&format!("pid={pid}"))),
+            "no audit line for pid {pid}:\n{log}"
+        );
+    }
+}
+
+/// The subreaper's sweep at one command's end spares the orphans of
+/// another command that is still running (they are still in its session),
+/// and kills them when that one ends.
+#[test]
+fn a_sweep_spares_what_a_running_command_still_owns() {
+    let fx = Fixture::start(&["--containment", "subreaper"]);
+    let script = "(sleep 300 & echo $! > owned); echo $$; sleep 300";
+    let (client, leader) = fx.spawn_printing_pid("owner", script);
+    let owned = pid_in(&fx.path("owned"));
+    // Wait until the sleep is an orphan of the server's, what a sweep looks at.
+    let server = fx.server.pid().to_string();
+    let deadline = Instant::now() + WAIT;
+    while !processes_where(|fields| fields.get(1) == Some(&server.as_str())).contains(&owned) {
+        assert!(
+            Instant::now() < deadline,
+            "the sleep never became the server's"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let out = fx.exec(&["true"], b"");
+    assert_eq!(out.status.code(), Some(0), "{}", stderr_of(&out));
+    wait_until_reaped(fx.server.pid());
     assert!(
-        log.lines()
-            .any(|l| l.contains("its session was aborted") && l.contains(&format!("pid={pid}"))),
-        "no audit line for pid {pid}:\n{log}"
+        alive(owned) && alive(leader),
+        "the running command was left whole"
     );
+    drop(client);
+    wait_until_dead(owned, "the orphan of the command that ended");
+    wait_until_dead(leader, "the command whose client left");
 }
 
 #[test]
