@@ -829,3 +829,27 @@ fn a_peer_of_another_uid_is_refused_by_its_credentials() {
         .stderr
         .wait_for("the refusal logged", |l| l.contains("peer uid 0"));
 }
+
+#[test]
+fn without_a_writable_cgroup_auto_falls_back_and_cgroup_refuses_to_start() {
+    let runtime = tempfile::tempdir().unwrap();
+    std::fs::set_permissions(
+        runtime.path(),
+        std::os::unix::fs::PermissionsExt::from_mode(0o777),
+    )
+    .unwrap();
+    let Some(mut forced) = as_nobody(&["serve", "exec", "--containment", "cgroup"]) else {
+        return;
+    };
+    forced.env("XDG_RUNTIME_DIR", runtime.path());
+    let line = util::assert_one_error_line(&run(forced, b""), 1);
+    assert!(line.contains("no cgroup v2 containment"), "{line}");
+    let Some(mut auto) = as_nobody(&["serve", "exec", "--cwd", "/tmp"]) else {
+        return;
+    };
+    auto.env("XDG_RUNTIME_DIR", runtime.path());
+    let server = Proc::spawn("exec as nobody", auto, false);
+    server
+        .stderr
+        .wait_for("the fallback", |l| l.contains("containment=subreaper"));
+}

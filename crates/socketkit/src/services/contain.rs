@@ -395,12 +395,8 @@ impl Remains {
         }
         loop {
             let pending = match &self.cgroup {
-                Some(dir) => {
-                    // Orphans of ours are not from a command (its cgroup
-                    // holds those) but may need reaping: we may be PID 1.
-                    self.containment.sweep(None, false);
-                    usize::from(cgroup_populated(dir))
-                }
+                // Members that died have left the cgroup, zombie or not.
+                Some(dir) => usize::from(cgroup_populated(dir)),
                 None => self.containment.sweep(Some(self.leader), true),
             };
             if pending == 0 {
@@ -416,6 +412,9 @@ impl Remains {
             tokio::time::sleep(POLL).await;
         }
         if let Some(dir) = self.cgroup.take() {
+            // What the command left is re-parented to init, or to us if we
+            // are PID 1 in a container: then it is ours to reap.
+            self.containment.sweep(None, false);
             if let Err(error) = fs::remove_dir(&dir) {
                 warn!(cgroup = %dir.display(), %error, "cannot remove a command's cgroup");
             }
