@@ -468,6 +468,62 @@ fn shutdown_is_heard_while_a_client_stops_reading() {
     wait_until_dead(background, "its background sleep");
 }
 
+/// A client that never reads but keeps sending input keeps the connection
+/// busy; the write it never takes still fails after the idle timeout.
+#[test]
+fn a_client_that_only_sends_cannot_hold_a_stalled_write() {
+    let fx = Fixture::start(&["--cmd-timeout", "1s", "--idle-timeout", "1s"]);
+    // Speaks PROTOCOL.md: authenticates, runs `yes` with stdin, then sends
+    // a byte of input every 100 ms and never reads.
+    let trickler = r#"
+import json, socket, struct, sys, time
+s = socket.socket()
+s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+s.connect(("127.0.0.1", int(sys.argv[1])))
+def frame(kind, body):
+    s.sendall(struct.pack(">IB", len(body) + 1, kind) + body)
+def read_frame():
+    head = b""
+    while len(head) < 5:
+        head += s.recv(5 - len(head))
+    length, kind = struct.unpack(">IB", head)
+    body = b""
+    while len(body) < length - 1:
+        body += s.recv(length - 1 - len(body))
+    return kind
+read_frame()
+frame(0x01, json.dumps({"protocol": 1, "client": "trickler", "token": sys.argv[2]}).encode())
+read_frame()
+frame(0x10, json.dumps({"argv": ["yes"], "stdin": True}).encode())
+print("started", flush=True)
+try:
+    while True:
+        frame(0x20, b"x")
+        time.sleep(0.1)
+except OSError:
+    print("closed", flush=True)
+"#;
+    let port = fx.server.port().to_string();
+    let client = util::spawn_python(trickler, &[&port, TOKEN]);
+    client
+        .stdout
+        .wait_for("the command started", |l| l == "started");
+    // The idle timeout is 11 s here (the time limit plus 10 s).
+    let deadline = Instant::now() + Duration::from_secs(40);
+    loop {
+        let log = fx.server.stderr();
+        if log.contains("exec command finished") {
+            assert!(log.contains("client_gone=true"), "{log}");
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the stalled write never failed:\n{log}"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
 #[test]
 fn the_drain_deadline_kills_the_command_and_audits_it() {
     for containment in CONTAINMENTS {

@@ -83,6 +83,11 @@ impl Connection {
         self.io.inner.peer_uid()
     }
 
+    /// The server's idle timeout for this connection, if any.
+    pub fn idle_timeout(&self) -> Option<Duration> {
+        self.io.idle.as_ref().map(|idle| idle.limit)
+    }
+
     /// Bytes read from the peer so far.
     pub fn bytes_read(&self) -> u64 {
         self.io.read

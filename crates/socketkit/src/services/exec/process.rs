@@ -165,8 +165,12 @@ pub(super) async fn supervise(
     let mut status: Option<io::Result<ExitStatus>> = None;
     let mut output_open = true;
     let mut outbox = Outbox::default();
+    // A client still sending (stdin, signals) keeps the connection's idle
+    // timer fresh, so a write it never takes gets its own deadline.
+    let write_limit = wire.get_ref().idle_timeout();
     while status.is_none() || output_open || outbox.busy() {
         let reading = stdin.as_ref().is_none_or(StdinFeeder::idle) && state.client_gone.is_none();
+        let write_deadline = outbox.deadline(write_limit);
         tokio::select! {
             event = exchange(wire, &mut outbox, reading) => match event {
                 Exchange::Received(frame) => {
@@ -182,6 +186,14 @@ pub(super) async fn supervise(
                     state.terminate(command, Duration::ZERO);
                 }
             },
+            () = sleep_until_some(write_deadline) => {
+                outbox = Outbox::default();
+                state.client_gone = Some(io::Error::new(
+                    io::ErrorKind::TimedOut,
+                    "the client took no output for the idle timeout",
+                ));
+                state.terminate(command, Duration::ZERO);
+            }
             sent = feed(&mut stdin) => if !sent { stdin = None },
             chunk = output.recv(), if output_open && !outbox.busy() => match chunk {
                 Some(frame) => state.forward(&mut outbox, frame, command),
@@ -223,11 +235,23 @@ pub(super) async fn supervise(
 struct Outbox {
     frame: Option<Frame>,
     flushing: bool,
+    /// When the frame was queued.
+    since: Option<Instant>,
 }
 
 impl Outbox {
+    fn put(&mut self, frame: Frame) {
+        self.frame = Some(frame);
+        self.since = Some(Instant::now());
+    }
+
     fn busy(&self) -> bool {
         self.frame.is_some() || self.flushing
+    }
+
+    /// When a frame still not written has taken too long.
+    fn deadline(&self, limit: Option<Duration>) -> Option<Instant> {
+        self.since.zip(limit).map(|(since, limit)| since + limit)
     }
 }
 
@@ -264,6 +288,7 @@ async fn exchange(wire: &mut Wire<'_>, outbox: &mut Outbox, reading: bool) -> Ex
             match wire.poll_flush_unpin(cx) {
                 Poll::Ready(Ok(())) => {
                     outbox.flushing = false;
+                    outbox.since = None;
                     return Poll::Ready(Exchange::Sent);
                 }
                 Poll::Ready(Err(error)) => return Poll::Ready(Exchange::Failed(error)),
@@ -335,7 +360,7 @@ impl State {
         }
         self.bytes_out += frame.body.len() as u64;
         if !frame.body.is_empty() {
-            outbox.frame = Some(frame);
+            outbox.put(frame);
         }
     }
 
