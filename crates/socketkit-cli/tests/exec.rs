@@ -853,14 +853,20 @@ fn as_nobody(args: &[&str]) -> Option<Command> {
     Some(cmd)
 }
 
-#[test]
-fn a_peer_of_another_uid_is_refused_by_its_credentials() {
+/// A runtime directory (for the local exec socket) that `nobody` may use.
+fn runtime_dir_for_anyone() -> tempfile::TempDir {
     let runtime = tempfile::tempdir().unwrap();
     std::fs::set_permissions(
         runtime.path(),
         std::os::unix::fs::PermissionsExt::from_mode(0o777),
     )
     .unwrap();
+    runtime
+}
+
+#[test]
+fn a_peer_of_another_uid_is_refused_by_its_credentials() {
+    let runtime = runtime_dir_for_anyone();
     let marker = runtime.path().join("marker");
     let Some(mut server_cmd) = as_nobody(&["serve", "exec", "--cwd", "/tmp"]) else {
         return;
@@ -888,12 +894,7 @@ fn a_peer_of_another_uid_is_refused_by_its_credentials() {
 
 #[test]
 fn without_a_writable_cgroup_auto_falls_back_and_cgroup_refuses_to_start() {
-    let runtime = tempfile::tempdir().unwrap();
-    std::fs::set_permissions(
-        runtime.path(),
-        std::os::unix::fs::PermissionsExt::from_mode(0o777),
-    )
-    .unwrap();
+    let runtime = runtime_dir_for_anyone();
     let Some(mut forced) = as_nobody(&["serve", "exec", "--containment", "cgroup"]) else {
         return;
     };
