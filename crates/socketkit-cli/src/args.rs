@@ -343,6 +343,32 @@ pub struct ExecServiceArgs {
         help_heading = "exec"
     )]
     pub max_startups: StartupLimits,
+    /// How every process a command starts is found and killed: a cgroup v2
+    /// per command, or a subreaper sweep; auto uses a cgroup where it can.
+    #[arg(long, value_enum, default_value_t = ContainmentArg::Auto, help_heading = "exec")]
+    pub containment: ContainmentArg,
+}
+
+/// `--containment`.
+#[derive(Debug, Clone, Copy, ValueEnum)]
+pub enum ContainmentArg {
+    /// A cgroup v2 per command where the server can create one, else subreaper.
+    Auto,
+    /// A cgroup v2 per command, or refuse to start.
+    Cgroup,
+    /// The server as child subreaper, sweeping orphans (no cgroup).
+    Subreaper,
+}
+
+impl From<ContainmentArg> for socketkit::services::contain::ContainmentMode {
+    fn from(arg: ContainmentArg) -> Self {
+        use socketkit::services::contain::ContainmentMode;
+        match arg {
+            ContainmentArg::Auto => ContainmentMode::Auto,
+            ContainmentArg::Cgroup => ContainmentMode::Cgroup,
+            ContainmentArg::Subreaper => ContainmentMode::Subreaper,
+        }
+    }
 }
 
 /// The server side of TLS, for tls:// addresses.

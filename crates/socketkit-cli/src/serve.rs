@@ -10,7 +10,7 @@ use socketkit::server::{
     DatagramHandler, Handlers, Server, ServerConfig, ServerHandle, StreamHandler,
 };
 use socketkit::services::exec::{
-    self, AuthPolicy, CommandList, EnvAllowList, Exec, ExecPolicy, Token,
+    self, AuthPolicy, CommandList, Containment, EnvAllowList, Exec, ExecPolicy, Token,
 };
 use socketkit::services::recv::{Recv, RecvPolicy};
 use socketkit::services::{Daytime, Discard, Echo, Hello, Upper};
@@ -40,7 +40,10 @@ pub async fn run(mut args: ServeArgs) -> anyhow::Result<()> {
         Service::Daytime => serve(args, Handlers::both(Daytime)).await,
         Service::Exec => {
             let policy = exec_policy(&args)?;
-            serve(args, Handlers::stream(Exec::new(policy))).await
+            // Checked first: a refused start creates no cgroup.
+            check_exec_transports(&args)?;
+            let containment = Containment::new(args.exec.containment.into())?;
+            serve(args, Handlers::stream(Exec::new(policy, containment))).await
         }
         Service::Recv => {
             let mut receiver = Recv::new(recv_policy(&args)?)?;
@@ -115,10 +118,8 @@ pub(crate) async fn serve_with<S: StreamHandler, D: DatagramHandler>(
             bail!("the {name} service does not serve {kind} endpoints such as {endpoint} (hint: use tcp://, tls:// or unix:)");
         }
     }
-    match args.service {
-        Service::Exec => check_exec_transports(&args)?,
-        Service::Recv => check_recv_transports(&args)?,
-        _ => {}
+    if let Service::Recv = args.service {
+        check_recv_transports(&args)?;
     }
     // Handlers go in before anything is printed: a script may signal us as
     // soon as it reads the first `listening on` line.

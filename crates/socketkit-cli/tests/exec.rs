@@ -83,6 +83,18 @@ impl Fixture {
     fn exec(&self, command: &[&str], input: &[u8]) -> Output {
         run(self.client(command), input)
     }
+
+    /// Runs `sh -c SCRIPT` in the background; the script's first line of
+    /// output is a pid, returned once it arrives.
+    fn spawn_printing_pid(&self, name: &str, script: &str) -> (Proc, u32) {
+        let client = Proc::spawn(name, self.client(&["sh", "-c", script]), true);
+        let pid = client
+            .stdout
+            .wait_for("a pid", |l| !l.is_empty())
+            .parse()
+            .unwrap();
+        (client, pid)
+    }
 }
 
 fn stdout_of(out: &Output) -> String {
@@ -152,9 +164,10 @@ fn fifty_sessions_at_once() {
     }
 }
 
-/// Every process whose process group is `pgid`, from /proc.
-fn group_members(pgid: u32) -> Vec<u32> {
-    let mut members = Vec::new();
+/// Every process whose /proc/PID/stat fields after the command name
+/// (state, ppid, pgrp, session, ...) satisfy `wanted`.
+fn processes_where(wanted: impl Fn(&[&str]) -> bool) -> Vec<u32> {
+    let mut found = Vec::new();
     for entry in std::fs::read_dir("/proc").unwrap().flatten() {
         let Ok(pid) = entry.file_name().to_string_lossy().parse::<u32>() else {
             continue;
@@ -162,28 +175,36 @@ fn group_members(pgid: u32) -> Vec<u32> {
         let Ok(stat) = std::fs::read_to_string(entry.path().join("stat")) else {
             continue;
         };
-        // Fields after the parenthesised command: state ppid pgrp ...
-        let Some(after) = stat.rsplit_once(')').map(|(_, rest)| rest) else {
+        let Some((_, after)) = stat.rsplit_once(')') else {
             continue;
         };
         let fields: Vec<&str> = after.split_whitespace().collect();
-        if fields.get(2).and_then(|f| f.parse::<u32>().ok()) == Some(pgid) {
-            members.push(pid);
+        if wanted(&fields) {
+            found.push(pid);
         }
     }
-    members
+    found
+}
+
+/// Every process whose process group is `pgid`.
+fn group_members(pgid: u32) -> Vec<u32> {
+    let pgid = pgid.to_string();
+    processes_where(|fields| fields.get(2) == Some(&pgid.as_str()))
+}
+
+/// Polls `find` until it finds nothing, failing after [`WAIT`].
+fn wait_until_none(what: &str, find: impl Fn() -> Vec<u32>) {
+    let deadline = Instant::now() + WAIT;
+    while !find().is_empty() {
+        assert!(Instant::now() < deadline, "{what}: {:?}", find());
+        std::thread::sleep(Duration::from_millis(20));
+    }
 }
 
 fn wait_until_gone(pgid: u32) {
-    let deadline = Instant::now() + WAIT;
-    while !group_members(pgid).is_empty() {
-        assert!(
-            Instant::now() < deadline,
-            "process group {pgid} still alive: {:?}",
-            group_members(pgid)
-        );
-        std::thread::sleep(Duration::from_millis(20));
-    }
+    wait_until_none(&format!("process group {pgid} still alive"), || {
+        group_members(pgid)
+    });
 }
 
 #[test]
@@ -191,16 +212,8 @@ fn a_command_dies_with_its_group_when_the_client_disconnects() {
     let fx = Fixture::start(&[]);
     // The shell starts a background sleep, prints its pid (= the group id),
     // then waits on a second sleep.
-    let mut client = Proc::spawn(
-        "exec sleep",
-        fx.client(&["sh", "-c", "sleep 1000 & echo $$; sleep 1000"]),
-        true,
-    );
-    let pgid: u32 = client
-        .stdout
-        .wait_for("the command's pid", |l| !l.is_empty())
-        .parse()
-        .unwrap();
+    let (mut client, pgid) =
+        fx.spawn_printing_pid("exec sleep", "sleep 1000 & echo $$; sleep 1000");
     assert!(group_members(pgid).len() >= 2, "sh and its sleeps run");
     util::signal(client.pid(), "KILL");
     client.wait_exit();
@@ -210,16 +223,7 @@ fn a_command_dies_with_its_group_when_the_client_disconnects() {
 #[test]
 fn server_shutdown_ends_running_commands_and_their_groups() {
     let mut fx = Fixture::start(&[]);
-    let client = Proc::spawn(
-        "exec sleep",
-        fx.client(&["sh", "-c", "echo $$; sleep 1000"]),
-        true,
-    );
-    let pgid: u32 = client
-        .stdout
-        .wait_for("the command's pid", |l| !l.is_empty())
-        .parse()
-        .unwrap();
+    let (_client, pgid) = fx.spawn_printing_pid("exec sleep", "echo $$; sleep 1000");
     fx.server.sigterm();
     assert_eq!(fx.server.exit_code(), 0);
     wait_until_gone(pgid);
@@ -243,6 +247,370 @@ fn output_over_the_limit_is_cut_and_reported() {
     let out = fx.exec(&["seq", "1", "1000000"], b"");
     assert_eq!(out.stdout.len(), 1000);
     assert!(stderr_of(&out).contains("truncated"), "{}", stderr_of(&out));
+}
+
+// ---------------------------------------------------------------------------
+// Containment: nothing a command starts outlives it, however it detaches.
+
+/// Whether `pid` runs (a zombie is dead).
+fn alive(pid: u32) -> bool {
+    let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else {
+        return false;
+    };
+    let state = stat
+        .rsplit_once(')')
+        .and_then(|(_, rest)| rest.split_whitespace().next());
+    state != Some("Z")
+}
+
+fn wait_until_dead(pid: u32, what: &str) {
+    let deadline = Instant::now() + WAIT;
+    while alive(pid) {
+        assert!(
+            Instant::now() < deadline,
+            "{what} (pid {pid}) still alive after {WAIT:?}"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// The pid a command wrote to `path`, waiting for it to appear.
+fn pid_in(path: &Path) -> u32 {
+    let deadline = Instant::now() + WAIT;
+    loop {
+        if let Some(pid) = std::fs::read_to_string(path)
+            .ok()
+            .and_then(|text| text.trim().parse().ok())
+        {
+            return pid;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{} never written",
+            path.display()
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// A subreaper server must reap what it inherits: no dead children of
+/// `server` stay unreaped.
+fn wait_until_reaped(server: u32) {
+    let server = server.to_string();
+    wait_until_none("the server left zombies", || {
+        processes_where(|fields| {
+            fields.first() == Some(&"Z") && fields.get(1) == Some(&server.as_str())
+        })
+    });
+}
+
+/// Two ways out of a process group: `setsid`, and the daemon's double fork
+/// (fork, setsid, fork, parent exits). Each escapee writes its pid to
+/// `escaped`; the command waits until it has, then prints it and runs on
+/// for `then`.
+fn escape_scripts(then: &str) -> [(&'static str, String); 2] {
+    let wait = "while [ ! -e escaped ]; do sleep 0.01; done; echo \"$(cat escaped)\"";
+    let setsid = format!(
+        "setsid sh -c 'echo $$ > escaped.tmp; mv escaped.tmp escaped; exec sleep 300' \
+         </dev/null >/dev/null 2>&1 & {wait}; {then}"
+    );
+    let daemon = "import os\n\
+        if os.fork(): os._exit(0)\n\
+        os.setsid()\n\
+        if os.fork(): os._exit(0)\n\
+        open('escaped.tmp', 'w').write(str(os.getpid()))\n\
+        os.rename('escaped.tmp', 'escaped')\n\
+        os.execvp('sleep', ['sleep', '300'])\n";
+    let double_fork = format!("python3 -c \"{daemon}\" </dev/null >/dev/null 2>&1; {wait}; {then}");
+    [("setsid", setsid), ("double fork", double_fork)]
+}
+
+/// Each containment this machine offers: the automatic one (a cgroup where
+/// the server may create one) and the subreaper.
+const CONTAINMENTS: [&str; 2] = ["auto", "subreaper"];
+
+#[test]
+fn a_process_that_leaves_the_session_dies_when_the_command_ends() {
+    for containment in CONTAINMENTS {
+        let fx = Fixture::start(&["--containment", containment]);
+        for (how, script) in escape_scripts("true") {
+            let _ = std::fs::remove_file(fx.path("escaped"));
+            let out = fx.exec(&["sh", "-c", &script], b"");
+            assert_eq!(out.status.code(), Some(0), "{how}: {}", stderr_of(&out));
+            let pid: u32 = stdout_of(&out).trim().parse().unwrap();
+            wait_until_dead(pid, &format!("{how} escapee under {containment}"));
+            if containment == "subreaper" {
+                wait_until_reaped(fx.server.pid());
+            }
+        }
+    }
+}
+
+#[test]
+fn a_process_that_leaves_the_session_dies_at_the_time_limit() {
+    for containment in CONTAINMENTS {
+        let fx = Fixture::start(&["--containment", containment, "--cmd-timeout", "1s"]);
+        for (how, script) in escape_scripts("sleep 30") {
+            let _ = std::fs::remove_file(fx.path("escaped"));
+            let out = fx.exec(&["sh", "-c", &script], b"");
+            assert_eq!(
+                out.status.code(),
+                Some(128 + 15),
+                "{how}: {}",
+                stderr_of(&out)
+            );
+            let pid: u32 = stdout_of(&out).trim().parse().unwrap();
+            wait_until_dead(pid, &format!("{how} escapee under {containment}"));
+        }
+    }
+}
+
+#[test]
+fn a_process_that_leaves_the_session_dies_with_the_server() {
+    for containment in CONTAINMENTS {
+        for (how, script) in escape_scripts("sleep 300") {
+            let mut fx = Fixture::start(&["--containment", containment]);
+            let (_client, pid) = fx.spawn_printing_pid(how, &script);
+            assert!(alive(pid), "{how}: the escapee runs");
+            fx.server.sigterm();
+            assert_eq!(fx.server.exit_code(), 0, "{}", fx.server.stderr());
+            wait_until_dead(pid, &format!("{how} escapee under {containment}"));
+        }
+    }
+}
+
+#[test]
+fn commands_of_a_killed_server_die_when_the_next_one_starts() {
+    let fx = Fixture::start(&[]);
+    if !fx.server.stderr().contains("cgroup v2") {
+        eprintln!("skipped: no cgroup v2 containment here");
+        return;
+    }
+    let (_client, pid) = fx.spawn_printing_pid("orphaned", "echo $$; exec sleep 300");
+    util::signal(fx.server.pid(), "KILL");
+    assert!(alive(pid), "nothing was left to kill it");
+    let _next = Fixture::start(&[]);
+    wait_until_dead(pid, "the command of a killed server");
+}
+
+#[test]
+fn the_containment_in_force_is_logged_at_start() {
+    let fx = Fixture::start(&["--containment", "subreaper"]);
+    fx.server
+        .proc
+        .stderr
+        .wait_for("the containment", |l| l.contains("containment=subreaper"));
+}
+
+/// A client that floods itself with output and then stops reading (SIGSTOP),
+/// its stdout thrown away so the test holds none of it. Killed on drop.
+struct StoppedClient(std::process::Child);
+
+impl StoppedClient {
+    fn start(fx: &Fixture, script: &str) -> (StoppedClient, u32) {
+        let mut cmd = fx.client(&["sh", "-c", script]);
+        cmd.stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null());
+        let client = StoppedClient(cmd.spawn().unwrap());
+        let leader = pid_in(&fx.path("leader"));
+        util::signal(client.0.id(), "STOP");
+        wait_until_stalled(fx.server.port());
+        (client, leader)
+    }
+}
+
+/// Bytes the server has queued for its one client on `port` and the client
+/// has not taken, from /proc/net/tcp.
+fn send_queue(port: u16) -> Option<u64> {
+    let table = std::fs::read_to_string("/proc/net/tcp").unwrap();
+    table.lines().skip(1).find_map(|line| {
+        let fields: Vec<&str> = line.split_whitespace().collect();
+        let local_port = fields.get(1)?.rsplit_once(':')?.1;
+        let established = fields.get(3) == Some(&"01");
+        if !established || u16::from_str_radix(local_port, 16).ok()? != port {
+            return None;
+        }
+        let tx = fields.get(4)?.split_once(':')?.0;
+        u64::from_str_radix(tx, 16).ok()
+    })
+}
+
+/// Waits until the server's writes to a client that stopped reading are
+/// stuck: its send queue is full and no longer moving.
+fn wait_until_stalled(port: u16) {
+    let deadline = Instant::now() + WAIT;
+    let mut last = None;
+    loop {
+        let queued = send_queue(port).filter(|&q| q > 0);
+        if queued.is_some() && queued == last {
+            return;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the server's writes never stalled"
+        );
+        last = queued;
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}
+
+impl Drop for StoppedClient {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+#[test]
+fn a_client_that_stops_reading_cannot_hold_off_the_time_limit() {
+    let fx = Fixture::start(&["--cmd-timeout", "2s"]);
+    let (_client, leader) = StoppedClient::start(&fx, "echo $$ > leader; exec yes");
+    // The time limit (2 s) and the kill after it (2 s later) fire while
+    // the write to the client is stuck; the idle timeout is 300 s.
+    wait_until_dead(leader, "the flooding command");
+}
+
+#[test]
+fn shutdown_is_heard_while_a_client_stops_reading() {
+    let fx = Fixture::start(&["--drain-timeout", "60s"]);
+    let script = "sleep 300 & echo $! > background; echo $$ > leader; exec yes";
+    let (_client, leader) = StoppedClient::start(&fx, script);
+    let background = pid_in(&fx.path("background"));
+    fx.server.sigterm();
+    // Long before the drain deadline: shutdown ended the command at once.
+    wait_until_dead(leader, "the flooding command");
+    wait_until_dead(background, "its background sleep");
+}
+
+/// A client that never reads but keeps sending input keeps the connection
+/// busy; the write it never takes still fails after the idle timeout.
+#[test]
+fn a_client_that_only_sends_cannot_hold_a_stalled_write() {
+    let fx = Fixture::start(&["--cmd-timeout", "1s", "--idle-timeout", "1s"]);
+    // Speaks PROTOCOL.md: authenticates, runs `yes` with stdin, then sends
+    // a byte of input every 100 ms and never reads.
+    let trickler = r#"
+import json, socket, struct, sys, time
+s = socket.socket()
+s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+s.connect(("127.0.0.1", int(sys.argv[1])))
+def frame(kind, body):
+    s.sendall(struct.pack(">IB", len(body) + 1, kind) + body)
+def read_frame():
+    head = b""
+    while len(head) < 5:
+        head += s.recv(5 - len(head))
+    length, kind = struct.unpack(">IB", head)
+    body = b""
+    while len(body) < length - 1:
+        body += s.recv(length - 1 - len(body))
+    return kind
+read_frame()
+frame(0x01, json.dumps({"protocol": 1, "client": "trickler", "token": sys.argv[2]}).encode())
+read_frame()
+frame(0x10, json.dumps({"argv": ["yes"], "stdin": True}).encode())
+print("started", flush=True)
+try:
+    while True:
+        frame(0x20, b"x")
+        time.sleep(0.1)
+except OSError:
+    print("closed", flush=True)
+"#;
+    let port = fx.server.port().to_string();
+    let client = util::spawn_python(trickler, &[&port, TOKEN]);
+    client
+        .stdout
+        .wait_for("the command started", |l| l == "started");
+    // The idle timeout is 11 s here (the time limit plus 10 s).
+    let deadline = Instant::now() + Duration::from_secs(40);
+    loop {
+        let log = fx.server.stderr();
+        if log.contains("exec command finished") {
+            assert!(log.contains("client_gone=true"), "{log}");
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the stalled write never failed:\n{log}"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+#[test]
+fn the_drain_deadline_kills_the_command_and_audits_it() {
+    for containment in CONTAINMENTS {
+        let mut fx = Fixture::start(&["--containment", containment, "--drain-timeout", "300ms"]);
+        // SIGTERM ignored, so only the kill after the 2 s grace would end
+        // it, and the drain deadline comes first.
+        let script = "trap '' TERM; echo $$; exec sleep 300";
+        let (_client, pid) = fx.spawn_printing_pid("stubborn", script);
+        fx.server.sigterm();
+        fx.server.exit_code();
+        wait_until_dead(
+            pid,
+            &format!("the command of an aborted session ({containment})"),
+        );
+        let log = fx.server.stderr();
+        assert!(
+            log.lines().any(|l| l.contains("its session was aborted") && l.contains(&format!("pid={pid}"))),
+            "no audit line for pid {pid}:\n{log}"
+        );
+    }
+}
+
+/// The subreaper's sweep at one command's end spares the orphans of
+/// another command that is still running (they are still in its session),
+/// and kills them when that one ends.
+#[test]
+fn a_sweep_spares_what_a_running_command_still_owns() {
+    let fx = Fixture::start(&["--containment", "subreaper"]);
+    let script = "(sleep 300 & echo $! > owned); echo $$; sleep 300";
+    let (client, leader) = fx.spawn_printing_pid("owner", script);
+    let owned = pid_in(&fx.path("owned"));
+    // Wait until the sleep is an orphan of the server's, what a sweep looks at.
+    let server = fx.server.pid().to_string();
+    let deadline = Instant::now() + WAIT;
+    while !processes_where(|fields| fields.get(1) == Some(&server.as_str())).contains(&owned) {
+        assert!(
+            Instant::now() < deadline,
+            "the sleep never became the server's"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let out = fx.exec(&["true"], b"");
+    assert_eq!(out.status.code(), Some(0), "{}", stderr_of(&out));
+    wait_until_reaped(fx.server.pid());
+    assert!(
+        alive(owned) && alive(leader),
+        "the running command was left whole"
+    );
+    drop(client);
+    wait_until_dead(owned, "the orphan of the command that ended");
+    wait_until_dead(leader, "the command whose client left");
+}
+
+#[test]
+fn hostile_argv_cannot_forge_audit_lines() {
+    let fx = Fixture::start(&["--allow-cmd", "echo"]);
+    let forged = "x\n2026-01-01T00:00:00Z  INFO FORGED exec command finished\u{1b}[2J\u{7}";
+    let refused = fx.exec(&[forged], b"");
+    assert_eq!(refused.status.code(), Some(255));
+    let ran = fx.exec(&["echo", forged], b"");
+    assert_eq!(ran.status.code(), Some(0), "{}", stderr_of(&ran));
+    let stderr = &fx.server.proc.stderr;
+    stderr.wait_for("the refusal", |l| l.contains("exec refused"));
+    stderr.wait_for("the audit line", |l| l.contains("exec command finished"));
+    let log = fx.server.stderr();
+    for line in log.lines().filter(|l| l.contains("FORGED")) {
+        assert!(
+            line.contains("exec refused") || line.contains("peer="),
+            "a forged line: {line:?}\n{log}"
+        );
+    }
+    assert!(!log.contains('\u{1b}') && !log.contains('\u{7}'), "{log:?}");
 }
 
 #[test]
@@ -909,4 +1277,23 @@ fn a_failed_authentication_is_answered_at_once_and_the_next_attempt_waits() {
     }
     // Once the penalty has passed, the right token gets in.
     util::wait_until("the penalty to pass", || attempt(addr, TOKEN).0 == READY);
+}
+
+#[test]
+fn without_a_writable_cgroup_auto_falls_back_and_cgroup_refuses_to_start() {
+    let runtime = shared_dir(0o777);
+    let Some(mut forced) = as_nobody(&["serve", "exec", "--containment", "cgroup"]) else {
+        return;
+    };
+    forced.env("XDG_RUNTIME_DIR", runtime.path());
+    let line = util::assert_one_error_line(&run(forced, b""), 1);
+    assert!(line.contains("no cgroup v2 containment"), "{line}");
+    let Some(mut auto) = as_nobody(&["serve", "exec", "--cwd", "/tmp"]) else {
+        return;
+    };
+    auto.env("XDG_RUNTIME_DIR", runtime.path());
+    let server = Proc::spawn("exec as nobody", auto, false);
+    server
+        .stderr
+        .wait_for("the fallback", |l| l.contains("containment=subreaper"));
 }

@@ -113,14 +113,18 @@ impl StreamHandler for Recorder {
     }
 
     async fn finish(&self, _conn: &mut Connection, outcome: &Result<()>) {
-        let what = match outcome {
-            Ok(()) => "finish ok".to_owned(),
-            Err(e) if e.kind() == ErrorKind::Aborted => "finish aborted".to_owned(),
-            Err(e) if e.is_timeout() => "finish timeout".to_owned(),
-            Err(e) if e.is_peer_gone() => "finish peer gone".to_owned(),
-            Err(e) => format!("finish error {e}"),
-        };
-        let _ = self.events.send(what);
+        let _ = self.events.send(finished(outcome));
+    }
+}
+
+/// How a handler ended, as the event tests wait for.
+fn finished(outcome: &Result<()>) -> String {
+    match outcome {
+        Ok(()) => "finish ok".to_owned(),
+        Err(e) if e.kind() == ErrorKind::Aborted => "finish aborted".to_owned(),
+        Err(e) if e.is_timeout() => "finish timeout".to_owned(),
+        Err(e) if e.is_peer_gone() => "finish peer gone".to_owned(),
+        Err(e) => format!("finish error {e}"),
     }
 }
 
@@ -306,6 +310,78 @@ async fn an_idle_connection_times_out_and_finish_sees_it() {
     assert!(recv(&mut events).await.starts_with("setup"));
     assert_eq!(recv(&mut events).await, "handle");
     assert_eq!(recv(&mut events).await, "finish timeout");
+    server.handle.shutdown();
+    server.stopped().await;
+}
+
+/// Writes a kilobyte and flushes it, over and over, until that fails.
+struct Flooder {
+    events: mpsc::UnboundedSender<String>,
+}
+
+impl StreamHandler for Flooder {
+    async fn handle(&self, conn: &mut Connection) -> Result<()> {
+        let chunk = [b'x'; 1024];
+        loop {
+            conn.write_all(&chunk).await?;
+            conn.flush().await?;
+        }
+    }
+
+    async fn finish(&self, _conn: &mut Connection, outcome: &Result<()>) {
+        let _ = self.events.send(finished(outcome));
+    }
+}
+
+/// A TLS flush writes the records the session has buffered: a peer that
+/// stops reading must stall it no longer than the idle timeout, as it would
+/// a write. (Each write here fits the session's buffer, so only the flush
+/// ever waits for the socket.)
+#[tokio::test]
+async fn a_tls_flush_to_a_peer_that_stops_reading_times_out() {
+    use socketkit::tls::{ClientAuth, Identity, ServerTls};
+    let dir = tempfile::tempdir().unwrap();
+    let identity = Identity::self_signed(dir.path(), &["localhost".to_owned()]).unwrap();
+    let tls = ServerTls::new(identity, &ClientAuth::None, false).unwrap();
+    let config = ServerConfig::default()
+        .idle_timeout(Some(Duration::from_millis(300)))
+        .tls(tls);
+    let (events, mut finishes) = mpsc::unbounded_channel();
+    let server = start(&["tls://127.0.0.1:0"], config, Flooder { events }, false).await;
+    let port = match &server.endpoints[0] {
+        Endpoint::Tls(hp) => hp.port,
+        other => panic!("not TLS: {other}"),
+    };
+    // Python's ssl completes the handshake, then never reads again.
+    let script = "import socket, ssl, sys\n\
+        s = socket.socket()\n\
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)\n\
+        s.connect(('127.0.0.1', int(sys.argv[1])))\n\
+        ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)\n\
+        ctx.check_hostname = False\n\
+        ctx.verify_mode = ssl.CERT_NONE\n\
+        t = ctx.wrap_socket(s)\n\
+        print('ready', flush=True)\n\
+        sys.stdin.read()\n";
+    let mut client = tokio::process::Command::new("python3")
+        .args(["-c", script, &port.to_string()])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .expect("python3");
+    let mut ready = String::new();
+    let mut stdout = tokio::io::BufReader::new(client.stdout.take().unwrap());
+    tokio::time::timeout(
+        PATIENCE,
+        tokio::io::AsyncBufReadExt::read_line(&mut stdout, &mut ready),
+    )
+    .await
+    .expect("handshake in time")
+    .unwrap();
+    assert_eq!(ready, "ready\n");
+    assert_eq!(recv(&mut finishes).await, "finish timeout");
+    drop(client);
     server.handle.shutdown();
     server.stopped().await;
 }

@@ -23,8 +23,8 @@ const CLOSE_LINGER: Duration = Duration::from_secs(2);
 /// An accepted connection: read and write it with tokio's `AsyncReadExt` /
 /// `AsyncWriteExt`, or hand it to a codec.
 ///
-/// Reads and writes fail with `TimedOut` once the connection has been idle
-/// (no byte moved either way) for the server's idle timeout.
+/// Reads, writes and flushes fail with `TimedOut` once the connection has
+/// been idle (no byte moved either way) for the server's idle timeout.
 #[derive(Debug)]
 pub struct Connection {
     io: Metered,
@@ -81,6 +81,11 @@ impl Connection {
     /// The client's user id on a Unix socket (SO_PEERCRED).
     pub fn peer_uid(&self) -> Option<u32> {
         self.io.inner.peer_uid()
+    }
+
+    /// The server's idle timeout for this connection, if any.
+    pub fn idle_timeout(&self) -> Option<Duration> {
+        self.io.idle.as_ref().map(|idle| idle.limit)
     }
 
     /// Bytes read from the peer so far.
@@ -268,11 +273,22 @@ impl AsyncWrite for Metered {
         }
     }
 
+    // A TLS stream's flush writes the records it has buffered: a peer that
+    // stops reading stalls it exactly like a write, so it is bounded by the
+    // same idle deadline (and so is shutdown, which flushes too).
     fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        Pin::new(&mut self.get_mut().inner).poll_flush(cx)
+        let this = self.get_mut();
+        match Pin::new(&mut this.inner).poll_flush(cx) {
+            Poll::Pending => poll_idle(&mut this.idle, cx).map(Err),
+            done => done,
+        }
     }
 
     fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        Pin::new(&mut self.get_mut().inner).poll_shutdown(cx)
+        let this = self.get_mut();
+        match Pin::new(&mut this.inner).poll_shutdown(cx) {
+            Poll::Pending => poll_idle(&mut this.idle, cx).map(Err),
+            done => done,
+        }
     }
 }

@@ -14,6 +14,7 @@
 
 pub mod auth;
 pub mod chat;
+pub mod contain;
 mod daytime;
 mod discard;
 mod echo;

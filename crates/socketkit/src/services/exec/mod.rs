@@ -4,16 +4,17 @@
 //! certificate, or a token inside TLS), and runs commands over the framed
 //! protocol of PROTOCOL.md: what it may run is decided by `policy.rs` (argv
 //! without a shell unless the server allows shells, allow-lists pinning argv
-//! prefixes, interpreters counted as shells), then a cleared environment, a
-//! fixed working directory, its own process
-//! group, a wall-clock limit, output streamed with back-pressure, and the
-//! whole group killed and reaped when the command ends, times out, the client
-//! leaves or the server shuts down.
+//! prefixes, interpreters counted as shells), then a cleared environment, a fixed working directory, a session and
+//! [containment](super::contain) of its own, a wall-clock limit, output
+//! streamed with back-pressure, and everything the command started killed
+//! and reaped when it ends, times out, the client leaves, the server shuts
+//! down or the session is aborted, with an audit line in every case.
 //!
 //! Choosing which transports may carry exec (no plaintext TCP except on
 //! loopback for demos) is the caller's job; this module enforces identity
 //! and policy per connection.
 
+mod audit;
 mod local;
 mod policy;
 mod process;
@@ -32,7 +33,9 @@ pub use self::local::{
 };
 pub use self::policy::{is_interpreter, CommandList, CommandRule, EnvAllowList};
 pub use super::auth::{parse_authorized_clients, AuthPolicy, Identity, StartupLimits, Token};
+pub use super::contain::{Containment, ContainmentMode};
 
+use self::audit::{escape, Audit};
 use self::process::Limits;
 use super::auth::Gate;
 use super::session::{answer_protocol_error, io_error, proof_of, refuse, Opening, Wire};
@@ -98,15 +101,18 @@ pub struct Exec {
     policy: ExecPolicy,
     running: Arc<Semaphore>,
     gate: Gate,
+    containment: Containment,
 }
 
 impl Exec {
-    /// The service under `policy`.
-    pub fn new(policy: ExecPolicy) -> Exec {
+    /// The service under `policy`, its commands contained as `containment`
+    /// says (see [`Containment::new`]).
+    pub fn new(policy: ExecPolicy, containment: Containment) -> Exec {
         Exec {
             running: Arc::new(Semaphore::new(policy.max_commands.max(1))),
             gate: Gate::new(policy.auth.startups),
             policy,
+            containment,
         }
     }
 
@@ -122,7 +128,13 @@ impl Exec {
         let mut command = match process::build(&self.policy, identity, &request) {
             Ok(command) => command,
             Err((kind, message)) => {
-                info!(%peer, identity = %identity.label, command = %request.describe(), %message, "exec refused");
+                info!(
+                    peer = %escape(&peer.to_string()),
+                    identity = %escape(&identity.label),
+                    command = %audit::command(&request),
+                    message = %escape(&message),
+                    "exec refused"
+                );
                 refuse(wire, kind, message).await;
                 return Ok(kind.keeps_connection());
             }
@@ -135,8 +147,8 @@ impl Exec {
             refuse(wire, Refusal::Busy, message).await;
             return Ok(true);
         };
-        let child = match command.spawn() {
-            Ok(child) => child,
+        let mut contained = match self.containment.spawn(&mut command) {
+            Ok(contained) => contained,
             Err(error) => {
                 refuse(
                     wire,
@@ -147,7 +159,10 @@ impl Exec {
                 return Ok(true);
             }
         };
-        let pid = child.id().unwrap_or_default();
+        let pid = contained.pid();
+        // From here on, however the session ends, the command's processes
+        // die with `contained` and `audit` writes its line.
+        let audit = Audit::new(peer, &identity.label, &request, pid);
         wire.send(Frame::control(FrameType::STARTED, &Started { pid }))
             .await?;
         let limits = Limits {
@@ -155,22 +170,9 @@ impl Exec {
             max_output: self.policy.max_output,
             kill_grace: self.policy.kill_grace,
         };
-        let outcome = process::supervise(wire, child, &limits, server).await;
-        info!(
-            target: "socketkit::audit",
-            %peer,
-            identity = %identity.label,
-            command = %request.describe(),
-            pid,
-            exit = ?outcome.exit.code,
-            signal = ?outcome.exit.signal_name,
-            timed_out = outcome.exit.timed_out,
-            truncated = outcome.exit.truncated,
-            secs = outcome.exit.duration_ms as f64 / 1000.0,
-            bytes_out = outcome.bytes_out,
-            client_gone = outcome.client_gone.is_some(),
-            "exec command finished"
-        );
+        let outcome = process::supervise(wire, &mut contained, &limits, server).await;
+        contained.end().await;
+        audit.finished(&outcome);
         if let Some(error) = outcome.client_gone {
             return match frame_error(&error) {
                 Some(_) => Err(error.into()),

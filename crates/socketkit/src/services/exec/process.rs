@@ -1,16 +1,17 @@
 //! Running one command: building it under the server's policy, streaming its
-//! output and input through frames with back-pressure, and making sure its
-//! whole process group is gone afterwards.
+//! output and input through frames with back-pressure, and enforcing its
+//! limits on its whole [containment](crate::services::contain).
 
 use std::io;
 use std::path::{Path, PathBuf};
 use std::process::{ExitStatus, Stdio};
+use std::task::Poll;
 use std::time::Duration;
 
 use bytes::{Bytes, BytesMut};
 use futures_util::{SinkExt, StreamExt};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWriteExt};
-use tokio::process::{Child, ChildStdin, Command};
+use tokio::process::{ChildStdin, Command};
 use tokio::sync::mpsc;
 use tokio::task::JoinSet;
 use tokio::time::Instant;
@@ -20,6 +21,7 @@ use crate::protocol::exec::{Exit, Refusal, Run, SignalRequest};
 use crate::protocol::{Frame, FrameError, FrameType, DATA_CHUNK};
 use crate::server::ServerHandle;
 use crate::services::auth::Identity;
+use crate::services::contain::Contained;
 use crate::services::session::Wire;
 
 /// The environment every command starts from; nothing of the server's own.
@@ -64,7 +66,6 @@ pub(super) fn build(
         .env("PATH", BASE_PATH)
         .env("LANG", BASE_LANG)
         .current_dir(working_dir(&policy.cwd, request.cwd.as_deref()).map_err(denied)?)
-        .process_group(0)
         .stdin(if request.stdin {
             Stdio::piped()
         } else {
@@ -116,18 +117,20 @@ pub(super) struct Limits {
     pub kill_grace: Duration,
 }
 
-/// Runs a spawned command to its end, relaying frames both ways, then
-/// reaps it and anything else left in its process group.
+/// Runs a spawned command to its end, relaying frames both ways. The
+/// socket is written in the same `select!` as the time limit, signals and
+/// shutdown are watched, so a client that stops reading cannot hold them
+/// off; its stalled write fails at the connection's idle timeout.
 pub(super) async fn supervise(
     wire: &mut Wire<'_>,
-    mut child: Child,
+    command: &mut Contained,
     limits: &Limits,
     server: &ServerHandle,
 ) -> Outcome {
     let started = Instant::now();
-    let group = Group::of(&child);
     let (output_tx, mut output) = mpsc::channel(OUTPUT_QUEUE);
     let mut readers = JoinSet::new();
+    let child = command.child();
     if let Some(stdout) = child.stdout.take() {
         readers.spawn(read_pipe(stdout, FrameType::STDOUT, output_tx.clone()));
     }
@@ -138,47 +141,145 @@ pub(super) async fn supervise(
     let mut state = State::new(limits, started);
     let mut status: Option<io::Result<ExitStatus>> = None;
     let mut output_open = true;
-    while status.is_none() || output_open {
+    let mut outbox = Outbox::default();
+    // A client still sending (stdin, signals) keeps the connection's idle
+    // timer fresh, so a write it never takes gets its own deadline.
+    let write_limit = wire.get_ref().idle_timeout();
+    while status.is_none() || output_open || outbox.busy() {
+        let reading = stdin.as_ref().is_none_or(StdinFeeder::idle) && state.client_gone.is_none();
+        let write_deadline = outbox.deadline(write_limit);
         tokio::select! {
-            frame = wire.next(), if stdin.as_ref().is_none_or(StdinFeeder::idle) && state.client_gone.is_none() => {
-                if let Err(error) = handle_client_frame(frame, &mut stdin, &group) {
-                    state.client_gone = Some(error);
-                    group.terminate(&mut state, limits.kill_grace);
+            event = exchange(wire, &mut outbox, reading) => match event {
+                Exchange::Received(frame) => {
+                    if let Err(error) = handle_client_frame(frame, &mut stdin, command) {
+                        state.client_gone = Some(error);
+                        state.terminate(command, limits.kill_grace);
+                    }
                 }
+                Exchange::Sent => {}
+                Exchange::Failed(error) => {
+                    outbox = Outbox::default();
+                    state.client_gone = Some(error);
+                    state.terminate(command, Duration::ZERO);
+                }
+            },
+            () = sleep_until_some(write_deadline) => {
+                outbox = Outbox::default();
+                state.client_gone = Some(io::Error::new(
+                    io::ErrorKind::TimedOut,
+                    "the client took no output for the idle timeout",
+                ));
+                state.terminate(command, Duration::ZERO);
             }
             sent = feed(&mut stdin) => if !sent { stdin = None },
-            chunk = output.recv(), if output_open => match chunk {
-                Some(frame) => state.forward(wire, frame, &group).await,
+            chunk = output.recv(), if output_open && !outbox.busy() => match chunk {
+                Some(frame) => state.forward(&mut outbox, frame, command),
                 None => output_open = false,
             },
-            exited = child.wait(), if status.is_none() => {
-                // The leader is gone; whatever it left in its group goes too.
-                group.signal(libc::SIGKILL);
+            exited = command.wait(), if status.is_none() => {
+                // The leader is gone; whatever it left behind goes too.
+                command.signal_all(libc::SIGKILL);
                 status = Some(exited);
                 state.output_deadline = Some(Instant::now() + limits.kill_grace);
             }
             () = sleep_until_some(state.output_deadline), if output_open => {
-                // Something outside the group (it called setsid) still holds
-                // the pipes: stop waiting for it.
+                // Something outside the containment holds the pipes (it was
+                // passed them): stop waiting for it.
                 output_open = false;
             }
             () = tokio::time::sleep_until(state.deadline), if state.kill_at.is_none() => {
                 state.exit.timed_out = true;
-                group.terminate(&mut state, limits.kill_grace);
+                state.terminate(command, limits.kill_grace);
             }
             () = sleep_until_some(state.kill_at) => {
-                group.signal(libc::SIGKILL);
+                command.signal_all(libc::SIGKILL);
                 state.kill_at = None;
                 state.deadline = far_future();
             }
             () = server.shutdown_requested(), if state.kill_at.is_none() && !state.shutting_down => {
                 state.shutting_down = true;
-                group.terminate(&mut state, limits.kill_grace);
+                state.terminate(command, limits.kill_grace);
             }
         }
     }
     readers.shutdown().await;
     state.finish(status, started)
+}
+
+/// The output frame on its way to the client: waiting for room in the
+/// codec's buffer, then being flushed.
+#[derive(Default)]
+struct Outbox {
+    frame: Option<Frame>,
+    flushing: bool,
+    /// When the frame was queued.
+    since: Option<Instant>,
+}
+
+impl Outbox {
+    fn put(&mut self, frame: Frame) {
+        self.frame = Some(frame);
+        self.since = Some(Instant::now());
+    }
+
+    fn busy(&self) -> bool {
+        self.frame.is_some() || self.flushing
+    }
+
+    /// When a frame still not written has taken too long.
+    fn deadline(&self, limit: Option<Duration>) -> Option<Instant> {
+        self.since.zip(limit).map(|(since, limit)| since + limit)
+    }
+}
+
+/// What happened on the client's socket.
+enum Exchange {
+    /// A frame from the client (or its end).
+    Received(Option<io::Result<Frame>>),
+    /// The outbox is written out.
+    Sent,
+    /// Writing failed (the client is gone, or stalled past the idle timeout).
+    Failed(io::Error),
+}
+
+/// Moves the outbox towards the socket and, when `reading`, waits for a
+/// frame from the client: one future for both directions, since both need
+/// the one `wire`.
+async fn exchange(wire: &mut Wire<'_>, outbox: &mut Outbox, reading: bool) -> Exchange {
+    std::future::poll_fn(|cx| {
+        if outbox.frame.is_some() {
+            match wire.poll_ready_unpin(cx) {
+                Poll::Ready(Ok(())) => {
+                    if let Some(frame) = outbox.frame.take() {
+                        if let Err(error) = wire.start_send_unpin(frame) {
+                            return Poll::Ready(Exchange::Failed(error));
+                        }
+                        outbox.flushing = true;
+                    }
+                }
+                Poll::Ready(Err(error)) => return Poll::Ready(Exchange::Failed(error)),
+                Poll::Pending => {}
+            }
+        }
+        if outbox.frame.is_none() && outbox.flushing {
+            match wire.poll_flush_unpin(cx) {
+                Poll::Ready(Ok(())) => {
+                    outbox.flushing = false;
+                    outbox.since = None;
+                    return Poll::Ready(Exchange::Sent);
+                }
+                Poll::Ready(Err(error)) => return Poll::Ready(Exchange::Failed(error)),
+                Poll::Pending => {}
+            }
+        }
+        if reading {
+            if let Poll::Ready(frame) = wire.poll_next_unpin(cx) {
+                return Poll::Ready(Exchange::Received(frame));
+            }
+        }
+        Poll::Pending
+    })
+    .await
 }
 
 /// What the supervisor tracks while a command runs.
@@ -219,9 +320,10 @@ impl State {
         }
     }
 
-    /// Sends one output frame, cutting it at the output limit. Once the
-    /// client is gone, output is drained and dropped so the command can end.
-    async fn forward(&mut self, wire: &mut Wire<'_>, mut frame: Frame, group: &Group) {
+    /// Queues one output frame for the client, cut at the output limit.
+    /// Once the client is gone, output is drained and dropped so the
+    /// command can end.
+    fn forward(&mut self, outbox: &mut Outbox, mut frame: Frame, command: &Contained) {
         if self.client_gone.is_some() || self.exit.truncated {
             return;
         }
@@ -230,16 +332,25 @@ impl State {
             if frame.body.len() as u64 > left {
                 frame.body.truncate(left as usize);
                 self.exit.truncated = true;
-                group.terminate(self, Duration::ZERO);
+                self.terminate(command, Duration::ZERO);
             }
         }
         self.bytes_out += frame.body.len() as u64;
-        if frame.body.is_empty() {
+        if !frame.body.is_empty() {
+            outbox.put(frame);
+        }
+    }
+
+    /// SIGTERM to all of the command now, SIGKILL after `grace` unless it
+    /// is gone by then (at once when `grace` is zero).
+    fn terminate(&mut self, command: &Contained, grace: Duration) {
+        if grace.is_zero() {
+            command.signal_all(libc::SIGKILL);
             return;
         }
-        if let Err(error) = wire.send(frame).await {
-            self.client_gone = Some(error);
-            group.terminate(self, Duration::ZERO);
+        command.signal_all(libc::SIGTERM);
+        if self.kill_at.is_none() {
+            self.kill_at = Some(Instant::now() + grace);
         }
     }
 
@@ -293,7 +404,7 @@ fn signal_name(signal: i32) -> String {
 fn handle_client_frame(
     frame: Option<io::Result<Frame>>,
     stdin: &mut Option<StdinFeeder>,
-    group: &Group,
+    command: &Contained,
 ) -> io::Result<()> {
     let frame = match frame {
         Some(Ok(frame)) => frame,
@@ -326,7 +437,7 @@ fn handle_client_frame(
                     .into())
                 }
             };
-            group.signal(signal);
+            command.signal_group(signal);
         }
         kind => return Err(FrameError::Unexpected { kind }.into()),
     }
@@ -394,38 +505,6 @@ async fn read_pipe(mut pipe: impl AsyncRead + Unpin, kind: FrameType, frames: mp
                     return;
                 }
             }
-        }
-    }
-}
-
-/// A command's process group (its pid, as `process_group(0)` made it the
-/// leader of a new group).
-struct Group(Option<i32>);
-
-impl Group {
-    fn of(child: &Child) -> Group {
-        Group(child.id().and_then(|pid| i32::try_from(pid).ok()))
-    }
-
-    fn signal(&self, signal: i32) {
-        if let Some(pgid) = self.0 {
-            // SAFETY: killpg only sends a signal; an already-empty group
-            // yields ESRCH, which is fine.
-            unsafe {
-                libc::killpg(pgid, signal);
-            }
-        }
-    }
-
-    /// SIGTERM now, SIGKILL after `grace` unless everything is gone.
-    fn terminate(&self, state: &mut State, grace: Duration) {
-        if grace.is_zero() {
-            self.signal(libc::SIGKILL);
-            return;
-        }
-        self.signal(libc::SIGTERM);
-        if state.kill_at.is_none() {
-            state.kill_at = Some(Instant::now() + grace);
         }
     }
 }
