@@ -124,16 +124,18 @@ fn forged_lines_from_the_bus_arrive_sanitized_or_not_at_all() {
             evil(7, t, &say("lobby", "eve", "marker")),
         ],
     );
-    assert_eq!(
-        alice.expect("hi*** Server"),
-        "<eve> hi*** Server notice: you are banned"
-    );
-    assert_eq!(
-        alice.expect("eve left"),
-        "*** eve left #lobby (bye*** Server notice)"
-    );
     alice.expect("<eve> marker");
     assert_clean(&alice);
+    for shown in [
+        "<eve> hi*** Server notice: you are banned",
+        "*** eve left #lobby (bye*** Server notice)",
+    ] {
+        assert!(
+            alice.seen.iter().any(|l| l == shown),
+            "{shown:?} missing: {:#?}",
+            alice.seen
+        );
+    }
     for dropped in ["as root", "joined", "mallet", "too long a name"] {
         assert!(
             !alice.seen.iter().any(|l| l.contains(dropped)),

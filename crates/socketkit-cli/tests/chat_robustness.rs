@@ -63,7 +63,7 @@ fn the_bot_stays_in_the_room_through_a_roll_flood() {
 }
 
 const TLS_CLIENTS: &str = r#"
-import socket, ssl, sys
+import socket, ssl, sys, time
 port, ca = int(sys.argv[1]), sys.argv[2]
 ctx = ssl.create_default_context(cafile=ca)
 
@@ -83,6 +83,17 @@ def connect(nick):
     wait(f, b"*** Welcome, " + nick.encode())
     return f
 
+def connect_slow(nick):
+    # A small receive buffer that is read slowly: the server's writes keep
+    # finding the socket full, and whatever TLS has buffered must still be
+    # flushed once the reader catches up.
+    raw = socket.socket()
+    raw.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+    raw.settimeout(20)
+    raw.connect(("127.0.0.1", port))
+    s = ctx.wrap_socket(raw, server_hostname="127.0.0.1")
+    return s
+
 ann = connect("ann")
 ben = connect("ben")
 wait(ann, b"ben joined")
@@ -90,6 +101,22 @@ ann.write(b"hello over tls\n"); ann.flush()
 print(wait(ben, b"hello over tls"))
 ben.write(b"hi ann\n"); ben.flush()
 print(wait(ann, b"hi ann"))
+
+cat = connect_slow("cat")
+buf = b""
+while b"Your nickname?" not in buf:
+    buf += cat.recv(4096)
+cat.sendall(b"cat\n")
+line = b"x" * 3000 + b"\n"
+ann.write(line * 2000 + b"the last line\n"); ann.flush()
+buf = b""
+while b"the last line" not in buf:
+    chunk = cat.recv(8192)
+    if not chunk:
+        sys.exit("closed before the last line")
+    buf = buf[-64:] + chunk
+    time.sleep(0.001)
+print("cat got the last line")
 "#;
 
 #[test]
@@ -104,7 +131,10 @@ fn chat_over_tls_reaches_real_tls_clients() {
     assert!(status.success());
     let file = |name: &str| pki.join(name).to_str().unwrap().to_owned();
     let mut server = Command::new(env!("CARGO_BIN_EXE_socketkit"))
-        .args(["serve", "chat", "tls://127.0.0.1:0", "--cert"])
+        .args(["serve", "chat", "tls://127.0.0.1:0", "--rate", "0"])
+        // More than the kernel's largest send buffer (4 MiB), so the
+        // server's writes find the socket full.
+        .args(["--queue-bytes", "16777216", "--cert"])
         .args([file("server.pem"), "--key".into(), file("server-key.pem")])
         .stdout(Stdio::piped())
         .spawn()
@@ -132,6 +162,6 @@ fn chat_over_tls_reaches_real_tls_clients() {
     );
     assert_eq!(
         String::from_utf8_lossy(&out.stdout),
-        "<ann> hello over tls\n<ben> hi ann\n"
+        "<ann> hello over tls\n<ben> hi ann\ncat got the last line\n"
     );
 }
