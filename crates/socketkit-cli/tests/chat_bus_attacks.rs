@@ -117,10 +117,10 @@ fn forged_lines_from_the_bus_arrive_sanitized_or_not_at_all() {
             evil(1, t, &say("lobby", "eve", r"hi\r\n*** Server notice: you are banned\u001b]0;pwned\u0007\u001b[2J")),
             // Fields that break the nickname and room rules: dropped whole.
             evil(2, t, &say("lobby", r"eve\r\n*** root", "as root")),
-            evil(3, t, r#""kind":"joined","room":"lobby","nick":"x\u001b[2Jy""#.into()),
-            evil(4, t, r#""kind":"joined","room":"lobby\r\n","nick":"mallet""#.into()),
+            evil(3, t, r#""kind":"joined","room":"lobby","nick":"x\u001b[2Jy""#),
+            evil(4, t, r#""kind":"joined","room":"lobby\r\n","nick":"mallet""#),
             evil(5, t, &say("lobby", &"n".repeat(33), "too long a name")),
-            evil(6, t, r#""kind":"left","room":"lobby","nick":"eve","reason":"bye\r\n*** Server notice\u001b[2J""#.into()),
+            evil(6, t, r#""kind":"left","room":"lobby","nick":"eve","reason":"bye\r\n*** Server notice\u001b[2J""#),
             evil(7, t, &say("lobby", "eve", "marker")),
         ],
     );
