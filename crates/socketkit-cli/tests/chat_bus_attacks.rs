@@ -9,7 +9,7 @@ use std::io::{BufRead, BufReader, Write};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use chat_support::{signal, ChatServer, Client, Redis, WAIT};
+use chat_support::{pki_init, signal, ChatServer, Client, Redis, WAIT};
 
 const CHANNEL: &str = "socketkit:chat:events";
 const SECRET: &str = "0123456789abcdef-bus-secret";
@@ -83,10 +83,34 @@ fn openssl_sign(key: &str, body: &[u8]) -> Vec<u8> {
     signed
 }
 
-fn secret_file() -> tempfile::NamedTempFile {
-    let mut file = tempfile::NamedTempFile::new().unwrap();
-    writeln!(file, "{SECRET}").unwrap();
-    file
+/// Redis and two servers sharing `SECRET` through `--bus-secret-file`.
+struct Signed {
+    redis: Redis,
+    one: ChatServer,
+    two: ChatServer,
+    _secret: tempfile::NamedTempFile,
+}
+
+impl Signed {
+    fn start() -> Signed {
+        let redis = Redis::start();
+        let mut secret = tempfile::NamedTempFile::new().unwrap();
+        writeln!(secret, "{SECRET}").unwrap();
+        let path = secret.path().to_str().unwrap();
+        let one = node(&redis.url(), &["--bus-secret-file", path]);
+        let two = node(&redis.url(), &["--bus-secret-file", path]);
+        Signed {
+            redis,
+            one,
+            two,
+            _secret: secret,
+        }
+    }
+
+    fn stop(self) {
+        assert!(self.one.stop().success());
+        assert!(self.two.stop().success());
+    }
 }
 
 fn assert_clean(client: &Client) {
@@ -239,14 +263,11 @@ fn poll_who(client: &mut Client, wanted: &str, limit: Duration) {
 
 #[test]
 fn with_a_secret_unsigned_forged_and_stale_messages_are_dropped() {
-    let redis = Redis::start();
-    let secret = secret_file();
-    let secret_path = secret.path().to_str().unwrap();
-    let one = node(&redis.url(), &["--bus-secret-file", secret_path]);
-    let two = node(&redis.url(), &["--bus-secret-file", secret_path]);
+    let signed = Signed::start();
+    let (redis, one, two) = (&signed.redis, &signed.one, &signed.two);
     let mut alice = Client::join(&one.addr, "alice");
     let mut bob = Client::join(&two.addr, "bob");
-    wait_linked(&redis, 2);
+    wait_linked(redis, 2);
     alice.send("signed hello");
     bob.expect("<alice> signed hello");
 
@@ -279,17 +300,13 @@ fn with_a_secret_unsigned_forged_and_stale_messages_are_dropped() {
             bob.seen
         );
     }
-    assert!(one.stop().success());
-    assert!(two.stop().success());
+    signed.stop();
 }
 
 #[test]
 fn a_replayed_signed_message_is_dropped() {
-    let redis = Redis::start();
-    let secret = secret_file();
-    let secret_path = secret.path().to_str().unwrap();
-    let one = node(&redis.url(), &["--bus-secret-file", secret_path]);
-    let two = node(&redis.url(), &["--bus-secret-file", secret_path]);
+    let signed = Signed::start();
+    let (redis, one, two) = (&signed.redis, &signed.one, &signed.two);
     let mut alice = Client::join(&one.addr, "alice");
     let mut bob = Client::join(&two.addr, "bob");
     // An eavesdropper on the channel records alice's line.
@@ -307,7 +324,7 @@ fn a_replayed_signed_message_is_dropped() {
         .spawn()
         .expect("run redis-cli");
     let mut heard = BufReader::new(spy.stdout.take().unwrap());
-    wait_linked(&redis, 3);
+    wait_linked(redis, 3);
     alice.send("the secret plan");
     bob.expect("<alice> the secret plan");
     let recorded = loop {
@@ -333,6 +350,18 @@ fn a_replayed_signed_message_is_dropped() {
         .filter(|l| l.contains("the secret plan"))
         .count();
     assert_eq!(times, 1, "the replay was shown: {:#?}", bob.seen);
+    signed.stop();
+}
+
+/// Two servers linked through `url` pass a line from one to the other.
+fn two_nodes_talk(redis: &Redis, url: &str, extra: &[&str], text: &str) {
+    let one = node(url, extra);
+    let two = node(url, extra);
+    let mut alice = Client::join(&one.addr, "alice");
+    let mut bob = Client::join(&two.addr, "bob");
+    wait_linked(redis, 2);
+    alice.send(text);
+    bob.expect(&format!("<alice> {text}"));
     assert!(one.stop().success());
     assert!(two.stop().success());
 }
@@ -341,44 +370,20 @@ fn a_replayed_signed_message_is_dropped() {
 fn the_bus_url_carries_a_redis_password() {
     let redis = Redis::start_with_password("hunter2-pw");
     let url = format!("redis://:hunter2-pw@127.0.0.1:{}", redis.port);
-    let one = node(&url, &[]);
-    let two = node(&url, &[]);
-    let mut alice = Client::join(&one.addr, "alice");
-    let mut bob = Client::join(&two.addr, "bob");
-    wait_linked(&redis, 2);
-    alice.send("through AUTH");
-    bob.expect("<alice> through AUTH");
-    assert!(one.stop().success());
-    assert!(two.stop().success());
+    two_nodes_talk(&redis, &url, &[], "through AUTH");
 }
 
 #[test]
 fn rediss_links_through_tls_verified_against_the_bus_ca() {
     let dir = tempfile::tempdir().unwrap();
-    let pki = dir.path().join("pki");
-    let status = Command::new(env!("CARGO_BIN_EXE_socketkit"))
-        .args(["pki", "init", pki.to_str().unwrap()])
-        .stdout(Stdio::null())
-        .status()
-        .unwrap();
-    assert!(status.success());
-    let file = |name: &str| pki.join(name).to_str().unwrap().to_owned();
+    let file = pki_init(dir.path());
     let redis = Redis::start_tls(
         &file("server.pem"),
         &file("server-key.pem"),
         &file("ca.pem"),
     );
     let url = format!("rediss://127.0.0.1:{}", redis.port);
-    let ca = file("ca.pem");
-    let one = node(&url, &["--bus-ca", &ca]);
-    let two = node(&url, &["--bus-ca", &ca]);
-    let mut alice = Client::join(&one.addr, "alice");
-    let mut bob = Client::join(&two.addr, "bob");
-    wait_linked(&redis, 2);
-    alice.send("over rediss");
-    bob.expect("<alice> over rediss");
-    assert!(one.stop().success());
-    assert!(two.stop().success());
+    two_nodes_talk(&redis, &url, &["--bus-ca", &file("ca.pem")], "over rediss");
 }
 
 #[test]

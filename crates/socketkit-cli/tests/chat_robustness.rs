@@ -9,7 +9,7 @@ use std::io::{BufRead, BufReader};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use chat_support::{signal, wait_exit, ChatServer, Client, WAIT};
+use chat_support::{pki_init, signal, wait_exit, ChatServer, Client, WAIT};
 
 #[test]
 fn the_bot_stays_in_the_room_through_a_roll_flood() {
@@ -122,14 +122,7 @@ print("cat got the last line")
 #[test]
 fn chat_over_tls_reaches_real_tls_clients() {
     let dir = tempfile::tempdir().unwrap();
-    let pki = dir.path().join("pki");
-    let status = Command::new(env!("CARGO_BIN_EXE_socketkit"))
-        .args(["pki", "init", pki.to_str().unwrap()])
-        .stdout(Stdio::null())
-        .status()
-        .unwrap();
-    assert!(status.success());
-    let file = |name: &str| pki.join(name).to_str().unwrap().to_owned();
+    let file = pki_init(dir.path());
     let mut server = Command::new(env!("CARGO_BIN_EXE_socketkit"))
         .args(["serve", "chat", "tls://127.0.0.1:0", "--rate", "0"])
         // More than the kernel's largest send buffer (4 MiB), so the

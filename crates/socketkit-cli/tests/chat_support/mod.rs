@@ -217,6 +217,19 @@ pub struct Redis {
     cli: Vec<String>,
 }
 
+/// `socketkit pki init DIR/pki`: a CA (`ca.pem`) and a server certificate
+/// (`server.pem`, `server-key.pem`) for 127.0.0.1; returns a path maker.
+pub fn pki_init(dir: &std::path::Path) -> impl Fn(&str) -> String {
+    let pki = dir.join("pki");
+    let status = Command::new(env!("CARGO_BIN_EXE_socketkit"))
+        .args(["pki", "init", pki.to_str().unwrap()])
+        .stdout(Stdio::null())
+        .status()
+        .unwrap();
+    assert!(status.success());
+    move |name: &str| pki.join(name).to_str().unwrap().to_owned()
+}
+
 /// A free loopback port.
 pub fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0")

@@ -205,7 +205,7 @@ impl Hub {
         seat.room = key.to_owned();
         let (nick, member) = (seat.nick.clone(), seat.member.clone());
         let clock = bump(&mut state.clock);
-        let Some(room) = room_entry(state, &self.config, key, name) else {
+        let Some(room) = room_entry(state, &self.config, key, name, false) else {
             return;
         };
         room.last_used = clock;
@@ -626,7 +626,7 @@ impl Hub {
         let clock = bump(&mut state.clock);
         let room = match (state.rooms.contains_key(&key), keep) {
             (true, _) => state.rooms.get_mut(&key),
-            (false, true) => bus_room(state, &self.config, &key, name),
+            (false, true) => room_entry(state, &self.config, &key, name, true),
             (false, false) => None,
         };
         let Some(room) = room else {
@@ -676,41 +676,32 @@ fn bump(clock: &mut u64) -> u64 {
     *clock
 }
 
-/// The room under `key`, created if there is space for it.
+/// The room under `key`, created if there is space for it. A room a linked
+/// server's message asks for (`from_bus`) takes only free space, at most a
+/// quarter of `max_rooms` of them, and never pushes a room out.
 fn room_entry<'a>(
     state: &'a mut State,
     config: &ChatConfig,
     key: &str,
     name: &str,
+    from_bus: bool,
 ) -> Option<&'a mut Room> {
-    if !state.rooms.contains_key(key) && !make_room_space(state, config) {
-        return None;
+    if !state.rooms.contains_key(key) {
+        let admitted = if from_bus {
+            let bus_rooms = state.rooms.values().filter(|r| r.from_bus).count();
+            state.rooms.len() < config.max_rooms && bus_rooms < (config.max_rooms / 4).max(1)
+        } else {
+            make_room_space(state, config)
+        };
+        if !admitted {
+            return None;
+        }
     }
     Some(
         state
             .rooms
             .entry(key.to_owned())
-            .or_insert_with(|| Room::new(name, config, false)),
-    )
-}
-
-/// A room a linked server's message asks for: only in free space, and at
-/// most a quarter of `max_rooms` of them, never pushing a room out.
-fn bus_room<'a>(
-    state: &'a mut State,
-    config: &ChatConfig,
-    key: &str,
-    name: &str,
-) -> Option<&'a mut Room> {
-    let from_bus = state.rooms.values().filter(|r| r.from_bus).count();
-    if state.rooms.len() >= config.max_rooms || from_bus >= (config.max_rooms / 4).max(1) {
-        return None;
-    }
-    Some(
-        state
-            .rooms
-            .entry(key.to_owned())
-            .or_insert_with(|| Room::new(name, config, true)),
+            .or_insert_with(|| Room::new(name, config, from_bus)),
     )
 }
 
