@@ -384,6 +384,30 @@ fn rediss_links_through_tls_verified_against_the_bus_ca() {
     );
     let url = format!("rediss://127.0.0.1:{}", redis.port);
     two_nodes_talk(&redis, &url, &["--bus-ca", &file("ca.pem")], "over rediss");
+
+    // Without --bus-ca the system roots do not know this CA: no link.
+    let mut server = Command::new(env!("CARGO_BIN_EXE_socketkit"))
+        .args(["serve", "chat", "127.0.0.1:0", "--bus", &url])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("start socketkit");
+    let _stdout = server.stdout.take();
+    let log = BufReader::new(server.stderr.take().unwrap());
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for line in log.lines().map_while(Result::ok) {
+            if line.contains("cannot reach the chat bus") {
+                let _ = tx.send(line);
+            }
+        }
+    });
+    let refused = rx
+        .recv_timeout(WAIT)
+        .expect("the server never said it cannot reach the bus");
+    signal(server.id(), "TERM");
+    chat_support::wait_exit(&mut server);
+    assert!(refused.contains("UnknownIssuer"), "{refused}");
 }
 
 #[test]
