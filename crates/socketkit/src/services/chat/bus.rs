@@ -174,7 +174,7 @@ impl fmt::Display for Rejected {
 impl std::error::Error for Rejected {}
 
 /// Parses and checks one bus payload (a channel message or a presence
-/// value), without any key: the size cap ([`MAX_PRESENCE_BYTES`]) before
+/// value), without any key: the size cap (1 MiB) before
 /// parsing, then the signature framing, then every field by the rules local
 /// input follows (the text sanitizer, nickname and room rules). Pure, for
 /// fuzzing; signatures are checked later against the secret.
