@@ -215,6 +215,67 @@ fn remote_rooms_cannot_push_local_rooms_out() {
     assert!(server.stop().success());
 }
 
+/// Waits until every server rewrote its presence twice (so each has also
+/// read everyone's presence at least once since now).
+fn wait_two_heartbeats(redis: &Redis, ours: &[String]) {
+    for _ in 0..2 {
+        for key in ours {
+            let pttl = || redis.cli(&["PTTL", key]).trim().parse::<i64>().unwrap();
+            let before = pttl();
+            let deadline = Instant::now() + WAIT;
+            while pttl() <= before {
+                assert!(Instant::now() < deadline, "{key} was never rewritten");
+                std::thread::sleep(Duration::from_millis(50));
+            }
+        }
+    }
+}
+
+#[test]
+fn forged_presence_keys_neither_break_the_link_nor_reserve_nicknames() {
+    let redis = Redis::start();
+    let one = node(&redis.url(), &[]);
+    let two = node(&redis.url(), &[]);
+    let mut alice = Client::join(&one.addr, "alice");
+    let _bob = Client::join(&two.addr, "bob");
+    wait_linked(&redis, 2);
+    poll_who(&mut alice, "*** In #lobby (2): alice, bob", WAIT);
+    let ours: Vec<String> = redis
+        .cli(&["--scan", "--pattern", "socketkit:chat:presence:*"])
+        .lines()
+        .map(str::to_owned)
+        .collect();
+    assert_eq!(ours.len(), 2, "{ours:?}");
+
+    // Keys that claim members: the old format (a hash), a bad nickname, and
+    // a snapshot of another node than its key names.
+    let prefix = "socketkit:chat:presence:";
+    redis.cli(&["HSET", &format!("{prefix}evil2"), "mallory", "lobby"]);
+    let bad_nick = r#"{"node":"evil3","seq":1,"time":0,"kind":"presence","members":[{"nick":"x\u001b[2J","room":"lobby"}]}"#;
+    redis.cli(&["SET", &format!("{prefix}evil3"), bad_nick]);
+    let other_node = r#"{"node":"someone","seq":1,"time":0,"kind":"presence","members":[{"nick":"trudy","room":"lobby"}]}"#;
+    redis.cli(&["SET", &format!("{prefix}evil4"), other_node]);
+    wait_two_heartbeats(&redis, &ours);
+    alice.send("/who");
+    assert_eq!(alice.expect("*** In #"), "*** In #lobby (2): alice, bob");
+
+    // A key that is not presence at all is dropped, not a broken link.
+    redis.cli(&["SET", &format!("{prefix}evil1"), "garbage"]);
+    wait_two_heartbeats(&redis, &ours);
+    alice.send("/who");
+    assert_eq!(alice.expect("*** In #"), "*** In #lobby (2): alice, bob");
+    assert!(
+        !alice
+            .seen
+            .iter()
+            .any(|l| l.contains("link to the other chat servers is down")),
+        "a forged key broke the link: {:#?}",
+        alice.seen
+    );
+    assert!(one.stop().success());
+    assert!(two.stop().success());
+}
+
 #[test]
 fn a_fake_join_lasts_no_longer_than_the_next_presence_read() {
     let redis = Redis::start();

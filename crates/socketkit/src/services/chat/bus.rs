@@ -845,12 +845,9 @@ impl Link<'_> {
             .await;
             let value = match read {
                 Ok(value) => value,
-                // A key of another type is someone else's doing, not a
-                // broken link.
-                Err(e)
-                    if e.kind() == redis::ErrorKind::TypeError
-                        || e.kind() == redis::ErrorKind::ResponseError =>
-                {
+                // An error reply (a key of another type: WRONGTYPE) is
+                // someone else's doing, not a broken link.
+                Err(e) if !(e.is_io_error() || e.is_timeout() || e.is_connection_dropped()) => {
                     self.gate.reject(Rejected::Malformed, "presence");
                     continue;
                 }
