@@ -173,3 +173,46 @@ impl<W: AsyncWrite + Unpin> Terminal<W> {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::tls::{ClientAuth, ClientTls, Identity, ServerTls, Verification};
+    use rustls::pki_types::ServerName;
+    use tokio::io::AsyncReadExt;
+
+    /// Over TLS through a pipe that is always nearly full, a batch's last
+    /// records stay inside TLS unless the terminal writer flushes: the
+    /// reader would wait for them forever.
+    #[tokio::test]
+    async fn a_batch_over_tls_arrives_whole_through_a_narrow_pipe() {
+        let dir = tempfile::tempdir().unwrap();
+        let identity = Identity::self_signed(dir.path(), &["localhost".into()]).unwrap();
+        let server = ServerTls::new(identity, &ClientAuth::None, false).unwrap();
+        let client = ClientTls::new(&Verification::Pin(server.fingerprint()), None).unwrap();
+        let (near, far) = tokio::io::duplex(256);
+        let acceptor = tokio_rustls::TlsAcceptor::from(server.config.clone());
+        let connector = tokio_rustls::TlsConnector::from(client.config.clone());
+        let name = ServerName::try_from("localhost").unwrap();
+        let (accepted, connected) =
+            tokio::join!(acceptor.accept(near), connector.connect(name, far));
+        let (mut stream, mut peer) = (accepted.unwrap(), connected.unwrap());
+        let batch: Vec<u8> = (0..200_000u32).map(|i| (i % 251) as u8).collect();
+        let reader = tokio::spawn(async move {
+            let mut got = vec![0; 200_000];
+            peer.read_exact(&mut got).await.map(|_| got)
+        });
+        let mut terminal = Terminal {
+            write: &mut stream,
+            deadline: Duration::from_secs(10),
+        };
+        terminal.send(&batch).await.unwrap();
+        let got = tokio::time::timeout(Duration::from_secs(10), reader)
+            .await
+            .expect("the batch's last bytes never left TLS")
+            .unwrap()
+            .unwrap();
+        assert!(got == batch);
+        drop(stream);
+    }
+}
