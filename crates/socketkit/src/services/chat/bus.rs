@@ -283,7 +283,8 @@ impl Envelope {
 /// The shared secret that signs every bus message (`--bus-secret-file`).
 #[derive(Clone)]
 pub struct BusSecret {
-    key: Arc<[u8]>,
+    /// HMAC keyed once; each use starts from a clone.
+    keyed: HmacSha256,
 }
 
 impl BusSecret {
@@ -299,12 +300,13 @@ impl BusSecret {
                 ),
             ));
         }
-        Ok(BusSecret { key: secret.into() })
+        let keyed = <HmacSha256 as Mac>::new_from_slice(secret)
+            .map_err(|e| Error::new(ErrorKind::Auth, format!("unusable bus secret: {e}")))?;
+        Ok(BusSecret { keyed })
     }
 
     fn mac(&self) -> HmacSha256 {
-        // HMAC takes a key of any length; this cannot fail.
-        <HmacSha256 as Mac>::new_from_slice(&self.key).unwrap_or_else(|_| unreachable!())
+        self.keyed.clone()
     }
 
     /// `hmac-sha256:MAC:BODY`.
