@@ -1,12 +1,13 @@
 //! `socketkit serve chat`: the chat's own flags, and starting its
 //! companions (web page, Redis link, bot) beside the server.
 
+use std::path::PathBuf;
 use std::time::Duration;
 
 use anyhow::{bail, Context};
 use clap::Args;
 use socketkit::server::{Handlers, ServerHandle};
-use socketkit::services::chat::{Bot, Chat, ChatConfig, RateLimit, WebConfig};
+use socketkit::services::chat::{Bot, Bus, BusSecret, Chat, ChatConfig, RateLimit, WebConfig};
 use socketkit::Endpoint;
 
 use crate::args::{parse_duration, parse_endpoint, ServeArgs, Service};
@@ -48,9 +49,17 @@ pub struct ChatArgs {
     /// https://chat.example.com), besides the page's own; repeatable.
     #[arg(long = "web-origin", value_name = "ORIGIN", requires = "web")]
     pub web_origins: Vec<String>,
-    /// Link with other chat servers through Redis (redis://HOST:PORT).
+    /// Link with other chat servers through Redis: redis://[USER:PASS@]HOST:PORT,
+    /// or rediss://... for TLS.
     #[arg(long, value_name = "URL")]
     pub bus: Option<String>,
+    /// Sign every bus message with the secret in FILE (HMAC-SHA256) and drop
+    /// unsigned, forged, stale or replayed ones. Every linked server needs the same secret.
+    #[arg(long, value_name = "FILE", requires = "bus")]
+    pub bus_secret_file: Option<PathBuf>,
+    /// For a rediss:// bus: trust only the CAs in FILE (PEM) instead of the system roots.
+    #[arg(long, value_name = "FILE", requires = "bus")]
+    pub bus_ca: Option<PathBuf>,
 }
 
 /// The chat flags mean nothing to other services; say so instead of
@@ -93,6 +102,18 @@ fn web_config(args: &ServeArgs, endpoint: &Endpoint) -> anyhow::Result<WebConfig
     Ok(config)
 }
 
+/// The bus from its flags: URL, CA and secret.
+fn bus(url: &str, args: &ChatArgs) -> anyhow::Result<Bus> {
+    let mut bus = Bus::new(url)?;
+    if let Some(ca) = &args.bus_ca {
+        bus = bus.ca_file(ca)?;
+    }
+    if let Some(secret) = crate::token::read(args.bus_secret_file.as_deref())? {
+        bus = bus.secret(BusSecret::new(secret.as_bytes())?);
+    }
+    Ok(bus)
+}
+
 pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
     let chat = Chat::new(config(&args.chat));
     let handle = ServerHandle::default();
@@ -108,7 +129,8 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
         None => None,
     };
     if let Some(url) = &args.chat.bus {
-        chat.link(url, handle.clone())
+        let bus = bus(url, &args.chat).context("cannot link the chat to its bus")?;
+        chat.link(bus, handle.clone())
             .context("cannot link the chat to its bus")?;
     }
     if args.chat.bot {

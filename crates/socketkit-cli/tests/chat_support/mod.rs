@@ -213,41 +213,104 @@ pub struct Redis {
     child: Child,
     /// The port it listens on (kept across restarts).
     pub port: u16,
+    /// What `redis-cli` needs besides the port (password, TLS).
+    cli: Vec<String>,
+}
+
+/// `socketkit pki init DIR/pki`: a CA (`ca.pem`) and a server certificate
+/// (`server.pem`, `server-key.pem`) for 127.0.0.1; returns a path maker.
+pub fn pki_init(dir: &std::path::Path) -> impl Fn(&str) -> String {
+    let pki = dir.join("pki");
+    let status = Command::new(env!("CARGO_BIN_EXE_socketkit"))
+        .args(["pki", "init", pki.to_str().unwrap()])
+        .stdout(Stdio::null())
+        .status()
+        .unwrap();
+    assert!(status.success());
+    move |name: &str| pki.join(name).to_str().unwrap().to_owned()
+}
+
+/// A free loopback port.
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
 }
 
 impl Redis {
     pub fn start() -> Redis {
-        let port = std::net::TcpListener::bind("127.0.0.1:0")
-            .unwrap()
-            .local_addr()
-            .unwrap()
-            .port();
-        Redis::start_on(port)
+        Redis::start_on(free_port())
     }
 
     fn start_on(port: u16) -> Redis {
+        Redis::spawn(&["--port", &port.to_string()], port, Vec::new(), true)
+    }
+
+    /// With `--requirepass PASSWORD`.
+    pub fn start_with_password(password: &str) -> Redis {
+        let port = free_port();
+        let args = ["--port", &port.to_string(), "--requirepass", password];
+        Redis::spawn(
+            &args,
+            port,
+            vec!["-a".into(), password.into(), "--no-auth-warning".into()],
+            true,
+        )
+    }
+
+    /// TLS only, with the certificate and key given (from `socketkit pki
+    /// init`); clients are not asked for certificates.
+    pub fn start_tls(cert: &str, key: &str, ca: &str) -> Redis {
+        let port = free_port();
+        let args = [
+            "--port",
+            "0",
+            "--tls-port",
+            &port.to_string(),
+            "--tls-cert-file",
+            cert,
+            "--tls-key-file",
+            key,
+            "--tls-ca-cert-file",
+            ca,
+            "--tls-auth-clients",
+            "no",
+        ];
+        let cli = vec!["--tls".into(), "--cacert".into(), ca.into()];
+        Redis::spawn(&args, port, cli, false)
+    }
+
+    fn spawn(args: &[&str], port: u16, cli: Vec<String>, plain: bool) -> Redis {
         let child = Command::new("redis-server")
-            .args(["--port", &port.to_string(), "--bind", "127.0.0.1"])
+            .args(args)
+            .args(["--bind", "127.0.0.1"])
             .args(["--save", "", "--appendonly", "no"])
             .stdout(Stdio::null())
             .spawn()
             .expect("run redis-server (.ci/run installs it)");
-        let redis = Redis { child, port };
-        redis.wait_ready();
+        let redis = Redis { child, port, cli };
+        redis.wait_ready(plain);
         redis
     }
 
-    fn wait_ready(&self) {
+    /// Until it answers a PING (any answer: it may want a password), or for
+    /// TLS until it accepts connections.
+    fn wait_ready(&self, plain: bool) {
         let deadline = Instant::now() + WAIT;
         loop {
             if let Ok(mut stream) = TcpStream::connect(("127.0.0.1", self.port)) {
+                if !plain {
+                    return;
+                }
                 stream
                     .set_read_timeout(Some(Duration::from_secs(2)))
                     .unwrap();
                 let mut reply = String::new();
                 if stream.write_all(b"PING\r\n").is_ok()
                     && BufReader::new(stream).read_line(&mut reply).is_ok()
-                    && reply.starts_with("+PONG")
+                    && !reply.is_empty()
                 {
                     return;
                 }
@@ -260,6 +323,47 @@ impl Redis {
     /// `redis://127.0.0.1:PORT`.
     pub fn url(&self) -> String {
         format!("redis://127.0.0.1:{}", self.port)
+    }
+
+    /// `redis-cli -p PORT ARGS...`: its standard output (panics if it fails).
+    pub fn cli(&self, args: &[&str]) -> String {
+        let out = Command::new("redis-cli")
+            .args(["-h", "127.0.0.1", "-p", &self.port.to_string()])
+            .args(&self.cli)
+            .args(args)
+            .output()
+            .expect("run redis-cli");
+        assert!(out.status.success(), "redis-cli {args:?}: {out:?}");
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    }
+
+    /// `PUBLISH CHANNEL PAYLOAD` for each payload, through `redis-cli
+    /// --pipe` (raw protocol, so payloads may hold any byte).
+    pub fn publish_all(&self, channel: &str, payloads: &[Vec<u8>]) {
+        let mut resp = Vec::new();
+        for payload in payloads {
+            resp.extend_from_slice(b"*3\r\n$7\r\nPUBLISH\r\n");
+            for arg in [channel.as_bytes(), payload] {
+                resp.extend_from_slice(format!("${}\r\n", arg.len()).as_bytes());
+                resp.extend_from_slice(arg);
+                resp.extend_from_slice(b"\r\n");
+            }
+        }
+        let mut child = Command::new("redis-cli")
+            .args(["-h", "127.0.0.1", "-p", &self.port.to_string()])
+            .args(&self.cli)
+            .arg("--pipe")
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .spawn()
+            .expect("run redis-cli");
+        child.stdin.take().unwrap().write_all(&resp).unwrap();
+        let out = child.wait_with_output().unwrap();
+        let report = String::from_utf8_lossy(&out.stdout);
+        assert!(
+            out.status.success() && report.contains("errors: 0"),
+            "redis-cli --pipe: {report}"
+        );
     }
 
     /// Kills Redis (no goodbye to its clients) and waits for it to go.

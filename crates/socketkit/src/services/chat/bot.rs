@@ -3,10 +3,17 @@
 //! in the chat.
 //!
 //! It sits in `#lobby`, greets newcomers and answers `!help`, `!time`,
-//! `!who` and `!roll NdM`.
+//! `!who` and `!roll NdM`. Like any member it must keep reading or be
+//! dropped as too slow, and like any member it is rate limited: so it never
+//! waits on its own rate limit while events pile up. Replies wait in a short
+//! queue and are sent as the limit allows; what does not fit is dropped
+//! (a flood of `!roll` goes partly unanswered, the bot stays).
 
+use std::collections::VecDeque;
 use std::hash::{BuildHasher, Hasher};
 use std::time::SystemTime;
+
+use tokio::time::Instant;
 
 use super::{Chat, EventKind, Flow, Participant};
 use crate::server::ServerHandle;
@@ -17,6 +24,10 @@ use crate::server::ServerHandle;
 pub struct Bot {
     nick: String,
 }
+
+/// Replies waiting for the rate limit: two seconds' worth at the default
+/// rate. Commands past it are not answered.
+const PENDING_REPLIES: usize = 20;
 
 const HELP: &str = "I answer !help, !time, !who and !roll NdM (dice, e.g. !roll 2d6)";
 
@@ -32,23 +43,32 @@ impl Bot {
         let (mut me, mut inbox) = chat.join(Some(&self.nick), false);
         let mut dice = Dice::seeded();
         let mut asked_who = false;
+        let mut replies = VecDeque::new();
+        let mut resume_at = None;
+        let mut unanswered: u64 = 0;
         loop {
             let events = tokio::select! {
+                biased;
                 () = shutdown.shutdown_requested() => return me.shutdown(),
+                // Before reading: a flood keeps the inbox ready, and the
+                // replies must still go out as the limit allows.
+                () = wait_until(resume_at), if !replies.is_empty() => {
+                    resume_at = say(&mut me, &mut replies);
+                    continue;
+                }
                 events = inbox.recv() => match events {
                     Ok(events) => events,
                     Err(_too_slow) => return me.too_slow(),
                 },
             };
-            let mut replies = Vec::new();
             for event in events {
                 match event.kind() {
                     EventKind::Joined { nick, .. } => {
-                        replies.push(format!("Welcome, {nick}! {HELP}."));
+                        replies.push_back(format!("Welcome, {nick}! {HELP}."));
                     }
                     EventKind::Members { nicks, room } if asked_who => {
                         asked_who = false;
-                        replies.push(format!("In #{room}: {}", nicks.join(", ")));
+                        replies.push_back(format!("In #{room}: {}", nicks.join(", ")));
                     }
                     EventKind::Message {
                         nick,
@@ -56,26 +76,41 @@ impl Bot {
                         action: false,
                         ..
                     } => match answer(nick, text, &mut dice) {
-                        Some(Answer::Say(reply)) => replies.push(reply),
+                        Some(Answer::Say(reply)) => replies.push_back(reply),
                         Some(Answer::Who) => {
                             asked_who = true;
-                            replies.push("/who".into());
+                            replies.push_back("/who".into());
                         }
                         None => {}
                     },
                     _ => {}
                 }
             }
-            for reply in replies {
-                say(&mut me, &reply).await;
+            if replies.len() > PENDING_REPLIES {
+                let dropped = replies.len() - PENDING_REPLIES;
+                replies.truncate(PENDING_REPLIES);
+                unanswered = unanswered.saturating_add(dropped as u64);
+                tracing::debug!(
+                    unanswered,
+                    "bot: too many commands at once; some go unanswered"
+                );
             }
         }
     }
 }
 
-/// Sends one line, honouring the rate limit like any member must.
-async fn say(me: &mut Participant, line: &str) {
-    if let Flow::PauseUntil(at) = me.submit(line.as_bytes()) {
+/// Sends queued replies until the rate limit says wait; returns until when.
+fn say(me: &mut Participant, replies: &mut VecDeque<String>) -> Option<Instant> {
+    while let Some(line) = replies.pop_front() {
+        if let Flow::PauseUntil(at) = me.submit(line.as_bytes()) {
+            return Some(at);
+        }
+    }
+    None
+}
+
+async fn wait_until(at: Option<Instant>) {
+    if let Some(at) = at {
         tokio::time::sleep_until(at).await;
     }
 }

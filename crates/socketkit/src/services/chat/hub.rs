@@ -28,6 +28,10 @@ pub(crate) const DEFAULT_ROOM: &str = "lobby";
 /// The author of room events that every member gets, its own included.
 const NOBODY: u64 = 0;
 
+/// Most members known on linked servers, all nodes together: what the bus
+/// can make this server remember (each node is also capped by the bus).
+pub(crate) const MAX_REMOTE_MEMBERS: usize = 64 * 1024;
+
 /// One connected member as the hub sees it: an id and what it is still
 /// to be told.
 #[derive(Debug)]
@@ -76,7 +80,7 @@ struct Seat {
 }
 
 /// A member of a linked server.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub(crate) struct Presence {
     pub(crate) nick: String,
     pub(crate) room: String,
@@ -90,6 +94,10 @@ struct Room {
     log: Arc<RoomLog>,
     history: VecDeque<Arc<Event>>,
     last_used: u64,
+    /// Made for a linked server's message and never entered here: such
+    /// rooms take only free space (at most a quarter of `max_rooms`) and
+    /// are forgotten first, so the bus cannot push local rooms out.
+    from_bus: bool,
 }
 
 impl Hub {
@@ -197,10 +205,11 @@ impl Hub {
         seat.room = key.to_owned();
         let (nick, member) = (seat.nick.clone(), seat.member.clone());
         let clock = bump(&mut state.clock);
-        let Some(room) = room_entry(state, &self.config, key, name) else {
+        let Some(room) = room_entry(state, &self.config, key, name, false) else {
             return;
         };
         room.last_used = clock;
+        room.from_bus = false;
         let joined = Event::new(EventKind::Joined {
             room: room.name.clone(),
             nick: nick.clone(),
@@ -480,20 +489,64 @@ impl Hub {
             .collect()
     }
 
-    /// Replaces what is known of linked servers' members.
+    /// Replaces what is known of linked servers' members (their presence
+    /// snapshots, checked by the bus), keeping at most
+    /// [`MAX_REMOTE_MEMBERS`]. This is the truth that `joined`/`left`
+    /// events only anticipate: an event's claim lasts until the next
+    /// snapshot at most.
     pub(crate) fn set_remote_presence(&self, nodes: HashMap<String, Vec<Presence>>) {
-        let mut state = self.lock();
-        state.remote = nodes
+        let mut budget = MAX_REMOTE_MEMBERS;
+        let remote = nodes
             .into_iter()
             .map(|(node, members)| {
-                let members = members.into_iter().map(|p| (fold(&p.nick), p)).collect();
+                let take = members.len().min(budget);
+                budget -= take;
+                let members = members
+                    .into_iter()
+                    .take(take)
+                    .map(|p| (fold(&p.nick), p))
+                    .collect();
                 (node, members)
             })
             .collect();
+        self.lock().remote = remote;
     }
 
-    /// Applies an event from another server to local members.
+    /// Records a linked server's member, if the bounds allow: at most
+    /// [`MAX_NODE_MEMBERS`](super::bus::MAX_NODE_MEMBERS) per node,
+    /// [`MAX_NODES`](super::bus::MAX_NODES) nodes and
+    /// [`MAX_REMOTE_MEMBERS`] in all.
+    fn remember_remote(state: &mut State, node: &str, presence: Presence) {
+        let total: usize = state.remote.values().map(HashMap::len).sum();
+        let known_node = state.remote.contains_key(node);
+        if total >= MAX_REMOTE_MEMBERS
+            || (!known_node && state.remote.len() >= super::bus::MAX_NODES)
+        {
+            return;
+        }
+        let members = state.remote.entry(node.to_owned()).or_default();
+        if members.len() < super::bus::MAX_NODE_MEMBERS {
+            members.insert(fold(&presence.nick), presence);
+        }
+    }
+
+    /// Applies an event from another server to local members. The bus has
+    /// checked every field by the local rules; what depends on this
+    /// server's limits (line length) is checked here.
     pub(crate) fn apply_remote(&self, node: &str, wire: Wire) {
+        let max = self.config.max_message;
+        let too_long = match &wire {
+            Wire::Message { text, .. } | Wire::Private { text, .. } => text.len() > max,
+            Wire::Left {
+                reason: Some(reason),
+                ..
+            } => reason.len() > max,
+            _ => false,
+        };
+        if too_long {
+            tracing::debug!("dropped a linked server's line longer than --max-message");
+            return;
+        }
         let mut state = self.lock();
         match wire {
             Wire::Message {
@@ -524,8 +577,7 @@ impl Hub {
                     nick: nick.clone(),
                     room: room.clone(),
                 };
-                let nodes = state.remote.entry(node.to_owned()).or_default();
-                nodes.insert(fold(&nick), presence);
+                Self::remember_remote(&mut state, node, presence);
                 let event = Event::new(EventKind::Joined {
                     room: room.clone(),
                     nick,
@@ -559,6 +611,8 @@ impl Hub {
                 });
                 self.deliver_to_room(&mut state, &room, event, false);
             }
+            // Presence arrives through `set_remote_presence`.
+            Wire::Presence { .. } => {}
         }
     }
 
@@ -571,7 +625,8 @@ impl Hub {
         let key = fold(name);
         let clock = bump(&mut state.clock);
         let room = match (state.rooms.contains_key(&key), keep) {
-            (true, _) | (false, true) => room_entry(state, &self.config, &key, name),
+            (true, _) => state.rooms.get_mut(&key),
+            (false, true) => room_entry(state, &self.config, &key, name, true),
             (false, false) => None,
         };
         let Some(room) = room else {
@@ -587,6 +642,17 @@ impl Hub {
 }
 
 impl Room {
+    fn new(name: &str, config: &ChatConfig, from_bus: bool) -> Room {
+        Room {
+            name: name.to_owned(),
+            members: BTreeMap::new(),
+            log: Arc::new(RoomLog::new(config.queue_messages, config.queue_bytes)),
+            history: VecDeque::new(),
+            last_used: 0,
+            from_bus,
+        }
+    }
+
     /// Appends to the log and wakes the room's readers at once: for events
     /// that come one at a time (joins, leaves, renames, linked servers).
     fn announce(&mut self, author: u64, event: Arc<Event>) {
@@ -610,27 +676,38 @@ fn bump(clock: &mut u64) -> u64 {
     *clock
 }
 
-/// The room under `key`, created if there is space for it.
+/// The room under `key`, created if there is space for it. A room a linked
+/// server's message asks for (`from_bus`) takes only free space, at most a
+/// quarter of `max_rooms` of them, and never pushes a room out.
 fn room_entry<'a>(
     state: &'a mut State,
     config: &ChatConfig,
     key: &str,
     name: &str,
+    from_bus: bool,
 ) -> Option<&'a mut Room> {
-    if !state.rooms.contains_key(key) && !make_room_space(state, config) {
-        return None;
+    if !state.rooms.contains_key(key) {
+        let admitted = if from_bus {
+            let bus_rooms = state.rooms.values().filter(|r| r.from_bus).count();
+            state.rooms.len() < config.max_rooms && bus_rooms < (config.max_rooms / 4).max(1)
+        } else {
+            make_room_space(state, config)
+        };
+        if !admitted {
+            return None;
+        }
     }
-    Some(state.rooms.entry(key.to_owned()).or_insert_with(|| Room {
-        name: name.to_owned(),
-        members: BTreeMap::new(),
-        log: Arc::new(RoomLog::new(config.queue_messages, config.queue_bytes)),
-        history: VecDeque::new(),
-        last_used: 0,
-    }))
+    Some(
+        state
+            .rooms
+            .entry(key.to_owned())
+            .or_insert_with(|| Room::new(name, config, from_bus)),
+    )
 }
 
 /// Makes space for one more room by forgetting the least recently used
-/// empty one; false if every room has members.
+/// empty one, rooms only the bus made first; false if every room has
+/// members.
 fn make_room_space(state: &mut State, config: &ChatConfig) -> bool {
     if state.rooms.len() < config.max_rooms {
         return true;
@@ -639,7 +716,7 @@ fn make_room_space(state: &mut State, config: &ChatConfig) -> bool {
         .rooms
         .iter()
         .filter(|(_, room)| room.members.is_empty())
-        .min_by_key(|(_, room)| room.last_used)
+        .min_by_key(|(_, room)| (!room.from_bus, room.last_used))
         .map(|(key, _)| key.clone());
     match oldest_empty {
         Some(key) => state.rooms.remove(&key).is_some(),

@@ -43,6 +43,7 @@ use std::sync::Arc;
 use tokio::sync::mpsc;
 
 pub use bot::Bot;
+pub use bus::{decode as decode_bus_message, Bus, BusSecret, Decoded, Rejected};
 pub use config::{ChatConfig, RateLimit};
 pub use event::{Event, EventKind, RoomInfo};
 pub use participant::{Flow, Inbox, Participant, TooSlow};
@@ -95,12 +96,10 @@ impl Chat {
         WebServer::bind(self.clone(), endpoint, config).await
     }
 
-    /// Links this chat to others through Redis at `url`
-    /// (`redis://HOST:PORT`) until `shutdown`. Returns at once: the link
-    /// runs in the background and reconnects on its own. Fails only for a
-    /// malformed URL or a second link.
-    pub fn link(&self, url: &str, shutdown: ServerHandle) -> Result<()> {
-        let client = bus::client(url)?;
+    /// Links this chat to others through the Redis [`Bus`] until
+    /// `shutdown`. Returns at once: the link runs in the background and
+    /// reconnects on its own. Fails only for a second link.
+    pub fn link(&self, bus: Bus, shutdown: ServerHandle) -> Result<()> {
         let (sender, receiver) = mpsc::channel(bus::QUEUE);
         if !self.hub.attach_bus(sender) {
             return Err(Error::new(
@@ -108,7 +107,7 @@ impl Chat {
                 "this chat is already linked to a bus",
             ));
         }
-        tokio::spawn(bus::run(self.hub.clone(), client, receiver, shutdown));
+        tokio::spawn(bus::run(self.hub.clone(), bus, receiver, shutdown));
         Ok(())
     }
 }

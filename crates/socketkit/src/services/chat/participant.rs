@@ -15,7 +15,7 @@ use super::event::{Event, EventKind};
 use super::hub::{Hub, Member};
 use super::outbox::{Closed, Drained};
 use super::roomlog::{PendingWake, RoomLog, Sink};
-use super::text::sanitize;
+use super::text::clean;
 
 /// What the connection should do after a line.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -106,10 +106,9 @@ impl Participant {
             self.error("that line is not valid UTF-8; it was not sent");
             return Flow::Continue;
         };
-        let line = sanitize(line);
-        if line.trim().is_empty() {
+        let Some(line) = clean(line) else {
             return Flow::Continue;
-        }
+        };
         if self.run(command::parse(&line)) {
             return Flow::Quit;
         }

@@ -5,7 +5,8 @@
 //! the next line, the next batch of events and the server's shutdown. A
 //! batch goes out in one write under the write deadline; a client that lets
 //! its queue overflow or its write pass the deadline is too slow and is
-//! disconnected, so no one else waits for it.
+//! disconnected, so no one else waits for it. Every write is flushed
+//! ([`Terminal::send`]): a TLS stream holds written bytes until then.
 
 use std::time::Duration;
 
@@ -30,9 +31,14 @@ const OUT_BUFFER_KEEP: usize = 16 * 1024;
 impl StreamHandler for Chat {
     async fn handle(&self, conn: &mut Connection) -> Result<()> {
         let server = conn.server().clone();
-        let (read, mut write) = tokio::io::split(conn);
+        let (read, write) = tokio::io::split(conn);
         let mut lines = LineReader::new(read, self.hub.config().max_message);
-        write.write_all(PROMPT).await?;
+        let write_timeout = self.hub.config().write_timeout;
+        let mut write = Terminal {
+            write,
+            deadline: write_timeout,
+        };
+        write.send(PROMPT).await?;
         let first = tokio::select! {
             line = lines.next_line() => line?,
             () = server.shutdown_requested() => return Ok(()),
@@ -43,7 +49,6 @@ impl StreamHandler for Chat {
             Some(Line::TooLong) => String::from("\u{fffd}"),
         };
         let (mut participant, mut inbox) = self.join(Some(nick.trim()), false);
-        let write_timeout = self.hub.config().write_timeout;
         let mut out = Vec::new();
         let mut resume_at = None;
         // Armed once: a fresh shutdown future per loop would take the
@@ -56,11 +61,11 @@ impl StreamHandler for Chat {
                 () = &mut shutdown => {
                     participant.shutdown();
                     render(&mut out, inbox.take_now());
-                    return send(&mut write, &out, write_timeout).await;
+                    return write.send(&out).await;
                 }
                 received = inbox.recv_text(&mut out) => match received {
                     Ok(()) => {
-                        let sent = send(&mut write, &out, write_timeout).await;
+                        let sent = write.send(&out).await;
                         out.clear();
                         out.shrink_to(OUT_BUFFER_KEEP);
                         if let Err(e) = sent {
@@ -74,7 +79,8 @@ impl StreamHandler for Chat {
                     }
                     Err(too_slow) => {
                         participant.too_slow();
-                        let _ = tokio::time::timeout(FAREWELL_DEADLINE, write.write_all(TOO_SLOW)).await;
+                        write.deadline = FAREWELL_DEADLINE;
+                        let _ = write.send(TOO_SLOW).await;
                         return Err(Error::new(ErrorKind::Io, too_slow.to_string()));
                     }
                 },
@@ -87,7 +93,7 @@ impl StreamHandler for Chat {
                         Flow::PauseUntil(at) => resume_at = Some(at),
                         Flow::Quit => {
                             render(&mut out, inbox.take_now());
-                            return send(&mut write, &out, write_timeout).await;
+                            return write.send(&out).await;
                         }
                     }
                 }
@@ -142,13 +148,71 @@ fn render(out: &mut Vec<u8>, events: &[std::sync::Arc<super::Event>]) {
     }
 }
 
-/// Writes one batch under the write deadline.
-async fn send<W: AsyncWrite + Unpin>(write: &mut W, out: &[u8], deadline: Duration) -> Result<()> {
-    match tokio::time::timeout(deadline, write.write_all(out)).await {
-        Ok(written) => Ok(written?),
-        Err(_elapsed) => Err(Error::new(
-            ErrorKind::Timeout,
-            format!("a write to a chat client took over {deadline:?}; disconnected as too slow"),
-        )),
+/// A terminal's write half: every batch is written and flushed under the
+/// write deadline, whatever the transport (TLS sends nothing until a flush).
+struct Terminal<W> {
+    write: W,
+    deadline: Duration,
+}
+
+impl<W: AsyncWrite + Unpin> Terminal<W> {
+    async fn send(&mut self, out: &[u8]) -> Result<()> {
+        let write = async {
+            self.write.write_all(out).await?;
+            self.write.flush().await
+        };
+        match tokio::time::timeout(self.deadline, write).await {
+            Ok(written) => Ok(written?),
+            Err(_elapsed) => Err(Error::new(
+                ErrorKind::Timeout,
+                format!(
+                    "a write to a chat client took over {:?}; disconnected as too slow",
+                    self.deadline
+                ),
+            )),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::tls::{ClientAuth, ClientTls, Identity, ServerTls, Verification};
+    use rustls::pki_types::ServerName;
+    use tokio::io::AsyncReadExt;
+
+    /// Over TLS through a pipe that is always nearly full, a batch's last
+    /// records stay inside TLS unless the terminal writer flushes: the
+    /// reader would wait for them forever.
+    #[tokio::test]
+    async fn a_batch_over_tls_arrives_whole_through_a_narrow_pipe() {
+        let dir = tempfile::tempdir().unwrap();
+        let identity = Identity::self_signed(dir.path(), &["localhost".into()]).unwrap();
+        let server = ServerTls::new(identity, &ClientAuth::None, false).unwrap();
+        let client = ClientTls::new(&Verification::Pin(server.fingerprint()), None).unwrap();
+        let (near, far) = tokio::io::duplex(256);
+        let acceptor = tokio_rustls::TlsAcceptor::from(server.config.clone());
+        let connector = tokio_rustls::TlsConnector::from(client.config.clone());
+        let name = ServerName::try_from("localhost").unwrap();
+        let (accepted, connected) =
+            tokio::join!(acceptor.accept(near), connector.connect(name, far));
+        let (mut stream, mut peer) = (accepted.unwrap(), connected.unwrap());
+        let batch: Vec<u8> = (0..200_000u32).map(|i| (i % 251) as u8).collect();
+        let reader = tokio::spawn(async move {
+            let mut got = vec![0; 200_000];
+            peer.read_exact(&mut got).await.map(|_| got)
+        });
+        let mut terminal = Terminal {
+            write: &mut stream,
+            deadline: Duration::from_secs(10),
+        };
+        terminal.send(&batch).await.unwrap();
+        let got = tokio::time::timeout(Duration::from_secs(10), reader)
+            .await
+            .expect("the batch's last bytes never left TLS")
+            .unwrap()
+            .unwrap();
+        assert!(got == batch);
+        drop(stream);
     }
 }

@@ -43,6 +43,14 @@ pub fn sanitize(input: &str) -> String {
     out
 }
 
+/// A line of chat text as anyone may see it: [`sanitize`]d, and `None`
+/// when nothing but whitespace is left. Every line passes here, whether a
+/// member typed it or a linked server sent it over the bus.
+pub fn clean(input: &str) -> Option<String> {
+    let line = sanitize(input);
+    (!line.trim().is_empty()).then_some(line)
+}
+
 /// Skips a control sequence's parameters up to and including its final byte.
 fn skip_csi(chars: &mut std::iter::Peekable<std::str::Chars<'_>>) {
     for c in chars.by_ref() {
@@ -119,6 +127,43 @@ pub fn fold(name: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use proptest::prelude::*;
+
+    /// What no sanitized line may hold: a control character (C0, DEL, C1,
+    /// so no ESC and no CSI either) or a bidi override/isolate/mark.
+    fn forbidden(c: char) -> bool {
+        is_unsafe(c)
+    }
+
+    proptest! {
+        #[test]
+        fn sanitized_text_holds_no_control_escape_or_bidi(input in any::<String>()) {
+            let out = sanitize(&input);
+            prop_assert!(!out.chars().any(forbidden), "{out:?}");
+            prop_assert_eq!(out.trim_end(), out.as_str());
+        }
+
+        /// Escape-heavy input: the generic strategy rarely builds a whole
+        /// sequence, so this one is made of sequence pieces.
+        #[test]
+        fn escape_sequences_never_survive(
+            pieces in proptest::collection::vec(prop_oneof![
+                Just("\u{1b}".to_owned()), Just("[".to_owned()), Just("]".to_owned()),
+                Just("\u{9b}".to_owned()), Just("\u{9d}".to_owned()), Just("\u{7}".to_owned()),
+                Just("\u{202e}".to_owned()), Just("\r\n".to_owned()), Just("\\".to_owned()),
+                "[0-9;?]{0,3}", "[a-zA-Z ]{0,3}",
+            ], 0..40)
+        ) {
+            let out = sanitize(&pieces.concat());
+            prop_assert!(!out.chars().any(forbidden), "{out:?}");
+        }
+
+        #[test]
+        fn sanitizing_twice_changes_nothing(input in any::<String>()) {
+            let once = sanitize(&input);
+            prop_assert_eq!(sanitize(&once), once);
+        }
+    }
 
     #[test]
     fn plain_text_passes_unchanged() {
