@@ -1297,3 +1297,31 @@ fn without_a_writable_cgroup_auto_falls_back_and_cgroup_refuses_to_start() {
         .stderr
         .wait_for("the fallback", |l| l.contains("containment=subreaper"));
 }
+
+#[test]
+fn commands_get_the_open_file_limit_the_server_started_with() {
+    // The server raises its own soft limit to the hard one; a command it
+    // runs for a client must not inherit that.
+    let dir = tempfile::tempdir().unwrap();
+    let args = Fixture::args(dir.path(), &["--allow-shell"]);
+    let mut cmd = Command::new("sh");
+    cmd.arg("-c")
+        .arg("ulimit -Sn 256 && exec \"$0\" \"$@\"")
+        .arg(env!("CARGO_BIN_EXE_socketkit"))
+        .args(&args)
+        .env_remove("RUST_LOG");
+    let fx = Fixture {
+        server: Server::start_command(cmd, 1),
+        dir,
+    };
+    let server_limits =
+        std::fs::read_to_string(format!("/proc/{}/limits", fx.server.pid())).unwrap();
+    assert!(
+        !server_limits
+            .lines()
+            .any(|l| l.starts_with("Max open files") && l.split_whitespace().nth(3) == Some("256")),
+        "the server raised its own limit:\n{server_limits}"
+    );
+    let out = fx.exec(&["sh", "-c", "ulimit -Sn"], b"");
+    assert_eq!(stdout_of(&out), "256\n", "{}", stderr_of(&out));
+}

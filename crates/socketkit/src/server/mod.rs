@@ -22,6 +22,7 @@ mod config;
 mod connection;
 mod handler;
 mod nofile;
+pub(crate) use self::nofile::original_open_files_limit;
 
 use std::future::poll_fn;
 use std::io;
