@@ -263,6 +263,8 @@ pub struct ServeArgs {
     #[command(flatten)]
     pub tls: ServerTlsArgs,
     #[command(flatten)]
+    pub access: AccessArgs,
+    #[command(flatten)]
     pub exec: ExecServiceArgs,
     #[command(flatten)]
     pub recv: RecvServiceArgs,
@@ -270,6 +272,23 @@ pub struct ServeArgs {
     pub chat: Box<crate::chat::ChatArgs>,
     #[command(flatten)]
     pub log: LogArgs,
+}
+
+/// Which IP peers a server admits; for every command that accepts peers.
+#[derive(Debug, Args)]
+pub struct AccessArgs {
+    /// Admit only peers in CIDR (`10.0.0.0/8`, `::1`; a bare address is /32 or /128; repeatable).
+    #[arg(long = "allow", value_name = "CIDR", help_heading = "Access")]
+    pub allow: Vec<String>,
+    /// Refuse peers in CIDR, even if allowed (repeatable).
+    #[arg(long = "deny", value_name = "CIDR", help_heading = "Access")]
+    pub deny: Vec<String>,
+    /// --allow for each line of FILE (`#` starts a comment; repeatable).
+    #[arg(long = "allow-file", value_name = "FILE", help_heading = "Access")]
+    pub allow_file: Vec<PathBuf>,
+    /// --deny for each line of FILE (`#` starts a comment; repeatable).
+    #[arg(long = "deny-file", value_name = "FILE", help_heading = "Access")]
+    pub deny_file: Vec<PathBuf>,
 }
 
 /// Options of the recv service.
