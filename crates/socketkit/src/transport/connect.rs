@@ -210,6 +210,11 @@ async fn candidates(
 /// starts when the previous one failed or after `attempt_delay`, whichever is
 /// first; the first to connect wins and the rest are dropped (aborted).
 async fn race_connects(addrs: Vec<SocketAddr>, options: &ConnectOptions) -> io::Result<TcpStream> {
+    if let [only] = addrs[..] {
+        // Nothing to race: no task and no timer (a port scan makes
+        // thousands of these).
+        return connect_from(only, options.source).await;
+    }
     let mut waiting = interleave_families(addrs).into_iter();
     let mut attempts = JoinSet::new();
     let mut last_error = None;
