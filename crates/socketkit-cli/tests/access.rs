@@ -271,3 +271,41 @@ fn a_refused_peer_does_not_use_up_once() {
     );
     assert_eq!(server.exit_code(), 0, "{}", server.stderr());
 }
+
+#[test]
+fn a_flood_of_refusals_is_counted_in_full_but_logged_sparingly() {
+    let mut server = serve(&["echo", "127.0.0.1:0", "--deny", "127.0.0.2", "-v"]);
+    let code = r#"
+_, _, (host, port) = parse(sys.argv[1])
+started = time.monotonic()
+for _ in range(40):
+    s = socket.socket()
+    s.settimeout(T)
+    s.bind(("127.0.0.2", 0))
+    s.connect((host, port))
+    try:
+        assert s.recv(10) == b""
+    except ConnectionResetError:
+        pass
+    s.close()
+print(time.monotonic() - started)
+"#;
+    let secs: f64 = text(&python_ok(code, &[server.addr()], b""))
+        .trim()
+        .parse()
+        .unwrap();
+    assert_eq!(refused_count(&mut server), 40);
+    let logged = server
+        .stderr()
+        .lines()
+        .filter(|l| l.contains("peer refused by the access list"))
+        .count();
+    // At most 10 a second (the first second's window may straddle two).
+    let bound = 10 * (secs.ceil() as usize + 1);
+    assert!(logged >= 1, "-v logs refusals:\n{}", server.stderr());
+    assert!(
+        logged <= bound,
+        "{logged} refusal lines for 40 refusals in {secs:.2}s:\n{}",
+        server.stderr()
+    );
+}
