@@ -131,3 +131,12 @@ fn bad_source_is_a_usage_error() {
     assert_eq!(out.status.code(), Some(2));
     assert!(text(&out.stderr).contains("invalid source address 'nowhere'"));
 }
+
+#[test]
+fn a_source_on_a_unix_socket_is_an_error() {
+    let dir = tempdir();
+    let path = format!("unix:{}", dir.path().join("s.sock").display());
+    let out = run_socketkit(&["connect", "-s", "127.0.0.2", &path], b"");
+    let line = assert_one_error_line(&out, 1);
+    assert!(line.contains("not unix:"), "{line}");
+}

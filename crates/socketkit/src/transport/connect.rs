@@ -84,6 +84,7 @@ pub async fn connect(endpoint: &Endpoint, options: &ConnectOptions) -> Result<St
                     .map_err(|e| connect_error(endpoint, e))?;
                 tls_handshake(endpoint, hp, tcp, options).await
             }
+            Endpoint::Unix(_) if options.source.is_some() => Err(unix_source_error(endpoint)),
             Endpoint::Unix(path) => UnixStream::connect(path)
                 .await
                 .map(Stream::Unix)
@@ -156,6 +157,15 @@ fn server_name(overridden: Option<&str>, hp: &HostPort) -> Result<ServerName<'st
             format!("'{text}' is not a valid TLS server name"),
         )
     })
+}
+
+/// A source address is an IP address and port: silently ignoring it on a
+/// Unix socket would hide a mistake.
+fn unix_source_error(endpoint: &Endpoint) -> Error {
+    Error::new(
+        ErrorKind::Unsupported,
+        format!("a source address applies to tcp://, tls:// and udp://, not {endpoint}"),
+    )
 }
 
 fn connect_error(endpoint: &Endpoint, source: io::Error) -> Error {
@@ -308,6 +318,9 @@ pub async fn connect_datagram(
                     socket,
                     Endpoint::from_socket_addr(SocketKind::Datagram, local),
                 ))
+            }
+            Endpoint::UnixDatagram(_) if options.source.is_some() => {
+                Err(unix_source_error(endpoint))
             }
             Endpoint::UnixDatagram(path) => {
                 connected_unix_datagram(path).map_err(|e| connect_error(endpoint, e))
