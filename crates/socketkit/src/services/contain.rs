@@ -160,10 +160,19 @@ impl Containment {
             None => None,
         };
         let procs_fd = procs.as_ref().map(AsRawFd::as_raw_fd);
+        // The server raised its own open-file limit; the command gets the
+        // one the server started with.
+        let nofile = crate::server::original_open_files_limit();
         // SAFETY: the closure runs between fork and exec and calls only
-        // async-signal-safe functions (write, setsid) on memory it owns.
+        // async-signal-safe functions (write, setsid, setrlimit) on memory
+        // it owns.
         unsafe {
             command.pre_exec(move || {
+                if let Some(limit) = nofile {
+                    if libc::setrlimit(libc::RLIMIT_NOFILE, &limit) != 0 {
+                        return Err(io::Error::last_os_error());
+                    }
+                }
                 if let Some(fd) = procs_fd {
                     // "0" moves the writing process: this child.
                     if libc::write(fd, b"0".as_ptr().cast(), 1) != 1 {
