@@ -132,7 +132,8 @@ impl Exit {
     pub fn shell_status(&self) -> i32 {
         match (self.code, self.signal) {
             (Some(code), _) => code,
-            (None, Some(signal)) => 128 + signal,
+            // The signal number is the peer's: a sum past i32 is no status.
+            (None, Some(signal)) => 128_i32.checked_add(signal).unwrap_or(255),
             (None, None) => 255,
         }
     }
@@ -241,6 +242,12 @@ mod tests {
         let error: ErrorMessage =
             serde_json::from_str(r#"{"kind":"martian","message":"?"}"#).unwrap();
         assert_eq!(error.kind, Refusal::Unknown);
+    }
+
+    #[test]
+    fn a_signal_number_past_i32_is_no_status() {
+        let exit: Exit = serde_json::from_str(r#"{"signal":2147483647,"duration_ms":0}"#).unwrap();
+        assert_eq!(exit.shell_status(), 255);
     }
 
     #[test]

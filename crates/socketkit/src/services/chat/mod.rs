@@ -26,11 +26,11 @@
 //! ```
 
 mod bot;
-mod bus;
-mod command;
+pub(crate) mod bus;
+pub(crate) mod command;
 mod config;
 mod event;
-mod hub;
+pub(crate) mod hub;
 mod outbox;
 mod participant;
 mod roomlog;
