@@ -8,7 +8,8 @@
 #   JOBS=2 fuzz/run.sh 60
 #
 # Needs the nightly toolchain and cargo-fuzz (`cargo install cargo-fuzz
-# --locked --version 0.13.2`). Seeds are in seeds/TARGET (committed); what
+# --locked --version 0.13.2`). Seeds are in seeds/TARGET and dictionaries in
+# dicts/TARGET.dict (committed); what
 # the fuzzer learns goes to corpus/TARGET, crashes to artifacts/TARGET, the
 # logs to logs/TARGET.log (none of these committed). Exits 1 if any target
 # crashed, leaked, or timed out on an input.
@@ -26,10 +27,13 @@ mkdir -p logs
 
 run_one() {
   local target=$1
+  local dict=()
   mkdir -p "corpus/$target" "seeds/$target"
+  # A dictionary of the target's tokens (JSON names, escapes), if it has one.
+  [ -f "dicts/$target.dict" ] && dict=(-dict="dicts/$target.dict")
   # corpus/ first: libFuzzer writes new inputs to the first directory.
   if cargo +nightly fuzz run -a "$target" "corpus/$target" "seeds/$target" -- \
-    -max_total_time="$seconds" -print_final_stats=1 -timeout=10 ${FUZZ_FLAGS:-} \
+    -max_total_time="$seconds" -print_final_stats=1 -timeout=10 "${dict[@]}" ${FUZZ_FLAGS:-} \
     >"logs/$target.log" 2>&1; then
     echo ok >"logs/$target.status"
   else
