@@ -12,6 +12,10 @@
 //! line as a message once the peer pauses, for textbook clients that send
 //! `Michael` without a newline and wait for the answer.
 
+// Lengths here are driven by a peer's bytes: arithmetic on them is
+// checked, and an operation that cannot overflow says why (issue 11).
+#![deny(clippy::arithmetic_side_effects)]
+
 use std::io;
 use std::time::Duration;
 
@@ -66,7 +70,8 @@ impl LineCodec {
 
 fn strip_cr(mut line: BytesMut) -> BytesMut {
     if line.last() == Some(&b'\r') {
-        line.truncate(line.len() - 1);
+        // Not empty: it ends with `\r`.
+        line.truncate(line.len().saturating_sub(1));
     }
     line
 }
@@ -82,7 +87,12 @@ impl Decoder for LineCodec {
             let newline = memchr::memchr(b'\n', &buf[self.next_index..read_to]);
             match (self.discarding, newline) {
                 (true, Some(offset)) => {
-                    buf.advance(self.next_index + offset + 1);
+                    #[allow(
+                        clippy::arithmetic_side_effects,
+                        reason = "an index into `buf` (the newline's) plus one: at most buf.len()"
+                    )]
+                    let past_newline = self.next_index + offset + 1;
+                    buf.advance(past_newline);
                     self.discarding = false;
                     self.next_index = 0;
                 }
@@ -94,9 +104,14 @@ impl Decoder for LineCodec {
                     }
                 }
                 (false, Some(offset)) => {
-                    let newline_at = self.next_index + offset;
+                    #[allow(
+                        clippy::arithmetic_side_effects,
+                        reason = "the newline's index into `buf`, and one past it: at most buf.len()"
+                    )]
+                    let (newline_at, past_newline) =
+                        (self.next_index + offset, self.next_index + offset + 1);
                     self.next_index = 0;
-                    let mut line = buf.split_to(newline_at + 1);
+                    let mut line = buf.split_to(past_newline);
                     line.truncate(newline_at);
                     let line = strip_cr(line);
                     if line.len() > self.max_length {
@@ -104,7 +119,9 @@ impl Decoder for LineCodec {
                     }
                     return Ok(Some(Line::Text(line.freeze())));
                 }
-                (false, None) if buf.len() > self.max_length + 1 => {
+                // Saturating: `LineCodec::new(usize::MAX)` means no limit,
+                // not a limit of 0 after wrapping.
+                (false, None) if buf.len() > self.max_length.saturating_add(1) => {
                     self.discarding = true;
                     return Ok(Some(Line::TooLong));
                 }
@@ -271,6 +288,17 @@ mod tests {
             assert!(buf.len() <= 6, "buffer grew to {}", buf.len());
         }
         assert_eq!(seen, vec![Line::TooLong, text("xyz")]);
+    }
+
+    #[test]
+    fn a_limit_of_usize_max_is_no_limit() {
+        // `max_length + 1` used to wrap to 0 (or panic in debug builds),
+        // making every partial line "too long".
+        let mut codec = LineCodec::new(usize::MAX);
+        let mut buf = BytesMut::from(&b"partial"[..]);
+        assert_eq!(codec.decode(&mut buf).unwrap(), None);
+        buf.extend_from_slice(b" line\n");
+        assert_eq!(codec.decode(&mut buf).unwrap(), Some(text("partial line")));
     }
 
     #[tokio::test]

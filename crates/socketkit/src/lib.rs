@@ -52,6 +52,9 @@ pub mod addr;
 pub mod client;
 pub mod codec;
 mod error;
+// Hooks for `fuzz/`; only under `cargo fuzz` (see the module docs).
+#[cfg(fuzzing)]
+pub mod fuzzing;
 pub mod protocol;
 pub mod server;
 pub mod services;

@@ -11,6 +11,10 @@
 //! server hold more than a few KiB. A decode error is final: `Framed` ends
 //! the stream, and the connection is not resumed.
 
+// Every length and number here comes from a peer: arithmetic on them is
+// checked, and an operation that cannot overflow says why (issue 11).
+#![deny(clippy::arithmetic_side_effects)]
+
 pub mod exec;
 pub mod transfer;
 
@@ -252,7 +256,8 @@ impl Decoder for FrameCodec {
         if length == 0 {
             return Err(FrameError::Empty.into());
         }
-        let body_length = length - 1;
+        // Not 0, checked above.
+        let body_length = length.saturating_sub(1);
         let cap = self.max_body(kind);
         if body_length > cap {
             return Err(FrameError::TooLarge {
@@ -262,9 +267,11 @@ impl Decoder for FrameCodec {
             }
             .into());
         }
-        if src.len() < HEADER + body_length {
-            // Bounded by the cap checked above.
-            src.reserve(HEADER + body_length - src.len());
+        // The cap checked above keeps this far from overflowing.
+        let frame_length = HEADER.saturating_add(body_length);
+        if src.len() < frame_length {
+            // Bounded by the cap checked above; positive by the test.
+            src.reserve(frame_length.saturating_sub(src.len()));
             return Ok(None);
         }
         src.advance(HEADER);
@@ -295,9 +302,13 @@ impl Encoder<Frame> for FrameCodec {
                 ),
             ));
         }
-        dst.reserve(HEADER + frame.body.len());
-        // The cap keeps the length far below u32::MAX.
-        dst.put_u32(frame.body.len() as u32 + 1);
+        #[allow(
+            clippy::arithmetic_side_effects,
+            reason = "the cap checked above keeps the length far below u32::MAX"
+        )]
+        let (frame_length, declared) = (HEADER + frame.body.len(), frame.body.len() as u32 + 1);
+        dst.reserve(frame_length);
+        dst.put_u32(declared);
         dst.put_u8(frame.kind.0);
         dst.extend_from_slice(&frame.body);
         Ok(())

@@ -17,6 +17,10 @@
 //! while this task tells members, retries with back-off, and announces the
 //! link when it is back.
 
+// The bus is input from other nodes: arithmetic is checked, and an
+// operation that cannot overflow says why (issue 11).
+#![deny(clippy::arithmetic_side_effects)]
+
 use std::collections::HashMap;
 use std::fmt;
 use std::hash::{BuildHasher, Hasher};
@@ -314,7 +318,13 @@ impl BusSecret {
         let mut mac = self.mac();
         mac.update(body);
         let tag = base64::engine::general_purpose::STANDARD.encode(mac.finalize().into_bytes());
-        let mut out = Vec::with_capacity(SIGNED.len() + tag.len() + 1 + body.len());
+        // A hint only: saturating can at worst under-reserve.
+        let capacity = SIGNED
+            .len()
+            .saturating_add(tag.len())
+            .saturating_add(1)
+            .saturating_add(body.len());
+        let mut out = Vec::with_capacity(capacity);
         out.extend_from_slice(SIGNED);
         out.extend_from_slice(tag.as_bytes());
         out.push(b':');
@@ -516,7 +526,7 @@ pub(crate) async fn run(
             () = shutdown.shutdown_requested() => break,
             () = tokio::time::sleep(backoff) => {}
         }
-        backoff = (backoff * 2).min(BACKOFF_MAX);
+        backoff = backoff.saturating_mul(2).min(BACKOFF_MAX);
     }
     info!(
         rejected = gate.rejected_total,
@@ -684,7 +694,7 @@ impl Gate {
             return Ok(());
         }
         if self.seen.len() >= MAX_NODES * 4 {
-            let horizon = MAX_SKEW * 2;
+            let horizon = MAX_SKEW.saturating_mul(2);
             self.seen
                 .retain(|_, (_, seen)| now.duration_since(*seen) < horizon);
         }

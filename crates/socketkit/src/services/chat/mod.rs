@@ -26,13 +26,13 @@
 //! ```
 
 mod bot;
-mod bus;
-mod command;
+pub(crate) mod bus;
+pub(crate) mod command;
 mod config;
 mod event;
-mod hub;
+pub(crate) mod hub;
 mod outbox;
-mod participant;
+pub(crate) mod participant;
 mod roomlog;
 mod terminal;
 pub mod text;
