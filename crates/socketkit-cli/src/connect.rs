@@ -3,6 +3,7 @@
 use anyhow::Context;
 use socketkit::addr::SocketKind;
 use socketkit::client::{self, DatagramOptions, RelayOptions};
+use socketkit::hexdump::Tapped;
 use socketkit::transport::{self, ConnectOptions};
 use socketkit::Endpoint;
 use tracing::{debug, info};
@@ -34,8 +35,15 @@ pub async fn run(args: ConnectArgs) -> anyhow::Result<()> {
                 crlf: args.crlf,
                 idle_timeout: optional(args.idle_timeout),
                 line_mode: args.line_mode,
+                finish_input: false,
             };
-            client::relay(stream, stdin, stdout, &relay).await
+            match crate::hexdump::open(&args.hexdump)? {
+                Some(dump) => {
+                    let tapped = Tapped::new(stream, dump, args.addr.to_string());
+                    client::relay(tapped, stdin, stdout, &relay).await
+                }
+                None => client::relay(stream, stdin, stdout, &relay).await,
+            }
         }
         SocketKind::Datagram => {
             let socket = transport::connect_datagram(&args.addr, &options).await?;

@@ -9,7 +9,7 @@ use tokio::time::Instant;
 
 use crate::codec::{Line, LineReader};
 use crate::error::{Error, ErrorKind, Result};
-use crate::transport::{DatagramSocket, Stream};
+use crate::transport::DatagramSocket;
 
 /// Longest input line in line mode and for datagrams: a UDP payload fits.
 const MAX_INPUT_LINE: usize = 64 * 1024;
@@ -24,6 +24,10 @@ pub struct RelayOptions {
     /// The textbook client: send input line by line, skip empty lines, and
     /// end (as at end of input) on a line `exit` or `bye`.
     pub line_mode: bool,
+    /// When the peer closes first, keep sending input until it ends, so
+    /// the relay ends only when both directions have (`listen`); without
+    /// it the peer's close ends the relay, as nc's does (`connect`).
+    pub finish_input: bool,
 }
 
 /// What a relay moved.
@@ -37,17 +41,23 @@ pub struct RelayReport {
 }
 
 /// Relays `input` to the stream and the stream to `output`, both ways at
-/// once, binary-safe. At end of input the stream is half-closed and the
-/// peer's data is still copied until it closes; if the peer closes first the
-/// relay ends (as nc does). A peer that stops reading our input does not fail
-/// the relay: its reply is still delivered.
-pub async fn relay<I, O>(
-    stream: Stream,
+/// once, binary-safe. The stream is any byte stream: a connected
+/// [`Stream`](crate::transport::Stream), an accepted
+/// [`Connection`](crate::server::Connection), or either wrapped (say in a
+/// [`Tapped`](crate::hexdump::Tapped)). At end of input the stream is
+/// half-closed and the peer's data is still copied until it closes. If the
+/// peer closes first the relay ends (as nc does), unless
+/// [`RelayOptions::finish_input`] asks to keep sending input until it ends.
+/// A peer that stops reading our input does not fail the relay: its reply is
+/// still delivered.
+pub async fn relay<S, I, O>(
+    stream: S,
     input: I,
     output: O,
     options: &RelayOptions,
 ) -> Result<RelayReport>
 where
+    S: AsyncRead + AsyncWrite + Unpin,
     I: AsyncRead + Unpin,
     O: AsyncWrite + Unpin,
 {
@@ -59,7 +69,23 @@ where
     let idle = activity.watch(options.idle_timeout);
     tokio::pin!(idle);
     let (sent, received) = tokio::select! {
-        received = &mut download => (0, received?),
+        received = &mut download => {
+            let received = received?;
+            if !options.finish_input {
+                (0, received)
+            } else {
+                // The peer's FIN ends only its direction: our input still
+                // goes out until it ends (a half-closing peer reads on).
+                tokio::select! {
+                    sent = &mut upload => match sent {
+                        Ok(sent) => (sent, received),
+                        Err(e) if is_peer_gone(&e) => (0, received),
+                        Err(e) => return Err(e.into()),
+                    },
+                    error = &mut idle => return Err(error),
+                }
+            }
+        }
         sent = &mut upload => {
             let sent = match sent {
                 Ok(sent) => sent,

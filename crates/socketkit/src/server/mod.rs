@@ -755,7 +755,7 @@ fn is_per_connection_error(error: &io::Error) -> bool {
 }
 
 /// Formats an error with its causes on one line, for log fields.
-struct ErrorChain<'a>(&'a Error);
+pub(crate) struct ErrorChain<'a>(pub(crate) &'a Error);
 
 impl std::fmt::Display for ErrorChain<'_> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
