@@ -1,5 +1,7 @@
 //! `socketkit connect`: stdin and stdout to a socket.
 
+use std::time::Duration;
+
 use anyhow::Context;
 use socketkit::addr::SocketKind;
 use socketkit::client::{self, DatagramOptions, RelayOptions};
@@ -10,6 +12,11 @@ use tracing::{debug, info};
 
 use crate::args::{optional, ConnectArgs};
 use crate::tls;
+
+/// After the peer closes, how long stdin may stay quiet before the relay
+/// ends: a file or pipe still being read is sent in full, a terminal nobody
+/// types into does not hold the command open.
+pub(crate) const INPUT_GRACE: Duration = Duration::from_secs(1);
 
 pub async fn run(args: ConnectArgs) -> anyhow::Result<()> {
     let tls = match args.addr {
@@ -35,7 +42,7 @@ pub async fn run(args: ConnectArgs) -> anyhow::Result<()> {
                 crlf: args.crlf,
                 idle_timeout: optional(args.idle_timeout),
                 line_mode: args.line_mode,
-                finish_input: false,
+                input_grace: INPUT_GRACE,
             };
             match crate::hexdump::open(&args.hexdump)? {
                 Some(dump) => {

@@ -45,10 +45,7 @@ pub async fn run(mut args: ListenArgs) -> anyhow::Result<ExitCode> {
     tokio::spawn(signals.shut_down(server.handle()));
     let relay = RelayOptions {
         idle_timeout: optional(args.idle_timeout),
-        // With -k stdin belongs to whichever connection is current, so a
-        // peer's close ends its connection; alone, the peer's FIN must not
-        // cut stdin short.
-        finish_input: !args.keep_open,
+        input_grace: crate::connect::INPUT_GRACE,
         ..RelayOptions::default()
     };
     let mut listen = Listen::new(tokio::io::stdin(), tokio::io::stdout(), relay);

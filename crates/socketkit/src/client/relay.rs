@@ -24,10 +24,11 @@ pub struct RelayOptions {
     /// The textbook client: send input line by line, skip empty lines, and
     /// end (as at end of input) on a line `exit` or `bye`.
     pub line_mode: bool,
-    /// When the peer closes first, keep sending input until it ends, so
-    /// the relay ends only when both directions have (`listen`); without
-    /// it the peer's close ends the relay, as nc's does (`connect`).
-    pub finish_input: bool,
+    /// When the peer closes first, input is still sent while it keeps
+    /// coming, so the peer's FIN never cuts a file short; the relay ends
+    /// when the input ends or has been quiet this long (a terminal nobody
+    /// types into). Zero ends the relay at the peer's close, as nc does.
+    pub input_grace: Duration,
 }
 
 /// What a relay moved.
@@ -46,8 +47,8 @@ pub struct RelayReport {
 /// [`Connection`](crate::server::Connection), or either wrapped (say in a
 /// [`Tapped`](crate::hexdump::Tapped)). At end of input the stream is
 /// half-closed and the peer's data is still copied until it closes. If the
-/// peer closes first the relay ends (as nc does), unless
-/// [`RelayOptions::finish_input`] asks to keep sending input until it ends.
+/// peer closes first, input still flows until it ends or goes quiet for
+/// [`RelayOptions::input_grace`].
 /// A peer that stops reading our input does not fail the relay: its reply is
 /// still delivered.
 pub async fn relay<S, I, O>(
@@ -71,19 +72,18 @@ where
     let (sent, received) = tokio::select! {
         received = &mut download => {
             let received = received?;
-            if !options.finish_input {
-                (0, received)
-            } else {
-                // The peer's FIN ends only its direction: our input still
-                // goes out until it ends (a half-closing peer reads on).
-                tokio::select! {
-                    sent = &mut upload => match sent {
-                        Ok(sent) => (sent, received),
-                        Err(e) if is_peer_gone(&e) => (0, received),
-                        Err(e) => return Err(e.into()),
-                    },
-                    error = &mut idle => return Err(error),
-                }
+            // The peer's FIN ends only its direction: input that keeps
+            // coming still goes out (a half-closing peer reads on); input
+            // that stays quiet for the grace (a terminal) ends the relay.
+            let quiet = activity.watch(Some(options.input_grace));
+            tokio::select! {
+                sent = &mut upload => match sent {
+                    Ok(sent) => (sent, received),
+                    Err(e) if is_peer_gone(&e) => (0, received),
+                    Err(e) => return Err(e.into()),
+                },
+                _ = quiet => (0, received),
+                error = &mut idle => return Err(error),
             }
         }
         sent = &mut upload => {

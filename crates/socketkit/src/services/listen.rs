@@ -27,7 +27,7 @@ pub struct Listen<I, O> {
 }
 
 impl<I, O> Listen<I, O> {
-    /// Relays with `options` (see [`RelayOptions::finish_input`]).
+    /// Relays with `options` (see [`RelayOptions::input_grace`]).
     pub fn new(input: I, output: O, options: RelayOptions) -> Listen<I, O> {
         Listen {
             io: tokio::sync::Mutex::new((input, output)),
