@@ -39,7 +39,9 @@ pub enum Command {
     /// Connect stdin/stdout to a socket, like nc.
     ///
     /// Binary-safe and full-duplex. At end of stdin the socket is half-closed
-    /// and output continues until the peer closes. With udp:// or unixgram:
+    /// and output continues until the peer closes; if the peer closes first,
+    /// stdin still goes out until it ends or stays quiet for 1 s. -x dumps
+    /// every chunk each way as `hexdump -C` would. With udp:// or unixgram:
     /// each stdin line is sent as one datagram and each reply printed.
     Connect(ConnectArgs),
     /// Wait for one connection and wire it to stdin/stdout, like nc -l.
