@@ -500,8 +500,10 @@ pub struct ConnectArgs {
 
 #[derive(Debug, Args)]
 pub struct ListenArgs {
-    /// Addresses to listen on (tcp://, tls://, unix:); `9000` is
-    /// 127.0.0.1:9000, `:9000` every interface. Default tcp://127.0.0.1:7007.
+    /// Addresses to listen on (tcp://, tls://, unix:, or udp://, unixgram:);
+    /// `9000` is 127.0.0.1:9000, `:9000` every interface. Default
+    /// tcp://127.0.0.1:7007. On datagram addresses each datagram is printed
+    /// and each stdin line goes to the sender of the latest one.
     #[arg(value_name = "ADDR", value_parser = parse_endpoint)]
     pub addrs: Vec<Endpoint>,
     /// After a connection ends, accept the next (stdin continues into it).

@@ -19,8 +19,14 @@ pub async fn run(mut args: ListenArgs) -> anyhow::Result<ExitCode> {
     if args.addrs.is_empty() {
         args.addrs = vec![serve::DEFAULT_ADDR.parse()?];
     }
-    if let Some(endpoint) = args.addrs.iter().find(|e| e.kind() == SocketKind::Datagram) {
-        bail!("listen does not serve datagram endpoints such as {endpoint} yet (hint: use tcp://, tls:// or unix:)");
+    // Both kinds at once would have two readers of one stdin.
+    let datagrams = args.addrs[0].kind() == SocketKind::Datagram;
+    if let Some(other) = args
+        .addrs
+        .iter()
+        .find(|e| (e.kind() == SocketKind::Datagram) != datagrams)
+    {
+        bail!("listen takes stream (tcp://, tls://, unix:) or datagram (udp://, unixgram:) addresses, not both: {other} differs from {}", args.addrs[0]);
     }
     let access = serve::access_list(&args.access)?;
     let dump = crate::hexdump::open(&args.hexdump)?;
@@ -53,7 +59,15 @@ pub async fn run(mut args: ListenArgs) -> anyhow::Result<ExitCode> {
         listen = listen.with_hexdump(dump);
     }
     let failure = listen.failure();
-    if args.keep_open {
+    if datagrams {
+        let input = listen.datagram_input();
+        tokio::select! {
+            served = server.serve(Handlers::both(listen)) => served?,
+            // End of stdin only stops sending; datagrams are still printed
+            // until a signal.
+            Err(error) = input => return Err(error.into()),
+        };
+    } else if args.keep_open {
         server.serve(Handlers::stream(listen)).await?;
     } else {
         server.handle_request(Handlers::stream(listen)).await?;

@@ -368,3 +368,56 @@ fn a_mebibyte_through_listen_with_hexdump_arrives_byte_exact() {
     }
     assert_eq!(dumped, data.len());
 }
+
+#[test]
+fn udp_prints_every_datagram_and_sends_stdin_lines_to_the_latest_sender() {
+    let mut listen = Proc::spawn(
+        "socketkit listen udp",
+        socketkit(["listen", "udp://127.0.0.1:0"]),
+        true,
+    );
+    let line = listen.stderr.wait_for("listening on", |_| true);
+    let addr = line.strip_prefix("listening on ").unwrap().to_owned();
+    // Two clients; each line we type goes to whoever sent last. `a`'s first
+    // datagram received is the second line: the first went to `b` only.
+    let clients = r#"
+target = parse(sys.argv[1])[2]
+a, b = (socket.socket(socket.AF_INET, socket.SOCK_DGRAM) for _ in range(2))
+for s in (a, b):
+    s.settimeout(T)
+    s.bind(("127.0.0.1", 0))
+a.sendto(b"from a\n", target)
+b.sendto(b"from b\n", target)
+out(b"b got " + b.recv(65536) + b"\n")
+a.sendto(b"a again", target)
+out(b"a got " + a.recv(65536) + b"\n")
+"#;
+    let mut py = spawn_python(clients, &[&addr]);
+    assert_eq!(listen.stdout.wait_for("from a", |_| true), "from a");
+    assert_eq!(listen.stdout.wait_for("from b", |_| true), "from b");
+    listen.write_stdin(b"to the latest\n");
+    assert_eq!(
+        py.stdout.wait_for("b's line", |_| true),
+        "b got to the latest"
+    );
+    assert_eq!(listen.stdout.wait_for("a again", |_| true), "a again");
+    listen.write_stdin(b"now to a\n");
+    assert_eq!(py.stdout.wait_for("a's line", |_| true), "a got now to a");
+    assert_eq!(py.wait_exit().code(), Some(0), "{}", py.stderr.text());
+    sigterm(listen.pid());
+    assert_eq!(
+        listen.wait_exit().code(),
+        Some(0),
+        "{}",
+        listen.stderr.text()
+    );
+    // A datagram without a line ending is printed on a line of its own.
+    assert_eq!(listen.stdout.text(), "from a\nfrom b\na again\n");
+}
+
+#[test]
+fn stream_and_datagram_addresses_together_are_refused() {
+    let out = run_socketkit(&["listen", "tcp://127.0.0.1:0", "udp://127.0.0.1:0"], b"");
+    let line = assert_one_error_line(&out, 1);
+    assert!(line.contains("not both"), "{line}");
+}

@@ -12,7 +12,7 @@ use crate::error::{Error, ErrorKind, Result};
 use crate::transport::DatagramSocket;
 
 /// Longest input line in line mode and for datagrams: a UDP payload fits.
-const MAX_INPUT_LINE: usize = 64 * 1024;
+pub(crate) const MAX_INPUT_LINE: usize = 64 * 1024;
 
 /// Options of [`relay`].
 #[derive(Debug, Clone, Default)]
@@ -330,7 +330,11 @@ where
     Ok(report)
 }
 
-async fn write_reply<O: AsyncWrite + Unpin>(output: &mut O, reply: &[u8]) -> io::Result<()> {
+/// Writes one datagram's payload to `output` on a line of its own.
+pub(crate) async fn write_reply<O: AsyncWrite + Unpin>(
+    output: &mut O,
+    reply: &[u8],
+) -> io::Result<()> {
     output.write_all(reply).await?;
     if reply.last() != Some(&b'\n') {
         output.write_all(b"\n").await?;

@@ -1,6 +1,8 @@
 //! `listen` (nc -l): each accepted connection is relayed to one input and
 //! one output (the command's stdin and stdout) by the same
-//! [`relay`](crate::client::relay) as `connect`, one connection at a time.
+//! [`relay`](crate::client::relay) as `connect`, one connection at a time;
+//! on datagram sockets every datagram is written to the output and each
+//! input line goes, as one datagram, to the sender of the latest one.
 //!
 //! The service owns the input and output for as long as a connection runs,
 //! so with a server that keeps accepting (`-k`) the input continues into
@@ -8,32 +10,45 @@
 //! kept for the caller ([`Listen::failure`]): a listener's exit status
 //! says whether the transfer was whole.
 
+use std::future::Future;
 use std::sync::{Arc, Mutex};
 
 use tokio::io::{AsyncRead, AsyncWrite};
+use tokio::sync::watch;
 
+use crate::client::relay::{write_reply, MAX_INPUT_LINE};
 use crate::client::{relay, RelayOptions};
-use crate::error::{Error, Result};
+use crate::codec::{Line, LineReader};
+use crate::error::{Error, ErrorKind, Result};
 use crate::hexdump::{HexDump, Tapped};
-use crate::server::{Connection, ErrorChain, StreamHandler};
+use crate::server::{
+    Connection, Datagram, DatagramHandler, DatagramSender, ErrorChain, Reply, StreamHandler,
+};
+use crate::transport::SocketAddress;
 
-/// The nc -l service: relays each connection to `input` and `output`.
+/// The nc -l service: relays each connection (or datagram) to `input` and
+/// `output`.
 #[derive(Debug)]
 pub struct Listen<I, O> {
-    io: tokio::sync::Mutex<(I, O)>,
+    input: Arc<tokio::sync::Mutex<I>>,
+    output: tokio::sync::Mutex<O>,
     options: RelayOptions,
     hexdump: Option<HexDump>,
     failure: Arc<Mutex<Option<Error>>>,
+    /// Where input lines go on datagram sockets: the latest sender.
+    latest: Arc<watch::Sender<Option<(DatagramSender, SocketAddress)>>>,
 }
 
 impl<I, O> Listen<I, O> {
     /// Relays with `options` (see [`RelayOptions::input_grace`]).
     pub fn new(input: I, output: O, options: RelayOptions) -> Listen<I, O> {
         Listen {
-            io: tokio::sync::Mutex::new((input, output)),
+            input: Arc::new(tokio::sync::Mutex::new(input)),
+            output: tokio::sync::Mutex::new(output),
             options,
             hexdump: None,
             failure: Arc::default(),
+            latest: Arc::new(watch::Sender::new(None)),
         }
     }
 
@@ -56,6 +71,43 @@ impl<I, O> Listen<I, O> {
     }
 }
 
+impl<I: AsyncRead + Unpin + Send + 'static, O> Listen<I, O> {
+    /// For datagram sockets: sends each input line (without its ending) as
+    /// one datagram to the sender of the latest datagram received. Input is
+    /// not read before a first datagram names a peer. Ends at end of input.
+    pub fn datagram_input(&self) -> impl Future<Output = Result<()>> + Send + 'static {
+        let input = self.input.clone();
+        let mut latest = self.latest.subscribe();
+        async move {
+            let mut input = input.lock().await;
+            let mut lines = LineReader::new(&mut *input, MAX_INPUT_LINE);
+            if latest.wait_for(Option::is_some).await.is_err() {
+                return Ok(());
+            }
+            loop {
+                let line = lines
+                    .next_line()
+                    .await
+                    .map_err(|e| Error::with_source(ErrorKind::Io, "cannot read the input", e))?;
+                let line = match line {
+                    None => return Ok(()),
+                    Some(Line::Text(line)) => line,
+                    Some(Line::TooLong) => {
+                        return Err(Error::new(
+                            ErrorKind::Io,
+                            format!("input line longer than a datagram ({MAX_INPUT_LINE} bytes)"),
+                        ))
+                    }
+                };
+                let target = latest.borrow_and_update().clone();
+                if let Some((sender, peer)) = target {
+                    sender.send_to(&line, &peer).await?;
+                }
+            }
+        }
+    }
+}
+
 impl<I, O> StreamHandler for Listen<I, O>
 where
     I: AsyncRead + Unpin + Send + 'static,
@@ -63,14 +115,15 @@ where
 {
     async fn handle(&self, conn: &mut Connection) -> Result<()> {
         let peer = conn.peer_addr().to_string();
-        let mut io = self.io.lock().await;
-        let (input, output) = &mut *io;
+        let mut input = self.input.lock().await;
+        let mut output = self.output.lock().await;
+        let (input, output) = (&mut *input, &mut *output);
         let relayed = match &self.hexdump {
             Some(dump) => {
                 let tapped = Tapped::new(&mut *conn, dump.clone(), peer.clone());
-                relay(tapped, &mut *input, &mut *output, &self.options).await
+                relay(tapped, input, output, &self.options).await
             }
-            None => relay(&mut *conn, &mut *input, &mut *output, &self.options).await,
+            None => relay(&mut *conn, input, output, &self.options).await,
         };
         if let Err(error) = relayed {
             // Kept for the exit status rather than returned: the server's
@@ -92,5 +145,20 @@ where
                 format!("connection from {peer}: {}", ErrorChain(error)),
             ));
         }
+    }
+}
+
+impl<I, O> DatagramHandler for Listen<I, O>
+where
+    I: AsyncRead + Unpin + Send + 'static,
+    O: AsyncWrite + Unpin + Send + 'static,
+{
+    async fn handle_datagram(&self, request: Datagram<'_>, _reply: &mut Reply) -> Result<()> {
+        self.latest
+            .send_replace(Some((request.sender.clone(), request.peer.clone())));
+        let mut output = self.output.lock().await;
+        write_reply(&mut *output, request.data)
+            .await
+            .map_err(|e| Error::with_source(ErrorKind::Io, "cannot write the output", e))
     }
 }
