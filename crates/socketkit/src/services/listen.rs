@@ -120,7 +120,7 @@ where
         let (input, output) = (&mut *input, &mut *output);
         let relayed = match &self.hexdump {
             Some(dump) => {
-                let tapped = Tapped::new(&mut *conn, dump.clone(), peer.clone());
+                let tapped = Tapped::dumped(&mut *conn, dump.clone(), peer.clone());
                 relay(tapped, input, output, &self.options).await
             }
             None => relay(&mut *conn, input, output, &self.options).await,
