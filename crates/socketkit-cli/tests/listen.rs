@@ -233,16 +233,11 @@ out(b"closed\n" if got == b"" else got)
 #[test]
 fn tls_with_openssl_s_client() {
     let dir = tempdir();
-    let stdin = file_with(dir.path(), "r", b"reply over tls\n");
     let mut cmd = socketkit(["listen", "--self-signed", "tls://127.0.0.1:0"]);
-    cmd.env("XDG_CONFIG_HOME", dir.path())
-        .stdin(Stdio::from(stdin))
-        .stdout(File::create(dir.path().join("out")).unwrap())
-        .stderr(Stdio::piped());
-    let mut child = cmd.spawn().unwrap();
-    let stderr = LineTapOf::new(child.stderr.take().unwrap());
-    let addr = stderr.next("listening on");
-    let fingerprint = stderr.next("fingerprint");
+    cmd.env("XDG_CONFIG_HOME", dir.path());
+    let mut listen = Proc::spawn("socketkit listen tls", cmd, true);
+    let addr = listen.stderr.wait_for("listening on", |_| true);
+    let fingerprint = listen.stderr.wait_for("fingerprint", |_| true);
     assert!(
         fingerprint.starts_with("fingerprint sha256:"),
         "{fingerprint}"
@@ -255,37 +250,33 @@ fn tls_with_openssl_s_client() {
         "-connect",
         &format!("127.0.0.1:{port}"),
     ]);
-    let out = run(s_client, b"hello over tls\n");
-    assert_eq!(text(&out.stdout), "reply over tls\n");
-    let status = wait_child(&mut child, RUN_LIMIT);
-    assert_eq!(status.code(), Some(0));
+    let mut s_client = Proc::spawn("openssl s_client", s_client, true);
+    // Each side speaks in turn: s_client ends as soon as we close, so our
+    // stdin waits for its line.
+    s_client.write_stdin(b"hello over tls\n");
     assert_eq!(
-        text(&std::fs::read(dir.path().join("out")).unwrap()),
-        "hello over tls\n"
+        listen.stdout.wait_for("its line", |_| true),
+        "hello over tls"
     );
-}
-
-/// Lines of a child's stderr, in order, each within [`WAIT`].
-struct LineTapOf(std::sync::mpsc::Receiver<String>);
-
-impl LineTapOf {
-    fn new(pipe: std::process::ChildStderr) -> LineTapOf {
-        use std::io::BufRead;
-        let (tx, rx) = std::sync::mpsc::channel();
-        std::thread::spawn(move || {
-            for line in std::io::BufReader::new(pipe).lines() {
-                let Ok(line) = line else { return };
-                let _ = tx.send(line);
-            }
-        });
-        LineTapOf(rx)
-    }
-
-    fn next(&self, what: &str) -> String {
-        self.0
-            .recv_timeout(WAIT)
-            .unwrap_or_else(|_| panic!("no {what} line within {WAIT:?}"))
-    }
+    listen.write_stdin(b"reply over tls\n");
+    listen.close_stdin();
+    assert_eq!(
+        s_client.stdout.wait_for("our line", |_| true),
+        "reply over tls"
+    );
+    assert_eq!(
+        listen.wait_exit().code(),
+        Some(0),
+        "{}",
+        listen.stderr.text()
+    );
+    assert_eq!(listen.stdout.text(), "hello over tls\n");
+    assert_eq!(
+        listen.stderr.text().lines().count(),
+        2,
+        "{}",
+        listen.stderr.text()
+    );
 }
 
 // --- -x/--hexdump ------------------------------------------------------------
