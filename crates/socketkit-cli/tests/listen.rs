@@ -363,9 +363,16 @@ fn a_mebibyte_through_listen_with_hexdump_arrives_byte_exact() {
 
 #[test]
 fn udp_prints_every_datagram_and_sends_stdin_lines_to_the_latest_sender() {
+    let dir = tempdir();
+    let dump = dir.path().join("dump");
     let mut listen = Proc::spawn(
         "socketkit listen udp",
-        socketkit(["listen", "udp://127.0.0.1:0"]),
+        socketkit([
+            "listen",
+            "--hexdump-file",
+            dump.to_str().unwrap(),
+            "udp://127.0.0.1:0",
+        ]),
         true,
     );
     let line = listen.stderr.wait_for("listening on", |_| true);
@@ -405,6 +412,25 @@ out(b"a got " + a.recv(65536) + b"\n")
     );
     // A datagram without a line ending is printed on a line of its own.
     assert_eq!(listen.stdout.text(), "from a\nfrom b\na again\n");
+    // -x: one chunk per datagram each way, each from offset 0.
+    let dumped = std::fs::read_to_string(&dump).unwrap();
+    let headers: Vec<&str> = dumped
+        .lines()
+        .filter(|l| l.starts_with("< ") || l.starts_with("> "))
+        .map(|l| l.split(" 127.0.0.1:").next().unwrap())
+        .collect();
+    assert_eq!(
+        headers,
+        [
+            "< 7 bytes from",
+            "< 7 bytes from",
+            "> 13 bytes to",
+            "< 7 bytes from",
+            "> 8 bytes to"
+        ],
+        "{dumped}"
+    );
+    assert!(dumped.contains(&real_hexdump(b"now to a")), "{dumped}");
 }
 
 #[test]

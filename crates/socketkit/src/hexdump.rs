@@ -38,8 +38,9 @@ impl HexDump {
     }
 
     /// Writes one chunk: the header line, then its `hexdump -C` lines with
-    /// offsets starting at `offset`.
-    fn chunk(&self, header: std::fmt::Arguments<'_>, offset: u64, data: &[u8]) {
+    /// offsets starting at `offset` (say 0 for a datagram, a message of its
+    /// own).
+    pub fn chunk(&self, header: std::fmt::Arguments<'_>, offset: u64, data: &[u8]) {
         let mut text = format!("{header}\n");
         format_lines(&mut text, offset, data);
         // A dump that cannot be written (a full disk) must not fail or
