@@ -439,3 +439,41 @@ fn stream_and_datagram_addresses_together_are_refused() {
     let line = assert_one_error_line(&out, 1);
     assert!(line.contains("not both"), "{line}");
 }
+
+#[test]
+fn unix_stream_and_unixgram() {
+    let dir = tempdir();
+    let path = dir.path().join("l.sock");
+    let addr = format!("unix:{}", path.display());
+    let mut listen = Listening::start(&[&addr], Stdio::null());
+    assert_eq!(listen.addr, addr);
+    let out = run_socketkit(&["connect", &addr], b"over a unix socket\n");
+    assert_success("socketkit connect", &out);
+    assert_eq!(listen.wait(), 0, "stderr: {}", listen.stderr());
+    assert_eq!(text(&listen.stdout()), "over a unix socket\n");
+
+    let gram = format!("unixgram:{}", dir.path().join("g.sock").display());
+    let mut listen = Proc::spawn("socketkit listen", socketkit(["listen", &gram]), true);
+    listen.stderr.wait_for("listening on", |_| true);
+    // A named client socket: an unnamed one could not be answered.
+    let client = r#"
+s = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+s.settimeout(T)
+s.bind(sys.argv[2])
+s.sendto(b"ping", parse(sys.argv[1])[2])
+out(s.recv(65536) + b"\n")
+"#;
+    let me = dir.path().join("c.sock");
+    let mut py = spawn_python(client, &[&gram, me.to_str().unwrap()]);
+    assert_eq!(listen.stdout.wait_for("ping", |_| true), "ping");
+    listen.write_stdin(b"pong\n");
+    assert_eq!(py.stdout.wait_for("pong", |_| true), "pong");
+    assert_eq!(py.wait_exit().code(), Some(0));
+    sigterm(listen.pid());
+    assert_eq!(
+        listen.wait_exit().code(),
+        Some(0),
+        "{}",
+        listen.stderr.text()
+    );
+}
