@@ -477,3 +477,30 @@ out(s.recv(65536) + b"\n")
         listen.stderr.text()
     );
 }
+
+#[test]
+fn idle_timeout_gives_up_on_a_silent_peer_with_one_line() {
+    let mut listen = Proc::spawn(
+        "socketkit listen",
+        socketkit(["listen", "--idle-timeout", "300ms", "0"]),
+        true,
+    );
+    let line = listen.stderr.wait_for("listening on", |_| true);
+    let addr = line.strip_prefix("listening on ").unwrap().to_owned();
+    // Connects, says nothing, and waits for us to give up.
+    let silent = Proc::spawn(
+        "python3",
+        python_cmd("s = connect(sys.argv[1])\nrecv_all(s)\n", &[&addr]),
+        true,
+    );
+    assert_eq!(listen.wait_exit().code(), Some(1));
+    let stderr = listen.stderr.text();
+    let lines: Vec<&str> = stderr.lines().collect();
+    assert_eq!(lines.len(), 2, "{stderr}");
+    assert!(
+        lines[1].starts_with("socketkit: connection from "),
+        "{stderr}"
+    );
+    assert!(lines[1].contains("300ms"), "{stderr}");
+    drop(silent);
+}
