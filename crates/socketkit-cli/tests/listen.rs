@@ -69,6 +69,20 @@ impl Drop for Listening {
     }
 }
 
+/// `socketkit listen ARGS` with piped stdin, stdout and stderr, once it
+/// announced its address (returned).
+fn spawn_listen(args: &[&str]) -> (Proc, String) {
+    let mut all = vec!["listen"];
+    all.extend_from_slice(args);
+    let listen = Proc::spawn(&all.join(" "), socketkit(&all), true);
+    let line = listen.stderr.wait_for("listening on", |_| true);
+    let addr = line
+        .strip_prefix("listening on ")
+        .unwrap_or_else(|| panic!("unexpected stderr line {line:?}"))
+        .to_owned();
+    (listen, addr)
+}
+
 fn file_with(dir: &std::path::Path, name: &str, data: &[u8]) -> File {
     let path = dir.join(name);
     std::fs::write(&path, data).unwrap();
@@ -135,13 +149,7 @@ s.close()
 
 #[test]
 fn keep_open_serves_connections_in_turn_and_stdin_goes_to_the_current_one() {
-    let mut listen = Proc::spawn(
-        "socketkit listen -k",
-        socketkit(["listen", "-k", "0"]),
-        true,
-    );
-    let line = listen.stderr.wait_for("listening on", |_| true);
-    let addr = line.strip_prefix("listening on ").unwrap().to_owned();
+    let (mut listen, addr) = spawn_listen(&["-k", "0"]);
     let once = r#"
 s = connect(sys.argv[1])
 s.sendall(sys.argv[2].encode() + b"\n")
@@ -172,9 +180,7 @@ recv_all(s)
 
 #[test]
 fn a_reset_exits_1_with_one_line() {
-    let mut listen = Proc::spawn("socketkit listen", socketkit(["listen", "0"]), true);
-    let line = listen.stderr.wait_for("listening on", |_| true);
-    let addr = line.strip_prefix("listening on ").unwrap().to_owned();
+    let (mut listen, addr) = spawn_listen(&["0"]);
     let reset = r#"
 import struct
 s = connect(sys.argv[1])
@@ -365,18 +371,11 @@ fn a_mebibyte_through_listen_with_hexdump_arrives_byte_exact() {
 fn udp_prints_every_datagram_and_sends_stdin_lines_to_the_latest_sender() {
     let dir = tempdir();
     let dump = dir.path().join("dump");
-    let mut listen = Proc::spawn(
-        "socketkit listen udp",
-        socketkit([
-            "listen",
-            "--hexdump-file",
-            dump.to_str().unwrap(),
-            "udp://127.0.0.1:0",
-        ]),
-        true,
-    );
-    let line = listen.stderr.wait_for("listening on", |_| true);
-    let addr = line.strip_prefix("listening on ").unwrap().to_owned();
+    let (mut listen, addr) = spawn_listen(&[
+        "--hexdump-file",
+        dump.to_str().unwrap(),
+        "udp://127.0.0.1:0",
+    ]);
     // Two clients; each line we type goes to whoever sent last. `a`'s first
     // datagram received is the second line: the first went to `b` only.
     let clients = r#"
@@ -453,8 +452,7 @@ fn unix_stream_and_unixgram() {
     assert_eq!(text(&listen.stdout()), "over a unix socket\n");
 
     let gram = format!("unixgram:{}", dir.path().join("g.sock").display());
-    let mut listen = Proc::spawn("socketkit listen", socketkit(["listen", &gram]), true);
-    listen.stderr.wait_for("listening on", |_| true);
+    let (mut listen, _) = spawn_listen(&[&gram]);
     // A named client socket: an unnamed one could not be answered.
     let client = r#"
 s = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
@@ -480,13 +478,7 @@ out(s.recv(65536) + b"\n")
 
 #[test]
 fn idle_timeout_gives_up_on_a_silent_peer_with_one_line() {
-    let mut listen = Proc::spawn(
-        "socketkit listen",
-        socketkit(["listen", "--idle-timeout", "300ms", "0"]),
-        true,
-    );
-    let line = listen.stderr.wait_for("listening on", |_| true);
-    let addr = line.strip_prefix("listening on ").unwrap().to_owned();
+    let (mut listen, addr) = spawn_listen(&["--idle-timeout", "300ms", "0"]);
     // Connects, says nothing, and waits for us to give up.
     let silent = Proc::spawn(
         "python3",
