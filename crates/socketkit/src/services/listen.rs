@@ -102,7 +102,12 @@ impl<I: AsyncRead + Unpin + Send + 'static, O> Listen<I, O> {
                 };
                 let target = latest.borrow_and_update().clone();
                 if let Some((sender, peer)) = target {
-                    sender.send_to(&line, &peer).await?;
+                    // One undeliverable line (an ICMP refusal, a peer the
+                    // inetd rule will not answer) does not end the listener.
+                    if let Err(error) = sender.send_to(&line, &peer).await {
+                        tracing::warn!(%peer, error = %ErrorChain(&error), "line not sent");
+                        continue;
+                    }
                     if let Some(dump) = &hexdump {
                         dump.chunk(format_args!("> {} bytes to {peer}", line.len()), 0, &line);
                     }
