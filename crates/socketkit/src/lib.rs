@@ -44,6 +44,7 @@
 //! - [`protocol`]: the framed protocol of PROTOCOL.md;
 //! - [`services`]: the ready-made services, each a handler;
 //! - [`client`]: relay, datagram exchange, port checks;
+//! - [`hexdump`]: `-x`, a tap that dumps every chunk a stream carries;
 //! - [`tls`]: certificates, fingerprints, rustls configurations.
 
 #![deny(missing_docs, missing_debug_implementations)]
@@ -55,6 +56,7 @@ mod error;
 // Hooks for `fuzz/`; only under `cargo fuzz` (see the module docs).
 #[cfg(fuzzing)]
 pub mod fuzzing;
+pub mod hexdump;
 pub mod protocol;
 pub mod server;
 pub mod services;

@@ -10,6 +10,7 @@
 //! | [`Daytime`] | stream, datagram | RFC 867: the date and time, then close |
 //! | [`exec::Exec`] | stream | remote commands over the framed protocol |
 //! | [`recv::Recv`] | stream | receives files over the framed protocol |
+//! | [`Listen`] | stream | nc -l: each connection relayed to one input and output (stdin/stdout) |
 //! | [`Chat`] | stream (+ web page) | multi-room chat for `nc` and browsers, federated over Redis |
 
 pub mod auth;
@@ -20,6 +21,7 @@ mod discard;
 mod echo;
 pub mod exec;
 mod hello;
+mod listen;
 pub mod recv;
 mod session;
 mod upper;
@@ -29,6 +31,7 @@ pub use daytime::Daytime;
 pub use discard::Discard;
 pub use echo::Echo;
 pub use hello::Hello;
+pub use listen::Listen;
 pub use upper::Upper;
 
 use std::cell::Cell;
