@@ -63,9 +63,6 @@ fn default_endpoint(service: Service) -> anyhow::Result<Endpoint> {
     }
 }
 
-<<<<<<< HEAD
-pub(crate) fn config(args: &ServeArgs, tls: Option<ServerTls>) -> ServerConfig {
-=======
 /// The access list from --allow/--deny and their files; any bad entry is
 /// an error before anything is bound.
 pub(crate) fn access_list(args: &AccessArgs) -> anyhow::Result<AccessList> {
@@ -86,8 +83,7 @@ pub(crate) fn access_list(args: &AccessArgs) -> anyhow::Result<AccessList> {
     Ok(list)
 }
 
-fn config(args: &ServeArgs, tls: Option<ServerTls>, access: AccessList) -> ServerConfig {
->>>>>>> nc-access
+pub(crate) fn config(args: &ServeArgs, tls: Option<ServerTls>, access: AccessList) -> ServerConfig {
     let mode = match args.mode {
         Mode::Tasks => socketkit::server::Mode::Tasks,
         Mode::Threads => socketkit::server::Mode::Threads,
