@@ -209,6 +209,8 @@ pub enum Service {
     Recv,
     /// Multi-room chat for nc, telnet and browsers (see Chat options).
     Chat,
+    /// Port forwarding: each connection relayed to --to TARGET (see forward options).
+    Forward,
 }
 
 #[derive(Debug, Clone, Copy, ValueEnum)]
@@ -276,6 +278,8 @@ pub struct ServeArgs {
     pub recv: RecvServiceArgs,
     #[command(flatten)]
     pub chat: Box<crate::chat::ChatArgs>,
+    #[command(flatten)]
+    pub forward: crate::forward::ForwardArgs,
     #[command(flatten)]
     pub log: LogArgs,
 }
@@ -601,7 +605,7 @@ impl FamilyArgs {
     }
 }
 
-fn parse_fingerprint(text: &str) -> Result<Fingerprint, String> {
+pub(crate) fn parse_fingerprint(text: &str) -> Result<Fingerprint, String> {
     text.parse().map_err(|e: socketkit::Error| e.to_string())
 }
 

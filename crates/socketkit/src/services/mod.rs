@@ -10,6 +10,7 @@
 //! | [`Daytime`] | stream, datagram | RFC 867: the date and time, then close |
 //! | [`exec::Exec`] | stream | remote commands over the framed protocol |
 //! | [`recv::Recv`] | stream | receives files over the framed protocol |
+//! | [`Forward`] | stream | each connection relayed to a fixed target (port forwarding, TLS wrap/unwrap) |
 //! | [`Chat`] | stream (+ web page) | multi-room chat for `nc` and browsers, federated over Redis |
 
 pub mod auth;
@@ -19,6 +20,7 @@ mod daytime;
 mod discard;
 mod echo;
 pub mod exec;
+mod forward;
 mod hello;
 pub mod recv;
 mod session;
@@ -28,6 +30,7 @@ pub use chat::Chat;
 pub use daytime::Daytime;
 pub use discard::Discard;
 pub use echo::Echo;
+pub use forward::Forward;
 pub use hello::Hello;
 pub use upper::Upper;
 
