@@ -279,7 +279,7 @@ pub struct ServeArgs {
     #[command(flatten)]
     pub chat: Box<crate::chat::ChatArgs>,
     #[command(flatten)]
-    pub forward: crate::forward::ForwardArgs,
+    pub forward: Box<crate::forward::ForwardArgs>,
     #[command(flatten)]
     pub log: LogArgs,
 }
