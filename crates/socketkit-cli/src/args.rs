@@ -35,7 +35,7 @@ pub enum Command {
     /// and Unix datagrams. With TLS a `fingerprint sha256:…` line follows
     /// the listening lines.
     /// SIGINT/SIGTERM shut down gracefully; a second signal exits at once.
-    Serve(ServeArgs),
+    Serve(Box<ServeArgs>),
     /// Connect stdin/stdout to a socket, like nc.
     ///
     /// Binary-safe and full-duplex. At end of stdin the socket is half-closed

@@ -66,7 +66,7 @@ fn main() -> ExitCode {
         match cli.command {
             Command::Serve(args) => {
                 init_logging(&args.log, "info", args.json);
-                serve::run(args).await.map(|()| ExitCode::SUCCESS)
+                serve::run(*args).await.map(|()| ExitCode::SUCCESS)
             }
             Command::Connect(args) => {
                 init_logging(&args.log, "warn", false);

@@ -10,7 +10,7 @@
 use std::sync::Arc;
 use std::time::Instant;
 
-use tracing::info;
+use tracing::debug;
 
 use crate::addr::Endpoint;
 use crate::client::{both_ways, BothWaysOptions};
@@ -60,7 +60,7 @@ impl StreamHandler for Forward {
             ..BothWaysOptions::default()
         };
         let report = both_ways(&mut *conn, upstream, &relay).await?;
-        info!(
+        debug!(
             %client,
             %target,
             to_target = report.a_to_b,
