@@ -34,6 +34,9 @@ pub enum Command {
     /// TLS and Unix streams; echo, upper, discard and daytime also serve UDP
     /// and Unix datagrams. With TLS a `fingerprint sha256:…` line follows
     /// the listening lines.
+    /// forward relays each connection to --to TARGET (tcp://, tls:// or
+    /// unix:): `serve forward tls://:8443 --self-signed --to tcp://127.0.0.1:8080`
+    /// terminates TLS in front of a plaintext server.
     /// SIGINT/SIGTERM shut down gracefully; a second signal exits at once.
     Serve(Box<ServeArgs>),
     /// Connect stdin/stdout to a socket, like nc.
