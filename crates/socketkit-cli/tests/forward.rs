@@ -379,3 +379,38 @@ fn curl_through_a_forward_to_nginx() {
         got.len()
     );
 }
+
+#[test]
+fn every_mode_forwards() {
+    let target = echo();
+    for mode in ["threads", "sequential"] {
+        let fwd = forward("tcp://127.0.0.1:0", target.addr(), &["--mode", mode]);
+        let payload = random_bytes(256 * 1024, 5);
+        assert!(
+            py_roundtrip(fwd.addr(), &payload) == payload,
+            "--mode {mode}"
+        );
+    }
+}
+
+#[test]
+fn an_idle_forward_is_closed_after_the_idle_timeout_on_both_sides() {
+    let (target, port) = spawn_python_server(SPEAK_FIRST_THEN_LISTEN, &[]);
+    let fwd = forward(
+        "tcp://127.0.0.1:0",
+        &format!("tcp://127.0.0.1:{port}"),
+        &["--idle-timeout", "300ms"],
+    );
+    // The target half-closes after its banner and then waits for us; we
+    // send nothing: the forward gives up on both and the target sees EOF.
+    let mut s = TcpStream::connect(util::host_port(fwd.addr())).unwrap();
+    s.set_read_timeout(Some(WAIT)).unwrap();
+    let started = Instant::now();
+    let mut got = Vec::new();
+    let _ = s.read_to_end(&mut got);
+    assert_eq!(got, b"banner\n");
+    target
+        .stdout
+        .wait_for("the target to see the forward close", |l| l.is_empty());
+    assert!(started.elapsed() < WAIT, "{:?}", started.elapsed());
+}
