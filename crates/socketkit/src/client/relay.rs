@@ -12,10 +12,10 @@ use tokio::time::Instant;
 use crate::codec::{Line, LineReader};
 use crate::error::{Error, ErrorKind, Result};
 use crate::services::Lease;
-use crate::transport::{DatagramSocket, Stream};
+use crate::transport::DatagramSocket;
 
 /// Longest input line in line mode and for datagrams: a UDP payload fits.
-const MAX_INPUT_LINE: usize = 64 * 1024;
+pub(crate) const MAX_INPUT_LINE: usize = 64 * 1024;
 
 /// Options of [`relay`].
 #[derive(Debug, Clone, Default)]
@@ -27,6 +27,11 @@ pub struct RelayOptions {
     /// The textbook client: send input line by line, skip empty lines, and
     /// end (as at end of input) on a line `exit` or `bye`.
     pub line_mode: bool,
+    /// When the peer closes first, input is still sent while it keeps
+    /// coming, so the peer's FIN never cuts a file short; the relay ends
+    /// when the input ends or has been quiet this long (a terminal nobody
+    /// types into). Zero ends the relay at the peer's close, as nc does.
+    pub input_grace: Duration,
 }
 
 /// What a relay moved.
@@ -40,17 +45,23 @@ pub struct RelayReport {
 }
 
 /// Relays `input` to the stream and the stream to `output`, both ways at
-/// once, binary-safe. At end of input the stream is half-closed and the
-/// peer's data is still copied until it closes; if the peer closes first the
-/// relay ends (as nc does). A peer that stops reading our input does not fail
-/// the relay: its reply is still delivered.
-pub async fn relay<I, O>(
-    stream: Stream,
+/// once, binary-safe. The stream is any byte stream: a connected
+/// [`Stream`](crate::transport::Stream), an accepted
+/// [`Connection`](crate::server::Connection), or either wrapped (say in a
+/// [`Tapped`](crate::hexdump::Tapped)). At end of input the stream is
+/// half-closed and the peer's data is still copied until it closes. If the
+/// peer closes first, input still flows until it ends or goes quiet for
+/// [`RelayOptions::input_grace`].
+/// A peer that stops reading our input does not fail the relay: its reply is
+/// still delivered.
+pub async fn relay<S, I, O>(
+    stream: S,
     input: I,
     output: O,
     options: &RelayOptions,
 ) -> Result<RelayReport>
 where
+    S: AsyncRead + AsyncWrite + Unpin,
     I: AsyncRead + Unpin,
     O: AsyncWrite + Unpin,
 {
@@ -62,7 +73,22 @@ where
     let idle = activity.watch(options.idle_timeout);
     tokio::pin!(idle);
     let (sent, received) = tokio::select! {
-        received = &mut download => (0, received?),
+        received = &mut download => {
+            let received = received?;
+            // The peer's FIN ends only its direction: input that keeps
+            // coming still goes out (a half-closing peer reads on); input
+            // that stays quiet for the grace (a terminal) ends the relay.
+            let quiet = activity.watch(Some(options.input_grace));
+            tokio::select! {
+                sent = &mut upload => match sent {
+                    Ok(sent) => (sent, received),
+                    Err(e) if is_peer_gone(&e) => (0, received),
+                    Err(e) => return Err(e.into()),
+                },
+                _ = quiet => (0, received),
+                error = &mut idle => return Err(error),
+            }
+        }
         sent = &mut upload => {
             let sent = match sent {
                 Ok(sent) => sent,
@@ -307,7 +333,11 @@ where
     Ok(report)
 }
 
-async fn write_reply<O: AsyncWrite + Unpin>(output: &mut O, reply: &[u8]) -> io::Result<()> {
+/// Writes one datagram's payload to `output` on a line of its own.
+pub(crate) async fn write_reply<O: AsyncWrite + Unpin>(
+    output: &mut O,
+    reply: &[u8],
+) -> io::Result<()> {
     output.write_all(reply).await?;
     if reply.last() != Some(&b'\n') {
         output.write_all(b"\n").await?;

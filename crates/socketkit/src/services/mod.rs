@@ -11,6 +11,7 @@
 //! | [`exec::Exec`] | stream | remote commands over the framed protocol |
 //! | [`recv::Recv`] | stream | receives files over the framed protocol |
 //! | [`Forward`] | stream | each connection relayed to a fixed target (port forwarding, TLS wrap/unwrap) |
+//! | [`Listen`] | stream | nc -l: each connection relayed to one input and output (stdin/stdout) |
 //! | [`Chat`] | stream (+ web page) | multi-room chat for `nc` and browsers, federated over Redis |
 
 pub mod auth;
@@ -22,6 +23,7 @@ mod echo;
 pub mod exec;
 mod forward;
 mod hello;
+mod listen;
 pub mod recv;
 mod session;
 mod upper;
@@ -32,6 +34,7 @@ pub use discard::Discard;
 pub use echo::Echo;
 pub use forward::Forward;
 pub use hello::Hello;
+pub use listen::Listen;
 pub use upper::Upper;
 
 use std::cell::Cell;
