@@ -12,8 +12,8 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use crate::args::{
-    parse_duration, parse_endpoint, parse_fingerprint, ClientTlsArgs, FamilyArgs, ServeArgs,
-    Service,
+    parse_duration, parse_endpoint, parse_fingerprint, ClientTlsArgs, FamilyArgs, HexdumpArgs,
+    ServeArgs, Service,
 };
 
 /// Options of the forward service (the target side).
@@ -55,6 +55,8 @@ pub struct ForwardArgs {
     pub to_servername: Option<String>,
     #[command(flatten)]
     pub family: FamilyArgs,
+    #[command(flatten)]
+    pub hexdump: HexdumpArgs,
 }
 
 /// The forward service from the command line; other services refuse the
@@ -62,8 +64,9 @@ pub struct ForwardArgs {
 pub fn service(args: &ServeArgs) -> anyhow::Result<Option<Forward>> {
     let forward = &args.forward;
     if !matches!(args.service, Service::Forward) {
-        if forward.to.is_some() || forward.family.family().is_some() {
-            bail!("--to and -4/-6 belong to the forward service (hint: socketkit serve forward ADDR --to TARGET)");
+        let dump = forward.hexdump.hexdump || forward.hexdump.hexdump_file.is_some();
+        if forward.to.is_some() || forward.family.family().is_some() || dump {
+            bail!("--to, -4/-6 and -x belong to the forward service (hint: socketkit serve forward ADDR --to TARGET)");
         }
         return Ok(None);
     }
@@ -99,5 +102,9 @@ pub fn service(args: &ServeArgs) -> anyhow::Result<Option<Forward>> {
         family: forward.family.family(),
         ..ConnectOptions::default()
     };
-    Ok(Some(Forward::new(target, options)))
+    let forward_service = Forward::new(target, options);
+    Ok(Some(match crate::hexdump::open(&forward.hexdump)? {
+        Some(dump) => forward_service.with_hexdump(dump),
+        None => forward_service,
+    }))
 }

@@ -414,3 +414,34 @@ fn an_idle_forward_is_closed_after_the_idle_timeout_on_both_sides() {
         .wait_for("the target to see the forward close", |l| l.is_empty());
     assert!(started.elapsed() < WAIT, "{:?}", started.elapsed());
 }
+
+#[test]
+fn hexdump_labels_both_legs_and_changes_nothing() {
+    let target = echo();
+    let dir = util::tempdir();
+    let file = dir.path().join("dump.txt");
+    let fwd = forward(
+        "tcp://127.0.0.1:0",
+        target.addr(),
+        &["--hexdump-file", file.to_str().unwrap()],
+    );
+    assert_eq!(py_roundtrip(fwd.addr(), b"hello\n"), b"hello\n");
+    let to = target.addr().to_owned();
+    let dump = || std::fs::read_to_string(&file).unwrap_or_default();
+    util::wait_until("four chunks in the dump", || {
+        dump().lines().filter(|l| l.contains(" 6 bytes ")).count() == 4
+    });
+    let dump = dump();
+    for header in [format!("> 6 bytes to {to}"), format!("< 6 bytes from {to}")] {
+        assert!(dump.contains(&header), "{header} in\n{dump}");
+    }
+    assert!(dump.contains("< 6 bytes from 127.0.0.1:"), "{dump}");
+    assert!(dump.contains("> 6 bytes to 127.0.0.1:"), "{dump}");
+    assert!(
+        dump.lines()
+            .filter(|l| l.starts_with("00000000  68 65 6c 6c 6f 0a ") && l.ends_with(" |hello.|"))
+            .count()
+            == 4,
+        "{dump}"
+    );
+}

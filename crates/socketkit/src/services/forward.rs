@@ -15,6 +15,7 @@ use tracing::debug;
 use crate::addr::Endpoint;
 use crate::client::{both_ways, BothWaysOptions};
 use crate::error::Result;
+use crate::hexdump::{HexDump, Tapped};
 use crate::server::{Connection, StreamHandler};
 use crate::transport::{connect, ConnectOptions};
 
@@ -24,10 +25,11 @@ pub struct Forward {
     inner: Arc<Inner>,
 }
 
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 struct Inner {
     target: Endpoint,
     options: ConnectOptions,
+    dump: Option<HexDump>,
 }
 
 impl Forward {
@@ -35,7 +37,26 @@ impl Forward {
     /// (timeout, TLS verification, source address, family).
     pub fn new(target: Endpoint, options: ConnectOptions) -> Forward {
         Forward {
-            inner: Arc::new(Inner { target, options }),
+            inner: Arc::new(Inner {
+                target,
+                options,
+                dump: None,
+            }),
+        }
+    }
+
+    /// Dumps both legs of every forward (`-x`), each chunk labelled with
+    /// the client's or the target's address.
+    pub fn with_hexdump(self, dump: HexDump) -> Forward {
+        let Inner {
+            target, options, ..
+        } = Arc::unwrap_or_clone(self.inner);
+        Forward {
+            inner: Arc::new(Inner {
+                target,
+                options,
+                dump: Some(dump),
+            }),
         }
     }
 
@@ -47,7 +68,11 @@ impl Forward {
 
 impl StreamHandler for Forward {
     async fn handle(&self, conn: &mut Connection) -> Result<()> {
-        let Inner { target, options } = &*self.inner;
+        let Inner {
+            target,
+            options,
+            dump,
+        } = &*self.inner;
         let started = Instant::now();
         let client = conn.peer_addr().clone();
         // An unreachable target ends the handler at once: the server closes
@@ -59,7 +84,14 @@ impl StreamHandler for Forward {
             idle_timeout: conn.idle_timeout(),
             ..BothWaysOptions::default()
         };
-        let report = both_ways(&mut *conn, upstream, &relay).await?;
+        let report = match dump {
+            None => both_ways(&mut *conn, upstream, &relay).await?,
+            Some(dump) => {
+                let client_leg = Tapped::new(&mut *conn, dump.clone(), client.to_string());
+                let target_leg = Tapped::new(upstream, dump.clone(), target.to_string());
+                both_ways(client_leg, target_leg, &relay).await?
+            }
+        };
         debug!(
             %client,
             %target,
