@@ -73,8 +73,14 @@ pub fn service(args: &ServeArgs) -> anyhow::Result<Option<Forward>> {
     let Some(target) = forward.to.clone() else {
         bail!("serve forward needs a target (hint: --to tcp://HOST:PORT)");
     };
-    if target.kind() != SocketKind::Stream {
-        bail!("cannot forward to {target}: datagram targets are not supported yet (hint: tcp://, tls:// or unix:)");
+    for addr in &args.addrs {
+        if addr.kind() != target.kind() {
+            let kind = |k| match k {
+                SocketKind::Stream => "a stream",
+                SocketKind::Datagram => "a datagram",
+            };
+            bail!("cannot forward {addr} ({} socket) to {target} ({} socket) (hint: tcp://, tls:// and unix: forward to each other, udp:// and unixgram: to each other)", kind(addr.kind()), kind(target.kind()));
+        }
     }
     let tls_flags = forward.to_ca.is_some()
         || forward.to_pin.is_some()
@@ -102,7 +108,8 @@ pub fn service(args: &ServeArgs) -> anyhow::Result<Option<Forward>> {
         family: forward.family.family(),
         ..ConnectOptions::default()
     };
-    let forward_service = Forward::new(target, options);
+    let forward_service = Forward::new(target, options)
+        .with_datagram_limits(args.max_conns, crate::args::optional(args.idle_timeout));
     Ok(Some(match crate::hexdump::open(&forward.hexdump)? {
         Some(dump) => forward_service.with_hexdump(dump),
         None => forward_service,

@@ -55,7 +55,7 @@ pub async fn run(mut args: ServeArgs) -> anyhow::Result<()> {
         }
         Service::Chat => crate::chat::run(args).await,
         Service::Forward => match forward {
-            Some(forward) => serve(args, Handlers::stream(forward)).await,
+            Some(forward) => serve(args, Handlers::both(forward)).await,
             None => bail!("serve forward needs --to TARGET"),
         },
     }

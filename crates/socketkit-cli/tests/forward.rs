@@ -445,3 +445,43 @@ fn hexdump_labels_both_legs_and_changes_nothing() {
         "{dump}"
     );
 }
+
+/// A Python UDP server that answers each datagram with the port it came
+/// from and the payload, so each client can tell its replies are its own.
+const UDP_TARGET: &str = r#"
+u = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+u.bind(("127.0.0.1", 0))
+print(u.getsockname()[1], flush=True)
+while True:
+    data, addr = u.recvfrom(65536)
+    u.sendto(b"%d:" % addr[1] + data, addr)
+"#;
+
+#[test]
+fn udp_forward_two_clients_at_once_each_gets_its_own_replies() {
+    let (_target, port) = spawn_python_server(UDP_TARGET, &[]);
+    let fwd = forward(
+        "udp://127.0.0.1:0",
+        &format!("udp://127.0.0.1:{port}"),
+        &["--idle-timeout", "500ms"],
+    );
+    let code = r#"
+host, port = sys.argv[1].removeprefix("udp://").rsplit(":", 1)
+a = socket.socket(socket.AF_INET, socket.SOCK_DGRAM); a.settimeout(T)
+b = socket.socket(socket.AF_INET, socket.SOCK_DGRAM); b.settimeout(T)
+for i in range(3):
+    a.sendto(b"a%d" % i, (host, int(port)))
+    b.sendto(b"b%d" % i, (host, int(port)))
+got_a = sorted(a.recv(100).split(b":", 1)[1] for _ in range(3))
+got_b = sorted(b.recv(100).split(b":", 1)[1] for _ in range(3))
+print(got_a == [b"a0", b"a1", b"a2"], got_b == [b"b0", b"b1", b"b2"])
+"#;
+    let out = python_ok(code, &[fwd.addr()], b"");
+    assert_eq!(util::text(&out), "True True\n");
+    // Both sessions end once idle, each logged.
+    for _ in 0..2 {
+        fwd.proc
+            .stderr
+            .wait_for("a session to end when idle", |l| l.contains("forward session ended"));
+    }
+}

@@ -6,23 +6,59 @@
 //! Eyeballs, the connect timeout, TLS origination verified like any client);
 //! [`both_ways`] relays between them. Forwarding to one fixed target is not
 //! an open relay: clients cannot choose where their bytes go.
+//!
+//! Datagrams (`udp://`, `unixgram:` to a datagram target) are forwarded
+//! per client address: the first datagram from an address opens an upstream
+//! socket of its own, whose replies go back to that address; a session ends
+//! after the idle timeout without traffic either way, and at most
+//! `max_sessions` exist at once (datagrams from further clients are dropped).
 
-use std::sync::Arc;
-use std::time::Instant;
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 
 use tracing::debug;
 
 use crate::addr::Endpoint;
 use crate::client::{both_ways, BothWaysOptions};
 use crate::error::Result;
+use crate::error::{Error, ErrorKind};
 use crate::hexdump::{HexDump, Tapped};
-use crate::server::{Connection, StreamHandler};
-use crate::transport::{connect, ConnectOptions};
+use crate::server::{Connection, Datagram, DatagramHandler, DatagramSender, Reply, StreamHandler};
+use crate::transport::{connect, connect_datagram, ConnectOptions, DatagramSocket, SocketAddress};
 
 /// The forwarding service: every stream connection is relayed to `target`.
 #[derive(Debug, Clone)]
 pub struct Forward {
     inner: Arc<Inner>,
+    sessions: Arc<Sessions>,
+}
+
+/// The datagram sessions, by client address.
+#[derive(Debug)]
+struct Sessions {
+    max: usize,
+    idle: Option<Duration>,
+    by_peer: Mutex<HashMap<SocketAddress, Arc<Session>>>,
+}
+
+#[derive(Debug)]
+struct Session {
+    upstream: DatagramSocket,
+    last: Mutex<tokio::time::Instant>,
+}
+
+impl Session {
+    fn touch(&self) {
+        if let Ok(mut last) = self.last.lock() {
+            *last = tokio::time::Instant::now();
+        }
+    }
+
+    fn idle_until(&self, idle: Duration) -> tokio::time::Instant {
+        let last = self.last.lock().map(|last| *last);
+        last.unwrap_or_else(|_| tokio::time::Instant::now()) + idle
+    }
 }
 
 #[derive(Debug, Clone)]
@@ -42,6 +78,25 @@ impl Forward {
                 options,
                 dump: None,
             }),
+            sessions: Arc::new(Sessions {
+                max: 1024,
+                idle: Some(Duration::from_secs(300)),
+                by_peer: Mutex::new(HashMap::new()),
+            }),
+        }
+    }
+
+    /// Bounds datagram forwarding: at most `max` client addresses at once,
+    /// each session ending after `idle` without traffic (`None`: never).
+    /// Defaults: 1024 and 300 s, as the server's connection limits.
+    pub fn with_datagram_limits(self, max: usize, idle: Option<Duration>) -> Forward {
+        Forward {
+            sessions: Arc::new(Sessions {
+                max,
+                idle,
+                by_peer: Mutex::new(HashMap::new()),
+            }),
+            ..self
         }
     }
 
@@ -57,6 +112,7 @@ impl Forward {
                 options,
                 dump: Some(dump),
             }),
+            sessions: self.sessions,
         }
     }
 
@@ -102,4 +158,107 @@ impl StreamHandler for Forward {
         );
         Ok(())
     }
+}
+
+impl DatagramHandler for Forward {
+    async fn handle_datagram(&self, request: Datagram<'_>, _reply: &mut Reply) -> Result<()> {
+        let existing = self.sessions.get(request.peer);
+        let session = match existing {
+            Some(session) => session,
+            None => {
+                if self.sessions.len() >= self.sessions.max {
+                    debug!(peer = %request.peer, max = self.sessions.max, "datagram dropped: every forward session is taken");
+                    return Ok(());
+                }
+                let Inner {
+                    target, options, ..
+                } = &*self.inner;
+                let upstream = connect_datagram(target, options).await?;
+                let session = Arc::new(Session {
+                    upstream,
+                    last: Mutex::new(tokio::time::Instant::now()),
+                });
+                self.sessions.insert(request.peer.clone(), session.clone());
+                tokio::spawn(replies(
+                    session.clone(),
+                    request.peer.clone(),
+                    request.sender.clone(),
+                    self.sessions.clone(),
+                ));
+                session
+            }
+        };
+        session.touch();
+        session.upstream.send(request.data).await.map_err(|e| {
+            Error::with_source(
+                ErrorKind::Io,
+                format!("cannot forward a datagram to {}", self.inner.target),
+                e,
+            )
+        })?;
+        Ok(())
+    }
+}
+
+impl Sessions {
+    fn get(&self, peer: &SocketAddress) -> Option<Arc<Session>> {
+        self.by_peer.lock().ok()?.get(peer).cloned()
+    }
+
+    fn len(&self) -> usize {
+        self.by_peer.lock().map_or(0, |map| map.len())
+    }
+
+    fn insert(&self, peer: SocketAddress, session: Arc<Session>) {
+        if let Ok(mut map) = self.by_peer.lock() {
+            map.insert(peer, session);
+        }
+    }
+
+    fn remove(&self, peer: &SocketAddress) {
+        if let Ok(mut map) = self.by_peer.lock() {
+            map.remove(peer);
+        }
+    }
+}
+
+/// One session's way back: the target's datagrams to the client, until
+/// the session has been idle (both ways) for the limit.
+async fn replies(
+    session: Arc<Session>,
+    peer: SocketAddress,
+    sender: DatagramSender,
+    sessions: Arc<Sessions>,
+) {
+    let mut buf = vec![0u8; 64 * 1024];
+    loop {
+        let idle = async {
+            match sessions.idle {
+                Some(idle) => loop {
+                    let deadline = session.idle_until(idle);
+                    if deadline <= tokio::time::Instant::now() {
+                        return;
+                    }
+                    tokio::time::sleep_until(deadline).await;
+                },
+                None => std::future::pending().await,
+            }
+        };
+        tokio::select! {
+            received = session.upstream.recv(&mut buf) => match received {
+                Ok(n) => {
+                    session.touch();
+                    if let Err(error) = sender.send_to(&buf[..n], &peer).await {
+                        debug!(%peer, %error, "cannot pass a reply back");
+                    }
+                }
+                // A connected UDP socket reports an earlier ICMP "port
+                // unreachable" here; the session goes on.
+                Err(error) => debug!(%peer, %error, "forward target did not take a datagram"),
+            },
+            () = idle => break,
+        }
+    }
+    debug!(%peer, "forward session ended (idle)");
+    sessions.remove(&peer);
 }
