@@ -480,8 +480,8 @@ print(got_a == [b"a0", b"a1", b"a2"], got_b == [b"b0", b"b1", b"b2"])
     assert_eq!(util::text(&out), "True True\n");
     // Both sessions end once idle, each logged.
     for _ in 0..2 {
-        fwd.proc
-            .stderr
-            .wait_for("a session to end when idle", |l| l.contains("forward session ended"));
+        fwd.proc.stderr.wait_for("a session to end when idle", |l| {
+            l.contains("forward session ended")
+        });
     }
 }

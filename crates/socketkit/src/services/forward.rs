@@ -27,6 +27,10 @@ use crate::hexdump::{HexDump, Tapped};
 use crate::server::{Connection, Datagram, DatagramHandler, DatagramSender, Reply, StreamHandler};
 use crate::transport::{connect, connect_datagram, ConnectOptions, DatagramSocket, SocketAddress};
 
+/// Relay buffer per direction while bytes are in flight: larger than the
+/// echo services' because a forward pays two sockets per byte each way.
+const FORWARD_BUFFER: usize = 64 * 1024;
+
 /// The forwarding service: every stream connection is relayed to `target`.
 #[derive(Debug, Clone)]
 pub struct Forward {
@@ -138,7 +142,7 @@ impl StreamHandler for Forward {
             // The connection times out on its own reads; this also covers a
             // client that half-closed while the target stays silent.
             idle_timeout: conn.idle_timeout(),
-            ..BothWaysOptions::default()
+            buffer_size: FORWARD_BUFFER,
         };
         let report = match dump {
             None => both_ways(&mut *conn, upstream, &relay).await?,
