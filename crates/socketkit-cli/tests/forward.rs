@@ -24,6 +24,13 @@ fn forward(listen: &str, target: &str, extra: &[&str]) -> Server {
     Server::start(&args, 1)
 }
 
+/// A plain TCP client of `fwd` whose reads give up after [`WAIT`].
+fn client(fwd: &Server) -> TcpStream {
+    let s = TcpStream::connect(util::host_port(fwd.addr())).unwrap();
+    s.set_read_timeout(Some(WAIT)).unwrap();
+    s
+}
+
 fn echo() -> Server {
     Server::start(&["serve", "echo", "tcp://127.0.0.1:0"], 1)
 }
@@ -111,8 +118,7 @@ fn half_close_passes_through_the_forward_client_first() {
     let (_target, port) = spawn_python_server(REPLY_AFTER_EOF, &[]);
     let fwd = forward("tcp://127.0.0.1:0", &format!("tcp://127.0.0.1:{port}"), &[]);
     // The client half-closes and still reads the reply sent after its FIN.
-    let mut s = TcpStream::connect(util::host_port(fwd.addr())).unwrap();
-    s.set_read_timeout(Some(WAIT)).unwrap();
+    let mut s = client(&fwd);
     s.write_all(b"abc").unwrap();
     s.shutdown(Shutdown::Write).unwrap();
     let mut reply = Vec::new();
@@ -124,8 +130,7 @@ fn half_close_passes_through_the_forward_client_first() {
 fn half_close_passes_through_the_forward_target_first() {
     let (target, port) = spawn_python_server(SPEAK_FIRST_THEN_LISTEN, &[]);
     let fwd = forward("tcp://127.0.0.1:0", &format!("tcp://127.0.0.1:{port}"), &[]);
-    let mut s = TcpStream::connect(util::host_port(fwd.addr())).unwrap();
-    s.set_read_timeout(Some(WAIT)).unwrap();
+    let mut s = client(&fwd);
     // The target's FIN arrives as end of stream...
     let mut banner = Vec::new();
     s.read_to_end(&mut banner).unwrap();
@@ -144,8 +149,7 @@ fn half_close_passes_through_the_forward_target_first() {
 fn an_unreachable_target_closes_the_client_at_once_and_is_logged() {
     let dead = util::free_port();
     let fwd = forward("tcp://127.0.0.1:0", &format!("tcp://127.0.0.1:{dead}"), &[]);
-    let mut s = TcpStream::connect(util::host_port(fwd.addr())).unwrap();
-    s.set_read_timeout(Some(WAIT)).unwrap();
+    let mut s = client(&fwd);
     let started = Instant::now();
     let mut got = Vec::new();
     // End of stream (or a reset), not a read timeout.
@@ -284,8 +288,7 @@ print(got == first + rest, len(got))
 fn access_lists_apply_to_the_forward() {
     let target = echo();
     let fwd = forward("tcp://127.0.0.1:0", target.addr(), &["--deny", "127.0.0.1"]);
-    let mut s = TcpStream::connect(util::host_port(fwd.addr())).unwrap();
-    s.set_read_timeout(Some(WAIT)).unwrap();
+    let mut s = client(&fwd);
     let _ = s.write_all(b"let me in\n");
     let mut got = Vec::new();
     let _ = s.read_to_end(&mut got);
@@ -403,8 +406,7 @@ fn an_idle_forward_is_closed_after_the_idle_timeout_on_both_sides() {
     );
     // The target half-closes after its banner and then waits for us; we
     // send nothing: the forward gives up on both and the target sees EOF.
-    let mut s = TcpStream::connect(util::host_port(fwd.addr())).unwrap();
-    s.set_read_timeout(Some(WAIT)).unwrap();
+    let mut s = client(&fwd);
     let started = Instant::now();
     let mut got = Vec::new();
     let _ = s.read_to_end(&mut got);
