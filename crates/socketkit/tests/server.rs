@@ -513,3 +513,54 @@ async fn binding_a_taken_port_says_address_in_use() {
         .to_string()
         .starts_with("cannot bind tcp://127.0.0.1:"));
 }
+
+/// The access list through the public API, the way `listen` or a forward
+/// would use it: a client from 127.0.0.2 (bound with `ConnectOptions`'
+/// source) is closed before the greeting, one from 127.0.0.1 is served, and
+/// the summary counts the refusal.
+#[tokio::test]
+async fn access_list_refuses_a_second_loopback_source_before_any_byte() {
+    use socketkit::addr::SourceAddress;
+    use socketkit::server::{AccessList, Rule};
+    use socketkit::transport::{self, ConnectOptions};
+
+    let mut access = AccessList::new();
+    access.add(Rule::Allow, "127.0.0.0/8").unwrap();
+    access.add(Rule::Deny, "127.0.0.2").unwrap();
+    let config = ServerConfig::default().access(access);
+    let running = start(&["127.0.0.1:0"], config, Hello::default(), false).await;
+    let target: Endpoint = format!("tcp://{}", running.tcp()).parse().unwrap();
+    let from = |ip: &str| ConnectOptions {
+        source: Some(SourceAddress {
+            ip: Some(ip.parse().unwrap()),
+            port: 0,
+        }),
+        ..ConnectOptions::default()
+    };
+
+    let mut refused = transport::connect(&target, &from("127.0.0.2"))
+        .await
+        .unwrap();
+    let mut got = Vec::new();
+    let read = tokio::time::timeout(PATIENCE, refused.read_to_end(&mut got)).await;
+    assert!(
+        matches!(read, Ok(Ok(0)) | Ok(Err(_))),
+        "closed without a byte: {read:?} {got:?}"
+    );
+    assert!(got.is_empty());
+
+    let mut admitted = transport::connect(&target, &from("127.0.0.1"))
+        .await
+        .unwrap();
+    let mut greeting = [0u8; 8];
+    tokio::time::timeout(PATIENCE, admitted.read_exact(&mut greeting))
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(&greeting, b"Welcome!");
+    drop(admitted);
+
+    running.handle.shutdown();
+    let summary = running.stopped().await;
+    assert_eq!((summary.refused, summary.connections), (1, 1));
+}
