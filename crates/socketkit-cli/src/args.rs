@@ -50,10 +50,12 @@ pub enum Command {
     /// Wait for one connection and wire it to stdin/stdout, like nc -l.
     ///
     /// `listening on ADDR` (and, for tls://, `fingerprint …`) go to stderr
-    /// before the first accept; stdout carries only data. Relays as connect
-    /// does, except that the peer's close does not cut stdin short: exits 0
+    /// before the first accept; stdout carries only data. Relays exactly as
+    /// connect does (the peer's close does not cut stdin short); exits 0
     /// once both directions ended, 1 on a reset. -k accepts the next
-    /// connection after each ends, until SIGINT/SIGTERM.
+    /// connection after each ends, until SIGINT/SIGTERM. On udp:// and
+    /// unixgram: datagrams are printed and stdin lines go to the latest
+    /// sender.
     Listen(ListenArgs),
     /// Check whether ports accept connections (connect_ex).
     ///

@@ -46,7 +46,7 @@ pub async fn run(args: ConnectArgs) -> anyhow::Result<()> {
             };
             match crate::hexdump::open(&args.hexdump)? {
                 Some(dump) => {
-                    let tapped = Tapped::new(stream, dump, args.addr.to_string());
+                    let tapped = Tapped::dumped(stream, dump, args.addr.to_string());
                     client::relay(tapped, stdin, stdout, &relay).await
                 }
                 None => client::relay(stream, stdin, stdout, &relay).await,

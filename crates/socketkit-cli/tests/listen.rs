@@ -69,6 +69,20 @@ impl Drop for Listening {
     }
 }
 
+/// `socketkit listen ARGS` with piped stdin, stdout and stderr, once it
+/// announced its address (returned).
+fn spawn_listen(args: &[&str]) -> (Proc, String) {
+    let mut all = vec!["listen"];
+    all.extend_from_slice(args);
+    let listen = Proc::spawn(&all.join(" "), socketkit(&all), true);
+    let line = listen.stderr.wait_for("listening on", |_| true);
+    let addr = line
+        .strip_prefix("listening on ")
+        .unwrap_or_else(|| panic!("unexpected stderr line {line:?}"))
+        .to_owned();
+    (listen, addr)
+}
+
 fn file_with(dir: &std::path::Path, name: &str, data: &[u8]) -> File {
     let path = dir.join(name);
     std::fs::write(&path, data).unwrap();
@@ -135,13 +149,7 @@ s.close()
 
 #[test]
 fn keep_open_serves_connections_in_turn_and_stdin_goes_to_the_current_one() {
-    let mut listen = Proc::spawn(
-        "socketkit listen -k",
-        socketkit(["listen", "-k", "0"]),
-        true,
-    );
-    let line = listen.stderr.wait_for("listening on", |_| true);
-    let addr = line.strip_prefix("listening on ").unwrap().to_owned();
+    let (mut listen, addr) = spawn_listen(&["-k", "0"]);
     let once = r#"
 s = connect(sys.argv[1])
 s.sendall(sys.argv[2].encode() + b"\n")
@@ -172,9 +180,7 @@ recv_all(s)
 
 #[test]
 fn a_reset_exits_1_with_one_line() {
-    let mut listen = Proc::spawn("socketkit listen", socketkit(["listen", "0"]), true);
-    let line = listen.stderr.wait_for("listening on", |_| true);
-    let addr = line.strip_prefix("listening on ").unwrap().to_owned();
+    let (mut listen, addr) = spawn_listen(&["0"]);
     let reset = r#"
 import struct
 s = connect(sys.argv[1])
@@ -201,11 +207,12 @@ s = socket.socket()
 s.settimeout(T)
 s.bind((sys.argv[2], 0))
 s.connect(("127.0.0.1", int(sys.argv[1])))
-s.sendall(sys.argv[2].encode() + b"\n")
-s.shutdown(socket.SHUT_WR)
+# A refused peer is closed at once: any step may meet the reset.
 try:
+    s.sendall(sys.argv[2].encode() + b"\n")
+    s.shutdown(socket.SHUT_WR)
     got = recv_all(s)
-except ConnectionResetError:
+except OSError:
     got = b""
 out(b"closed\n" if got == b"" else got)
 "#;
@@ -232,16 +239,11 @@ out(b"closed\n" if got == b"" else got)
 #[test]
 fn tls_with_openssl_s_client() {
     let dir = tempdir();
-    let stdin = file_with(dir.path(), "r", b"reply over tls\n");
     let mut cmd = socketkit(["listen", "--self-signed", "tls://127.0.0.1:0"]);
-    cmd.env("XDG_CONFIG_HOME", dir.path())
-        .stdin(Stdio::from(stdin))
-        .stdout(File::create(dir.path().join("out")).unwrap())
-        .stderr(Stdio::piped());
-    let mut child = cmd.spawn().unwrap();
-    let stderr = LineTapOf::new(child.stderr.take().unwrap());
-    let addr = stderr.next("listening on");
-    let fingerprint = stderr.next("fingerprint");
+    cmd.env("XDG_CONFIG_HOME", dir.path());
+    let mut listen = Proc::spawn("socketkit listen tls", cmd, true);
+    let addr = listen.stderr.wait_for("listening on", |_| true);
+    let fingerprint = listen.stderr.wait_for("fingerprint", |_| true);
     assert!(
         fingerprint.starts_with("fingerprint sha256:"),
         "{fingerprint}"
@@ -254,37 +256,33 @@ fn tls_with_openssl_s_client() {
         "-connect",
         &format!("127.0.0.1:{port}"),
     ]);
-    let out = run(s_client, b"hello over tls\n");
-    assert_eq!(text(&out.stdout), "reply over tls\n");
-    let status = wait_child(&mut child, RUN_LIMIT);
-    assert_eq!(status.code(), Some(0));
+    let mut s_client = Proc::spawn("openssl s_client", s_client, true);
+    // Each side speaks in turn: s_client ends as soon as we close, so our
+    // stdin waits for its line.
+    s_client.write_stdin(b"hello over tls\n");
     assert_eq!(
-        text(&std::fs::read(dir.path().join("out")).unwrap()),
-        "hello over tls\n"
+        listen.stdout.wait_for("its line", |_| true),
+        "hello over tls"
     );
-}
-
-/// Lines of a child's stderr, in order, each within [`WAIT`].
-struct LineTapOf(std::sync::mpsc::Receiver<String>);
-
-impl LineTapOf {
-    fn new(pipe: std::process::ChildStderr) -> LineTapOf {
-        use std::io::BufRead;
-        let (tx, rx) = std::sync::mpsc::channel();
-        std::thread::spawn(move || {
-            for line in std::io::BufReader::new(pipe).lines() {
-                let Ok(line) = line else { return };
-                let _ = tx.send(line);
-            }
-        });
-        LineTapOf(rx)
-    }
-
-    fn next(&self, what: &str) -> String {
-        self.0
-            .recv_timeout(WAIT)
-            .unwrap_or_else(|_| panic!("no {what} line within {WAIT:?}"))
-    }
+    listen.write_stdin(b"reply over tls\n");
+    listen.close_stdin();
+    assert_eq!(
+        s_client.stdout.wait_for("our line", |_| true),
+        "reply over tls"
+    );
+    assert_eq!(
+        listen.wait_exit().code(),
+        Some(0),
+        "{}",
+        listen.stderr.text()
+    );
+    assert_eq!(listen.stdout.text(), "hello over tls\n");
+    assert_eq!(
+        listen.stderr.text().lines().count(),
+        2,
+        "{}",
+        listen.stderr.text()
+    );
 }
 
 // --- -x/--hexdump ------------------------------------------------------------
@@ -371,13 +369,13 @@ fn a_mebibyte_through_listen_with_hexdump_arrives_byte_exact() {
 
 #[test]
 fn udp_prints_every_datagram_and_sends_stdin_lines_to_the_latest_sender() {
-    let mut listen = Proc::spawn(
-        "socketkit listen udp",
-        socketkit(["listen", "udp://127.0.0.1:0"]),
-        true,
-    );
-    let line = listen.stderr.wait_for("listening on", |_| true);
-    let addr = line.strip_prefix("listening on ").unwrap().to_owned();
+    let dir = tempdir();
+    let dump = dir.path().join("dump");
+    let (mut listen, addr) = spawn_listen(&[
+        "--hexdump-file",
+        dump.to_str().unwrap(),
+        "udp://127.0.0.1:0",
+    ]);
     // Two clients; each line we type goes to whoever sent last. `a`'s first
     // datagram received is the second line: the first went to `b` only.
     let clients = r#"
@@ -413,6 +411,25 @@ out(b"a got " + a.recv(65536) + b"\n")
     );
     // A datagram without a line ending is printed on a line of its own.
     assert_eq!(listen.stdout.text(), "from a\nfrom b\na again\n");
+    // -x: one chunk per datagram each way, each from offset 0.
+    let dumped = std::fs::read_to_string(&dump).unwrap();
+    let headers: Vec<&str> = dumped
+        .lines()
+        .filter(|l| l.starts_with("< ") || l.starts_with("> "))
+        .map(|l| l.split(" 127.0.0.1:").next().unwrap())
+        .collect();
+    assert_eq!(
+        headers,
+        [
+            "< 7 bytes from",
+            "< 7 bytes from",
+            "> 13 bytes to",
+            "< 7 bytes from",
+            "> 8 bytes to"
+        ],
+        "{dumped}"
+    );
+    assert!(dumped.contains(&real_hexdump(b"now to a")), "{dumped}");
 }
 
 #[test]
@@ -420,4 +437,62 @@ fn stream_and_datagram_addresses_together_are_refused() {
     let out = run_socketkit(&["listen", "tcp://127.0.0.1:0", "udp://127.0.0.1:0"], b"");
     let line = assert_one_error_line(&out, 1);
     assert!(line.contains("not both"), "{line}");
+}
+
+#[test]
+fn unix_stream_and_unixgram() {
+    let dir = tempdir();
+    let path = dir.path().join("l.sock");
+    let addr = format!("unix:{}", path.display());
+    let mut listen = Listening::start(&[&addr], Stdio::null());
+    assert_eq!(listen.addr, addr);
+    let out = run_socketkit(&["connect", &addr], b"over a unix socket\n");
+    assert_success("socketkit connect", &out);
+    assert_eq!(listen.wait(), 0, "stderr: {}", listen.stderr());
+    assert_eq!(text(&listen.stdout()), "over a unix socket\n");
+
+    let gram = format!("unixgram:{}", dir.path().join("g.sock").display());
+    let (mut listen, _) = spawn_listen(&[&gram]);
+    // A named client socket: an unnamed one could not be answered.
+    let client = r#"
+s = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+s.settimeout(T)
+s.bind(sys.argv[2])
+s.sendto(b"ping", parse(sys.argv[1])[2])
+out(s.recv(65536) + b"\n")
+"#;
+    let me = dir.path().join("c.sock");
+    let mut py = spawn_python(client, &[&gram, me.to_str().unwrap()]);
+    assert_eq!(listen.stdout.wait_for("ping", |_| true), "ping");
+    listen.write_stdin(b"pong\n");
+    assert_eq!(py.stdout.wait_for("pong", |_| true), "pong");
+    assert_eq!(py.wait_exit().code(), Some(0));
+    sigterm(listen.pid());
+    assert_eq!(
+        listen.wait_exit().code(),
+        Some(0),
+        "{}",
+        listen.stderr.text()
+    );
+}
+
+#[test]
+fn idle_timeout_gives_up_on_a_silent_peer_with_one_line() {
+    let (mut listen, addr) = spawn_listen(&["--idle-timeout", "300ms", "0"]);
+    // Connects, says nothing, and waits for us to give up.
+    let silent = Proc::spawn(
+        "python3",
+        python_cmd("s = connect(sys.argv[1])\nrecv_all(s)\n", &[&addr]),
+        true,
+    );
+    assert_eq!(listen.wait_exit().code(), Some(1));
+    let stderr = listen.stderr.text();
+    let lines: Vec<&str> = stderr.lines().collect();
+    assert_eq!(lines.len(), 2, "{stderr}");
+    assert!(
+        lines[1].starts_with("socketkit: connection from "),
+        "{stderr}"
+    );
+    assert!(lines[1].contains("300ms"), "{stderr}");
+    drop(silent);
 }

@@ -1,14 +1,15 @@
-//! Hex dumps of the bytes a stream carries (`-x/--hexdump`): [`Tapped`]
-//! wraps any byte stream and reports every chunk read and written, as it
-//! passed, to a shared [`HexDump`] sink in `hexdump -C` format.
+//! Watching the bytes a stream carries: [`Tap`] wraps any byte stream and
+//! shows every chunk read and written, as it passed, to a [`Watch`]; a
+//! [`HexDump`] is the watch behind `-x/--hexdump` (`hexdump -C` format),
+//! and `get --raw` has its own.
 //!
 //! The tap sits outside the relay, so whatever relays a stream (`connect`,
 //! `listen`, a forward's two legs) dumps it by wrapping the stream; the
-//! relay itself knows nothing of dumps. Dumping never changes the bytes: the
-//! tap only looks at what the inner stream already read or accepted.
+//! relay itself knows nothing of dumps. The tap never changes the bytes: it
+//! only looks at what the inner stream already read or accepted.
 
 use std::fmt::Write as _;
-use std::io::{self, Write};
+use std::io::{self, IoSlice, Write};
 use std::pin::Pin;
 use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll};
@@ -37,8 +38,9 @@ impl HexDump {
     }
 
     /// Writes one chunk: the header line, then its `hexdump -C` lines with
-    /// offsets starting at `offset`.
-    fn chunk(&self, header: std::fmt::Arguments<'_>, offset: u64, data: &[u8]) {
+    /// offsets starting at `offset` (say 0 for a datagram, a message of its
+    /// own).
+    pub fn chunk(&self, header: std::fmt::Arguments<'_>, offset: u64, data: &[u8]) {
         let mut text = format!("{header}\n");
         format_lines(&mut text, offset, data);
         // A dump that cannot be written (a full disk) must not fail or
@@ -81,28 +83,27 @@ pub fn format_lines(out: &mut String, offset: u64, data: &[u8]) {
     }
 }
 
-/// A byte stream whose every chunk, each way, is dumped to a [`HexDump`]:
-/// `> N bytes to PEER` for writes, `< N bytes from PEER` for reads, with
-/// an offset per direction.
-#[derive(Debug)]
-pub struct Tapped<S> {
-    inner: S,
-    dump: HexDump,
-    peer: String,
-    read: u64,
-    written: u64,
+/// What a [`Tap`] shows each chunk to. An error fails the read or write
+/// that carried the chunk (after the chunk moved).
+pub trait Watch {
+    /// `chunk` was just read from the stream.
+    fn received(&mut self, chunk: &[u8]) -> io::Result<()>;
+    /// `chunk` was just written to the stream.
+    fn sent(&mut self, chunk: &[u8]) -> io::Result<()>;
 }
 
-impl<S> Tapped<S> {
-    /// Taps `inner`, labelling its chunks with `peer` (an address).
-    pub fn new(inner: S, dump: HexDump, peer: impl Into<String>) -> Tapped<S> {
-        Tapped {
-            inner,
-            dump,
-            peer: peer.into(),
-            read: 0,
-            written: 0,
-        }
+/// A byte stream whose every non-empty chunk, each way, is shown to a
+/// [`Watch`].
+#[derive(Debug)]
+pub struct Tap<S, W> {
+    inner: S,
+    watch: W,
+}
+
+impl<S, W> Tap<S, W> {
+    /// Taps `inner`.
+    pub fn new(inner: S, watch: W) -> Tap<S, W> {
+        Tap { inner, watch }
     }
 
     /// The tapped stream.
@@ -111,7 +112,7 @@ impl<S> Tapped<S> {
     }
 }
 
-impl<S: AsyncRead + Unpin> AsyncRead for Tapped<S> {
+impl<S: AsyncRead + Unpin, W: Watch + Unpin> AsyncRead for Tap<S, W> {
     fn poll_read(
         self: Pin<&mut Self>,
         cx: &mut Context<'_>,
@@ -123,20 +124,14 @@ impl<S: AsyncRead + Unpin> AsyncRead for Tapped<S> {
         if let Poll::Ready(Ok(())) = result {
             let chunk = &buf.filled()[before..];
             if !chunk.is_empty() {
-                let n = chunk.len();
-                this.dump.chunk(
-                    format_args!("< {n} bytes from {}", this.peer),
-                    this.read,
-                    chunk,
-                );
-                this.read = this.read.wrapping_add(n as u64);
+                this.watch.received(chunk)?;
             }
         }
         result
     }
 }
 
-impl<S: AsyncWrite + Unpin> AsyncWrite for Tapped<S> {
+impl<S: AsyncWrite + Unpin, W: Watch + Unpin> AsyncWrite for Tap<S, W> {
     fn poll_write(
         self: Pin<&mut Self>,
         cx: &mut Context<'_>,
@@ -147,15 +142,34 @@ impl<S: AsyncWrite + Unpin> AsyncWrite for Tapped<S> {
         if let Poll::Ready(Ok(n)) = result {
             // Only what the stream accepted went out; the rest comes again.
             if let Some(chunk) = buf.get(..n).filter(|c| !c.is_empty()) {
-                this.dump.chunk(
-                    format_args!("> {n} bytes to {}", this.peer),
-                    this.written,
-                    chunk,
-                );
-                this.written = this.written.wrapping_add(n as u64);
+                this.watch.sent(chunk)?;
             }
         }
         result
+    }
+
+    fn poll_write_vectored(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[IoSlice<'_>],
+    ) -> Poll<io::Result<usize>> {
+        let this = self.get_mut();
+        let result = Pin::new(&mut this.inner).poll_write_vectored(cx, bufs);
+        if let Poll::Ready(Ok(n)) = result {
+            let mut left = n;
+            for slice in bufs {
+                let take = left.min(slice.len());
+                if take > 0 {
+                    this.watch.sent(&slice[..take])?;
+                }
+                left -= take;
+            }
+        }
+        result
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        self.inner.is_write_vectored()
     }
 
     fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
@@ -164,6 +178,52 @@ impl<S: AsyncWrite + Unpin> AsyncWrite for Tapped<S> {
 
     fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
         Pin::new(&mut self.get_mut().inner).poll_shutdown(cx)
+    }
+}
+
+/// A stream dumped by `-x`: `> N bytes to PEER` for writes, `< N bytes
+/// from PEER` for reads, with an offset per direction.
+pub type Tapped<S> = Tap<S, Dumper>;
+
+impl<S> Tapped<S> {
+    /// Taps `inner` into `dump`, labelling its chunks with `peer`.
+    pub fn dumped(inner: S, dump: HexDump, peer: impl Into<String>) -> Tapped<S> {
+        Tap::new(
+            inner,
+            Dumper {
+                dump,
+                peer: peer.into(),
+                read: 0,
+                written: 0,
+            },
+        )
+    }
+}
+
+/// The [`Watch`] of one dumped stream: its label and offsets.
+#[derive(Debug)]
+pub struct Dumper {
+    dump: HexDump,
+    peer: String,
+    read: u64,
+    written: u64,
+}
+
+impl Watch for Dumper {
+    fn received(&mut self, chunk: &[u8]) -> io::Result<()> {
+        let n = chunk.len();
+        let header = format_args!("< {n} bytes from {}", self.peer);
+        self.dump.chunk(header, self.read, chunk);
+        self.read = self.read.wrapping_add(n as u64);
+        Ok(())
+    }
+
+    fn sent(&mut self, chunk: &[u8]) -> io::Result<()> {
+        let n = chunk.len();
+        let header = format_args!("> {n} bytes to {}", self.peer);
+        self.dump.chunk(header, self.written, chunk);
+        self.written = self.written.wrapping_add(n as u64);
+        Ok(())
     }
 }
 

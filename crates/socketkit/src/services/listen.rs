@@ -77,6 +77,7 @@ impl<I: AsyncRead + Unpin + Send + 'static, O> Listen<I, O> {
     /// not read before a first datagram names a peer. Ends at end of input.
     pub fn datagram_input(&self) -> impl Future<Output = Result<()>> + Send + 'static {
         let input = self.input.clone();
+        let hexdump = self.hexdump.clone();
         let mut latest = self.latest.subscribe();
         async move {
             let mut input = input.lock().await;
@@ -102,6 +103,9 @@ impl<I: AsyncRead + Unpin + Send + 'static, O> Listen<I, O> {
                 let target = latest.borrow_and_update().clone();
                 if let Some((sender, peer)) = target {
                     sender.send_to(&line, &peer).await?;
+                    if let Some(dump) = &hexdump {
+                        dump.chunk(format_args!("> {} bytes to {peer}", line.len()), 0, &line);
+                    }
                 }
             }
         }
@@ -120,7 +124,7 @@ where
         let (input, output) = (&mut *input, &mut *output);
         let relayed = match &self.hexdump {
             Some(dump) => {
-                let tapped = Tapped::new(&mut *conn, dump.clone(), peer.clone());
+                let tapped = Tapped::dumped(&mut *conn, dump.clone(), peer.clone());
                 relay(tapped, input, output, &self.options).await
             }
             None => relay(&mut *conn, input, output, &self.options).await,
@@ -156,6 +160,10 @@ where
     async fn handle_datagram(&self, request: Datagram<'_>, _reply: &mut Reply) -> Result<()> {
         self.latest
             .send_replace(Some((request.sender.clone(), request.peer.clone())));
+        if let Some(dump) = &self.hexdump {
+            let (n, peer) = (request.data.len(), request.peer);
+            dump.chunk(format_args!("< {n} bytes from {peer}"), 0, request.data);
+        }
         let mut output = self.output.lock().await;
         write_reply(&mut *output, request.data)
             .await

@@ -1,13 +1,11 @@
 //! One HTTP/1.1 connection: socketkit's own stream (resolve, Happy Eyeballs,
-//! then TLS if the URL is `https://`), wrapped in a [`Tap`], driven by
+//! then TLS if the URL is `https://`), wrapped in a [`Tap`] (see `Watch for Arc<Wire>`), driven by
 //! hyper's client connection. hyper parses and frames; the socket, the
 //! timings and the view of the wire are ours.
 
-use std::io::{self, IoSlice, Write};
-use std::pin::Pin;
+use std::io::{self, Write};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
-use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
@@ -16,12 +14,12 @@ use hyper::body::Incoming;
 use hyper::client::conn::http1::{Builder, SendRequest};
 use hyper::{Request, Response};
 use hyper_util::rt::TokioIo;
-use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio_util::task::AbortOnDropHandle;
 
 use super::target::HttpUrl;
 use crate::error::{Error, ErrorKind, Result};
-use crate::transport::{self, ConnectOptions, SocketAddress, Stream};
+use crate::hexdump::{Tap, Watch};
+use crate::transport::{self, ConnectOptions, SocketAddress};
 
 /// Largest response header section (status line and headers, and each
 /// chunked trailer section) accepted: 64 KiB, like common servers' limits.
@@ -85,87 +83,27 @@ impl Wire {
     }
 }
 
-/// The stream under hyper, seeing every byte both ways.
+/// What the tap under hyper does with every byte both ways: stamps the
+/// first byte read and copies the bytes for `--raw`.
 ///
-/// `--raw` is done here rather than by writing the request and copying the
-/// response by hand: hyper stays the only HTTP implementation, so the raw
-/// view shows what `get` really does (the request hyper serialised,
-/// interim responses, chunked framing, redirects, keep-alive reuse) and
-/// malformed responses fail in raw mode exactly as they do otherwise, after
-/// their bytes were shown.
-#[derive(Debug)]
-struct Tap {
-    stream: Stream,
-    /// Shared with the [`Connection`] that reads the first-byte stamp.
-    wire: Arc<Wire>,
-}
-
-impl AsyncRead for Tap {
-    fn poll_read(
-        self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        buf: &mut ReadBuf<'_>,
-    ) -> Poll<io::Result<()>> {
-        let this = self.get_mut();
-        let before = buf.filled().len();
-        let polled = Pin::new(&mut this.stream).poll_read(cx, buf);
-        let read = &buf.filled()[before..];
-        if let Poll::Ready(Ok(())) = polled {
-            if !read.is_empty() {
-                if this.wire.first_read.load(Ordering::Relaxed) == 0 {
-                    let nanos = this.wire.epoch.elapsed().as_nanos().max(1);
-                    let nanos = u64::try_from(nanos).unwrap_or(u64::MAX);
-                    this.wire.first_read.store(nanos, Ordering::Relaxed);
-                }
-                this.wire.copy(|c| &mut c.received, read)?;
-            }
+/// `--raw` is done with a tap rather than by writing the request and
+/// copying the response by hand: hyper stays the only HTTP implementation,
+/// so the raw view shows what `get` really does (the request hyper
+/// serialised, interim responses, chunked framing, redirects, keep-alive
+/// reuse) and malformed responses fail in raw mode exactly as they do
+/// otherwise, after their bytes were shown.
+impl Watch for Arc<Wire> {
+    fn received(&mut self, chunk: &[u8]) -> io::Result<()> {
+        if self.first_read.load(Ordering::Relaxed) == 0 {
+            let nanos = self.epoch.elapsed().as_nanos().max(1);
+            let nanos = u64::try_from(nanos).unwrap_or(u64::MAX);
+            self.first_read.store(nanos, Ordering::Relaxed);
         }
-        polled
-    }
-}
-
-impl AsyncWrite for Tap {
-    fn poll_write(
-        self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        buf: &[u8],
-    ) -> Poll<io::Result<usize>> {
-        let this = self.get_mut();
-        let polled = Pin::new(&mut this.stream).poll_write(cx, buf);
-        if let Poll::Ready(Ok(n)) = polled {
-            this.wire.copy(|c| &mut c.sent, &buf[..n])?;
-        }
-        polled
+        self.copy(|c| &mut c.received, chunk)
     }
 
-    fn poll_write_vectored(
-        self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        bufs: &[IoSlice<'_>],
-    ) -> Poll<io::Result<usize>> {
-        let this = self.get_mut();
-        let polled = Pin::new(&mut this.stream).poll_write_vectored(cx, bufs);
-        if let Poll::Ready(Ok(n)) = polled {
-            let mut left = n;
-            for slice in bufs {
-                let take = left.min(slice.len());
-                this.wire.copy(|c| &mut c.sent, &slice[..take])?;
-                left -= take;
-            }
-        }
-        polled
-    }
-
-    fn is_write_vectored(&self) -> bool {
-        self.stream.is_write_vectored()
-    }
-
-    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        Pin::new(&mut self.get_mut().stream).poll_flush(cx)
-    }
-
-    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        Pin::new(&mut self.get_mut().stream).poll_shutdown(cx)
+    fn sent(&mut self, chunk: &[u8]) -> io::Result<()> {
+        self.copy(|c| &mut c.sent, chunk)
     }
 }
 
@@ -212,10 +150,7 @@ impl Connection {
             first_read: AtomicU64::new(0),
             copies,
         });
-        let tap = Tap {
-            stream,
-            wire: Arc::clone(&wire),
-        };
+        let tap = Tap::new(stream, Arc::clone(&wire));
         let (sender, connection) = Builder::new()
             .title_case_headers(true)
             .max_header_size(MAX_HEADER_BYTES)
