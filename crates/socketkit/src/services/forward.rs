@@ -147,8 +147,8 @@ impl StreamHandler for Forward {
         let report = match dump {
             None => both_ways(&mut *conn, upstream, &relay).await?,
             Some(dump) => {
-                let client_leg = Tapped::new(&mut *conn, dump.clone(), client.to_string());
-                let target_leg = Tapped::new(upstream, dump.clone(), target.to_string());
+                let client_leg = Tapped::dumped(&mut *conn, dump.clone(), client.to_string());
+                let target_leg = Tapped::dumped(upstream, dump.clone(), target.to_string());
                 both_ways(client_leg, target_leg, &relay).await?
             }
         };
