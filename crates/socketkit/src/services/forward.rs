@@ -21,10 +21,11 @@ use tracing::debug;
 
 use crate::addr::Endpoint;
 use crate::client::{both_ways, BothWaysOptions};
-use crate::error::Result;
-use crate::error::{Error, ErrorKind};
+use crate::error::{Error, ErrorKind, Result};
 use crate::hexdump::{HexDump, Tapped};
-use crate::server::{Connection, Datagram, DatagramHandler, DatagramSender, Reply, StreamHandler};
+use crate::server::{
+    Connection, Datagram, DatagramHandler, DatagramSender, Reply, ServerHandle, StreamHandler,
+};
 use crate::transport::{connect, connect_datagram, ConnectOptions, DatagramSocket, SocketAddress};
 
 /// Relay buffer per direction while bytes are in flight: larger than the
@@ -188,6 +189,7 @@ impl DatagramHandler for Forward {
                     request.peer.clone(),
                     request.sender.clone(),
                     self.sessions.clone(),
+                    request.server.clone(),
                 ));
                 session
             }
@@ -233,6 +235,7 @@ async fn replies(
     peer: SocketAddress,
     sender: DatagramSender,
     sessions: Arc<Sessions>,
+    server: ServerHandle,
 ) {
     let mut buf = vec![0u8; 64 * 1024];
     loop {
@@ -261,8 +264,11 @@ async fn replies(
                 Err(error) => debug!(%peer, %error, "forward target did not take a datagram"),
             },
             () = idle => break,
+            // A datagram session has no stream to drain: it ends with the
+            // server rather than outliving it.
+            () = server.shutdown_requested() => break,
         }
     }
-    debug!(%peer, "forward session ended (idle)");
+    debug!(%peer, "forward session ended");
     sessions.remove(&peer);
 }
