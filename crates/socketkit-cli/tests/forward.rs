@@ -487,3 +487,30 @@ print(got_a == [b"a0", b"a1", b"a2"], got_b == [b"b0", b"b1", b"b2"])
         });
     }
 }
+
+#[test]
+fn udp_sessions_are_bounded_by_max_conns() {
+    let (_target, port) = spawn_python_server(UDP_TARGET, &[]);
+    let fwd = forward(
+        "udp://127.0.0.1:0",
+        &format!("udp://127.0.0.1:{port}"),
+        &["--max-conns", "1"],
+    );
+    // The first client takes the only session and is answered; the
+    // second's datagram is dropped (and logged) while it lasts.
+    let code = r#"
+host, port = sys.argv[1].removeprefix("udp://").rsplit(":", 1)
+a = socket.socket(socket.AF_INET, socket.SOCK_DGRAM); a.settimeout(T)
+a.sendto(b"first", (host, int(port)))
+print(a.recv(100).split(b":", 1)[1].decode())
+b = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+b.sendto(b"second", (host, int(port)))
+"#;
+    let out = python_ok(code, &[fwd.addr()], b"");
+    assert_eq!(util::text(&out), "first\n");
+    fwd.proc
+        .stderr
+        .wait_for("the second client's datagram dropped", |l| {
+            l.contains("every forward session is taken")
+        });
+}
