@@ -34,6 +34,9 @@ pub enum Command {
     /// TLS and Unix streams; echo, upper, discard and daytime also serve UDP
     /// and Unix datagrams. With TLS a `fingerprint sha256:…` line follows
     /// the listening lines.
+    /// forward relays each connection to --to TARGET (tcp://, tls:// or
+    /// unix:): `serve forward tls://:8443 --self-signed --to tcp://127.0.0.1:8080`
+    /// terminates TLS in front of a plaintext server.
     /// SIGINT/SIGTERM shut down gracefully; a second signal exits at once.
     Serve(Box<ServeArgs>),
     /// Connect stdin/stdout to a socket, like nc.
@@ -221,6 +224,8 @@ pub enum Service {
     Recv,
     /// Multi-room chat for nc, telnet and browsers (see Chat options).
     Chat,
+    /// Port forwarding: each connection relayed to --to TARGET (see forward options).
+    Forward,
 }
 
 #[derive(Debug, Clone, Copy, ValueEnum)]
@@ -288,6 +293,8 @@ pub struct ServeArgs {
     pub recv: RecvServiceArgs,
     #[command(flatten)]
     pub chat: Box<crate::chat::ChatArgs>,
+    #[command(flatten)]
+    pub forward: Box<crate::forward::ForwardArgs>,
     #[command(flatten)]
     pub log: LogArgs,
 }
@@ -650,7 +657,7 @@ impl FamilyArgs {
     }
 }
 
-fn parse_fingerprint(text: &str) -> Result<Fingerprint, String> {
+pub(crate) fn parse_fingerprint(text: &str) -> Result<Fingerprint, String> {
     text.parse().map_err(|e: socketkit::Error| e.to_string())
 }
 

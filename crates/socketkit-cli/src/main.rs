@@ -14,6 +14,7 @@ mod chat;
 mod check;
 mod connect;
 mod exec;
+mod forward;
 mod get;
 mod hexdump;
 mod listen;

@@ -32,6 +32,7 @@ pub async fn run(mut args: ServeArgs) -> anyhow::Result<()> {
         args.addrs = vec![default_endpoint(args.service)?];
     }
     crate::chat::reject_outside_chat(&args)?;
+    let forward = crate::forward::service(&args)?;
     match args.service {
         Service::Echo => serve(args, Handlers::both(Echo)).await,
         Service::Upper => serve(args, Handlers::both(Upper)).await,
@@ -53,6 +54,10 @@ pub async fn run(mut args: ServeArgs) -> anyhow::Result<()> {
             serve(args, Handlers::stream(receiver)).await
         }
         Service::Chat => crate::chat::run(args).await,
+        Service::Forward => match forward {
+            Some(forward) => serve(args, Handlers::both(forward)).await,
+            None => bail!("serve forward needs --to TARGET"),
+        },
     }
 }
 
@@ -183,6 +188,7 @@ fn service_name(service: Service) -> &'static str {
         Service::Exec => "exec",
         Service::Recv => "recv",
         Service::Chat => "chat",
+        Service::Forward => "forward",
     }
 }
 

@@ -1,7 +1,9 @@
 //! `connect`: relaying a terminal or a pipe to a socket and back.
 
 use std::io;
+use std::pin::Pin;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::task::{ready, Context, Poll};
 use std::time::Duration;
 
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
@@ -9,6 +11,7 @@ use tokio::time::Instant;
 
 use crate::codec::{Line, LineReader};
 use crate::error::{Error, ErrorKind, Result};
+use crate::services::Lease;
 use crate::transport::DatagramSocket;
 
 /// Longest input line in line mode and for datagrams: a UDP payload fits.
@@ -340,4 +343,201 @@ pub(crate) async fn write_reply<O: AsyncWrite + Unpin>(
         output.write_all(b"\n").await?;
     }
     output.flush().await
+}
+
+/// Options of [`both_ways`].
+#[derive(Debug, Clone)]
+pub struct BothWaysOptions {
+    /// Give up when no byte moved either way for this long.
+    pub idle_timeout: Option<Duration>,
+    /// Buffer per direction while bytes are in flight (default 16 KiB:
+    /// 8–32 KiB move the most, see BENCHMARKS.md); an idle direction holds
+    /// none.
+    pub buffer_size: usize,
+}
+
+impl Default for BothWaysOptions {
+    fn default() -> BothWaysOptions {
+        BothWaysOptions {
+            idle_timeout: None,
+            buffer_size: crate::services::RELAY_BUFFER,
+        }
+    }
+}
+
+/// What [`both_ways`] moved.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct BothWaysReport {
+    /// Bytes read from `a` and written to `b`.
+    pub a_to_b: u64,
+    /// Bytes read from `b` and written to `a`.
+    pub b_to_a: u64,
+}
+
+/// Relays two duplex streams into each other, symmetrically: each side's end
+/// of stream is passed on as a shutdown of the other side's write half, on
+/// its own, so a half-close works through the relay; it ends when both
+/// directions have ended. Fails on an error either way, or with a timeout
+/// once no byte moved either way for `idle_timeout` (one timer for both).
+///
+/// The copying is tokio's `copy_bidirectional` done again for one reason:
+/// memory. A direction takes its buffer (a [`Lease`]) only for a read that
+/// finds bytes and gives it back once they are written, so an idle relay
+/// holds no buffer at all and a busy thread reuses one.
+pub async fn both_ways<A, B>(
+    mut a: A,
+    mut b: B,
+    options: &BothWaysOptions,
+) -> Result<BothWaysReport>
+where
+    A: AsyncRead + AsyncWrite + Unpin,
+    B: AsyncRead + AsyncWrite + Unpin,
+{
+    let activity = Activity::new();
+    let size = options.buffer_size.max(1);
+    let (mut a_to_b, mut b_to_a) = (Direction::new(size), Direction::new(size));
+    let copy = std::future::poll_fn(|cx| {
+        let there = a_to_b.poll(cx, &mut a, &mut b, &activity)?;
+        let back = b_to_a.poll(cx, &mut b, &mut a, &activity)?;
+        match (there, back) {
+            (Poll::Ready(()), Poll::Ready(())) => Poll::Ready(io::Result::Ok(())),
+            _ => Poll::Pending,
+        }
+    });
+    let idle = activity.watch(options.idle_timeout);
+    tokio::select! {
+        copied = copy => {
+            copied.map_err(|e| Error::with_source(ErrorKind::Io, "relay failed", e))?;
+            Ok(BothWaysReport { a_to_b: a_to_b.moved, b_to_a: b_to_a.moved })
+        }
+        error = idle => Err(error),
+    }
+}
+
+/// One direction of [`both_ways`]: read, write it all, repeat; at end of
+/// stream shut the writer down.
+struct Direction {
+    size: usize,
+    /// Bytes read and not yet all written, and how many are written.
+    pending: Option<(Lease, usize)>,
+    /// Written bytes not yet flushed (TLS may hold them in a record).
+    unflushed: bool,
+    state: State,
+    moved: u64,
+}
+
+#[derive(PartialEq, Eq)]
+enum State {
+    Copying,
+    ShuttingDown,
+    Done,
+}
+
+impl Direction {
+    fn new(size: usize) -> Direction {
+        Direction {
+            size,
+            pending: None,
+            unflushed: false,
+            state: State::Copying,
+            moved: 0,
+        }
+    }
+
+    fn poll<R, W>(
+        &mut self,
+        cx: &mut Context<'_>,
+        reader: &mut R,
+        writer: &mut W,
+        activity: &Activity,
+    ) -> Poll<io::Result<()>>
+    where
+        R: AsyncRead + Unpin,
+        W: AsyncWrite + Unpin,
+    {
+        loop {
+            match self.state {
+                State::Done => return Poll::Ready(Ok(())),
+                State::ShuttingDown => {
+                    ready!(Pin::new(&mut *writer).poll_shutdown(cx))?;
+                    self.state = State::Done;
+                }
+                State::Copying => {
+                    if let Some((buf, written)) = &mut self.pending {
+                        while *written < buf.0.len() {
+                            let n =
+                                ready!(Pin::new(&mut *writer).poll_write(cx, &buf.0[*written..]))?;
+                            if n == 0 {
+                                return Poll::Ready(Err(io::ErrorKind::WriteZero.into()));
+                            }
+                            *written += n;
+                            self.unflushed = true;
+                        }
+                        // All written: the buffer goes back before the next read.
+                        self.pending = None;
+                    }
+                    let mut buf = Lease::take(self.size);
+                    match tokio_util::io::poll_read_buf(Pin::new(&mut *reader), cx, &mut buf.0) {
+                        Poll::Pending => {
+                            // Nothing to read: flush what was written (the
+                            // buffer is already back in the pool).
+                            drop(buf);
+                            if self.unflushed {
+                                ready!(Pin::new(&mut *writer).poll_flush(cx))?;
+                                self.unflushed = false;
+                            }
+                            return Poll::Pending;
+                        }
+                        Poll::Ready(Err(e)) => return Poll::Ready(Err(e)),
+                        Poll::Ready(Ok(0)) => self.state = State::ShuttingDown,
+                        Poll::Ready(Ok(n)) => {
+                            self.moved += n as u64;
+                            activity.touch();
+                            self.pending = Some((buf, 0));
+                        }
+                    }
+                }
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod both_ways_tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn half_close_passes_each_way_on_its_own() {
+        let (mut client, a) = tokio::io::duplex(64);
+        let (b, mut server) = tokio::io::duplex(64);
+        let relay = tokio::spawn(async move { both_ways(a, b, &BothWaysOptions::default()).await });
+        client.write_all(b"ping").await.unwrap();
+        client.shutdown().await.unwrap();
+        let mut got = Vec::new();
+        server.read_to_end(&mut got).await.unwrap();
+        assert_eq!(got, b"ping");
+        // The other direction still flows after the first one ended.
+        server.write_all(b"pong!").await.unwrap();
+        server.shutdown().await.unwrap();
+        let mut back = Vec::new();
+        client.read_to_end(&mut back).await.unwrap();
+        assert_eq!(back, b"pong!");
+        let report = relay.await.unwrap().unwrap();
+        assert_eq!((report.a_to_b, report.b_to_a), (4, 5));
+    }
+
+    #[tokio::test]
+    async fn idle_both_ways_times_out() {
+        let (mut client, a) = tokio::io::duplex(64);
+        let (b, _server) = tokio::io::duplex(64);
+        let options = BothWaysOptions {
+            idle_timeout: Some(Duration::from_millis(200)),
+            ..BothWaysOptions::default()
+        };
+        let relay = tokio::spawn(async move { both_ways(a, b, &options).await });
+        client.write_all(b"x").await.unwrap();
+        let error = relay.await.unwrap().unwrap_err();
+        assert_eq!(error.kind(), ErrorKind::Timeout);
+    }
 }
