@@ -83,13 +83,14 @@ fn python_nc_and_socat_through_a_forward_to_echo() {
     socat.args(["-", &format!("TCP:127.0.0.1:{}", fwd.port())]);
     let out = run(socat, b"via socat\n");
     assert_eq!(out.stdout, b"via socat\n");
-    let log = fwd.stderr();
-    assert!(
+    // The line is logged as the forward winds down, which may be just
+    // after socat has its echo: wait for it.
+    util::wait_until("-v to log the socat forward with bytes each way", || {
+        let log = fwd.stderr();
         log.contains("forward ended")
             && log.contains("to_target=10")
-            && log.contains("to_client=10"),
-        "-v logs each forward with bytes each way:\n{log}"
-    );
+            && log.contains("to_client=10")
+    });
 }
 
 #[test]
