@@ -522,6 +522,8 @@ pub struct ListenArgs {
     #[arg(long, value_name = "DURATION", default_value = "0", value_parser = parse_duration)]
     pub idle_timeout: Duration,
     #[command(flatten)]
+    pub family: FamilyArgs,
+    #[command(flatten)]
     pub hexdump: HexdumpArgs,
     #[command(flatten)]
     pub tls: ServerTlsArgs,

@@ -41,6 +41,7 @@ pub async fn run(mut args: ListenArgs) -> anyhow::Result<ExitCode> {
         .max_connections(1)
         .idle_timeout(None)
         .handshake_timeout(args.tls.handshake_timeout)
+        .family(args.family.family())
         .access(access);
     if let Some(tls) = tls {
         config = config.tls(tls);

@@ -496,3 +496,33 @@ fn idle_timeout_gives_up_on_a_silent_peer_with_one_line() {
     assert!(lines[1].contains("300ms"), "{stderr}");
     drop(silent);
 }
+
+#[test]
+fn minus_4_and_minus_6_bind_one_family_only() {
+    // `:0` is `0.0.0.0` and `[::]` (IPV6_V6ONLY) on one port; each flag
+    // keeps one of them, and a loopback peer of the other family finds
+    // nothing there.
+    for (flag, announced, bound, other) in [
+        ("-4", "0.0.0.0", "127.0.0.1", "[::1]"),
+        ("-6", "[::]", "[::1]", "127.0.0.1"),
+    ] {
+        let mut listen = Listening::start(&[flag, ":0"], Stdio::null());
+        let port = listen.port();
+        let lines: Vec<String> = listen
+            .stderr()
+            .lines()
+            .filter_map(|l| l.strip_prefix("listening on ").map(str::to_owned))
+            .collect();
+        assert_eq!(lines, [format!("tcp://{announced}:{port}")], "{flag}");
+        let refused = std::net::TcpStream::connect(format!("{other}:{port}"));
+        assert!(refused.is_err(), "{flag}: nothing listens on {other}");
+        let out = run_socketkit(&["connect", &format!("{bound}:{port}")], b"hi\n");
+        assert_success("socketkit connect", &out);
+        assert_eq!(listen.wait(), 0);
+        assert_eq!(listen.stdout(), b"hi\n");
+    }
+    // An address of the other family is a one-line error.
+    let out = run(socketkit(["listen", "-6", "127.0.0.1:0"]), b"");
+    let line = assert_one_error_line(&out, 1);
+    assert!(line.contains("no IPv6 address"), "{line}");
+}

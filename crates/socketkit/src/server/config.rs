@@ -144,6 +144,13 @@ impl ServerConfig {
         self
     }
 
+    /// Bind only IPv4 or only IPv6 addresses of each endpoint (nc's `-4` /
+    /// `-6`). Default: every address the endpoint resolves to.
+    pub fn family(mut self, family: Option<crate::addr::Family>) -> ServerConfig {
+        self.bind.family = family;
+        self
+    }
+
     /// Permission bits for Unix socket files, applied right after binding
     /// and before listening. Default: the umask's.
     pub fn unix_mode(mut self, mode: u32) -> ServerConfig {

@@ -11,7 +11,7 @@ use socket2::{Domain, Protocol, SockAddr, Socket, Type};
 use tokio::net::{TcpListener, UdpSocket, UnixDatagram, UnixListener};
 
 use super::{SocketAddress, Stream};
-use crate::addr::{self, Endpoint, SocketKind};
+use crate::addr::{self, Endpoint, Family, SocketKind};
 use crate::error::{Error, ErrorKind, Result};
 
 /// Socket options applied when binding. The defaults suit a server that
@@ -31,6 +31,10 @@ pub struct BindOptions {
     /// Permission bits for Unix socket files (e.g. 0o600 so only the owner
     /// may connect). Default: left to the umask.
     pub unix_mode: Option<u32>,
+    /// Bind only the addresses of one family (nc's `-4`/`-6`): `:PORT`
+    /// then means `0.0.0.0` or `[::]` alone, and a name only its A or AAAA
+    /// records. Default: both. Unix paths are not affected.
+    pub family: Option<Family>,
 }
 
 impl Default for BindOptions {
@@ -40,6 +44,7 @@ impl Default for BindOptions {
             reuse_address: true,
             reuse_port: false,
             unix_mode: None,
+            family: None,
         }
     }
 }
@@ -69,7 +74,16 @@ impl BoundSocket {
 pub async fn bind(endpoint: &Endpoint, options: &BindOptions) -> Result<Vec<BoundSocket>> {
     match endpoint {
         Endpoint::Tcp(hp) | Endpoint::Udp(hp) | Endpoint::Tls(hp) => {
-            let addrs = addr::resolve_bind(hp).await?;
+            let mut addrs = addr::resolve_bind(hp).await?;
+            if let Some(family) = options.family {
+                addrs.retain(|a| family.includes(a));
+                if addrs.is_empty() {
+                    return Err(Error::new(
+                        ErrorKind::InvalidAddress,
+                        format!("{endpoint} has no {family} address to bind"),
+                    ));
+                }
+            }
             bind_inet(endpoint, &addrs, options)
         }
         Endpoint::Unix(path) => {
