@@ -4,6 +4,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
+use socketkit::addr::{Family, SourceAddress};
 use socketkit::client::http::{GetOptions, HttpUrl};
 use socketkit::services::exec::StartupLimits;
 use socketkit::tls::Fingerprint;
@@ -43,8 +44,9 @@ pub enum Command {
     Connect(ConnectArgs),
     /// Check whether ports accept connections (connect_ex).
     ///
-    /// Prints `open|closed|timeout|error ADDR LATENCY` per target; exits 0
-    /// only if all are open.
+    /// Prints `open|closed|timeout|error ADDR LATENCY` per target (--open:
+    /// open ones only); exits 0 only if all are open. A port may be a list
+    /// and ranges: `check 127.0.0.1:1-1024 --open` is a quick port scan.
     Check(CheckArgs),
     /// Run a command on an exec server, like `ssh host cmd`.
     ///
@@ -267,6 +269,8 @@ pub struct ServeArgs {
     #[command(flatten)]
     pub tls: ServerTlsArgs,
     #[command(flatten)]
+    pub access: AccessArgs,
+    #[command(flatten)]
     pub exec: ExecServiceArgs,
     #[command(flatten)]
     pub recv: RecvServiceArgs,
@@ -274,6 +278,23 @@ pub struct ServeArgs {
     pub chat: Box<crate::chat::ChatArgs>,
     #[command(flatten)]
     pub log: LogArgs,
+}
+
+/// Which IP peers a server admits; for every command that accepts peers.
+#[derive(Debug, Args)]
+pub struct AccessArgs {
+    /// Admit only peers in CIDR (`10.0.0.0/8`, `::1`; a bare address is /32 or /128; repeatable).
+    #[arg(long = "allow", value_name = "CIDR", help_heading = "Access")]
+    pub allow: Vec<String>,
+    /// Refuse peers in CIDR, even if allowed (repeatable).
+    #[arg(long = "deny", value_name = "CIDR", help_heading = "Access")]
+    pub deny: Vec<String>,
+    /// --allow for each line of FILE (`#` starts a comment; repeatable).
+    #[arg(long = "allow-file", value_name = "FILE", help_heading = "Access")]
+    pub allow_file: Vec<PathBuf>,
+    /// --deny for each line of FILE (`#` starts a comment; repeatable).
+    #[arg(long = "deny-file", value_name = "FILE", help_heading = "Access")]
+    pub deny_file: Vec<PathBuf>,
 }
 
 /// Options of the recv service.
@@ -454,6 +475,11 @@ pub struct ConnectArgs {
     /// The textbook client: send line by line, skip empty lines, `exit` or `bye` ends.
     #[arg(long)]
     pub line_mode: bool,
+    /// Bind this local address and/or port first: 127.0.0.2, :40000, 127.0.0.2:40000, [::1]:40000.
+    #[arg(short, long, value_name = "ADDR", value_parser = parse_source)]
+    pub source: Option<SourceAddress>,
+    #[command(flatten)]
+    pub family: FamilyArgs,
     #[command(flatten)]
     pub tls: ClientTlsArgs,
     #[command(flatten)]
@@ -522,23 +548,64 @@ fn parse_header(text: &str) -> Result<String, String> {
 
 #[derive(Debug, Args)]
 pub struct CheckArgs {
-    /// Targets to check.
-    #[arg(value_name = "ADDR", required = true, value_parser = parse_endpoint)]
-    pub addrs: Vec<Endpoint>,
+    /// Targets to check; the port may be a list of ports and ranges:
+    /// HOST:22, HOST:20-25, HOST:22,80,443, HOST:1-1024,8080.
+    #[arg(value_name = "ADDR", required = true, value_parser = parse_check_targets)]
+    pub addrs: Vec<CheckTargets>,
     /// Per-target timeout.
     #[arg(long, value_name = "DURATION", default_value = "3s", value_parser = parse_duration)]
     pub timeout: Duration,
-    /// Most checks in flight at once.
-    #[arg(long, value_name = "N", default_value_t = 64)]
+    /// Most checks in flight at once (capped below the open-file limit).
+    #[arg(long, value_name = "N", default_value_t = 256)]
     pub concurrency: usize,
+    /// Print only open targets (the exit status still says whether all were open).
+    #[arg(long)]
+    pub open: bool,
     /// One JSON object per target instead of text.
     #[arg(long)]
     pub json: bool,
     #[command(flatten)]
+    pub family: FamilyArgs,
+    #[command(flatten)]
     pub log: LogArgs,
 }
 
+/// The targets one `check` argument names (several with a port list).
+#[derive(Debug, Clone)]
+pub struct CheckTargets(pub Vec<Endpoint>);
+
+fn parse_check_targets(text: &str) -> Result<CheckTargets, String> {
+    socketkit::client::parse_targets(text)
+        .map(CheckTargets)
+        .map_err(|e| e.to_string())
+}
+
+/// `-4` / `-6`: one address family only.
+#[derive(Debug, Args)]
+pub struct FamilyArgs {
+    /// Use IPv4 addresses only.
+    #[arg(short = '4', conflicts_with = "ipv6")]
+    pub ipv4: bool,
+    /// Use IPv6 addresses only.
+    #[arg(short = '6')]
+    pub ipv6: bool,
+}
+
+impl FamilyArgs {
+    pub fn family(&self) -> Option<Family> {
+        match (self.ipv4, self.ipv6) {
+            (true, _) => Some(Family::V4),
+            (_, true) => Some(Family::V6),
+            _ => None,
+        }
+    }
+}
+
 fn parse_fingerprint(text: &str) -> Result<Fingerprint, String> {
+    text.parse().map_err(|e: socketkit::Error| e.to_string())
+}
+
+fn parse_source(text: &str) -> Result<SourceAddress, String> {
     text.parse().map_err(|e: socketkit::Error| e.to_string())
 }
 

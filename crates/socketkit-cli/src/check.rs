@@ -8,13 +8,17 @@ use socketkit::client::{self, CheckOptions, CheckResult, CheckStatus};
 use crate::args::CheckArgs;
 
 pub async fn run(args: CheckArgs) -> anyhow::Result<()> {
-    let options = CheckOptions {
-        timeout: args.timeout,
-        concurrency: args.concurrency,
-    };
-    let results = client::check(&args.addrs, &options).await;
+    let mut options = CheckOptions::default();
+    options.timeout = args.timeout;
+    options.concurrency = args.concurrency;
+    options.family = args.family.family();
+    let targets: Vec<_> = args.addrs.into_iter().flat_map(|t| t.0).collect();
+    let results = client::check(&targets, &options).await;
     let mut stdout = std::io::stdout().lock();
-    for result in &results {
+    let shown = results
+        .iter()
+        .filter(|r| !args.open || r.status == CheckStatus::Open);
+    for result in shown {
         let line = if args.json {
             json_line(result)
         } else {

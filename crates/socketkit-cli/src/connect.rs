@@ -19,6 +19,8 @@ pub async fn run(args: ConnectArgs) -> anyhow::Result<()> {
         timeout: args.timeout,
         tls,
         server_name: args.tls.servername.clone(),
+        source: args.source,
+        family: args.family.family(),
         ..ConnectOptions::default()
     };
     let (stdin, stdout) = (tokio::io::stdin(), tokio::io::stdout());

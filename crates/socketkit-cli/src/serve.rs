@@ -7,7 +7,7 @@ use std::sync::Arc;
 use anyhow::{bail, Context};
 use socketkit::addr::SocketKind;
 use socketkit::server::{
-    DatagramHandler, Handlers, Server, ServerConfig, ServerHandle, StreamHandler,
+    AccessList, DatagramHandler, Handlers, Rule, Server, ServerConfig, ServerHandle, StreamHandler,
 };
 use socketkit::services::exec::{
     self, AuthPolicy, CommandList, Containment, EnvAllowList, Exec, ExecPolicy, Token,
@@ -19,7 +19,7 @@ use socketkit::Endpoint;
 use tokio::signal::unix::{signal, Signal, SignalKind};
 use tracing::{info, warn};
 
-use crate::args::{optional, ExecServiceArgs, Mode, ServeArgs, Service};
+use crate::args::{optional, AccessArgs, ExecServiceArgs, Mode, ServeArgs, Service};
 use crate::progress::{self, ReceiveBars};
 use crate::{tls, token};
 
@@ -63,7 +63,27 @@ fn default_endpoint(service: Service) -> anyhow::Result<Endpoint> {
     }
 }
 
-pub(crate) fn config(args: &ServeArgs, tls: Option<ServerTls>) -> ServerConfig {
+/// The access list from --allow/--deny and their files; any bad entry is
+/// an error before anything is bound.
+pub(crate) fn access_list(args: &AccessArgs) -> anyhow::Result<AccessList> {
+    let mut list = AccessList::new();
+    for (rule, cidrs) in [(Rule::Allow, &args.allow), (Rule::Deny, &args.deny)] {
+        for cidr in cidrs {
+            list.add(rule, cidr)?;
+        }
+    }
+    for (rule, files) in [
+        (Rule::Allow, &args.allow_file),
+        (Rule::Deny, &args.deny_file),
+    ] {
+        for file in files {
+            list.add_file(rule, file)?;
+        }
+    }
+    Ok(list)
+}
+
+pub(crate) fn config(args: &ServeArgs, tls: Option<ServerTls>, access: AccessList) -> ServerConfig {
     let mode = match args.mode {
         Mode::Tasks => socketkit::server::Mode::Tasks,
         Mode::Threads => socketkit::server::Mode::Threads,
@@ -83,7 +103,8 @@ pub(crate) fn config(args: &ServeArgs, tls: Option<ServerTls>) -> ServerConfig {
         .max_line_length(args.max_line)
         .backlog(args.backlog)
         .reuse_port(args.reuse_port)
-        .handshake_timeout(args.tls.handshake_timeout);
+        .handshake_timeout(args.tls.handshake_timeout)
+        .access(access);
     if let Service::Exec = args.service {
         config = config.unix_mode(0o600);
     }
@@ -123,6 +144,7 @@ pub(crate) async fn serve_with<S: StreamHandler, D: DatagramHandler>(
     }
     // Handlers go in before anything is printed: a script may signal us as
     // soon as it reads the first `listening on` line.
+    let access = access_list(&args.access)?;
     let signals = Signals::install().context("cannot install signal handlers")?;
     let tls = tls::server(
         &args.tls,
@@ -130,7 +152,7 @@ pub(crate) async fn serve_with<S: StreamHandler, D: DatagramHandler>(
         matches!(args.service, Service::Exec),
     )?;
     let fingerprint = tls.as_ref().map(ServerTls::fingerprint);
-    let server = Server::bind(&args.addrs, config(&args, tls))
+    let server = Server::bind(&args.addrs, config(&args, tls, access))
         .await?
         .with_handle(handle);
     print_listening(&server, fingerprint, also_listening).context("cannot write to stdout")?;
@@ -144,6 +166,7 @@ pub(crate) async fn serve_with<S: StreamHandler, D: DatagramHandler>(
         connections = summary.connections,
         datagrams = summary.datagrams,
         aborted = summary.aborted,
+        refused = summary.refused,
         "server stopped"
     );
     Ok(())

@@ -303,6 +303,110 @@ async fn lookup(name: &str, port: u16) -> Result<Vec<SocketAddr>> {
     Ok(addrs)
 }
 
+/// An address family a client may be restricted to (`-4`, `-6`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Family {
+    /// IPv4 only.
+    V4,
+    /// IPv6 only.
+    V6,
+}
+
+impl Family {
+    /// Whether `addr` belongs to this family.
+    pub fn includes(self, addr: &SocketAddr) -> bool {
+        match self {
+            Family::V4 => addr.is_ipv4(),
+            Family::V6 => addr.is_ipv6(),
+        }
+    }
+
+    /// The family of `ip`.
+    pub fn of(ip: IpAddr) -> Family {
+        match ip {
+            IpAddr::V4(_) => Family::V4,
+            IpAddr::V6(_) => Family::V6,
+        }
+    }
+}
+
+impl fmt::Display for Family {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Family::V4 => "IPv4",
+            Family::V6 => "IPv6",
+        })
+    }
+}
+
+/// The local end a client binds before connecting (nc's `-s` and `-p` in
+/// one): an address, a port, or both. Written `127.0.0.2`, `::1`, `:40000`,
+/// `127.0.0.2:40000` or `[::1]:40000`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
+pub struct SourceAddress {
+    /// The local IP address; `None` lets the system choose per route.
+    pub ip: Option<IpAddr>,
+    /// The local port; 0 lets the system choose.
+    pub port: u16,
+}
+
+impl SourceAddress {
+    /// The socket address to bind for a connection to `peer`: the given IP
+    /// (or the unspecified address of `peer`'s family) and port.
+    pub fn bind_addr_for(&self, peer: &SocketAddr) -> SocketAddr {
+        let ip = self.ip.unwrap_or(if peer.is_ipv6() {
+            IpAddr::V6(Ipv6Addr::UNSPECIFIED)
+        } else {
+            IpAddr::V4(Ipv4Addr::UNSPECIFIED)
+        });
+        SocketAddr::new(ip, self.port)
+    }
+}
+
+impl FromStr for SourceAddress {
+    type Err = Error;
+
+    fn from_str(text: &str) -> Result<SourceAddress> {
+        let invalid = |why: &str| {
+            Error::new(
+                ErrorKind::InvalidAddress,
+                format!("invalid source address '{text}': {why}"),
+            )
+        };
+        if let Ok(ip) = text.parse::<IpAddr>() {
+            return Ok(SourceAddress {
+                ip: Some(ip),
+                port: 0,
+            });
+        }
+        if let Ok(addr) = text.parse::<SocketAddr>() {
+            return Ok(SourceAddress {
+                ip: Some(addr.ip()),
+                port: addr.port(),
+            });
+        }
+        if let Some(port) = text.strip_prefix(':') {
+            let port = port
+                .parse()
+                .map_err(|_| invalid(&format!("port '{port}' is not a number from 0 to 65535")))?;
+            return Ok(SourceAddress { ip: None, port });
+        }
+        Err(invalid(
+            "expected ADDRESS, :PORT or ADDRESS:PORT (IPv6 as [ADDRESS]:PORT), like 127.0.0.2:40000",
+        ))
+    }
+}
+
+impl fmt::Display for SourceAddress {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match (self.ip, self.port) {
+            (Some(ip), 0) => write!(f, "{ip}"),
+            (Some(ip), port) => write!(f, "{}", SocketAddr::new(ip, port)),
+            (None, port) => write!(f, ":{port}"),
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -350,6 +454,27 @@ mod tests {
             assert!(err.is_invalid_address(), "{text}");
             assert!(err.to_string().contains(reason), "{text}: {err}");
         }
+    }
+
+    #[test]
+    fn source_addresses_take_an_address_a_port_or_both() {
+        for (text, shown) in [
+            ("127.0.0.2", "127.0.0.2"),
+            (":40000", ":40000"),
+            ("127.0.0.2:40000", "127.0.0.2:40000"),
+            ("::1", "::1"),
+            ("[::1]:40000", "[::1]:40000"),
+        ] {
+            let source: SourceAddress = text.parse().unwrap_or_else(|e| panic!("{text}: {e}"));
+            assert_eq!(source.to_string(), shown);
+        }
+        for bad in ["", "host", ":", ":70000", "127.0.0.2:", "1.2.3:4"] {
+            let err = bad.parse::<SourceAddress>().unwrap_err();
+            assert!(err.is_invalid_address(), "{bad}");
+        }
+        let port_only: SourceAddress = ":5".parse().unwrap();
+        let v6_peer: SocketAddr = "[::1]:80".parse().unwrap();
+        assert_eq!(port_only.bind_addr_for(&v6_peer).to_string(), "[::]:5");
     }
 
     #[tokio::test]

@@ -18,7 +18,7 @@ mod send;
 mod session;
 
 pub use bench::{bench, BenchOptions, BenchReport, Latency, Progress, Workload};
-pub use check::{check, CheckOptions, CheckResult, CheckStatus};
+pub use check::{check, parse_targets, CheckOptions, CheckResult, CheckStatus};
 pub use exec::{ExecClient, Finished};
 pub use relay::{exchange_datagrams, relay, DatagramOptions, RelayOptions, RelayReport};
 pub use send::{Sender, Sent, Source, TransferProgress};

@@ -2,6 +2,7 @@
 
 use std::time::Duration;
 
+use super::AccessList;
 use crate::tls::ServerTls;
 use crate::transport::BindOptions;
 
@@ -39,6 +40,7 @@ pub struct ServerConfig {
     pub(crate) bind: BindOptions,
     pub(crate) tls: Option<ServerTls>,
     pub(crate) handshake_timeout: Duration,
+    pub(crate) access: AccessList,
 }
 
 impl Default for ServerConfig {
@@ -53,6 +55,7 @@ impl Default for ServerConfig {
             bind: BindOptions::default(),
             tls: None,
             handshake_timeout: Duration::from_secs(10),
+            access: AccessList::default(),
         }
     }
 }
@@ -129,6 +132,15 @@ impl ServerConfig {
     /// a stalled handshake holds a connection permit, so it must end.
     pub fn handshake_timeout(mut self, timeout: Duration) -> ServerConfig {
         self.handshake_timeout = timeout;
+        self
+    }
+
+    /// Which IP peers are served. A refused stream peer is closed right
+    /// after `accept()`, before TLS or any byte of the handler; a refused
+    /// datagram is dropped unanswered. Default: everyone. Unix peers are
+    /// not IP peers and are always served.
+    pub fn access(mut self, access: AccessList) -> ServerConfig {
+        self.access = access;
         self
     }
 

@@ -7,6 +7,8 @@
 //!
 //! 1. the accept loop takes a connection permit, *then* waits on every stream
 //!    listener at once, so the limit holds without starving any listener;
+//!    a peer the [`AccessList`] refuses is closed at once (no TLS, no
+//!    handler byte) and the permit taken again;
 //! 2. the connection is dispatched per [`Mode`]: a task, a thread, or
 //!    (sequential) a task that holds the only permit;
 //! 3. the handler runs `setup → handle → finish`; `finish` runs whatever
@@ -18,6 +20,7 @@
 //! open connections get [`ServerConfig::drain_timeout`] to finish (tracked by
 //! a [`TaskTracker`]), then the rest are aborted.
 
+mod access;
 mod config;
 mod connection;
 mod handler;
@@ -39,6 +42,7 @@ use tokio_util::sync::{CancellationToken, WaitForCancellationFuture};
 use tokio_util::task::TaskTracker;
 use tracing::{debug, info, warn};
 
+pub use access::{AccessList, Rule};
 pub use config::{Mode, ServerConfig};
 pub use connection::Connection;
 pub use handler::{Datagram, DatagramHandler, Handlers, Reply, StreamHandler, Unsupported};
@@ -104,6 +108,9 @@ pub struct Summary {
     pub datagrams: u64,
     /// Connections cut off at the drain deadline.
     pub aborted: u64,
+    /// Connections closed and datagrams dropped because the access list
+    /// refused their peer.
+    pub refused: u64,
 }
 
 /// Bound sockets and their configuration, ready to serve.
@@ -281,6 +288,7 @@ struct Stats {
     connections: AtomicU64,
     datagrams: AtomicU64,
     aborted: AtomicU64,
+    refused: AtomicU64,
 }
 
 impl Stats {
@@ -289,6 +297,7 @@ impl Stats {
             connections: self.connections.load(Ordering::Relaxed),
             datagrams: self.datagrams.load(Ordering::Relaxed),
             aborted: self.aborted.load(Ordering::Relaxed),
+            refused: self.refused.load(Ordering::Relaxed),
         }
     }
 }
@@ -303,11 +312,24 @@ impl<S: StreamHandler, D: DatagramHandler> Shared<S, D> {
         !self.claimed.swap(true, Ordering::AcqRel)
     }
 
+    /// Applies the access list to a peer, counting (and, under `-v`,
+    /// logging through `log`) a refusal. Runs before `claim`, so a refused
+    /// peer never uses up `handle_request`'s one request.
+    fn admits(&self, peer: &SocketAddress, local: &Endpoint, log: &mut RefusalLog) -> bool {
+        if self.config.access.permits(peer) {
+            return true;
+        }
+        self.stats.refused.fetch_add(1, Ordering::Relaxed);
+        log.refused(peer, local);
+        false
+    }
+
     async fn accept_loop(self: Arc<Self>, listeners: Vec<Listener>) {
         let Some(handler) = self.handlers.stream.clone() else {
             return;
         };
         let mut backoff = AcceptBackoff::default();
+        let mut refusals = RefusalLog::default();
         let mut first = 0;
         loop {
             let permit = tokio::select! {
@@ -326,6 +348,13 @@ impl<S: StreamHandler, D: DatagramHandler> Shared<S, D> {
             match accepted {
                 Ok((stream, peer, local)) => {
                     backoff.succeeded();
+                    if !self.admits(&peer, &local, &mut refusals) {
+                        // Dropping closes it: nothing was read or written,
+                        // so the peer sees a FIN and no byte, and the permit
+                        // goes back with it.
+                        drop(stream);
+                        continue;
+                    }
                     if !self.claim() {
                         return;
                     }
@@ -485,6 +514,7 @@ impl<S: StreamHandler, D: DatagramHandler> Shared<S, D> {
         let mut buf = vec![0u8; MAX_DATAGRAM + 1];
         let mut reply = Reply::default();
         let mut backoff = AcceptBackoff::default();
+        let mut refusals = RefusalLog::default();
         loop {
             let readable = tokio::select! {
                 biased;
@@ -506,6 +536,9 @@ impl<S: StreamHandler, D: DatagramHandler> Shared<S, D> {
                 };
                 if len > MAX_DATAGRAM {
                     warn!(%peer, "datagram over {MAX_DATAGRAM} bytes dropped rather than truncated");
+                    continue;
+                }
+                if !self.admits(&peer, socket.endpoint(), &mut refusals) {
                     continue;
                 }
                 if !self.claim() {
@@ -628,6 +661,44 @@ fn may_answer(peer: &SocketAddress) -> bool {
             addr.port() >= 1024 && !special
         }
         SocketAddress::Unix(path) => path.is_some(),
+    }
+}
+
+/// Logs refused peers at debug level (`-v`), at most [`REFUSALS_LOGGED`]
+/// a second per loop, so a flood of refused peers cannot flood the log;
+/// what was left out is counted in the next second's first line.
+#[derive(Default)]
+struct RefusalLog {
+    window: Option<Instant>,
+    logged: u32,
+    suppressed: u64,
+}
+
+const REFUSALS_LOGGED: u32 = 10;
+
+impl RefusalLog {
+    fn refused(&mut self, peer: &SocketAddress, local: &Endpoint) {
+        let now = Instant::now();
+        if self
+            .window
+            .is_none_or(|start| now - start >= Duration::from_secs(1))
+        {
+            self.window = Some(now);
+            self.logged = 0;
+            if self.suppressed > 0 {
+                debug!(
+                    suppressed = self.suppressed,
+                    "more peers refused by the access list than were logged"
+                );
+                self.suppressed = 0;
+            }
+        }
+        if self.logged < REFUSALS_LOGGED {
+            self.logged += 1;
+            debug!(%peer, %local, "peer refused by the access list");
+        } else {
+            self.suppressed = self.suppressed.saturating_add(1);
+        }
     }
 }
 

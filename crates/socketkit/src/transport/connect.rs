@@ -1,13 +1,15 @@
 //! Connecting: name resolution, Happy Eyeballs (RFC 8305) and the connect
-//! timeout for streams; a connected socket for datagrams.
+//! timeout for streams; a connected socket for datagrams. Both honour a
+//! family restriction (`-4`/`-6`) and a source address bound before
+//! connecting.
 
 use std::io;
-use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
+use std::net::SocketAddr;
 use std::path::Path;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
-use tokio::net::{TcpStream, UdpSocket, UnixDatagram, UnixStream};
+use tokio::net::{TcpSocket, TcpStream, UdpSocket, UnixDatagram, UnixStream};
 use tokio::task::JoinSet;
 
 use super::listen::UnixSocketFile;
@@ -15,7 +17,7 @@ use super::{DatagramSocket, Stream};
 use rustls::pki_types::ServerName;
 use tokio_rustls::TlsConnector;
 
-use crate::addr::{self, Endpoint, Host, HostPort, SocketKind};
+use crate::addr::{self, Endpoint, Family, Host, HostPort, SocketKind, SourceAddress};
 use crate::error::{Error, ErrorKind, Result};
 use crate::tls::{self, ClientTls, Verification};
 
@@ -36,6 +38,12 @@ pub struct ConnectOptions {
     /// The name to verify the server certificate against and send as SNI,
     /// instead of the host of the endpoint.
     pub server_name: Option<String>,
+    /// Bind this local address and/or port before connecting (nc `-s`,
+    /// `-p`). Only addresses of the source's family are tried. Default:
+    /// the system chooses.
+    pub source: Option<SourceAddress>,
+    /// Try only addresses of this family. Default: both.
+    pub family: Option<Family>,
 }
 
 impl Default for ConnectOptions {
@@ -46,6 +54,8 @@ impl Default for ConnectOptions {
             nodelay: true,
             tls: None,
             server_name: None,
+            source: None,
+            family: None,
         }
     }
 }
@@ -56,8 +66,8 @@ pub async fn connect(endpoint: &Endpoint, options: &ConnectOptions) -> Result<St
     let attempt = async {
         match endpoint {
             Endpoint::Tcp(hp) => {
-                let addrs = addr::resolve_connect(hp).await?;
-                let stream = race_connects(addrs, options.attempt_delay)
+                let addrs = candidates(endpoint, hp, options).await?;
+                let stream = race_connects(addrs, options)
                     .await
                     .map_err(|e| connect_error(endpoint, e))?;
                 stream
@@ -66,14 +76,15 @@ pub async fn connect(endpoint: &Endpoint, options: &ConnectOptions) -> Result<St
                 Ok(Stream::Tcp(stream))
             }
             Endpoint::Tls(hp) => {
-                let addrs = addr::resolve_connect(hp).await?;
-                let tcp = race_connects(addrs, options.attempt_delay)
+                let addrs = candidates(endpoint, hp, options).await?;
+                let tcp = race_connects(addrs, options)
                     .await
                     .map_err(|e| connect_error(endpoint, e))?;
                 tcp.set_nodelay(options.nodelay)
                     .map_err(|e| connect_error(endpoint, e))?;
                 tls_handshake(endpoint, hp, tcp, options).await
             }
+            Endpoint::Unix(_) if options.source.is_some() => Err(unix_source_error(endpoint)),
             Endpoint::Unix(path) => UnixStream::connect(path)
                 .await
                 .map(Stream::Unix)
@@ -148,6 +159,15 @@ fn server_name(overridden: Option<&str>, hp: &HostPort) -> Result<ServerName<'st
     })
 }
 
+/// A source address is an IP address and port: silently ignoring it on a
+/// Unix socket would hide a mistake.
+fn unix_source_error(endpoint: &Endpoint) -> Error {
+    Error::new(
+        ErrorKind::Unsupported,
+        format!("a source address applies to tcp://, tls:// and udp://, not {endpoint}"),
+    )
+}
+
 fn connect_error(endpoint: &Endpoint, source: io::Error) -> Error {
     Error::with_source(
         ErrorKind::Connect,
@@ -163,18 +183,56 @@ fn timeout_error(endpoint: &Endpoint, after: Duration) -> Error {
     )
 }
 
+/// The resolved addresses of `hp` that `options` lets us try: of the
+/// requested family, and of the source address's family when one is bound.
+/// None left is a resolution error naming why.
+async fn candidates(
+    endpoint: &Endpoint,
+    hp: &HostPort,
+    options: &ConnectOptions,
+) -> Result<Vec<SocketAddr>> {
+    let mut addrs = addr::resolve_connect(hp).await?;
+    let source_family = options.source.and_then(|s| s.ip).map(Family::of);
+    for (family, why) in [
+        (options.family, String::new()),
+        (
+            source_family,
+            options
+                .source
+                .map(|s| format!(" for source {s}"))
+                .unwrap_or_default(),
+        ),
+    ] {
+        if let Some(family) = family {
+            addrs.retain(|a| family.includes(a));
+            if addrs.is_empty() {
+                return Err(Error::new(
+                    ErrorKind::Resolve,
+                    format!("{endpoint} has no {family} address{why}"),
+                ));
+            }
+        }
+    }
+    Ok(addrs)
+}
+
 /// RFC 8305: attempts go out in interleaved family order; each new attempt
 /// starts when the previous one failed or after `attempt_delay`, whichever is
 /// first; the first to connect wins and the rest are dropped (aborted).
-async fn race_connects(addrs: Vec<SocketAddr>, attempt_delay: Duration) -> io::Result<TcpStream> {
+async fn race_connects(addrs: Vec<SocketAddr>, options: &ConnectOptions) -> io::Result<TcpStream> {
+    if let [only] = addrs[..] {
+        // Nothing to race: no task and no timer (a port scan makes
+        // thousands of these).
+        return connect_from(only, options.source).await;
+    }
     let mut waiting = interleave_families(addrs).into_iter();
     let mut attempts = JoinSet::new();
     let mut last_error = None;
     loop {
         if let Some(addr) = waiting.next() {
-            attempts.spawn(TcpStream::connect(addr));
+            attempts.spawn(connect_from(addr, options.source));
         }
-        let delay = tokio::time::sleep(attempt_delay);
+        let delay = tokio::time::sleep(options.attempt_delay);
         tokio::pin!(delay);
         loop {
             tokio::select! {
@@ -195,6 +253,30 @@ async fn race_connects(addrs: Vec<SocketAddr>, attempt_delay: Duration) -> io::R
             }
         }
     }
+}
+
+/// One attempt, from `source` when given. SO_REUSEADDR because a fixed
+/// source port is typically reused right after its last connection, whose
+/// TIME_WAIT would otherwise refuse the bind (as `nc -p` does).
+async fn connect_from(peer: SocketAddr, source: Option<SourceAddress>) -> io::Result<TcpStream> {
+    let Some(source) = source else {
+        return TcpStream::connect(peer).await;
+    };
+    let socket = if peer.is_ipv6() {
+        TcpSocket::new_v6()?
+    } else {
+        TcpSocket::new_v4()?
+    };
+    socket.set_reuseaddr(true)?;
+    let local = source.bind_addr_for(&peer);
+    socket.bind(local).map_err(|e| source_error(local, e))?;
+    socket.connect(peer).await
+}
+
+/// Names the source address in a bind failure, which would otherwise read
+/// as a failure to reach the target.
+fn source_error(local: SocketAddr, error: io::Error) -> io::Error {
+    io::Error::new(error.kind(), format!("cannot bind source {local}: {error}"))
 }
 
 /// Reorders addresses to alternate families, starting with the family of the
@@ -224,9 +306,9 @@ pub async fn connect_datagram(
     let attempt = async {
         match endpoint {
             Endpoint::Udp(hp) => {
-                let addrs = addr::resolve_connect(hp).await?;
+                let addrs = candidates(endpoint, hp, options).await?;
                 let peer = addrs[0];
-                let socket = connected_udp(peer)
+                let socket = connected_udp(peer, options.source)
                     .await
                     .map_err(|e| connect_error(endpoint, e))?;
                 let local = socket
@@ -236,6 +318,9 @@ pub async fn connect_datagram(
                     socket,
                     Endpoint::from_socket_addr(SocketKind::Datagram, local),
                 ))
+            }
+            Endpoint::UnixDatagram(_) if options.source.is_some() => {
+                Err(unix_source_error(endpoint))
             }
             Endpoint::UnixDatagram(path) => {
                 connected_unix_datagram(path).map_err(|e| connect_error(endpoint, e))
@@ -251,13 +336,11 @@ pub async fn connect_datagram(
         .unwrap_or_else(|_| Err(timeout_error(endpoint, options.timeout)))
 }
 
-async fn connected_udp(peer: SocketAddr) -> io::Result<UdpSocket> {
-    let any: IpAddr = if peer.is_ipv6() {
-        Ipv6Addr::UNSPECIFIED.into()
-    } else {
-        Ipv4Addr::UNSPECIFIED.into()
-    };
-    let socket = UdpSocket::bind(SocketAddr::new(any, 0)).await?;
+async fn connected_udp(peer: SocketAddr, source: Option<SourceAddress>) -> io::Result<UdpSocket> {
+    let local = source.unwrap_or_default().bind_addr_for(&peer);
+    let socket = UdpSocket::bind(local)
+        .await
+        .map_err(|e| source_error(local, e))?;
     socket.connect(peer).await?;
     Ok(socket)
 }
@@ -283,6 +366,7 @@ fn connected_unix_datagram(server: &Path) -> io::Result<DatagramSocket> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::net::{Ipv4Addr, Ipv6Addr};
 
     #[test]
     fn interleaves_families_starting_with_the_first() {
