@@ -9,11 +9,13 @@
 //! | [`Discard`] | stream, datagram | RFC 863: reads and drops everything |
 //! | [`Daytime`] | stream, datagram | RFC 867: the date and time, then close |
 //! | [`exec::Exec`] | stream | remote commands over the framed protocol |
+//! | [`cmd::Cmd`] | stream | inetd: a program per connection, the socket as its stdin and stdout |
 //! | [`recv::Recv`] | stream | receives files over the framed protocol |
 //! | [`Chat`] | stream (+ web page) | multi-room chat for `nc` and browsers, federated over Redis |
 
 pub mod auth;
 pub mod chat;
+pub mod cmd;
 pub mod contain;
 mod daytime;
 mod discard;
