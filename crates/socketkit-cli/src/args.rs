@@ -36,7 +36,7 @@ pub enum Command {
     /// and Unix datagrams. With TLS a `fingerprint sha256:…` line follows
     /// the listening lines.
     /// SIGINT/SIGTERM shut down gracefully; a second signal exits at once.
-    Serve(ServeArgs),
+    Serve(Box<ServeArgs>),
     /// Connect stdin/stdout to a socket, like nc.
     ///
     /// Binary-safe and full-duplex. At end of stdin the socket is half-closed
@@ -213,6 +213,8 @@ pub enum Service {
     /// inetd: PROG per connection, the socket as its stdin and stdout
     /// (`serve cmd ADDR -- PROG ARGS`; see cmd options).
     Cmd,
+    /// Port forwarding: each connection relayed to --to TARGET (see forward options).
+    Forward,
 }
 
 #[derive(Debug, Clone, Copy, ValueEnum)]
@@ -282,6 +284,8 @@ pub struct ServeArgs {
     pub cmd: CmdServiceArgs,
     #[command(flatten)]
     pub chat: Box<crate::chat::ChatArgs>,
+    #[command(flatten)]
+    pub forward: Box<crate::forward::ForwardArgs>,
     #[command(flatten)]
     pub log: LogArgs,
 }
@@ -624,7 +628,7 @@ impl FamilyArgs {
     }
 }
 
-fn parse_fingerprint(text: &str) -> Result<Fingerprint, String> {
+pub(crate) fn parse_fingerprint(text: &str) -> Result<Fingerprint, String> {
     text.parse().map_err(|e: socketkit::Error| e.to_string())
 }
 

@@ -83,11 +83,8 @@ fn config(args: &ChatArgs) -> ChatConfig {
 /// tls:// address, and the extra names and origins.
 fn web_config(args: &ServeArgs, endpoint: &Endpoint) -> anyhow::Result<WebConfig> {
     let tls = crate::tls::server(&args.tls, std::slice::from_ref(endpoint), false)?;
-    let mut config = WebConfig::default().server(crate::serve::config(
-        args,
-        tls,
-        crate::serve::access_list(&args.access)?,
-    ));
+    let access = crate::serve::access_list(&args.access)?;
+    let mut config = WebConfig::default().server(crate::serve::config(args, tls, access));
     for host in &args.chat.web_hosts {
         config = config.allow_host(host).context("bad --web-host")?;
     }

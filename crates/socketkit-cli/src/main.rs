@@ -14,6 +14,7 @@ mod chat;
 mod check;
 mod connect;
 mod exec;
+mod forward;
 mod get;
 mod pki;
 mod progress;
@@ -65,7 +66,7 @@ fn main() -> ExitCode {
         match cli.command {
             Command::Serve(args) => {
                 init_logging(&args.log, "info", args.json);
-                serve::run(args).await.map(|()| ExitCode::SUCCESS)
+                serve::run(*args).await.map(|()| ExitCode::SUCCESS)
             }
             Command::Connect(args) => {
                 init_logging(&args.log, "warn", false);

@@ -39,6 +39,7 @@ pub async fn run(mut args: ServeArgs) -> anyhow::Result<()> {
     {
         bail!("a program after --, --shell and --stderr-to-peer belong to serve cmd (hint: socketkit serve cmd ADDR -- PROG [ARGS...])");
     }
+    let forward = crate::forward::service(&args)?;
     match args.service {
         Service::Echo => serve(args, Handlers::both(Echo)).await,
         Service::Upper => serve(args, Handlers::both(Upper)).await,
@@ -64,6 +65,10 @@ pub async fn run(mut args: ServeArgs) -> anyhow::Result<()> {
             let service = cmd_service(&args)?;
             serve(args, Handlers::stream(service)).await
         }
+        Service::Forward => match forward {
+            Some(forward) => serve(args, Handlers::stream(forward)).await,
+            None => bail!("serve forward needs --to TARGET"),
+        },
     }
 }
 
@@ -195,6 +200,7 @@ fn service_name(service: Service) -> &'static str {
         Service::Recv => "recv",
         Service::Chat => "chat",
         Service::Cmd => "cmd",
+        Service::Forward => "forward",
     }
 }
 

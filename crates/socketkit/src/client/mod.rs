@@ -20,5 +20,8 @@ mod session;
 pub use bench::{bench, BenchOptions, BenchReport, Latency, Progress, Workload};
 pub use check::{check, parse_targets, CheckOptions, CheckResult, CheckStatus};
 pub use exec::{ExecClient, Finished};
-pub use relay::{exchange_datagrams, relay, DatagramOptions, RelayOptions, RelayReport};
+pub use relay::{
+    both_ways, exchange_datagrams, relay, BothWaysOptions, BothWaysReport, DatagramOptions,
+    RelayOptions, RelayReport,
+};
 pub use send::{Sender, Sent, Source, TransferProgress};

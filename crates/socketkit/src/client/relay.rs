@@ -311,3 +311,154 @@ async fn write_reply<O: AsyncWrite + Unpin>(output: &mut O, reply: &[u8]) -> io:
     }
     output.flush().await
 }
+
+/// Options of [`both_ways`].
+#[derive(Debug, Clone)]
+pub struct BothWaysOptions {
+    /// Give up when no byte moved either way for this long.
+    pub idle_timeout: Option<Duration>,
+    /// Buffer per direction (default 16 KiB: 8–32 KiB move the most, see
+    /// BENCHMARKS.md).
+    pub buffer_size: usize,
+}
+
+impl Default for BothWaysOptions {
+    fn default() -> BothWaysOptions {
+        BothWaysOptions {
+            idle_timeout: None,
+            buffer_size: 16 * 1024,
+        }
+    }
+}
+
+/// What [`both_ways`] moved.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct BothWaysReport {
+    /// Bytes read from `a` and written to `b`.
+    pub a_to_b: u64,
+    /// Bytes read from `b` and written to `a`.
+    pub b_to_a: u64,
+}
+
+/// Relays two duplex streams into each other, symmetrically: each side's end
+/// of stream is passed on as a shutdown of the other side's write half, on
+/// its own, so a half-close works through the relay; it ends when both
+/// directions have ended. Fails on an error either way, or with a timeout
+/// once no byte moved either way for `idle_timeout`.
+///
+/// tokio's `copy_bidirectional_with_sizes` does the copying (it gets the
+/// half-close right); each stream is wrapped to stamp the shared
+/// [`Activity`], so one idle timer covers both directions.
+pub async fn both_ways<A, B>(a: A, b: B, options: &BothWaysOptions) -> Result<BothWaysReport>
+where
+    A: AsyncRead + AsyncWrite + Unpin,
+    B: AsyncRead + AsyncWrite + Unpin,
+{
+    let activity = Activity::new();
+    let mut a = Touching::new(a, &activity);
+    let mut b = Touching::new(b, &activity);
+    let size = options.buffer_size.max(1);
+    let copy = tokio::io::copy_bidirectional_with_sizes(&mut a, &mut b, size, size);
+    let idle = activity.watch(options.idle_timeout);
+    tokio::select! {
+        copied = copy => {
+            let (a_to_b, b_to_a) = copied
+                .map_err(|e| Error::with_source(ErrorKind::Io, "relay failed", e))?;
+            Ok(BothWaysReport { a_to_b, b_to_a })
+        }
+        error = idle => Err(error),
+    }
+}
+
+/// A stream that stamps an [`Activity`] whenever bytes are read from it.
+/// Every byte a relay moves is read from one of its two sides, so reads
+/// alone tell when the relay last made progress.
+struct Touching<'a, S> {
+    inner: S,
+    activity: &'a Activity,
+}
+
+impl<'a, S> Touching<'a, S> {
+    fn new(inner: S, activity: &'a Activity) -> Touching<'a, S> {
+        Touching { inner, activity }
+    }
+}
+
+impl<S: AsyncRead + Unpin> AsyncRead for Touching<'_, S> {
+    fn poll_read(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        buf: &mut tokio::io::ReadBuf<'_>,
+    ) -> std::task::Poll<io::Result<()>> {
+        let before = buf.filled().len();
+        let polled = std::pin::Pin::new(&mut self.inner).poll_read(cx, buf);
+        if buf.filled().len() > before {
+            self.activity.touch();
+        }
+        polled
+    }
+}
+
+impl<S: AsyncWrite + Unpin> AsyncWrite for Touching<'_, S> {
+    fn poll_write(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        buf: &[u8],
+    ) -> std::task::Poll<io::Result<usize>> {
+        std::pin::Pin::new(&mut self.inner).poll_write(cx, buf)
+    }
+
+    fn poll_flush(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<io::Result<()>> {
+        std::pin::Pin::new(&mut self.inner).poll_flush(cx)
+    }
+
+    fn poll_shutdown(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<io::Result<()>> {
+        std::pin::Pin::new(&mut self.inner).poll_shutdown(cx)
+    }
+}
+
+#[cfg(test)]
+mod both_ways_tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn half_close_passes_each_way_on_its_own() {
+        let (mut client, a) = tokio::io::duplex(64);
+        let (b, mut server) = tokio::io::duplex(64);
+        let relay = tokio::spawn(async move { both_ways(a, b, &BothWaysOptions::default()).await });
+        client.write_all(b"ping").await.unwrap();
+        client.shutdown().await.unwrap();
+        let mut got = Vec::new();
+        server.read_to_end(&mut got).await.unwrap();
+        assert_eq!(got, b"ping");
+        // The other direction still flows after the first one ended.
+        server.write_all(b"pong!").await.unwrap();
+        server.shutdown().await.unwrap();
+        let mut back = Vec::new();
+        client.read_to_end(&mut back).await.unwrap();
+        assert_eq!(back, b"pong!");
+        let report = relay.await.unwrap().unwrap();
+        assert_eq!((report.a_to_b, report.b_to_a), (4, 5));
+    }
+
+    #[tokio::test]
+    async fn idle_both_ways_times_out() {
+        let (mut client, a) = tokio::io::duplex(64);
+        let (b, _server) = tokio::io::duplex(64);
+        let options = BothWaysOptions {
+            idle_timeout: Some(Duration::from_millis(200)),
+            ..BothWaysOptions::default()
+        };
+        let relay = tokio::spawn(async move { both_ways(a, b, &options).await });
+        client.write_all(b"x").await.unwrap();
+        let error = relay.await.unwrap().unwrap_err();
+        assert_eq!(error.kind(), ErrorKind::Timeout);
+    }
+}

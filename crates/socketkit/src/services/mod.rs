@@ -11,6 +11,7 @@
 //! | [`exec::Exec`] | stream | remote commands over the framed protocol |
 //! | [`cmd::Cmd`] | stream | inetd: a program per connection, the socket as its stdin and stdout |
 //! | [`recv::Recv`] | stream | receives files over the framed protocol |
+//! | [`Forward`] | stream | each connection relayed to a fixed target (port forwarding, TLS wrap/unwrap) |
 //! | [`Chat`] | stream (+ web page) | multi-room chat for `nc` and browsers, federated over Redis |
 
 pub mod auth;
@@ -21,6 +22,7 @@ mod daytime;
 mod discard;
 mod echo;
 pub mod exec;
+mod forward;
 mod hello;
 pub mod recv;
 mod session;
@@ -30,6 +32,7 @@ pub use chat::Chat;
 pub use daytime::Daytime;
 pub use discard::Discard;
 pub use echo::Echo;
+pub use forward::Forward;
 pub use hello::Hello;
 pub use upper::Upper;
 
