@@ -28,7 +28,7 @@ use std::os::unix::process::ExitStatusExt;
 use std::path::{Path, PathBuf};
 use std::pin::Pin;
 use std::process::{ExitStatus, Stdio};
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::task::{Context, Poll};
 use std::time::Duration;
 
@@ -42,6 +42,7 @@ use super::contain::{Contained, Containment};
 use super::exec::audit::escape;
 use super::exec::process::{base_environment, BASE_PATH};
 use crate::addr::Endpoint;
+use crate::client::{both_ways, BothWaysOptions};
 use crate::codec::{Line, LineReader};
 use crate::error::{Error, ErrorKind, Result};
 use crate::server::{AccessList, Connection, StreamHandler};
@@ -259,34 +260,33 @@ impl StreamHandler for Cmd {
                 None => return Err(spawn_error(&self.argv, io::Error::other("no stdout pipe"))),
             },
         };
-        let progress = Progress::new();
-        let mut process = ProcessIo {
-            stdout,
-            stdin,
-            progress: &progress,
+        let fin = Fin::default();
+        let mut process = ProcessIo { stdout, stdin };
+        let relay = BothWaysOptions {
+            idle_timeout: conn.idle_timeout(),
+            ..BothWaysOptions::default()
         };
-        let idle = conn.idle_timeout();
-        let mut link = Link {
-            conn,
-            progress: &progress,
-        };
+        let mut link = Link { conn, fin: &fin };
         let mut run = Run::new(&self.policy);
         let stderr_log = log_stderr(stderr, contained.pid());
         tokio::pin!(stderr_log);
         let mut stderr_open = true;
         {
             // The one relay between the connection and the program.
-            let pump = tokio::io::copy_bidirectional(&mut link, &mut process);
+            let pump = both_ways(&mut link, &mut process, &relay);
             tokio::pin!(pump);
             loop {
-                if run.status.is_some() && progress.fin_sent.load(Ordering::Acquire) {
+                if run.status.is_some() && fin.sent.load(Ordering::Acquire) {
                     // The program is gone and all its output delivered: as
                     // inetd, the connection ends with it.
                     break;
                 }
                 tokio::select! {
                     pumped = &mut pump => {
-                        run.broken = pumped.is_err();
+                        if let Err(error) = pumped {
+                            run.idle = error.is_timeout();
+                            run.broken = true;
+                        }
                         break;
                     }
                     exited = contained.wait(), if run.status.is_none() => {
@@ -295,7 +295,7 @@ impl StreamHandler for Cmd {
                         run.status = Some(exited);
                         run.output_deadline = Some(Instant::now() + self.policy.kill_grace);
                     }
-                    () = progress.fin.notified(), if run.status.is_some() => {}
+                    () = fin.notify.notified(), if run.status.is_some() => {}
                     () = sleep_until_some(run.output_deadline) => break,
                     () = sleep_until_some(run.deadline), if run.kill_at.is_none() && !run.timed_out => {
                         run.timed_out = true;
@@ -309,16 +309,12 @@ impl StreamHandler for Cmd {
                         run.shutting_down = true;
                         run.terminate(&contained);
                     }
-                    () = progress.idle(idle) => {
-                        run.idle = true;
-                        break;
-                    }
                     () = &mut stderr_log, if stderr_open => stderr_open = false,
                 }
             }
         }
         drop(process);
-        if run.status.is_none() && !run.broken && !run.idle {
+        if run.status.is_none() && !run.broken {
             // Both directions ended cleanly: the program is likely exiting
             // now; give it a moment before the kill.
             if let Ok(exited) = tokio::time::timeout(self.policy.kill_grace, contained.wait()).await
@@ -367,9 +363,10 @@ struct Run {
     output_deadline: Option<Instant>,
     timed_out: bool,
     shutting_down: bool,
-    /// The relay failed (the peer reset, a write stalled past the idle
+    /// The relay failed (the peer reset, nothing moved for the idle
     /// timeout).
     broken: bool,
+    /// It failed on the idle timeout.
     idle: bool,
 }
 
@@ -402,51 +399,18 @@ async fn sleep_until_some(at: Option<Instant>) {
     }
 }
 
-/// What the relay did, as the supervisor needs to know it: when a byte last
-/// moved either way, and whether our FIN went out.
-struct Progress {
-    start: Instant,
-    last_ms: AtomicU64,
-    fin_sent: AtomicBool,
-    fin: Notify,
+/// Whether our FIN went out (all of the program's output delivered), and a
+/// wake-up for the supervisor when it does.
+#[derive(Default)]
+struct Fin {
+    sent: AtomicBool,
+    notify: Notify,
 }
 
-impl Progress {
-    fn new() -> Progress {
-        Progress {
-            start: Instant::now(),
-            last_ms: AtomicU64::new(0),
-            fin_sent: AtomicBool::new(false),
-            fin: Notify::new(),
-        }
-    }
-
-    fn touch(&self) {
-        let ms = u64::try_from(self.start.elapsed().as_millis()).unwrap_or(u64::MAX);
-        self.last_ms.store(ms, Ordering::Relaxed);
-    }
-
-    /// Completes once no byte moved either way for `limit` (never without
-    /// one). The connection's own timer covers a read or write that waits;
-    /// this covers a program that is silent while the peer has half-closed.
-    async fn idle(&self, limit: Option<Duration>) {
-        let Some(limit) = limit else {
-            return std::future::pending().await;
-        };
-        loop {
-            let last = self.start + Duration::from_millis(self.last_ms.load(Ordering::Relaxed));
-            if last + limit <= Instant::now() {
-                return;
-            }
-            tokio::time::sleep_until(last + limit).await;
-        }
-    }
-}
-
-/// The connection side of the relay: counts activity and notes our FIN.
+/// The connection side of the relay: notes our FIN.
 struct Link<'a> {
     conn: &'a mut Connection,
-    progress: &'a Progress,
+    fin: &'a Fin,
 }
 
 impl AsyncRead for Link<'_> {
@@ -455,12 +419,7 @@ impl AsyncRead for Link<'_> {
         cx: &mut Context<'_>,
         buf: &mut ReadBuf<'_>,
     ) -> Poll<io::Result<()>> {
-        let this = self.get_mut();
-        let polled = Pin::new(&mut *this.conn).poll_read(cx, buf);
-        if matches!(polled, Poll::Ready(Ok(()))) {
-            this.progress.touch();
-        }
-        polled
+        Pin::new(&mut *self.get_mut().conn).poll_read(cx, buf)
     }
 }
 
@@ -470,12 +429,7 @@ impl AsyncWrite for Link<'_> {
         cx: &mut Context<'_>,
         buf: &[u8],
     ) -> Poll<io::Result<usize>> {
-        let this = self.get_mut();
-        let polled = Pin::new(&mut *this.conn).poll_write(cx, buf);
-        if matches!(polled, Poll::Ready(Ok(_))) {
-            this.progress.touch();
-        }
-        polled
+        Pin::new(&mut *self.get_mut().conn).poll_write(cx, buf)
     }
 
     fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
@@ -486,8 +440,8 @@ impl AsyncWrite for Link<'_> {
         let this = self.get_mut();
         let polled = Pin::new(&mut *this.conn).poll_shutdown(cx);
         if matches!(polled, Poll::Ready(Ok(()))) {
-            this.progress.fin_sent.store(true, Ordering::Release);
-            this.progress.fin.notify_one();
+            this.fin.sent.store(true, Ordering::Release);
+            this.fin.notify.notify_one();
         }
         polled
     }
@@ -497,28 +451,22 @@ impl AsyncWrite for Link<'_> {
 /// Shutting it down closes the program's stdin (its EOF); once the program
 /// has closed its stdin, further input is dropped, as a pipe's reader that
 /// left would never see it, so the output still arrives.
-struct ProcessIo<'a> {
+struct ProcessIo {
     stdout: Pin<Box<dyn AsyncRead + Send>>,
     stdin: Option<ChildStdin>,
-    progress: &'a Progress,
 }
 
-impl AsyncRead for ProcessIo<'_> {
+impl AsyncRead for ProcessIo {
     fn poll_read(
         self: Pin<&mut Self>,
         cx: &mut Context<'_>,
         buf: &mut ReadBuf<'_>,
     ) -> Poll<io::Result<()>> {
-        let this = self.get_mut();
-        let polled = this.stdout.as_mut().poll_read(cx, buf);
-        if matches!(polled, Poll::Ready(Ok(()))) {
-            this.progress.touch();
-        }
-        polled
+        self.get_mut().stdout.as_mut().poll_read(cx, buf)
     }
 }
 
-impl AsyncWrite for ProcessIo<'_> {
+impl AsyncWrite for ProcessIo {
     fn poll_write(
         self: Pin<&mut Self>,
         cx: &mut Context<'_>,
