@@ -211,7 +211,8 @@ pub enum Service {
     /// Multi-room chat for nc, telnet and browsers (see Chat options).
     Chat,
     /// inetd: PROG per connection, the socket as its stdin and stdout
-    /// (`serve cmd ADDR -- PROG ARGS`; see cmd options).
+    /// (`serve cmd ADDR -- PROG ARGS`; see cmd options). Off loopback it
+    /// needs --allow CIDR, or tls:// with --client-ca.
     Cmd,
     /// Port forwarding: each connection relayed to --to TARGET (see forward options).
     Forward,

@@ -259,3 +259,47 @@ s.close()
         "{replies}"
     );
 }
+
+#[test]
+fn nc_and_socat_as_clients_over_tcp_and_a_unix_socket() {
+    // `sort` answers only at end of input: nc -N's half-close must arrive.
+    let server = serve_cmd(&[], &["sort", "-r"]);
+    let port = server.port().to_string();
+    let out = util::run(
+        {
+            let mut nc = std::process::Command::new("nc");
+            nc.args(["-N", "127.0.0.1", &port]);
+            nc
+        },
+        b"a\nc\nb\n",
+    );
+    util::assert_success("nc", &out);
+    assert_eq!(util::text(&out.stdout), "c\nb\na\n");
+
+    let dir = util::tempdir();
+    let path = dir.path().join("cmd.sock");
+    let address = format!("unix:{}", path.display());
+    let server = Server::start(
+        &[
+            "serve",
+            "cmd",
+            &address,
+            "--",
+            "sh",
+            "-c",
+            "tr a-z A-Z; echo \"$SOCKETKIT_PROTO\"",
+        ],
+        1,
+    );
+    assert_eq!(server.addr(), address);
+    let out = util::run(
+        {
+            let mut socat = std::process::Command::new("socat");
+            socat.args(["-t", "5", "-", &format!("UNIX-CONNECT:{}", path.display())]);
+            socat
+        },
+        b"hello\n",
+    );
+    util::assert_success("socat", &out);
+    assert_eq!(util::text(&out.stdout), "HELLO\nunix\n");
+}
