@@ -4,10 +4,9 @@
 
 mod util;
 
-use std::time::{Duration, Instant};
-
 use util::{
-    assert_one_error_line, hex, py_roundtrip, python_ok, random_bytes, run_socketkit, Server,
+    alive, assert_one_error_line, hex, py_roundtrip, python_ok, random_bytes, run_socketkit,
+    wait_until_dead, Server,
 };
 
 /// A `serve cmd` on 127.0.0.1 running `program`, with `options` before `--`.
@@ -17,29 +16,6 @@ fn serve_cmd(options: &[&str], program: &[&str]) -> Server {
     args.push("--");
     args.extend_from_slice(program);
     Server::start(&args, 1)
-}
-
-/// Whether `pid` runs (a zombie is dead).
-fn alive(pid: u32) -> bool {
-    let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else {
-        return false;
-    };
-    let state = stat
-        .rsplit_once(')')
-        .and_then(|(_, rest)| rest.split_whitespace().next());
-    state != Some("Z")
-}
-
-fn wait_until_dead(pid: u32, what: &str) {
-    let deadline = Instant::now() + util::WAIT;
-    while alive(pid) {
-        assert!(
-            Instant::now() < deadline,
-            "{what} (pid {pid}) still alive after {:?}",
-            util::WAIT
-        );
-        std::thread::sleep(Duration::from_millis(20));
-    }
 }
 
 #[test]
