@@ -279,3 +279,30 @@ fn nc_and_socat_as_clients_over_tcp_and_a_unix_socket() {
     util::assert_success("socat", &out);
     assert_eq!(util::text(&out.stdout), "HELLO\nunix\n");
 }
+
+#[test]
+fn a_silent_connection_ends_at_the_idle_timeout_with_all_its_processes() {
+    // The program neither reads nor writes after the pid: only the idle
+    // timeout can end it while the client stays connected and silent.
+    let server = serve_cmd(
+        &["--idle-timeout", "500ms"],
+        &[
+            "sh",
+            "-c",
+            "setsid sleep 300 </dev/null >/dev/null 2>&1 & echo $!; exec sleep 300",
+        ],
+    );
+    let code = r#"
+s = connect(sys.argv[1])
+out(recv_line(s))
+assert recv_all(s) == b""
+"#;
+    let pid: u32 = util::text(&python_ok(code, &[server.addr()], b""))
+        .trim()
+        .parse()
+        .unwrap();
+    wait_until_dead(pid, "the sleep of an idle connection");
+    server.proc.stderr.wait_for("an idle audit line", |l| {
+        l.contains("cmd connection finished") && l.contains("idle=true")
+    });
+}
