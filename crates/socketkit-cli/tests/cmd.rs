@@ -306,3 +306,42 @@ assert recv_all(s) == b""
         l.contains("cmd connection finished") && l.contains("idle=true")
     });
 }
+
+#[test]
+fn client_certificates_let_tls_serve_off_loopback() {
+    let dir = util::tempdir();
+    let pki = dir.path().join("pki");
+    let pki_path = pki.to_str().unwrap();
+    let out = run_socketkit(&["pki", "init", pki_path, "--client", "alice"], b"");
+    util::assert_success("pki init", &out);
+    let file = |name: &str| pki.join(name).to_str().unwrap().to_owned();
+    let (cert, key, ca) = (file("server.pem"), file("server-key.pem"), file("ca.pem"));
+    let program = ["--", "sh", "-c", "echo \"$SOCKETKIT_PROTO\"; cat"];
+    let mut refused = vec![
+        "serve",
+        "cmd",
+        "tls://0.0.0.0:0",
+        "--cert",
+        &cert,
+        "--key",
+        &key,
+    ];
+    refused.extend_from_slice(&program);
+    let line = assert_one_error_line(&run_socketkit(&refused, b""), 1);
+    assert!(line.contains("--client-ca"), "{line}");
+
+    let mut args = refused[..7].to_vec();
+    args.extend_from_slice(&["--client-ca", &ca]);
+    args.extend_from_slice(&program);
+    let server = Server::start(&args, 1);
+    let target = format!("tls://127.0.0.1:{}", server.port());
+    let (alice, alice_key) = (file("alice.pem"), file("alice-key.pem"));
+    let out = run_socketkit(
+        &[
+            "connect", &target, "--ca", &ca, "--cert", &alice, "--key", &alice_key,
+        ],
+        b"over tls\n",
+    );
+    util::assert_success("connect with a client certificate", &out);
+    assert_eq!(util::text(&out.stdout), "tls\nover tls\n");
+}
