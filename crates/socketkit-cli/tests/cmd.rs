@@ -345,3 +345,29 @@ fn client_certificates_let_tls_serve_off_loopback() {
     util::assert_success("connect with a client certificate", &out);
     assert_eq!(util::text(&out.stdout), "tls\nover tls\n");
 }
+
+#[test]
+fn the_drain_deadline_kills_a_program_that_ignores_sigterm() {
+    let script = "trap '' TERM; setsid sleep 300 </dev/null >/dev/null 2>&1 & echo $!; \
+                  while :; do sleep 1; done";
+    let mut server = serve_cmd(&["--drain-timeout", "300ms"], &["sh", "-c", script]);
+    let client = util::spawn_python(
+        "s = connect(sys.argv[1])\nout(recv_line(s))\nrecv_all(s)\n",
+        &[server.addr()],
+    );
+    let pid: u32 = client
+        .stdout
+        .wait_for("the sleep's pid", |_| true)
+        .parse()
+        .unwrap();
+    server.sigterm();
+    assert_eq!(server.exit_code(), 0, "{}", server.stderr());
+    wait_until_dead(pid, "the sleep of a program that ignored SIGTERM");
+    assert!(
+        server
+            .stderr()
+            .contains("cmd killed: its connection was aborted"),
+        "{}",
+        server.stderr()
+    );
+}
