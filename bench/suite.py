@@ -555,6 +555,55 @@ def chat_report():
                       "```", out.strip(), "```"])
 
 
+def forward_report(reps, quick):
+    """`serve forward` against socat fork and a direct connection, bulk
+    full-duplex echo through each in turn (interleaved, paired ratios), and
+    the forward's RSS growth per idle forwarded connection. The target is
+    the same socketkit echo for all three."""
+    level = dict(key="bulk", title="bulk", conns=1, bulk="256MiB" if quick else "1GiB")
+    target = Server("target", [SOCKETKIT, "serve", "echo", "tcp://127.0.0.1:0", "-q",
+                               "--max-conns", "30000", "--drain-timeout", "1s"], prints=1)
+    target.start()
+    to = f"tcp://{target.tcp_addr}"
+    forward_argv = [SOCKETKIT, "serve", "forward", "tcp://127.0.0.1:0", "--to", to, "-q",
+                    "--max-conns", "30000", "--drain-timeout", "1s"]
+    fronts = [
+        Server("direct", []),
+        Server("socketkit serve forward", forward_argv, prints=1),
+        Server("socat TCP-LISTEN,fork TCP", ["socat", "TCP-LISTEN:{port},bind=127.0.0.1,reuseaddr,fork",
+                                              f"TCP:{target.tcp_addr}"]),
+    ]
+    fronts[0].tcp_addr, fronts[0].proc = target.tcp_addr, target.proc
+    runs = {}
+    try:
+        for front in fronts[1:]:
+            front.start()
+        for rep in range(reps):
+            for front in fronts[rep % 3:] + fronts[:rep % 3]:
+                result = measure(*socketkit_load(level, front, 0), front)
+                runs.setdefault(front.name, []).append(result)
+                log(f"forward rep {rep + 1}/{reps} {front.name:<26} {rate_of(result, level) or result}")
+        for front in fronts[1:]:
+            front.stop()
+        count = 1000 if quick else 10000
+        idle = idle_rss_per_connection(Server("forward", forward_argv, prints=1), count)
+    finally:
+        for front in fronts[1:]:
+            front.stop()
+        target.stop()
+    lines = [f"### serve forward: bulk full-duplex echo through a forward, 1 connection, {level['bulk']}",
+             "", "| path | MB/s, median (min–max) | × direct | × socat |", "|---|---:|---:|---:|"]
+    for front in fronts:
+        rates = [r for r in (rate_of(x, level) for x in runs[front.name]) if r]
+        median = f"{statistics.median(rates):,.0f} MB/s ({min(rates):,.0f}–{max(rates):,.0f})" if rates else "failed"
+        lines.append(f"| {front.name} | {median} | "
+                     f"{fmt_ratio(paired_ratio(runs[front.name], runs['direct'], level))} | "
+                     f"{fmt_ratio(paired_ratio(runs[front.name], runs[fronts[2].name], level))} |")
+    lines += ["", f"Idle forwarded connections: the forward's RSS grows {idle:,.0f} B per connection "
+                  f"at {count:,} (the target's memory not counted)."]
+    return "\n".join(lines)
+
+
 def machine():
     cpu = "unknown CPU"
     for line in Path("/proc/cpuinfo").read_text().splitlines():
@@ -576,6 +625,8 @@ def main():
     parser.add_argument("--servers", help="only servers whose names contain one of these, "
                                           "comma-separated (C epoll and tokio always run)")
     parser.add_argument("--update", action="store_true", help=f"rewrite the table in {DOC.name}")
+    parser.add_argument("--forward", action="store_true",
+                        help="only the serve forward benchmark (vs socat fork and direct)")
     parser.add_argument("--chat", action="store_true",
                         help="also run the chat benchmark against ncat (bench/chat/run.sh)")
     args = parser.parse_args()
@@ -584,6 +635,9 @@ def main():
     raise_nofile()
     if not args.no_build:
         build(args.quick)
+    if args.forward:
+        print(forward_report(reps, args.quick))
+        return
 
     all_levels = levels(args.quick)
     LEVEL_BY_KEY.update({level["key"]: level for level in all_levels})

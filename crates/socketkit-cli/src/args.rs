@@ -35,14 +35,27 @@ pub enum Command {
     /// TLS and Unix streams; echo, upper, discard and daytime also serve UDP
     /// and Unix datagrams. With TLS a `fingerprint sha256:…` line follows
     /// the listening lines.
+    /// forward relays each connection to --to TARGET (tcp://, tls:// or
+    /// unix:): `serve forward tls://:8443 --self-signed --to tcp://127.0.0.1:8080`
+    /// terminates TLS in front of a plaintext server.
     /// SIGINT/SIGTERM shut down gracefully; a second signal exits at once.
     Serve(Box<ServeArgs>),
     /// Connect stdin/stdout to a socket, like nc.
     ///
     /// Binary-safe and full-duplex. At end of stdin the socket is half-closed
-    /// and output continues until the peer closes. With udp:// or unixgram:
+    /// and output continues until the peer closes; if the peer closes first,
+    /// stdin still goes out until it ends or stays quiet for 1 s. -x dumps
+    /// every chunk each way as `hexdump -C` would. With udp:// or unixgram:
     /// each stdin line is sent as one datagram and each reply printed.
     Connect(ConnectArgs),
+    /// Wait for one connection and wire it to stdin/stdout, like nc -l.
+    ///
+    /// `listening on ADDR` (and, for tls://, `fingerprint …`) go to stderr
+    /// before the first accept; stdout carries only data. Relays as connect
+    /// does, except that the peer's close does not cut stdin short: exits 0
+    /// once both directions ended, 1 on a reset. -k accepts the next
+    /// connection after each ends, until SIGINT/SIGTERM.
+    Listen(ListenArgs),
     /// Check whether ports accept connections (connect_ex).
     ///
     /// Prints `open|closed|timeout|error ADDR LATENCY` per target (--open:
@@ -509,9 +522,46 @@ pub struct ConnectArgs {
     #[command(flatten)]
     pub family: FamilyArgs,
     #[command(flatten)]
+    pub hexdump: HexdumpArgs,
+    #[command(flatten)]
     pub tls: ClientTlsArgs,
     #[command(flatten)]
     pub log: LogArgs,
+}
+
+#[derive(Debug, Args)]
+pub struct ListenArgs {
+    /// Addresses to listen on (tcp://, tls://, unix:, or udp://, unixgram:);
+    /// `9000` is 127.0.0.1:9000, `:9000` every interface. Default
+    /// tcp://127.0.0.1:7007. On datagram addresses each datagram is printed
+    /// and each stdin line goes to the sender of the latest one.
+    #[arg(value_name = "ADDR", value_parser = parse_endpoint)]
+    pub addrs: Vec<Endpoint>,
+    /// After a connection ends, accept the next (stdin continues into it).
+    #[arg(short, long)]
+    pub keep_open: bool,
+    /// Give up on a connection when no data moved either way for this long; 0 disables.
+    #[arg(long, value_name = "DURATION", default_value = "0", value_parser = parse_duration)]
+    pub idle_timeout: Duration,
+    #[command(flatten)]
+    pub hexdump: HexdumpArgs,
+    #[command(flatten)]
+    pub tls: ServerTlsArgs,
+    #[command(flatten)]
+    pub access: AccessArgs,
+    #[command(flatten)]
+    pub log: LogArgs,
+}
+
+/// `-x`: dump every chunk each way, as `hexdump -C` would.
+#[derive(Debug, Args)]
+pub struct HexdumpArgs {
+    /// Dump every chunk sent and received to stderr in `hexdump -C` format.
+    #[arg(short = 'x', long)]
+    pub hexdump: bool,
+    /// Write the -x dump to FILE instead of stderr (implies -x).
+    #[arg(long, value_name = "FILE")]
+    pub hexdump_file: Option<PathBuf>,
 }
 
 #[derive(Debug, Args)]

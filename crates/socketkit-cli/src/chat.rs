@@ -83,8 +83,11 @@ fn config(args: &ChatArgs) -> ChatConfig {
 /// tls:// address, and the extra names and origins.
 fn web_config(args: &ServeArgs, endpoint: &Endpoint) -> anyhow::Result<WebConfig> {
     let tls = crate::tls::server(&args.tls, std::slice::from_ref(endpoint), false)?;
-    let access = crate::serve::access_list(&args.access)?;
-    let mut config = WebConfig::default().server(crate::serve::config(args, tls, access));
+    let mut config = WebConfig::default().server(crate::serve::config(
+        args,
+        tls,
+        crate::serve::access_list(&args.access)?,
+    ));
     for host in &args.chat.web_hosts {
         config = config.allow_host(host).context("bad --web-host")?;
     }

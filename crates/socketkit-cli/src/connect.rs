@@ -1,14 +1,22 @@
 //! `socketkit connect`: stdin and stdout to a socket.
 
+use std::time::Duration;
+
 use anyhow::Context;
 use socketkit::addr::SocketKind;
 use socketkit::client::{self, DatagramOptions, RelayOptions};
+use socketkit::hexdump::Tapped;
 use socketkit::transport::{self, ConnectOptions};
 use socketkit::Endpoint;
 use tracing::{debug, info};
 
 use crate::args::{optional, ConnectArgs};
 use crate::tls;
+
+/// After the peer closes, how long stdin may stay quiet before the relay
+/// ends: a file or pipe still being read is sent in full, a terminal nobody
+/// types into does not hold the command open.
+pub(crate) const INPUT_GRACE: Duration = Duration::from_secs(1);
 
 pub async fn run(args: ConnectArgs) -> anyhow::Result<()> {
     let tls = match args.addr {
@@ -34,8 +42,15 @@ pub async fn run(args: ConnectArgs) -> anyhow::Result<()> {
                 crlf: args.crlf,
                 idle_timeout: optional(args.idle_timeout),
                 line_mode: args.line_mode,
+                input_grace: INPUT_GRACE,
             };
-            client::relay(stream, stdin, stdout, &relay).await
+            match crate::hexdump::open(&args.hexdump)? {
+                Some(dump) => {
+                    let tapped = Tapped::new(stream, dump, args.addr.to_string());
+                    client::relay(tapped, stdin, stdout, &relay).await
+                }
+                None => client::relay(stream, stdin, stdout, &relay).await,
+            }
         }
         SocketKind::Datagram => {
             let socket = transport::connect_datagram(&args.addr, &options).await?;

@@ -62,8 +62,8 @@ pub struct ForwardArgs {
 pub fn service(args: &ServeArgs) -> anyhow::Result<Option<Forward>> {
     let forward = &args.forward;
     if !matches!(args.service, Service::Forward) {
-        if forward.to.is_some() {
-            bail!("--to belongs to the forward service (hint: socketkit serve forward ADDR --to TARGET)");
+        if forward.to.is_some() || forward.family.family().is_some() {
+            bail!("--to and -4/-6 belong to the forward service (hint: socketkit serve forward ADDR --to TARGET)");
         }
         return Ok(None);
     }

@@ -16,6 +16,8 @@ mod connect;
 mod exec;
 mod forward;
 mod get;
+mod hexdump;
+mod listen;
 mod pki;
 mod progress;
 mod send;
@@ -39,6 +41,7 @@ fn main() -> ExitCode {
         // connection and start faster on the current thread.
         Command::Serve(args) => runtime(args.threads),
         Command::Connect(_)
+        | Command::Listen(_)
         | Command::Check(_)
         | Command::Exec(_)
         | Command::Send(_)
@@ -71,6 +74,10 @@ fn main() -> ExitCode {
             Command::Connect(args) => {
                 init_logging(&args.log, "warn", false);
                 connect::run(args).await.map(|()| ExitCode::SUCCESS)
+            }
+            Command::Listen(args) => {
+                init_logging(&args.log, "warn", false);
+                listen::run(args).await
             }
             Command::Check(args) => {
                 init_logging(&args.log, "warn", false);

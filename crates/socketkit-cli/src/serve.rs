@@ -26,7 +26,7 @@ use crate::{tls, token};
 
 /// Where services listen when no address is given: loopback, never every
 /// interface.
-const DEFAULT_ADDR: &str = "tcp://127.0.0.1:7007";
+pub(crate) const DEFAULT_ADDR: &str = "tcp://127.0.0.1:7007";
 
 pub async fn run(mut args: ServeArgs) -> anyhow::Result<()> {
     if args.addrs.is_empty() {
@@ -172,7 +172,8 @@ pub(crate) async fn serve_with<S: StreamHandler, D: DatagramHandler>(
     let server = Server::bind(&args.addrs, config(&args, tls, access))
         .await?
         .with_handle(handle);
-    print_listening(&server, fingerprint, also_listening).context("cannot write to stdout")?;
+    print_listening(std::io::stdout(), &server, fingerprint, also_listening)
+        .context("cannot write to stdout")?;
     tokio::spawn(signals.shut_down(server.handle()));
     let summary = if args.once {
         server.handle_request(handlers).await?
@@ -347,12 +348,14 @@ fn exec_policy(args: &ServeArgs) -> anyhow::Result<ExecPolicy> {
 /// One `listening on ADDR` line per bound socket, then, with TLS, one
 /// `fingerprint sha256:HEX` line for clients to `--pin`; then companions'
 /// addresses (the chat's web page).
-fn print_listening(
+/// The `listening on` lines to `out` (stdout; stderr for listen, whose
+/// stdout carries data).
+pub(crate) fn print_listening(
+    mut stdout: impl Write,
     server: &Server,
     fingerprint: Option<Fingerprint>,
     also: &[String],
 ) -> std::io::Result<()> {
-    let mut stdout = std::io::stdout().lock();
     for endpoint in server.endpoints() {
         writeln!(stdout, "listening on {endpoint}")?;
     }
@@ -367,13 +370,13 @@ fn print_listening(
 
 /// SIGINT and SIGTERM: the first starts a graceful shutdown, the second
 /// exits at once.
-struct Signals {
+pub(crate) struct Signals {
     interrupt: Signal,
     terminate: Signal,
 }
 
 impl Signals {
-    fn install() -> std::io::Result<Signals> {
+    pub(crate) fn install() -> std::io::Result<Signals> {
         Ok(Signals {
             interrupt: signal(SignalKind::interrupt())?,
             terminate: signal(SignalKind::terminate())?,
@@ -387,7 +390,7 @@ impl Signals {
         }
     }
 
-    async fn shut_down(mut self, server: ServerHandle) {
+    pub(crate) async fn shut_down(mut self, server: ServerHandle) {
         self.next().await;
         info!("shutting down: listeners closed, open connections finishing (signal again to exit now)");
         server.shutdown();

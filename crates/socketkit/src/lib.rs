@@ -44,6 +44,7 @@
 //! - [`protocol`]: the framed protocol of PROTOCOL.md;
 //! - [`services`]: the ready-made services, each a handler;
 //! - [`client`]: relay, datagram exchange, port checks;
+//! - [`hexdump`]: `-x`, a tap that dumps every chunk a stream carries;
 //! - [`tls`]: certificates, fingerprints, rustls configurations.
 
 #![deny(missing_docs, missing_debug_implementations)]
@@ -52,6 +53,7 @@ pub mod addr;
 pub mod client;
 pub mod codec;
 mod error;
+pub mod hexdump;
 pub mod protocol;
 pub mod server;
 pub mod services;

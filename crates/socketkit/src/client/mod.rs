@@ -13,7 +13,7 @@ mod bench;
 mod check;
 mod exec;
 pub mod http;
-mod relay;
+pub(crate) mod relay;
 mod send;
 mod session;
 

@@ -1,7 +1,9 @@
 //! `connect`: relaying a terminal or a pipe to a socket and back.
 
 use std::io;
+use std::pin::Pin;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::task::{ready, Context, Poll};
 use std::time::Duration;
 
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
@@ -9,10 +11,11 @@ use tokio::time::Instant;
 
 use crate::codec::{Line, LineReader};
 use crate::error::{Error, ErrorKind, Result};
-use crate::transport::{DatagramSocket, Stream};
+use crate::services::Lease;
+use crate::transport::DatagramSocket;
 
 /// Longest input line in line mode and for datagrams: a UDP payload fits.
-const MAX_INPUT_LINE: usize = 64 * 1024;
+pub(crate) const MAX_INPUT_LINE: usize = 64 * 1024;
 
 /// Options of [`relay`].
 #[derive(Debug, Clone, Default)]
@@ -24,6 +27,11 @@ pub struct RelayOptions {
     /// The textbook client: send input line by line, skip empty lines, and
     /// end (as at end of input) on a line `exit` or `bye`.
     pub line_mode: bool,
+    /// When the peer closes first, input is still sent while it keeps
+    /// coming, so the peer's FIN never cuts a file short; the relay ends
+    /// when the input ends or has been quiet this long (a terminal nobody
+    /// types into). Zero ends the relay at the peer's close, as nc does.
+    pub input_grace: Duration,
 }
 
 /// What a relay moved.
@@ -37,17 +45,23 @@ pub struct RelayReport {
 }
 
 /// Relays `input` to the stream and the stream to `output`, both ways at
-/// once, binary-safe. At end of input the stream is half-closed and the
-/// peer's data is still copied until it closes; if the peer closes first the
-/// relay ends (as nc does). A peer that stops reading our input does not fail
-/// the relay: its reply is still delivered.
-pub async fn relay<I, O>(
-    stream: Stream,
+/// once, binary-safe. The stream is any byte stream: a connected
+/// [`Stream`](crate::transport::Stream), an accepted
+/// [`Connection`](crate::server::Connection), or either wrapped (say in a
+/// [`Tapped`](crate::hexdump::Tapped)). At end of input the stream is
+/// half-closed and the peer's data is still copied until it closes. If the
+/// peer closes first, input still flows until it ends or goes quiet for
+/// [`RelayOptions::input_grace`].
+/// A peer that stops reading our input does not fail the relay: its reply is
+/// still delivered.
+pub async fn relay<S, I, O>(
+    stream: S,
     input: I,
     output: O,
     options: &RelayOptions,
 ) -> Result<RelayReport>
 where
+    S: AsyncRead + AsyncWrite + Unpin,
     I: AsyncRead + Unpin,
     O: AsyncWrite + Unpin,
 {
@@ -59,7 +73,22 @@ where
     let idle = activity.watch(options.idle_timeout);
     tokio::pin!(idle);
     let (sent, received) = tokio::select! {
-        received = &mut download => (0, received?),
+        received = &mut download => {
+            let received = received?;
+            // The peer's FIN ends only its direction: input that keeps
+            // coming still goes out (a half-closing peer reads on); input
+            // that stays quiet for the grace (a terminal) ends the relay.
+            let quiet = activity.watch(Some(options.input_grace));
+            tokio::select! {
+                sent = &mut upload => match sent {
+                    Ok(sent) => (sent, received),
+                    Err(e) if is_peer_gone(&e) => (0, received),
+                    Err(e) => return Err(e.into()),
+                },
+                _ = quiet => (0, received),
+                error = &mut idle => return Err(error),
+            }
+        }
         sent = &mut upload => {
             let sent = match sent {
                 Ok(sent) => sent,
@@ -304,7 +333,11 @@ where
     Ok(report)
 }
 
-async fn write_reply<O: AsyncWrite + Unpin>(output: &mut O, reply: &[u8]) -> io::Result<()> {
+/// Writes one datagram's payload to `output` on a line of its own.
+pub(crate) async fn write_reply<O: AsyncWrite + Unpin>(
+    output: &mut O,
+    reply: &[u8],
+) -> io::Result<()> {
     output.write_all(reply).await?;
     if reply.last() != Some(&b'\n') {
         output.write_all(b"\n").await?;
@@ -317,8 +350,9 @@ async fn write_reply<O: AsyncWrite + Unpin>(output: &mut O, reply: &[u8]) -> io:
 pub struct BothWaysOptions {
     /// Give up when no byte moved either way for this long.
     pub idle_timeout: Option<Duration>,
-    /// Buffer per direction (default 16 KiB: 8–32 KiB move the most, see
-    /// BENCHMARKS.md).
+    /// Buffer per direction while bytes are in flight (default 16 KiB:
+    /// 8–32 KiB move the most, see BENCHMARKS.md); an idle direction holds
+    /// none.
     pub buffer_size: usize,
 }
 
@@ -326,7 +360,7 @@ impl Default for BothWaysOptions {
     fn default() -> BothWaysOptions {
         BothWaysOptions {
             idle_timeout: None,
-            buffer_size: 16 * 1024,
+            buffer_size: crate::services::RELAY_BUFFER,
         }
     }
 }
@@ -345,82 +379,127 @@ pub struct BothWaysReport {
 /// of stream is passed on as a shutdown of the other side's write half, on
 /// its own, so a half-close works through the relay; it ends when both
 /// directions have ended. Fails on an error either way, or with a timeout
-/// once no byte moved either way for `idle_timeout`.
+/// once no byte moved either way for `idle_timeout` (one timer for both).
 ///
-/// tokio's `copy_bidirectional_with_sizes` does the copying (it gets the
-/// half-close right); each stream is wrapped to stamp the shared
-/// [`Activity`], so one idle timer covers both directions.
-pub async fn both_ways<A, B>(a: A, b: B, options: &BothWaysOptions) -> Result<BothWaysReport>
+/// The copying is tokio's `copy_bidirectional` done again for one reason:
+/// memory. A direction takes its buffer (a [`Lease`]) only for a read that
+/// finds bytes and gives it back once they are written, so an idle relay
+/// holds no buffer at all and a busy thread reuses one.
+pub async fn both_ways<A, B>(
+    mut a: A,
+    mut b: B,
+    options: &BothWaysOptions,
+) -> Result<BothWaysReport>
 where
     A: AsyncRead + AsyncWrite + Unpin,
     B: AsyncRead + AsyncWrite + Unpin,
 {
     let activity = Activity::new();
-    let mut a = Touching::new(a, &activity);
-    let mut b = Touching::new(b, &activity);
     let size = options.buffer_size.max(1);
-    let copy = tokio::io::copy_bidirectional_with_sizes(&mut a, &mut b, size, size);
+    let (mut a_to_b, mut b_to_a) = (Direction::new(size), Direction::new(size));
+    let copy = std::future::poll_fn(|cx| {
+        let there = a_to_b.poll(cx, &mut a, &mut b, &activity)?;
+        let back = b_to_a.poll(cx, &mut b, &mut a, &activity)?;
+        match (there, back) {
+            (Poll::Ready(()), Poll::Ready(())) => Poll::Ready(io::Result::Ok(())),
+            _ => Poll::Pending,
+        }
+    });
     let idle = activity.watch(options.idle_timeout);
     tokio::select! {
         copied = copy => {
-            let (a_to_b, b_to_a) = copied
-                .map_err(|e| Error::with_source(ErrorKind::Io, "relay failed", e))?;
-            Ok(BothWaysReport { a_to_b, b_to_a })
+            copied.map_err(|e| Error::with_source(ErrorKind::Io, "relay failed", e))?;
+            Ok(BothWaysReport { a_to_b: a_to_b.moved, b_to_a: b_to_a.moved })
         }
         error = idle => Err(error),
     }
 }
 
-/// A stream that stamps an [`Activity`] whenever bytes are read from it.
-/// Every byte a relay moves is read from one of its two sides, so reads
-/// alone tell when the relay last made progress.
-struct Touching<'a, S> {
-    inner: S,
-    activity: &'a Activity,
+/// One direction of [`both_ways`]: read, write it all, repeat; at end of
+/// stream shut the writer down.
+struct Direction {
+    size: usize,
+    /// Bytes read and not yet all written, and how many are written.
+    pending: Option<(Lease, usize)>,
+    /// Written bytes not yet flushed (TLS may hold them in a record).
+    unflushed: bool,
+    state: State,
+    moved: u64,
 }
 
-impl<'a, S> Touching<'a, S> {
-    fn new(inner: S, activity: &'a Activity) -> Touching<'a, S> {
-        Touching { inner, activity }
-    }
+#[derive(PartialEq, Eq)]
+enum State {
+    Copying,
+    ShuttingDown,
+    Done,
 }
 
-impl<S: AsyncRead + Unpin> AsyncRead for Touching<'_, S> {
-    fn poll_read(
-        mut self: std::pin::Pin<&mut Self>,
-        cx: &mut std::task::Context<'_>,
-        buf: &mut tokio::io::ReadBuf<'_>,
-    ) -> std::task::Poll<io::Result<()>> {
-        let before = buf.filled().len();
-        let polled = std::pin::Pin::new(&mut self.inner).poll_read(cx, buf);
-        if buf.filled().len() > before {
-            self.activity.touch();
+impl Direction {
+    fn new(size: usize) -> Direction {
+        Direction {
+            size,
+            pending: None,
+            unflushed: false,
+            state: State::Copying,
+            moved: 0,
         }
-        polled
-    }
-}
-
-impl<S: AsyncWrite + Unpin> AsyncWrite for Touching<'_, S> {
-    fn poll_write(
-        mut self: std::pin::Pin<&mut Self>,
-        cx: &mut std::task::Context<'_>,
-        buf: &[u8],
-    ) -> std::task::Poll<io::Result<usize>> {
-        std::pin::Pin::new(&mut self.inner).poll_write(cx, buf)
     }
 
-    fn poll_flush(
-        mut self: std::pin::Pin<&mut Self>,
-        cx: &mut std::task::Context<'_>,
-    ) -> std::task::Poll<io::Result<()>> {
-        std::pin::Pin::new(&mut self.inner).poll_flush(cx)
-    }
-
-    fn poll_shutdown(
-        mut self: std::pin::Pin<&mut Self>,
-        cx: &mut std::task::Context<'_>,
-    ) -> std::task::Poll<io::Result<()>> {
-        std::pin::Pin::new(&mut self.inner).poll_shutdown(cx)
+    fn poll<R, W>(
+        &mut self,
+        cx: &mut Context<'_>,
+        reader: &mut R,
+        writer: &mut W,
+        activity: &Activity,
+    ) -> Poll<io::Result<()>>
+    where
+        R: AsyncRead + Unpin,
+        W: AsyncWrite + Unpin,
+    {
+        loop {
+            match self.state {
+                State::Done => return Poll::Ready(Ok(())),
+                State::ShuttingDown => {
+                    ready!(Pin::new(&mut *writer).poll_shutdown(cx))?;
+                    self.state = State::Done;
+                }
+                State::Copying => {
+                    if let Some((buf, written)) = &mut self.pending {
+                        while *written < buf.0.len() {
+                            let n =
+                                ready!(Pin::new(&mut *writer).poll_write(cx, &buf.0[*written..]))?;
+                            if n == 0 {
+                                return Poll::Ready(Err(io::ErrorKind::WriteZero.into()));
+                            }
+                            *written += n;
+                            self.unflushed = true;
+                        }
+                        // All written: the buffer goes back before the next read.
+                        self.pending = None;
+                    }
+                    let mut buf = Lease::take(self.size);
+                    match tokio_util::io::poll_read_buf(Pin::new(&mut *reader), cx, &mut buf.0) {
+                        Poll::Pending => {
+                            // Nothing to read: flush what was written (the
+                            // buffer is already back in the pool).
+                            drop(buf);
+                            if self.unflushed {
+                                ready!(Pin::new(&mut *writer).poll_flush(cx))?;
+                                self.unflushed = false;
+                            }
+                            return Poll::Pending;
+                        }
+                        Poll::Ready(Err(e)) => return Poll::Ready(Err(e)),
+                        Poll::Ready(Ok(0)) => self.state = State::ShuttingDown,
+                        Poll::Ready(Ok(n)) => {
+                            self.moved += n as u64;
+                            activity.touch();
+                            self.pending = Some((buf, 0));
+                        }
+                    }
+                }
+            }
+        }
     }
 }
 

@@ -11,8 +11,8 @@ use std::sync::Arc;
 
 use super::{Connection, ServerHandle};
 use crate::addr::{Endpoint, SocketKind};
-use crate::error::Result;
-use crate::transport::SocketAddress;
+use crate::error::{Error, ErrorKind, Result};
+use crate::transport::{DatagramSocket, SocketAddress};
 
 /// A service on stream sockets (TCP, Unix stream).
 ///
@@ -75,6 +75,35 @@ pub struct Datagram<'a> {
     pub local: &'a Endpoint,
     /// Shuts the server down when asked.
     pub server: &'a ServerHandle,
+    /// Sends from the socket it arrived on, later and from anywhere (a
+    /// reply that is not an immediate answer); clone it to keep it.
+    pub sender: &'a DatagramSender,
+}
+
+/// Sends datagrams from a server's datagram socket, outside the
+/// request/reply rhythm of [`DatagramHandler`] (say, a line typed later).
+/// The inetd rule holds here too: a peer that may not be answered (a
+/// privileged port, a broadcast or multicast source) is refused.
+#[derive(Debug, Clone)]
+pub struct DatagramSender {
+    pub(crate) socket: Arc<DatagramSocket>,
+}
+
+impl DatagramSender {
+    /// Sends `data` to `peer` as one datagram.
+    pub async fn send_to(&self, data: &[u8], peer: &SocketAddress) -> Result<()> {
+        if !super::may_answer(peer) {
+            return Err(Error::new(
+                ErrorKind::Unsupported,
+                format!("{peer} may not be answered (a privileged port, a broadcast or multicast source, or an unnamed socket)"),
+            ));
+        }
+        self.socket
+            .send_to(data, peer)
+            .await
+            .map(drop)
+            .map_err(|e| Error::with_source(ErrorKind::Io, format!("cannot send to {peer}"), e))
+    }
 }
 
 /// The answer to a datagram. Empty-but-sent is distinct from not sent: RFC

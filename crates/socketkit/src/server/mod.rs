@@ -45,7 +45,9 @@ use tracing::{debug, info, warn};
 pub use access::{AccessList, Rule};
 pub use config::{Mode, ServerConfig};
 pub use connection::Connection;
-pub use handler::{Datagram, DatagramHandler, Handlers, Reply, StreamHandler, Unsupported};
+pub use handler::{
+    Datagram, DatagramHandler, DatagramSender, Handlers, Reply, StreamHandler, Unsupported,
+};
 
 use crate::addr::Endpoint;
 use crate::error::{Error, ErrorKind, Result};
@@ -511,6 +513,10 @@ impl<S: StreamHandler, D: DatagramHandler> Shared<S, D> {
         let Some(handler) = self.handlers.datagram.clone() else {
             return;
         };
+        let sender = DatagramSender {
+            socket: Arc::new(socket),
+        };
+        let socket = &*sender.socket;
         let mut buf = vec![0u8; MAX_DATAGRAM + 1];
         let mut reply = Reply::default();
         let mut backoff = AcceptBackoff::default();
@@ -550,12 +556,13 @@ impl<S: StreamHandler, D: DatagramHandler> Shared<S, D> {
                     peer: &peer,
                     local: socket.endpoint(),
                     server: &self.handle,
+                    sender: &sender,
                 };
                 if let Err(error) = handler.handle_datagram(request, &mut reply).await {
                     debug!(%peer, error = %ErrorChain(&error), "datagram handler failed");
                 }
                 if let Some(answer) = reply.take() {
-                    send_reply(&socket, answer, &peer).await;
+                    send_reply(socket, answer, &peer).await;
                 }
             }
         }
@@ -755,7 +762,7 @@ fn is_per_connection_error(error: &io::Error) -> bool {
 }
 
 /// Formats an error with its causes on one line, for log fields.
-struct ErrorChain<'a>(&'a Error);
+pub(crate) struct ErrorChain<'a>(pub(crate) &'a Error);
 
 impl std::fmt::Display for ErrorChain<'_> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {

@@ -14,7 +14,11 @@ impl StreamHandler for Discard {
     async fn handle(&self, conn: &mut Connection) -> Result<()> {
         loop {
             conn.readable().await?;
-            if conn.read_buf(&mut super::Lease::take().0).await? == 0 {
+            if conn
+                .read_buf(&mut super::Lease::take(super::RELAY_BUFFER).0)
+                .await?
+                == 0
+            {
                 return Ok(());
             }
         }

@@ -12,6 +12,7 @@
 //! | [`cmd::Cmd`] | stream | inetd: a program per connection, the socket as its stdin and stdout |
 //! | [`recv::Recv`] | stream | receives files over the framed protocol |
 //! | [`Forward`] | stream | each connection relayed to a fixed target (port forwarding, TLS wrap/unwrap) |
+//! | [`Listen`] | stream | nc -l: each connection relayed to one input and output (stdin/stdout) |
 //! | [`Chat`] | stream (+ web page) | multi-room chat for `nc` and browsers, federated over Redis |
 
 pub mod auth;
@@ -24,6 +25,7 @@ mod echo;
 pub mod exec;
 mod forward;
 mod hello;
+mod listen;
 pub mod recv;
 mod session;
 mod upper;
@@ -34,6 +36,7 @@ pub use discard::Discard;
 pub use echo::Echo;
 pub use forward::Forward;
 pub use hello::Hello;
+pub use listen::Listen;
 pub use upper::Upper;
 
 use std::cell::Cell;
@@ -47,7 +50,7 @@ use crate::server::Connection;
 /// through one connection (BENCHMARKS.md): 8–32 KiB move the most (1 KiB is
 /// 3–4× slower; 64 KiB chunks echo back later and lose about a fifth).
 /// Connections do not own one: see [`Lease`].
-const RELAY_BUFFER: usize = 16 * 1024;
+pub(crate) const RELAY_BUFFER: usize = 16 * 1024;
 
 thread_local! {
     /// One spare relay buffer per thread.
@@ -59,13 +62,14 @@ thread_local! {
 /// threads of a busy server reuse theirs instead of allocating per read.
 /// Only a connection whose peer is slow to take its echo keeps one while it
 /// waits: memory follows the bytes in flight, not the connections open.
-struct Lease(Vec<u8>);
+/// [`both_ways`](crate::client::both_ways) leases its buffers here too.
+pub(crate) struct Lease(pub(crate) Vec<u8>);
 
 impl Lease {
-    fn take() -> Lease {
-        let spare = SPARE
-            .take()
-            .unwrap_or_else(|| Vec::with_capacity(RELAY_BUFFER));
+    /// An empty buffer with room for at least `size` bytes.
+    pub(crate) fn take(size: usize) -> Lease {
+        let mut spare = SPARE.take().unwrap_or_default();
+        spare.reserve(size);
         Lease(spare)
     }
 }
@@ -84,7 +88,7 @@ impl Drop for Lease {
 async fn relay_back(conn: &mut Connection, transform: fn(&mut [u8])) -> Result<()> {
     loop {
         conn.readable().await?;
-        let mut buf = Lease::take();
+        let mut buf = Lease::take(RELAY_BUFFER);
         if conn.read_buf(&mut buf.0).await? == 0 {
             return Ok(());
         }
