@@ -176,18 +176,21 @@ fn a_non_loopback_address_needs_an_allow_list() {
     assert_eq!(py_roundtrip(&target, b"through\n"), b"through\n");
 }
 
-#[test]
-fn sigterm_with_a_running_program_leaves_nothing() {
-    let mut server = serve_cmd(&[], &["sh", "-c", ESCAPE_THEN_CAT]);
+/// A Python client that stays connected: prints the first line it gets
+/// (a pid), then `eof` once the server closes. Returns it and that pid.
+fn connected_client(server: &Server) -> (util::Proc, u32) {
     let client = util::spawn_python(
         "s = connect(sys.argv[1])\nout(recv_line(s))\nout(b'eof' if recv_all(s) == b'' else b'data')\n",
         &[server.addr()],
     );
-    let pid: u32 = client
-        .stdout
-        .wait_for("the sleep's pid", |_| true)
-        .parse()
-        .unwrap();
+    let pid = client.stdout.wait_for("a pid", |_| true).parse().unwrap();
+    (client, pid)
+}
+
+#[test]
+fn sigterm_with_a_running_program_leaves_nothing() {
+    let mut server = serve_cmd(&[], &["sh", "-c", ESCAPE_THEN_CAT]);
+    let (client, pid) = connected_client(&server);
     assert!(alive(pid));
     server.sigterm();
     assert_eq!(server.exit_code(), 0, "{}", server.stderr());
@@ -351,15 +354,7 @@ fn the_drain_deadline_kills_a_program_that_ignores_sigterm() {
     let script = "trap '' TERM; setsid sleep 300 </dev/null >/dev/null 2>&1 & echo $!; \
                   while :; do sleep 1; done";
     let mut server = serve_cmd(&["--drain-timeout", "300ms"], &["sh", "-c", script]);
-    let client = util::spawn_python(
-        "s = connect(sys.argv[1])\nout(recv_line(s))\nrecv_all(s)\n",
-        &[server.addr()],
-    );
-    let pid: u32 = client
-        .stdout
-        .wait_for("the sleep's pid", |_| true)
-        .parse()
-        .unwrap();
+    let (_client, pid) = connected_client(&server);
     server.sigterm();
     assert_eq!(server.exit_code(), 0, "{}", server.stderr());
     wait_until_dead(pid, "the sleep of a program that ignored SIGTERM");
