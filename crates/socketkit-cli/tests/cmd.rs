@@ -366,3 +366,24 @@ fn the_drain_deadline_kills_a_program_that_ignores_sigterm() {
         server.stderr()
     );
 }
+
+#[test]
+fn a_slow_client_gets_all_the_output_of_a_program_that_exited() {
+    // The program's 4 MiB sit in the pipe and socket buffers when it exits;
+    // a client reading 32 KiB every 50 ms takes seconds more to get them.
+    let server = serve_cmd(&[], &["head", "-c", "4194304", "/dev/zero"]);
+    let code = r#"
+s = connect(sys.argv[1])
+s.shutdown(socket.SHUT_WR)
+total = 0
+while True:
+    b = s.recv(32768)
+    if not b:
+        break
+    total += len(b)
+    time.sleep(0.05)
+out("%d\n" % total)
+"#;
+    let total = util::text(&python_ok(code, &[server.addr()], b""));
+    assert_eq!(total.trim(), "4194304");
+}

@@ -261,7 +261,11 @@ impl StreamHandler for Cmd {
             },
         };
         let fin = Fin::default();
-        let mut process = ProcessIo { stdout, stdin };
+        let mut process = ProcessIo {
+            stdout,
+            stdin,
+            fin: &fin,
+        };
         let relay = BothWaysOptions {
             idle_timeout: conn.idle_timeout(),
             ..BothWaysOptions::default()
@@ -296,7 +300,16 @@ impl StreamHandler for Cmd {
                         run.output_deadline = Some(Instant::now() + self.policy.kill_grace);
                     }
                     () = fin.notify.notified(), if run.status.is_some() => {}
-                    () = sleep_until_some(run.output_deadline) => break,
+                    () = sleep_until_some(run.output_deadline) => {
+                        if !fin.output_ended.load(Ordering::Acquire) {
+                            // Something outside the containment holds the
+                            // program's stdout: stop waiting for it.
+                            break;
+                        }
+                        // Output ended: delivering the rest to the client is
+                        // bounded by the idle timeout, not by this deadline.
+                        run.output_deadline = None;
+                    }
                     () = sleep_until_some(run.deadline), if run.kill_at.is_none() && !run.timed_out => {
                         run.timed_out = true;
                         run.terminate(&contained);
@@ -358,8 +371,10 @@ struct Run {
     deadline: Option<Instant>,
     kill_at: Option<Instant>,
     kill_grace: Duration,
-    /// After the program exited: how long its output may still arrive
-    /// (something it passed its stdout to may hold it open).
+    /// After the program exited: how long its stdout may stay open
+    /// (something it passed it to may hold it); once it has ended, the rest
+    /// is delivered however long a slow client takes, within the idle
+    /// timeout.
     output_deadline: Option<Instant>,
     timed_out: bool,
     shutting_down: bool,
@@ -399,10 +414,12 @@ async fn sleep_until_some(at: Option<Instant>) {
     }
 }
 
-/// Whether our FIN went out (all of the program's output delivered), and a
-/// wake-up for the supervisor when it does.
+/// How far the relay got: the program's output ended (its stdout reached
+/// EOF) and our FIN went out (all of it delivered), with a wake-up for the
+/// supervisor at the FIN.
 #[derive(Default)]
 struct Fin {
+    output_ended: AtomicBool,
     sent: AtomicBool,
     notify: Notify,
 }
@@ -451,22 +468,29 @@ impl AsyncWrite for Link<'_> {
 /// Shutting it down closes the program's stdin (its EOF); once the program
 /// has closed its stdin, further input is dropped, as a pipe's reader that
 /// left would never see it, so the output still arrives.
-struct ProcessIo {
+struct ProcessIo<'a> {
     stdout: Pin<Box<dyn AsyncRead + Send>>,
     stdin: Option<ChildStdin>,
+    fin: &'a Fin,
 }
 
-impl AsyncRead for ProcessIo {
+impl AsyncRead for ProcessIo<'_> {
     fn poll_read(
         self: Pin<&mut Self>,
         cx: &mut Context<'_>,
         buf: &mut ReadBuf<'_>,
     ) -> Poll<io::Result<()>> {
-        self.get_mut().stdout.as_mut().poll_read(cx, buf)
+        let this = self.get_mut();
+        let before = buf.filled().len();
+        let polled = this.stdout.as_mut().poll_read(cx, buf);
+        if matches!(polled, Poll::Ready(Ok(()))) && buf.filled().len() == before {
+            this.fin.output_ended.store(true, Ordering::Release);
+        }
+        polled
     }
 }
 
-impl AsyncWrite for ProcessIo {
+impl AsyncWrite for ProcessIo<'_> {
     fn poll_write(
         self: Pin<&mut Self>,
         cx: &mut Context<'_>,
