@@ -122,7 +122,8 @@ pub(crate) fn config(args: &ServeArgs, tls: Option<ServerTls>, access: AccessLis
         .reuse_port(args.reuse_port)
         .handshake_timeout(args.tls.handshake_timeout)
         .access(access);
-    if let Service::Exec = args.service {
+    // Sockets that run commands: their owner only, whatever the umask.
+    if let Service::Exec | Service::Cmd = args.service {
         config = config.unix_mode(0o600);
     }
     match tls {

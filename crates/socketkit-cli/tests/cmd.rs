@@ -271,6 +271,9 @@ fn nc_and_socat_as_clients_over_tcp_and_a_unix_socket() {
         1,
     );
     assert_eq!(server.addr(), address);
+    use std::os::unix::fs::PermissionsExt;
+    let mode = std::fs::metadata(&path).unwrap().permissions().mode();
+    assert_eq!(mode & 0o777, 0o600, "the socket is its owner's only");
     let out = util::run(
         {
             let mut socat = std::process::Command::new("socat");
