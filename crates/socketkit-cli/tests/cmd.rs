@@ -102,6 +102,18 @@ fn stderr_goes_to_the_log_escaped_or_to_the_peer_when_asked() {
     let server = serve_cmd(&["--stderr-to-peer"], &["sh", "-c", script]);
     let reply = py_roundtrip(server.addr(), b"");
     assert_eq!(reply, b"out\nerr\x1b[2J\n");
+    // Nothing is left to log, so the connection ends with the program
+    // (the audit's seconds cover the whole connection).
+    let audit = server
+        .proc
+        .stderr
+        .wait_for("the audit line", |l| l.contains("cmd connection finished"));
+    let secs: f64 = audit
+        .split_once(" secs=")
+        .and_then(|(_, rest)| rest.split_whitespace().next())
+        .and_then(|secs| secs.parse().ok())
+        .unwrap_or_else(|| panic!("no secs in {audit}"));
+    assert!(secs < 1.9, "the connection lingered {secs}s: {audit}");
 }
 
 /// The program starts a `setsid` sleep, prints its pid, then copies its

@@ -272,9 +272,10 @@ impl StreamHandler for Cmd {
         };
         let mut link = Link { conn, fin: &fin };
         let mut run = Run::new(&self.policy);
+        // None with --stderr-to-peer: nothing to log, nothing to wait for.
+        let mut stderr_open = stderr.is_some();
         let stderr_log = log_stderr(stderr, contained.pid());
         tokio::pin!(stderr_log);
-        let mut stderr_open = true;
         {
             // The one relay between the connection and the program.
             let pump = both_ways(&mut link, &mut process, &relay);
@@ -534,7 +535,7 @@ impl AsyncWrite for ProcessIo<'_> {
 /// blocks on a full stderr pipe.
 async fn log_stderr(stderr: Option<ChildStderr>, pid: u32) {
     let Some(stderr) = stderr else {
-        return std::future::pending().await;
+        return;
     };
     let mut lines = LineReader::new(stderr, STDERR_LINE);
     let mut window = Instant::now();
