@@ -30,7 +30,8 @@ pub enum Command {
     ///
     /// Services: echo (RFC 862), upper (ASCII upper-case), hello (greeting),
     /// discard (RFC 863), daytime (RFC 867), exec (remote commands), recv
-    /// (file receiver) and chat (rooms for nc and browsers). All serve TCP,
+    /// (file receiver), chat (rooms for nc and browsers) and cmd (inetd:
+    /// `serve cmd ADDR -- PROG ARGS` runs PROG per connection). All serve TCP,
     /// TLS and Unix streams; echo, upper, discard and daytime also serve UDP
     /// and Unix datagrams. With TLS a `fingerprint sha256:…` line follows
     /// the listening lines.
@@ -224,6 +225,10 @@ pub enum Service {
     Recv,
     /// Multi-room chat for nc, telnet and browsers (see Chat options).
     Chat,
+    /// inetd: PROG per connection, the socket as its stdin and stdout
+    /// (`serve cmd ADDR -- PROG ARGS`; see cmd options). Off loopback it
+    /// needs --allow CIDR, or tls:// with --client-ca.
+    Cmd,
     /// Port forwarding: each connection relayed to --to TARGET (see forward options).
     Forward,
 }
@@ -292,6 +297,8 @@ pub struct ServeArgs {
     #[command(flatten)]
     pub recv: RecvServiceArgs,
     #[command(flatten)]
+    pub cmd: CmdServiceArgs,
+    #[command(flatten)]
     pub chat: Box<crate::chat::ChatArgs>,
     #[command(flatten)]
     pub forward: Box<crate::forward::ForwardArgs>,
@@ -314,6 +321,22 @@ pub struct AccessArgs {
     /// --deny for each line of FILE (`#` starts a comment; repeatable).
     #[arg(long = "deny-file", value_name = "FILE", help_heading = "Access")]
     pub deny_file: Vec<PathBuf>,
+}
+
+/// Options of `serve cmd` (with --allow-shell, --cwd, --cmd-timeout and
+/// --containment from exec's).
+#[derive(Debug, Args)]
+pub struct CmdServiceArgs {
+    /// cmd: the program and its arguments, after `--` (argv, no shell).
+    #[arg(last = true, value_name = "PROG")]
+    pub program: Vec<String>,
+    /// Run PROG... as one /bin/sh -c line (needs --allow-shell). An argv of
+    /// /bin/sh -c '...' needs neither: the program is the operator's choice.
+    #[arg(long, help_heading = "cmd")]
+    pub shell: bool,
+    /// Send the program's stderr to the peer with its stdout (default: the server log).
+    #[arg(long, help_heading = "cmd")]
+    pub stderr_to_peer: bool,
 }
 
 /// Options of the recv service.
@@ -347,6 +370,7 @@ pub struct ExecServiceArgs {
     pub insecure_plaintext: bool,
     /// Let clients run shell lines (/bin/sh -c) and interpreters (sh, python3,
     /// env, ...) as argv. Without --allow-cmd any other program runs, as with ssh.
+    /// cmd: allow --shell.
     #[arg(long, help_heading = "exec")]
     pub allow_shell: bool,
     /// Only argv starting with ENTRY may run (repeatable): 'ls' admits any ls,
@@ -362,12 +386,12 @@ pub struct ExecServiceArgs {
     /// entries limit that client).
     #[arg(long, value_name = "FILE", help_heading = "exec")]
     pub authorized_clients: Option<PathBuf>,
-    /// Working directory of every command (default: the server's).
+    /// exec and cmd: working directory of every command (default: the server's).
     #[arg(long, value_name = "DIR", help_heading = "exec")]
     pub cwd: Option<PathBuf>,
-    /// Wall-clock limit per command.
-    #[arg(long, value_name = "DURATION", default_value = "60s", value_parser = parse_duration, help_heading = "exec")]
-    pub cmd_timeout: Duration,
+    /// Wall-clock limit per command [exec default: 60s; cmd: none, per connection].
+    #[arg(long, value_name = "DURATION", value_parser = parse_duration, help_heading = "exec")]
+    pub cmd_timeout: Option<Duration>,
     /// Kill a command once its output passes BYTES (reported as truncated); 0 = no limit.
     #[arg(long, value_name = "BYTES", default_value_t = 0, help_heading = "exec")]
     pub max_output: u64,
@@ -383,8 +407,8 @@ pub struct ExecServiceArgs {
         help_heading = "exec"
     )]
     pub max_startups: StartupLimits,
-    /// How every process a command starts is found and killed: a cgroup v2
-    /// per command, or a subreaper sweep; auto uses a cgroup where it can.
+    /// exec and cmd: how every process a command starts is found and killed: a
+    /// cgroup v2 per command, or a subreaper sweep; auto uses a cgroup where it can.
     #[arg(long, value_enum, default_value_t = ContainmentArg::Auto, help_heading = "exec")]
     pub containment: ContainmentArg,
 }

@@ -9,6 +9,7 @@ use socketkit::addr::SocketKind;
 use socketkit::server::{
     AccessList, DatagramHandler, Handlers, Rule, Server, ServerConfig, ServerHandle, StreamHandler,
 };
+use socketkit::services::cmd::{self, Cmd, CmdPolicy, Program};
 use socketkit::services::exec::{
     self, AuthPolicy, CommandList, Containment, EnvAllowList, Exec, ExecPolicy, Token,
 };
@@ -32,6 +33,12 @@ pub async fn run(mut args: ServeArgs) -> anyhow::Result<()> {
         args.addrs = vec![default_endpoint(args.service)?];
     }
     crate::chat::reject_outside_chat(&args)?;
+    let cmd = &args.cmd;
+    if !matches!(args.service, Service::Cmd)
+        && (!cmd.program.is_empty() || cmd.shell || cmd.stderr_to_peer)
+    {
+        bail!("a program after --, --shell and --stderr-to-peer belong to serve cmd (hint: socketkit serve cmd ADDR -- PROG [ARGS...])");
+    }
     let forward = crate::forward::service(&args)?;
     match args.service {
         Service::Echo => serve(args, Handlers::both(Echo)).await,
@@ -54,6 +61,10 @@ pub async fn run(mut args: ServeArgs) -> anyhow::Result<()> {
             serve(args, Handlers::stream(receiver)).await
         }
         Service::Chat => crate::chat::run(args).await,
+        Service::Cmd => {
+            let service = cmd_service(&args)?;
+            serve(args, Handlers::stream(service)).await
+        }
         Service::Forward => match forward {
             Some(forward) => serve(args, Handlers::both(forward)).await,
             None => bail!("serve forward needs --to TARGET"),
@@ -98,7 +109,8 @@ pub(crate) fn config(args: &ServeArgs, tls: Option<ServerTls>, access: AccessLis
     if let (Service::Exec, Some(idle)) = (args.service, idle_timeout) {
         // A command may run silently for its whole time limit; the idle
         // timeout must not cut it short.
-        idle_timeout = Some(idle.max(args.exec.cmd_timeout + std::time::Duration::from_secs(10)));
+        idle_timeout =
+            Some(idle.max(exec_timeout(&args.exec) + std::time::Duration::from_secs(10)));
     }
     let mut config = ServerConfig::default()
         .mode(mode)
@@ -110,7 +122,8 @@ pub(crate) fn config(args: &ServeArgs, tls: Option<ServerTls>, access: AccessLis
         .reuse_port(args.reuse_port)
         .handshake_timeout(args.tls.handshake_timeout)
         .access(access);
-    if let Service::Exec = args.service {
+    // Sockets that run commands: their owner only, whatever the umask.
+    if let Service::Exec | Service::Cmd = args.service {
         config = config.unix_mode(0o600);
     }
     match tls {
@@ -188,6 +201,7 @@ fn service_name(service: Service) -> &'static str {
         Service::Exec => "exec",
         Service::Recv => "recv",
         Service::Chat => "chat",
+        Service::Cmd => "cmd",
         Service::Forward => "forward",
     }
 }
@@ -262,6 +276,37 @@ fn recv_policy(args: &ServeArgs) -> anyhow::Result<RecvPolicy> {
     })
 }
 
+/// exec's time limit per command: 60 s unless --cmd-timeout says otherwise.
+fn exec_timeout(exec: &ExecServiceArgs) -> std::time::Duration {
+    exec.cmd_timeout
+        .unwrap_or(std::time::Duration::from_secs(60))
+}
+
+/// `serve cmd`: refused where the network could reach it unguarded (the
+/// library's rule), else the program checked and contained.
+fn cmd_service(args: &ServeArgs) -> anyhow::Result<Cmd> {
+    let access = access_list(&args.access)?;
+    cmd::check_exposure(&args.addrs, &access, args.tls.client_ca.is_some())?;
+    let words = args.cmd.program.clone();
+    let program = if args.cmd.shell {
+        Program::Shell(words.join(" "))
+    } else {
+        Program::Argv(words)
+    };
+    let mut policy = CmdPolicy::new(program);
+    policy.allow_shell = args.exec.allow_shell;
+    policy.stderr_to_peer = args.cmd.stderr_to_peer;
+    policy.command_timeout = args.exec.cmd_timeout.and_then(optional);
+    policy.cwd = match &args.exec.cwd {
+        Some(dir) => dir.clone(),
+        None => std::env::current_dir().context("cannot find the current directory")?,
+    };
+    // Checked first: a refused start sets up no containment.
+    policy.argv()?;
+    let containment = Containment::new(args.exec.containment.into())?;
+    Ok(Cmd::new(policy, containment)?)
+}
+
 fn exec_policy(args: &ServeArgs) -> anyhow::Result<ExecPolicy> {
     let exec: &ExecServiceArgs = &args.exec;
     let token = token::read(exec.token_file.as_deref())?.map(|t| Token::new(&t));
@@ -293,7 +338,7 @@ fn exec_policy(args: &ServeArgs) -> anyhow::Result<ExecPolicy> {
         },
         allowed_env: EnvAllowList::new(&exec.allow_env).context("--allow-env")?,
         cwd,
-        command_timeout: exec.cmd_timeout,
+        command_timeout: exec_timeout(exec),
         max_output: (exec.max_output > 0).then_some(exec.max_output),
         max_commands: exec.max_commands,
         handshake_timeout: args.tls.handshake_timeout,

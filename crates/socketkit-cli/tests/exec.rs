@@ -10,7 +10,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 use std::time::{Duration, Instant};
 
-use util::{run, socketkit, Proc, Server, WAIT};
+use util::{alive, run, socketkit, wait_until_dead, Proc, Server, WAIT};
 
 const TOKEN: &str = "correct horse battery staple";
 
@@ -251,28 +251,6 @@ fn output_over_the_limit_is_cut_and_reported() {
 
 // ---------------------------------------------------------------------------
 // Containment: nothing a command starts outlives it, however it detaches.
-
-/// Whether `pid` runs (a zombie is dead).
-fn alive(pid: u32) -> bool {
-    let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else {
-        return false;
-    };
-    let state = stat
-        .rsplit_once(')')
-        .and_then(|(_, rest)| rest.split_whitespace().next());
-    state != Some("Z")
-}
-
-fn wait_until_dead(pid: u32, what: &str) {
-    let deadline = Instant::now() + WAIT;
-    while alive(pid) {
-        assert!(
-            Instant::now() < deadline,
-            "{what} (pid {pid}) still alive after {WAIT:?}"
-        );
-        std::thread::sleep(Duration::from_millis(20));
-    }
-}
 
 /// The pid a command wrote to `path`, waiting for it to appear.
 fn pid_in(path: &Path) -> u32 {

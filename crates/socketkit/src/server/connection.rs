@@ -62,6 +62,12 @@ impl Connection {
         &self.local
     }
 
+    /// This end's address (for a listener on every interface, the one the
+    /// peer reached).
+    pub fn local_addr(&self) -> io::Result<SocketAddress> {
+        self.io.inner.local_addr()
+    }
+
     /// The server, to ask it to shut down or to see whether it is.
     pub fn server(&self) -> &ServerHandle {
         &self.server

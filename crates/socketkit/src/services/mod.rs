@@ -9,6 +9,7 @@
 //! | [`Discard`] | stream, datagram | RFC 863: reads and drops everything |
 //! | [`Daytime`] | stream, datagram | RFC 867: the date and time, then close |
 //! | [`exec::Exec`] | stream | remote commands over the framed protocol |
+//! | [`cmd::Cmd`] | stream | inetd: a program per connection, the socket as its stdin and stdout |
 //! | [`recv::Recv`] | stream | receives files over the framed protocol |
 //! | [`Forward`] | stream | each connection relayed to a fixed target (port forwarding, TLS wrap/unwrap) |
 //! | [`Listen`] | stream | nc -l: each connection relayed to one input and output (stdin/stdout) |
@@ -16,6 +17,7 @@
 
 pub mod auth;
 pub mod chat;
+pub mod cmd;
 pub mod contain;
 mod daytime;
 mod discard;

@@ -14,10 +14,10 @@
 //! loopback for demos) is the caller's job; this module enforces identity
 //! and policy per connection.
 
-mod audit;
+pub(super) mod audit;
 mod local;
 mod policy;
-mod process;
+pub(super) mod process;
 
 use std::path::PathBuf;
 use std::sync::Arc;

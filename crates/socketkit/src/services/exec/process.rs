@@ -25,8 +25,17 @@ use crate::services::contain::Contained;
 use crate::services::session::Wire;
 
 /// The environment every command starts from; nothing of the server's own.
-const BASE_PATH: &str = "/usr/local/bin:/usr/bin:/bin";
+pub(in crate::services) const BASE_PATH: &str = "/usr/local/bin:/usr/bin:/bin";
 const BASE_LANG: &str = "C.UTF-8";
+
+/// Clears `command`'s environment down to the base every command (exec's
+/// and `serve cmd`'s) starts from: nothing of the server's own.
+pub(in crate::services) fn base_environment(command: &mut Command) -> &mut Command {
+    command
+        .env_clear()
+        .env("PATH", BASE_PATH)
+        .env("LANG", BASE_LANG)
+}
 
 /// Output chunks in flight between the pipe readers and the socket: small,
 /// so a slow client stops the readers and the command blocks on its pipe.
@@ -61,10 +70,7 @@ pub(super) fn build(
             ))
         }
     };
-    command
-        .env_clear()
-        .env("PATH", BASE_PATH)
-        .env("LANG", BASE_LANG)
+    base_environment(&mut command)
         .current_dir(working_dir(&policy.cwd, request.cwd.as_deref()).map_err(denied)?)
         .stdin(if request.stdin {
             Stdio::piped()
