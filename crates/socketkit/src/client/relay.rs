@@ -382,7 +382,7 @@ pub struct BothWaysReport {
 /// once no byte moved either way for `idle_timeout` (one timer for both).
 ///
 /// The copying is tokio's `copy_bidirectional` done again for one reason:
-/// memory. A direction takes its buffer (a [`Lease`]) only for a read that
+/// memory. A direction takes its buffer (a `Lease`) only for a read that
 /// finds bytes and gives it back once they are written, so an idle relay
 /// holds no buffer at all and a busy thread reuses one.
 pub async fn both_ways<A, B>(

@@ -302,9 +302,22 @@ impl StreamHandler for Cmd {
                     }
                     () = fin.notify.notified(), if run.status.is_some() => {}
                     () = sleep_until_some(run.output_deadline) => {
+                        let waiting = fin.waiting_since.lock().ok().and_then(|since| *since);
+                        let grace = self.policy.kill_grace;
+                        if !fin.output_ended.load(Ordering::Acquire)
+                            && waiting.is_none_or(|since| since.elapsed() < grace)
+                        {
+                            // Still delivering what the program left in
+                            // its pipe to a slow client, or only just
+                            // waiting for more: wait on.
+                            run.output_deadline =
+                                Some(waiting.unwrap_or_else(Instant::now) + grace);
+                            continue;
+                        }
                         if !fin.output_ended.load(Ordering::Acquire) {
-                            // Something outside the containment holds the
-                            // program's stdout: stop waiting for it.
+                            // Nothing read for the whole grace: something
+                            // outside the containment holds the program's
+                            // stdout. Stop waiting for it.
                             break;
                         }
                         // Output ended: delivering the rest to the client is
@@ -372,10 +385,11 @@ struct Run {
     deadline: Option<Instant>,
     kill_at: Option<Instant>,
     kill_grace: Duration,
-    /// After the program exited: how long its stdout may stay open
-    /// (something it passed it to may hold it); once it has ended, the rest
-    /// is delivered however long a slow client takes, within the idle
-    /// timeout.
+    /// After the program exited: how long the relay may wait on its empty
+    /// but open stdout (something it passed it to may hold it). Time spent
+    /// writing what it left to a slow client does not count; once output
+    /// has ended, the rest is delivered however long a slow client takes,
+    /// within the idle timeout.
     output_deadline: Option<Instant>,
     timed_out: bool,
     shutting_down: bool,
@@ -421,6 +435,12 @@ async fn sleep_until_some(at: Option<Instant>) {
 #[derive(Default)]
 struct Fin {
     output_ended: AtomicBool,
+    /// Since when the relay has been waiting for the program's output (its
+    /// read was pending); `None` while it is busy elsewhere, such as writing
+    /// to a slow client. After the program exited, only a wait on an empty
+    /// pipe that lasts the whole grace means something outside the
+    /// containment holds stdout open.
+    waiting_since: std::sync::Mutex<Option<Instant>>,
     sent: AtomicBool,
     notify: Notify,
 }
@@ -486,6 +506,14 @@ impl AsyncRead for ProcessIo<'_> {
         let polled = this.stdout.as_mut().poll_read(cx, buf);
         if matches!(polled, Poll::Ready(Ok(()))) && buf.filled().len() == before {
             this.fin.output_ended.store(true, Ordering::Release);
+        }
+        if let Ok(mut since) = this.fin.waiting_since.lock() {
+            match polled {
+                Poll::Pending => {
+                    since.get_or_insert_with(Instant::now);
+                }
+                Poll::Ready(_) => *since = None,
+            }
         }
         polled
     }

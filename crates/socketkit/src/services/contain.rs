@@ -345,7 +345,7 @@ impl Contained {
     }
 
     /// Kills whatever of the command is still running and waits until all
-    /// of it is gone and reaped (bounded by [`END_DEADLINE`]).
+    /// of it is gone and reaped (bounded by `END_DEADLINE`).
     pub async fn end(mut self) {
         self.ended = true;
         let remains = Remains {
