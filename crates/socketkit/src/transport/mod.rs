@@ -55,7 +55,19 @@ impl fmt::Display for SocketAddress {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             SocketAddress::Inet(addr) => write!(f, "{addr}"),
-            SocketAddress::Unix(Some(path)) => write!(f, "unix:{}", path.display()),
+            // A client picks its own socket's path: a newline or an escape
+            // in it must not forge or garble a log line.
+            SocketAddress::Unix(Some(path)) => {
+                f.write_str("unix:")?;
+                for c in path.display().to_string().chars() {
+                    if c.is_control() {
+                        write!(f, "{}", c.escape_default())?;
+                    } else {
+                        write!(f, "{c}")?;
+                    }
+                }
+                Ok(())
+            }
             SocketAddress::Unix(None) => f.write_str("unix:(unnamed)"),
         }
     }
@@ -201,5 +213,18 @@ impl AsyncWrite for Stream {
     /// Half-close: sends FIN (shutdown of the write side) and keeps reading open.
     fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
         dispatch!(self, s => Pin::new(s).poll_shutdown(cx))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::SocketAddress;
+
+    #[test]
+    fn a_unix_peer_path_cannot_forge_a_log_line() {
+        let path = std::path::PathBuf::from("/tmp/x\n2026-01-01 INFO forged\u{1b}[2J");
+        let shown = SocketAddress::Unix(Some(path)).to_string();
+        assert_eq!(shown, "unix:/tmp/x\\n2026-01-01 INFO forged\\u{1b}[2J");
+        assert!(!shown.chars().any(char::is_control), "{shown:?}");
     }
 }
