@@ -53,7 +53,8 @@ pub struct ForwardArgs {
     /// forward: verify the target's certificate against NAME (and send it as SNI).
     #[arg(long, value_name = "NAME", help_heading = "forward")]
     pub to_servername: Option<String>,
-    #[command(flatten)]
+    /// -4/-6: which of the target's addresses to connect to.
+    #[command(flatten, next_help_heading = "forward")]
     pub family: FamilyArgs,
     #[command(flatten)]
     pub hexdump: HexdumpArgs,
