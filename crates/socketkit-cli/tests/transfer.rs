@@ -273,7 +273,11 @@ fn symlinks_planted_in_the_directory_are_never_followed() {
     let receiver = Receiver::start(&["--overwrite"]);
     let outside = receiver.dir.path().join("outside.txt");
     std::fs::write(&outside, "precious").unwrap();
-    std::os::unix::fs::symlink(&outside, receiver.inbox().join(part_of("evil"))).unwrap();
+    // Both parts a name may use: the resumable one, and the one of a
+    // sender that may not resume (this one: the receiver is anonymous).
+    for part in [part_of("evil"), part_of("\0no-resume\0evil")] {
+        std::os::unix::fs::symlink(&outside, receiver.inbox().join(part)).unwrap();
+    }
     let out = run(
         socketkit(["send", receiver.server.addr(), "-", "--name", "evil"]),
         b"overwritten?",
@@ -814,5 +818,29 @@ fn before_authenticating_a_sender_may_not_start_a_big_frame() {
     assert!(
         text.contains("\"kind\":\"protocol\"") && text.contains("the limit is 4096"),
         "{text}"
+    );
+}
+
+#[test]
+fn an_anonymous_sender_leaves_a_resumable_part_alone() {
+    // What an authenticated sender's interrupted transfer leaves behind; an
+    // anonymous sender of the same name must neither truncate nor take it.
+    let receiver = Receiver::start(&["--overwrite"]);
+    let kept = util::random_bytes(64 * 1024, 37);
+    let part = receiver.inbox().join(part_of("movie.bin"));
+    std::fs::write(&part, &kept).unwrap();
+    let out = run(
+        socketkit(["send", receiver.server.addr(), "-", "--name", "movie.bin"]),
+        b"anonymous bytes",
+    );
+    assert!(out.status.success(), "{}", stderr_of(&out));
+    assert_eq!(
+        std::fs::read(receiver.inbox().join("movie.bin")).unwrap(),
+        b"anonymous bytes"
+    );
+    assert_eq!(
+        std::fs::read(&part).unwrap(),
+        kept,
+        "the resumable part is untouched"
     );
 }

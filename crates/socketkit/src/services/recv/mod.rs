@@ -436,7 +436,15 @@ fn open_incoming(
         ));
     }
     let io = |e: std::io::Error| (Refusal::Io, format!("'{}': {e}", offer.name));
-    let mut part = Part::open(&dir, &offer.name).map_err(|e| {
+    // A sender that may not resume gets a part of its own: sharing the
+    // resumable one would let it truncate what an authenticated sender
+    // left to resume. (NUL never appears in a file name, so no name maps
+    // to the same part.)
+    let part_key = match resume {
+        Some(_) => offer.name.clone(),
+        None => format!("\0no-resume\0{}", offer.name),
+    };
+    let mut part = Part::open(&dir, &part_key).map_err(|e| {
         if e.kind() == std::io::ErrorKind::WouldBlock {
             (
                 Refusal::Busy,

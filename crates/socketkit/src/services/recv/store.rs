@@ -136,12 +136,14 @@ fn still_at(path: &Path, held: &Metadata) -> io::Result<bool> {
 }
 
 /// Removes the part files in `dir` untouched for longer than `ttl` (and not
-/// locked by a transfer), returning how many went.
+/// locked by a transfer), returning how many went. Only an unreadable `dir`
+/// is an error: a part that cannot be checked or removed (gone already,
+/// say) is skipped, so one odd entry never stops the sweep or the server.
 pub(crate) fn expire_parts(dir: &Path, ttl: Duration) -> io::Result<usize> {
     let cutoff = SystemTime::now().checked_sub(ttl);
     let mut removed = 0;
     for entry in std::fs::read_dir(dir)? {
-        let entry = entry?;
+        let Ok(entry) = entry else { continue };
         if !is_part_name(&entry.file_name()) {
             continue;
         }
@@ -162,8 +164,12 @@ pub(crate) fn expire_parts(dir: &Path, ttl: Duration) -> io::Result<usize> {
         };
         // Locked means a transfer is writing it; a changed path means it
         // was just replaced. Either way it is not abandoned.
-        if held.is_file() && stale && lock(&file).is_ok() && still_at(&path, &held)? {
-            std::fs::remove_file(&path)?;
+        if held.is_file()
+            && stale
+            && lock(&file).is_ok()
+            && still_at(&path, &held).unwrap_or(false)
+            && std::fs::remove_file(&path).is_ok()
+        {
             removed += 1;
         }
     }
