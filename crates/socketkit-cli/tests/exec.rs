@@ -1247,9 +1247,14 @@ fn a_failed_authentication_is_answered_at_once_and_the_next_attempt_waits() {
                 judged < 3 || took < penalty / 2,
                 "failure {judged} answered after {took:?}; its penalty is {penalty:?}"
             );
-            let (kind, early, _) = attempt(addr, TOKEN);
-            assert_eq!(kind, ERROR, "the right token inside the penalty: {early}");
-            assert!(early["retry_after_ms"].as_u64().unwrap() > 0, "{early}");
+            // The right token at once is still inside the penalty; checked
+            // on the third, whose 1 s leaves room for a busy machine (after
+            // the first's 250 ms the retry may land too late).
+            if judged == 3 {
+                let (kind, early, _) = attempt(addr, TOKEN);
+                assert_eq!(kind, ERROR, "the right token inside the penalty: {early}");
+                assert!(early["retry_after_ms"].as_u64().unwrap() > 0, "{early}");
+            }
         }
         std::thread::sleep(Duration::from_millis(50));
     }

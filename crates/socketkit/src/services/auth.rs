@@ -195,8 +195,9 @@ pub fn parse_authorized_clients(
                 format!("line {}: {e}", number.saturating_add(1)),
             )
         };
-        let line = line.split('#').next().unwrap_or_default().trim();
-        let words = shell_words::split(line)
+        // shell_words treats an unquoted `#` word as a comment, and keeps a
+        // quoted one (`'grep #todo'`) as part of the entry.
+        let words = shell_words::split(line.trim())
             .map_err(|e| at_line(crate::Error::new(crate::ErrorKind::Config, e.to_string())))?;
         let Some((first, entries)) = words.split_first() else {
             continue;
@@ -427,13 +428,18 @@ mod tests {
     #[test]
     fn authorized_clients_list_entries_as_shell_words() {
         let fingerprint = format!("sha256:{}", "ab".repeat(32));
-        let text = format!("# comment\n{fingerprint} uptime 'git status'\n\n");
+        let text = format!("# comment\n{fingerprint} uptime 'git status' 'grep #todo' # note\n\n");
         let clients = parse_authorized_clients(&text).unwrap();
         let list = clients.values().next().unwrap().as_ref().unwrap();
         let argv = |w: &[&str]| w.iter().map(|w| (*w).to_owned()).collect::<Vec<_>>();
         assert!(list.admits(&argv(&["git", "status", "-s"])));
         assert!(!list.admits(&argv(&["git", "push"])));
         assert!(list.admits(&argv(&["uptime"])));
+        assert!(list.admits(&argv(&["grep", "#todo", "notes"])));
+        assert!(
+            !list.admits(&argv(&["note"])),
+            "a trailing comment is no entry"
+        );
         let error =
             parse_authorized_clients(&format!("{fingerprint} ls\n{fingerprint} sh\n")).unwrap_err();
         assert!(error.to_string().starts_with("line 2:"), "{error}");

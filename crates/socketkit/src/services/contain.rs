@@ -232,9 +232,14 @@ impl Containment {
     /// command owns; reaps the dead orphans. Returns how many processes are
     /// still to be waited for.
     fn sweep(&self, leader: Option<i32>, kill_orphans: bool) -> usize {
+        // Read /proc before taking the lock, so spawns wait only for the
+        // decisions, not the scan. Still race-free: `spawn` holds the lock
+        // from before fork until it records the leader, so any leader this
+        // scan saw is recorded by the time the lock is ours.
+        let processes = processes();
         let running = self.lock();
         let mut pending = 0;
-        for process in processes() {
+        for process in processes {
             let ours = process.ppid == self.inner.pid;
             let in_session = Some(process.sid) == leader && process.pid != self.inner.pid;
             // A child of other code in this process, or a command's leader

@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use futures_util::{SinkExt, StreamExt};
 use tokio_util::codec::Framed;
-use tracing::warn;
+use tracing::{debug, warn};
 
 use super::auth::{AuthPolicy, Gate, Identity, Proof};
 use crate::error::{Error, ErrorKind, Result};
@@ -54,7 +54,9 @@ impl Opening<'_> {
     ) -> Result<Option<Identity>> {
         // Held until this function returns: authenticated or refused.
         let Some(_slot) = self.gate.enter(peer) else {
-            warn!(%peer, service = self.service, "too many connections authenticating; closed at once");
+            // Debug, not warn: this is the flood path, one line per refused
+            // connection would be the attacker's to write.
+            debug!(%peer, service = self.service, "too many connections authenticating; closed at once");
             refuse(
                 wire,
                 Refusal::Busy,
