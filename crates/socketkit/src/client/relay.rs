@@ -472,6 +472,8 @@ impl Direction {
                                 return Poll::Ready(Err(io::ErrorKind::WriteZero.into()));
                             }
                             *written += n;
+                            // A slow reader still draining is not idle.
+                            activity.touch();
                             self.unflushed = true;
                         }
                         // All written: the buffer goes back before the next read.

@@ -659,7 +659,7 @@ async fn send_reply(socket: &DatagramSocket, answer: &[u8], peer: &SocketAddress
 /// multicast source, which is how two datagram services (echo and chargen)
 /// get tricked into answering each other forever. An unnamed Unix datagram
 /// sender has no address to answer.
-fn may_answer(peer: &SocketAddress) -> bool {
+pub(crate) fn may_answer(peer: &SocketAddress) -> bool {
     match peer {
         SocketAddress::Inet(addr) => {
             let special = match addr.ip() {

@@ -167,6 +167,12 @@ impl StreamHandler for Forward {
 
 impl DatagramHandler for Forward {
     async fn handle_datagram(&self, request: Datagram<'_>, _reply: &mut Reply) -> Result<()> {
+        // A source the server never answers (a port below 1024, broadcast,
+        // an unnamed socket) would hold a session and an upstream socket
+        // whose every reply is refused: drop it before it costs anything.
+        if !crate::server::may_answer(request.peer) {
+            return Ok(());
+        }
         let existing = self.sessions.get(request.peer);
         let session = match existing {
             Some(session) => session,
