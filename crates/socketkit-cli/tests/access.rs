@@ -3,9 +3,7 @@
 //! form; UDP datagrams dropped; IPv6 and IPv4-mapped rules; the count in the
 //! shutdown summary; Unix peers untouched.
 
-mod util;
-
-use util::*;
+use crate::util::*;
 
 /// Connects from SOURCE to the server, optionally over TLS (unverified, it
 /// is only the handshake that matters), sends `hi\n` and reads to EOF

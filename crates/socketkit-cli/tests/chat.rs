@@ -2,15 +2,13 @@
 //! clients: rooms, history, presence, every command, the safety limits,
 //! slow consumers, the bot and graceful shutdown.
 
-mod chat_support;
-
 use std::collections::HashMap;
 use std::io::{BufRead, BufReader, Write};
 use std::process::{Command, Stdio};
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::Arc;
 
-use chat_support::{ChatServer, Client};
+use crate::util::chat::{ChatServer, Client};
 
 #[test]
 fn an_nc_user_and_a_socket_user_talk_both_ways() {
@@ -31,7 +29,9 @@ fn an_nc_user_and_a_socket_user_talk_both_ways() {
         }
     });
     let nc_expect = |needle: &str| loop {
-        let line = nc_lines.recv_timeout(chat_support::WAIT).expect(needle);
+        let line = nc_lines
+            .recv_timeout(crate::util::chat::WAIT)
+            .expect(needle);
         if line.contains(needle) {
             return line;
         }
@@ -578,7 +578,7 @@ const WINDOW: u32 = 400;
 /// Waits (bounded) until every client that reads sender `id` has heard
 /// all but WINDOW of its first `seq` lines.
 fn wait_for_listeners(heard: &[AtomicU32], id: usize, seq: u32) {
-    let deadline = std::time::Instant::now() + chat_support::WAIT;
+    let deadline = std::time::Instant::now() + crate::util::chat::WAIT;
     let listening = |listener: usize| listener != 1 + id;
     while (0..3)
         .filter(|l| listening(*l))
@@ -652,7 +652,7 @@ fn shutdown_is_announced_and_every_connection_closed() {
     let mut alice = Client::join(&server.addr, "alice");
     let mut bob = Client::join(&server.addr, "bob");
     alice.expect("*** bob joined #lobby");
-    chat_support::signal(server.pid(), "TERM");
+    crate::util::chat::signal(server.pid(), "TERM");
     for client in [&mut alice, &mut bob] {
         assert_eq!(client.expect("shutting"), "*** Server shutting down. Bye!");
         let rest: Vec<String> = std::iter::from_fn(|| client.line()).collect();

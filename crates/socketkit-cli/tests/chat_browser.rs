@@ -3,14 +3,12 @@
 //! page shows rooms, members and history, and it reconnects by itself after
 //! the server restarts. Saves a screenshot of the page.
 
-mod chat_support;
-
 use std::net::TcpStream;
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use chat_support::{ChatServer, Client, WAIT};
+use crate::util::chat::{ChatServer, Client, WAIT};
 use fantoccini::{Client as Browser, ClientBuilder, Locator};
 use tokio::runtime::Runtime;
 

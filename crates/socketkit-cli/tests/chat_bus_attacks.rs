@@ -3,13 +3,11 @@
 //! stale and replayed messages), Redis AUTH and TLS from the URL, and a
 //! node killed right after a join, whose member must disappear.
 
-mod chat_support;
-
 use std::io::{BufRead, BufReader, Write};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use chat_support::{pki_init, signal, ChatServer, Client, Redis, WAIT};
+use crate::util::chat::{pki_init, signal, ChatServer, Client, Redis, WAIT};
 
 const CHANNEL: &str = "socketkit:chat:events";
 const SECRET: &str = "0123456789abcdef-bus-secret";
@@ -475,7 +473,7 @@ fn rediss_links_through_tls_verified_against_the_bus_ca() {
         .recv_timeout(WAIT)
         .expect("the server never said it cannot reach the bus");
     signal(server.id(), "TERM");
-    chat_support::wait_exit(&mut server);
+    crate::util::chat::wait_exit(&mut server);
     assert!(refused.contains("UnknownIssuer"), "{refused}");
 }
 

@@ -2,11 +2,9 @@
 //! private messages, presence and `/who` across three nodes, per-sender
 //! order, no echo of a node's own events, and a Redis restart in the middle.
 
-mod chat_support;
-
 use std::time::{Duration, Instant};
 
-use chat_support::{ChatServer, Client, Redis, WAIT};
+use crate::util::chat::{ChatServer, Client, Redis, WAIT};
 
 fn node(redis: &Redis) -> ChatServer {
     ChatServer::start(&["--rate", "0", "--bus", &redis.url()])

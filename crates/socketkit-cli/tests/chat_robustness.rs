@@ -3,13 +3,11 @@
 //! `tls://` reaches real TLS clients (Python's ssl) because every write is
 //! flushed.
 
-mod chat_support;
-
 use std::io::{BufRead, BufReader};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use chat_support::{pki_init, signal, wait_exit, ChatServer, Client, WAIT};
+use crate::util::chat::{pki_init, signal, wait_exit, ChatServer, Client, WAIT};
 
 #[test]
 fn the_bot_stays_in_the_room_through_a_roll_flood() {

@@ -1,9 +1,7 @@
 //! `socketkit check`: one verdict per target, text or JSON lines, exit 0
 //! only when every target is open.
 
-mod util;
-
-use util::*;
+use crate::util::*;
 
 /// Splits `STATUS TARGET LATENCYms[ (why)]`, checking the latency's form.
 fn parse_line(line: &str) -> (String, String, Option<String>) {

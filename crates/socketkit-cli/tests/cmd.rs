@@ -2,9 +2,7 @@
 //! nc. Programs report what they see (environment, input, EOF), and /proc
 //! shows that nothing a program started outlives its connection.
 
-mod util;
-
-use util::{
+use crate::util::{
     alive, assert_one_error_line, hex, py_roundtrip, python_ok, random_bytes, run_socketkit,
     wait_until_dead, Server,
 };
@@ -20,7 +18,7 @@ fn serve_cmd(options: &[&str], program: &[&str]) -> Server {
 
 #[test]
 fn the_program_sees_the_connection_in_its_environment_and_nothing_of_the_servers() {
-    let mut cmd = util::socketkit([
+    let mut cmd = crate::util::socketkit([
         "serve",
         "cmd",
         "127.0.0.1:0",
@@ -41,7 +39,7 @@ assert first == "%s %d %s %d tcp" % (me[0], me[1], it[0], it[1]), (first, me, it
 names = sorted(line.split("=", 1)[0] for line in env.splitlines())
 out(" ".join(names))
 "#;
-    let names = util::text(&python_ok(code, &[server.addr()], b""));
+    let names = crate::util::text(&python_ok(code, &[server.addr()], b""));
     assert!(!names.contains("SOCKETKIT_TEST_SECRET"), "{names}");
     for name in ["PATH", "LANG", "SOCKETKIT_PEER_ADDR", "SOCKETKIT_PROTO"] {
         assert!(names.contains(name), "{name} missing from {names}");
@@ -51,7 +49,7 @@ out(" ".join(names))
 #[test]
 fn four_mib_through_cat_arrive_byte_exact() {
     let server = serve_cmd(&[], &["cat"]);
-    let payload = random_bytes(4 << 20, util::fresh_seed());
+    let payload = random_bytes(4 << 20, crate::util::fresh_seed());
     let echoed = py_roundtrip(server.addr(), &payload);
     assert_eq!(echoed.len(), payload.len());
     use sha2::{Digest, Sha256};
@@ -71,7 +69,7 @@ s.sendall(b"12345")
 s.shutdown(socket.SHUT_WR)
 out(recv_all(s))
 "#;
-    let reply = util::text(&python_ok(code, &[server.addr()], b""));
+    let reply = crate::util::text(&python_ok(code, &[server.addr()], b""));
     assert_eq!(reply, "5\nafter-eof\n");
 }
 
@@ -83,14 +81,17 @@ fn a_program_that_exits_closes_the_connection_though_the_client_keeps_it_open() 
 s = connect(sys.argv[1])
 out(recv_all(s))
 "#;
-    assert_eq!(util::text(&python_ok(code, &[server.addr()], b"")), "bye\n");
+    assert_eq!(
+        crate::util::text(&python_ok(code, &[server.addr()], b"")),
+        "bye\n"
+    );
 }
 
 #[test]
 fn stderr_goes_to_the_log_escaped_or_to_the_peer_when_asked() {
     let script = "echo out; printf 'err\\033[2J\\n' >&2";
     let server = serve_cmd(&[], &["sh", "-c", script]);
-    let reply = util::text(&py_roundtrip(server.addr(), b""));
+    let reply = crate::util::text(&py_roundtrip(server.addr(), b""));
     assert_eq!(reply, "out\n", "stderr kept from the peer");
     let line = server
         .proc
@@ -132,7 +133,7 @@ s = connect(sys.argv[1])
 out(recv_line(s))
 s.close()
 "#;
-        let pid: u32 = util::text(&python_ok(code, &[server.addr()], b""))
+        let pid: u32 = crate::util::text(&python_ok(code, &[server.addr()], b""))
             .trim()
             .parse()
             .unwrap();
@@ -154,7 +155,7 @@ start = time.time()
 assert recv_all(s) == b""
 out("%.1f\n" % (time.time() - start))
 "#;
-    let reply = util::text(&python_ok(code, &[server.addr()], b""));
+    let reply = crate::util::text(&python_ok(code, &[server.addr()], b""));
     let (pid, secs) = reply.split_once('\n').unwrap();
     let secs: f64 = secs.trim().parse().unwrap();
     assert!(secs < 5.0, "closed after {secs}s");
@@ -190,8 +191,8 @@ fn a_non_loopback_address_needs_an_allow_list() {
 
 /// A Python client that stays connected: prints the first line it gets
 /// (a pid), then `eof` once the server closes. Returns it and that pid.
-fn connected_client(server: &Server) -> (util::Proc, u32) {
-    let client = util::spawn_python(
+fn connected_client(server: &Server) -> (crate::util::Proc, u32) {
+    let client = crate::util::spawn_python(
         "s = connect(sys.argv[1])\nout(recv_line(s))\nout(b'eof' if recv_all(s) == b'' else b'data')\n",
         &[server.addr()],
     );
@@ -241,7 +242,7 @@ for command in sys.stdin.read().splitlines():
 s.close()
 "#;
     let commands = "echo hello\nseq 1 20000\ntrue\necho $SOCKETKIT_PROTO\n";
-    let replies = util::text(&python_ok(client, &[server.addr()], commands.as_bytes()));
+    let replies = crate::util::text(&python_ok(client, &[server.addr()], commands.as_bytes()));
     let lines: Vec<&str> = replies.lines().collect();
     assert_eq!(lines.len(), 4, "{replies}");
     assert!(lines[0].starts_with("echo hello => 5 "), "{replies}");
@@ -256,7 +257,7 @@ fn nc_and_socat_as_clients_over_tcp_and_a_unix_socket() {
     // `sort` answers only at end of input: nc -N's half-close must arrive.
     let server = serve_cmd(&[], &["sort", "-r"]);
     let port = server.port().to_string();
-    let out = util::run(
+    let out = crate::util::run(
         {
             let mut nc = std::process::Command::new("nc");
             nc.args(["-N", "127.0.0.1", &port]);
@@ -264,10 +265,10 @@ fn nc_and_socat_as_clients_over_tcp_and_a_unix_socket() {
         },
         b"a\nc\nb\n",
     );
-    util::assert_success("nc", &out);
-    assert_eq!(util::text(&out.stdout), "c\nb\na\n");
+    crate::util::assert_success("nc", &out);
+    assert_eq!(crate::util::text(&out.stdout), "c\nb\na\n");
 
-    let dir = util::tempdir();
+    let dir = crate::util::tempdir();
     let path = dir.path().join("cmd.sock");
     let address = format!("unix:{}", path.display());
     let server = Server::start(
@@ -286,7 +287,7 @@ fn nc_and_socat_as_clients_over_tcp_and_a_unix_socket() {
     use std::os::unix::fs::PermissionsExt;
     let mode = std::fs::metadata(&path).unwrap().permissions().mode();
     assert_eq!(mode & 0o777, 0o600, "the socket is its owner's only");
-    let out = util::run(
+    let out = crate::util::run(
         {
             let mut socat = std::process::Command::new("socat");
             socat.args(["-t", "5", "-", &format!("UNIX-CONNECT:{}", path.display())]);
@@ -294,8 +295,8 @@ fn nc_and_socat_as_clients_over_tcp_and_a_unix_socket() {
         },
         b"hello\n",
     );
-    util::assert_success("socat", &out);
-    assert_eq!(util::text(&out.stdout), "HELLO\nunix\n");
+    crate::util::assert_success("socat", &out);
+    assert_eq!(crate::util::text(&out.stdout), "HELLO\nunix\n");
 }
 
 #[test]
@@ -315,7 +316,7 @@ s = connect(sys.argv[1])
 out(recv_line(s))
 assert recv_all(s) == b""
 "#;
-    let pid: u32 = util::text(&python_ok(code, &[server.addr()], b""))
+    let pid: u32 = crate::util::text(&python_ok(code, &[server.addr()], b""))
         .trim()
         .parse()
         .unwrap();
@@ -327,11 +328,11 @@ assert recv_all(s) == b""
 
 #[test]
 fn client_certificates_let_tls_serve_off_loopback() {
-    let dir = util::tempdir();
+    let dir = crate::util::tempdir();
     let pki = dir.path().join("pki");
     let pki_path = pki.to_str().unwrap();
     let out = run_socketkit(&["pki", "init", pki_path, "--client", "alice"], b"");
-    util::assert_success("pki init", &out);
+    crate::util::assert_success("pki init", &out);
     let file = |name: &str| pki.join(name).to_str().unwrap().to_owned();
     let (cert, key, ca) = (file("server.pem"), file("server-key.pem"), file("ca.pem"));
     let program = ["--", "sh", "-c", "echo \"$SOCKETKIT_PROTO\"; cat"];
@@ -360,8 +361,8 @@ fn client_certificates_let_tls_serve_off_loopback() {
         ],
         b"over tls\n",
     );
-    util::assert_success("connect with a client certificate", &out);
-    assert_eq!(util::text(&out.stdout), "tls\nover tls\n");
+    crate::util::assert_success("connect with a client certificate", &out);
+    assert_eq!(crate::util::text(&out.stdout), "tls\nover tls\n");
 }
 
 #[test]
@@ -399,6 +400,6 @@ while True:
     time.sleep(0.05)
 out("%d\n" % total)
 "#;
-    let total = util::text(&python_ok(code, &[server.addr()], b""));
+    let total = crate::util::text(&python_ok(code, &[server.addr()], b""));
     assert_eq!(total.trim(), "4194304");
 }

@@ -1,13 +1,11 @@
 //! `socketkit connect` against servers that are not ours: Python's
 //! socketserver and socat.
 
-mod util;
-
 use std::io::{Read, Write};
 use std::process::Stdio;
 
+use crate::util::*;
 use sha2::{Digest, Sha256};
-use util::*;
 
 /// A Python socketserver (threading TCP or Unix stream) whose handler is
 /// `handle(self)`; prints its port (or `ready`) once listening.

@@ -1,12 +1,10 @@
 //! Error reporting: every failure is one `socketkit: ...` line on stderr
 //! with a hint where one helps, exit 1 (2 for usage errors), never a panic.
 
-mod util;
-
 use std::net::TcpListener;
 use std::process::Command;
 
-use util::*;
+use crate::util::*;
 
 #[test]
 fn address_in_use() {

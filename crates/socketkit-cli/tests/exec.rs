@@ -2,15 +2,13 @@
 //! client written from PROTOCOL.md, raw sockets for protocol abuse, and
 //! /proc to check that nothing a command started survives it.
 
-mod util;
-
 use std::io::{Read, Write};
 use std::net::TcpStream;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 use std::time::{Duration, Instant};
 
-use util::{alive, run, socketkit, wait_until_dead, Proc, Server, WAIT};
+use crate::util::{alive, run, socketkit, wait_until_dead, Proc, Server, WAIT};
 
 const TOKEN: &str = "correct horse battery staple";
 
@@ -215,7 +213,7 @@ fn a_command_dies_with_its_group_when_the_client_disconnects() {
     let (mut client, pgid) =
         fx.spawn_printing_pid("exec sleep", "sleep 1000 & echo $$; sleep 1000");
     assert!(group_members(pgid).len() >= 2, "sh and its sleeps run");
-    util::signal(client.pid(), "KILL");
+    crate::util::signal(client.pid(), "KILL");
     client.wait_exit();
     wait_until_gone(pgid);
 }
@@ -365,7 +363,7 @@ fn commands_of_a_killed_server_die_when_the_next_one_starts() {
         return;
     }
     let (_client, pid) = fx.spawn_printing_pid("orphaned", "echo $$; exec sleep 300");
-    util::signal(fx.server.pid(), "KILL");
+    crate::util::signal(fx.server.pid(), "KILL");
     assert!(alive(pid), "nothing was left to kill it");
     let _next = Fixture::start(&[]);
     wait_until_dead(pid, "the command of a killed server");
@@ -392,7 +390,7 @@ impl StoppedClient {
             .stderr(std::process::Stdio::null());
         let client = StoppedClient(cmd.spawn().unwrap());
         let leader = pid_in(&fx.path("leader"));
-        util::signal(client.0.id(), "STOP");
+        crate::util::signal(client.0.id(), "STOP");
         wait_until_stalled(fx.server.port());
         (client, leader)
     }
@@ -497,7 +495,7 @@ except OSError:
     print("closed", flush=True)
 "#;
     let port = fx.server.port().to_string();
-    let client = util::spawn_python(trickler, &[&port, TOKEN]);
+    let client = crate::util::spawn_python(trickler, &[&port, TOKEN]);
     client
         .stdout
         .wait_for("the command started", |l| l == "started");
@@ -628,7 +626,7 @@ fn a_wrong_token_runs_nothing() {
 #[test]
 fn plain_tcp_is_refused_at_start_without_the_flags() {
     let refused = run(socketkit(["serve", "exec", "tcp://127.0.0.1:0"]), b"");
-    let line = util::assert_error_with_hint(&refused);
+    let line = crate::util::assert_error_with_hint(&refused);
     assert!(line.contains("refusing plain TCP"), "{line}");
     let dir = tempfile::tempdir().unwrap();
     let token = dir.path().join("t");
@@ -644,12 +642,12 @@ fn plain_tcp_is_refused_at_start_without_the_flags() {
         ]),
         b"",
     );
-    assert!(util::assert_one_error_line(&public, 1).contains("loopback"));
+    assert!(crate::util::assert_one_error_line(&public, 1).contains("loopback"));
     let tokenless = run(
         socketkit(["serve", "exec", "127.0.0.1:0", "--insecure-plaintext"]),
         b"",
     );
-    assert!(util::assert_one_error_line(&tokenless, 1).contains("--token-file"));
+    assert!(crate::util::assert_one_error_line(&tokenless, 1).contains("--token-file"));
 }
 
 #[test]
@@ -738,7 +736,7 @@ fn ctrl_c_is_forwarded_to_the_command() {
     client
         .stdout
         .wait_for("the trap installed", |l| l == "ready");
-    util::signal(client.pid(), "INT");
+    crate::util::signal(client.pid(), "INT");
     client
         .stdout
         .wait_for("the trap's message", |l| l == "got INT");
@@ -793,7 +791,7 @@ fn a_python_client_written_from_the_spec_runs_a_command() {
 #[test]
 fn a_four_gibibyte_frame_header_closes_only_that_connection() {
     let fx = Fixture::start(&[]);
-    let mut abuser = TcpStream::connect(util::host_port(fx.server.addr())).unwrap();
+    let mut abuser = TcpStream::connect(crate::util::host_port(fx.server.addr())).unwrap();
     abuser.set_read_timeout(Some(WAIT)).unwrap();
     abuser.write_all(&[0xff, 0xff, 0xff, 0xff, 0x22]).unwrap();
     let mut received = Vec::new();
@@ -842,7 +840,7 @@ fn shared_dir(mode: u32) -> tempfile::TempDir {
 /// Runs socketkit as the unprivileged `nobody` user, when this test runs as
 /// root and setpriv exists.
 fn as_nobody(args: &[&str]) -> Option<Command> {
-    nobody(util::bin(), args)
+    nobody(crate::util::bin(), args)
 }
 
 /// Runs `program` as the unprivileged `nobody` user, when this test runs as
@@ -912,7 +910,7 @@ fn an_interpreter_in_argv_is_a_shell_and_needs_the_flag() {
             "{argv:?}: {}",
             stderr_of(&out)
         );
-        let line = util::assert_one_error_line(&out, 255);
+        let line = crate::util::assert_one_error_line(&out, 255);
         assert!(line.contains("--allow-shell"), "{argv:?}: {line}");
     }
     assert!(!marker.exists(), "no interpreter ran");
@@ -949,11 +947,11 @@ fn allow_list_entries_pin_argv_prefixes_and_interpreters_need_their_arguments() 
         vec!["/bin/ls"],
     ] {
         let out = fx.exec(&argv, b"");
-        let line = util::assert_one_error_line(&out, 255);
+        let line = crate::util::assert_one_error_line(&out, 255);
         assert!(line.contains("not allowed"), "{argv:?}: {line}");
     }
     let shell = run(fx.client_with(&["--shell"], &[touch.as_str()]), b"");
-    assert!(util::assert_one_error_line(&shell, 255).contains("not allowed"));
+    assert!(crate::util::assert_one_error_line(&shell, 255).contains("not allowed"));
     assert!(!marker.exists(), "nothing outside the list ran");
 }
 
@@ -974,7 +972,7 @@ fn unsafe_allow_entries_and_loader_variables_are_refused_at_start() {
         ("--allow-env", "IFS", "IFS"),
     ] {
         let out = run(socketkit(Fixture::args(dir.path(), &[flag, value])), b"");
-        let line = util::assert_one_error_line(&out, 1);
+        let line = crate::util::assert_one_error_line(&out, 1);
         assert!(
             line.contains(flag) && line.contains(why),
             "{flag} {value:?}: {line}"
@@ -1028,7 +1026,7 @@ fn the_client_refuses_a_socket_planted_by_another_user() {
 
     // 1. The directory is not ours.
     let out = run(client(), b"secret input");
-    let line = util::assert_one_error_line(&out, 255);
+    let line = crate::util::assert_one_error_line(&out, 255);
     assert!(
         line.contains("refusing") && line.contains("uid 65534"),
         "{line}"
@@ -1038,7 +1036,7 @@ fn the_client_refuses_a_socket_planted_by_another_user() {
     //    socket in it is still served by nobody: SO_PEERCRED tells.
     std::os::unix::fs::chown(&planted, Some(0), Some(0)).unwrap();
     let out = run(client(), b"secret input");
-    let line = util::assert_one_error_line(&out, 255);
+    let line = crate::util::assert_one_error_line(&out, 255);
     assert!(line.contains("runs as uid 65534"), "{line}");
     assert!(
         !record.exists(),
@@ -1087,7 +1085,7 @@ fn an_impossible_exit_report_is_a_protocol_error() {
             ]),
             b"",
         );
-        let line = util::assert_one_error_line(&out, 255);
+        let line = crate::util::assert_one_error_line(&out, 255);
         assert!(line.contains("impossible exit"), "{report}: {line}");
     }
 }
@@ -1134,7 +1132,7 @@ fn unauthenticated_peers_cannot_make_the_server_hold_big_frames() {
     let body = vec![b'x'; 64 * 1024];
     let mut peers = Vec::new();
     for _ in 0..48 {
-        let mut peer = TcpStream::connect(util::host_port(fx.server.addr())).unwrap();
+        let mut peer = TcpStream::connect(crate::util::host_port(fx.server.addr())).unwrap();
         peer.set_read_timeout(Some(WAIT)).unwrap();
         peer.set_write_timeout(Some(WAIT)).unwrap();
         assert_eq!(read_frame(&mut peer).unwrap().0, HELLO);
@@ -1174,7 +1172,7 @@ fn connections_beyond_the_startup_cap_are_closed_at_once() {
     // that long.
     let fx = Fixture::start(&["--max-startups", "3:100", "--handshake-timeout", "60s"]);
     let connect = || {
-        let peer = TcpStream::connect(util::host_port(fx.server.addr())).unwrap();
+        let peer = TcpStream::connect(crate::util::host_port(fx.server.addr())).unwrap();
         peer.set_read_timeout(Some(WAIT)).unwrap();
         peer
     };
@@ -1192,10 +1190,10 @@ fn connections_beyond_the_startup_cap_are_closed_at_once() {
     assert!(read_frame(&mut extra).is_none(), "closed at once");
     // The real client says why.
     let out = fx.exec(&["true"], b"");
-    assert!(util::assert_one_error_line(&out, 255).contains("busy"));
+    assert!(crate::util::assert_one_error_line(&out, 255).contains("busy"));
     // Slots free up as the silent ones leave.
     drop(silent);
-    util::wait_until("a slot to free up", || {
+    crate::util::wait_until("a slot to free up", || {
         fx.exec(&["true"], b"").status.success()
     });
 }
@@ -1204,7 +1202,7 @@ fn connections_beyond_the_startup_cap_are_closed_at_once() {
 /// body, and how long it took after our HELLO. An `ERROR` must be followed
 /// by the close.
 fn attempt(addr: &str, token: &str) -> (u8, serde_json::Value, Duration) {
-    let mut peer = TcpStream::connect(util::host_port(addr)).unwrap();
+    let mut peer = TcpStream::connect(crate::util::host_port(addr)).unwrap();
     peer.set_read_timeout(Some(WAIT)).unwrap();
     assert_eq!(read_frame(&mut peer).unwrap().0, HELLO);
     let hello = serde_json::json!({"protocol": 1, "client": "test", "token": token});
@@ -1259,7 +1257,7 @@ fn a_failed_authentication_is_answered_at_once_and_the_next_attempt_waits() {
         std::thread::sleep(Duration::from_millis(50));
     }
     // Once the penalty has passed, the right token gets in.
-    util::wait_until("the penalty to pass", || attempt(addr, TOKEN).0 == READY);
+    crate::util::wait_until("the penalty to pass", || attempt(addr, TOKEN).0 == READY);
 }
 
 #[test]
@@ -1269,7 +1267,7 @@ fn without_a_writable_cgroup_auto_falls_back_and_cgroup_refuses_to_start() {
         return;
     };
     forced.env("XDG_RUNTIME_DIR", runtime.path());
-    let line = util::assert_one_error_line(&run(forced, b""), 1);
+    let line = crate::util::assert_one_error_line(&run(forced, b""), 1);
     assert!(line.contains("no cgroup v2 containment"), "{line}");
     let Some(mut auto) = as_nobody(&["serve", "exec", "--cwd", "/tmp"]) else {
         return;

@@ -3,17 +3,13 @@
 //! origination, Unix sockets, an unreachable target, SIGTERM mid-transfer.
 
 // Only its nginx harness is used here.
-#[allow(dead_code)]
-mod get_support;
-mod util;
-
 use std::io::{Read, Write};
 use std::net::{Shutdown, TcpStream};
 use std::process::Command;
 use std::time::Instant;
 
-use get_support::Nginx;
-use util::{
+use crate::util::http::Nginx;
+use crate::util::{
     py_roundtrip, python_ok, random_bytes, run, socketkit, spawn_python_server, Proc, Server, WAIT,
 };
 
@@ -26,7 +22,7 @@ fn forward(listen: &str, target: &str, extra: &[&str]) -> Server {
 
 /// A plain TCP client of `fwd` whose reads give up after [`WAIT`].
 fn client(fwd: &Server) -> TcpStream {
-    let s = TcpStream::connect(util::host_port(fwd.addr())).unwrap();
+    let s = TcpStream::connect(crate::util::host_port(fwd.addr())).unwrap();
     s.set_read_timeout(Some(WAIT)).unwrap();
     s
 }
@@ -85,7 +81,7 @@ fn python_nc_and_socat_through_a_forward_to_echo() {
     assert_eq!(out.stdout, b"via socat\n");
     // The line is logged as the forward winds down, which may be just
     // after socat has its echo: wait for it.
-    util::wait_until("-v to log the socat forward with bytes each way", || {
+    crate::util::wait_until("-v to log the socat forward with bytes each way", || {
         let log = fwd.stderr();
         log.contains("forward ended")
             && log.contains("to_target=10")
@@ -95,7 +91,7 @@ fn python_nc_and_socat_through_a_forward_to_echo() {
 
 #[test]
 fn socat_as_the_target_and_nc_as_the_client() {
-    let port = util::free_port();
+    let port = crate::util::free_port();
     let mut cmd = Command::new("socat");
     cmd.args([
         "-T",
@@ -104,14 +100,14 @@ fn socat_as_the_target_and_nc_as_the_client() {
         "SYSTEM:tr a-z A-Z",
     ]);
     let _socat = Proc::spawn("socat", cmd, false);
-    util::wait_until("socat listening", || {
+    crate::util::wait_until("socat listening", || {
         TcpStream::connect(("127.0.0.1", port)).is_ok()
     });
     let fwd = forward("tcp://127.0.0.1:0", &format!("tcp://127.0.0.1:{port}"), &[]);
     let mut nc = Command::new("nc");
     nc.args(["-N", "127.0.0.1", &fwd.port().to_string()]);
     let out = run(nc, b"shout\n");
-    assert_eq!(util::text(&out.stdout), "SHOUT\n");
+    assert_eq!(crate::util::text(&out.stdout), "SHOUT\n");
 }
 
 #[test]
@@ -124,7 +120,7 @@ fn half_close_passes_through_the_forward_client_first() {
     s.shutdown(Shutdown::Write).unwrap();
     let mut reply = Vec::new();
     s.read_to_end(&mut reply).unwrap();
-    assert_eq!(util::text(&reply), "got cba");
+    assert_eq!(crate::util::text(&reply), "got cba");
 }
 
 #[test]
@@ -148,7 +144,7 @@ fn half_close_passes_through_the_forward_target_first() {
 
 #[test]
 fn an_unreachable_target_closes_the_client_at_once_and_is_logged() {
-    let dead = util::free_port();
+    let dead = crate::util::free_port();
     let fwd = forward("tcp://127.0.0.1:0", &format!("tcp://127.0.0.1:{dead}"), &[]);
     let mut s = client(&fwd);
     let started = Instant::now();
@@ -175,7 +171,7 @@ fn an_unreachable_target_closes_the_client_at_once_and_is_logged() {
 
 #[test]
 fn tls_termination_in_front_of_a_plaintext_echo_with_openssl() {
-    let config = util::tempdir();
+    let config = crate::util::tempdir();
     let target = echo();
     let mut cmd = socketkit([
         "serve",
@@ -191,7 +187,7 @@ fn tls_termination_in_front_of_a_plaintext_echo_with_openssl() {
     cmd.args([
         "s_client",
         "-connect",
-        util::host_port(fwd.addr()),
+        crate::util::host_port(fwd.addr()),
         "-quiet",
     ]);
     let mut client = Proc::spawn("openssl s_client", cmd, true);
@@ -205,7 +201,7 @@ fn tls_termination_in_front_of_a_plaintext_echo_with_openssl() {
 
 #[test]
 fn a_tls_target_is_verified_by_pin_and_a_wrong_pin_is_refused() {
-    let config = util::tempdir();
+    let config = crate::util::tempdir();
     let mut cmd = socketkit(["serve", "upper", "tls://127.0.0.1:0", "--self-signed"]);
     cmd.env("XDG_CONFIG_HOME", config.path());
     let target = Proc::spawn("serve upper tls", cmd, false);
@@ -238,7 +234,7 @@ fn a_tls_target_is_verified_by_pin_and_a_wrong_pin_is_refused() {
 
 #[test]
 fn unix_socket_to_tcp_and_tcp_to_unix_socket() {
-    let dir = util::tempdir();
+    let dir = crate::util::tempdir();
     let target = echo();
     let sock = dir.path().join("in.sock");
     let unix_in = forward(&format!("unix:{}", sock.display()), target.addr(), &[]);
@@ -280,7 +276,7 @@ t.join()
 print(got == first + rest, len(got))
 "#;
     let out = python_ok(code, &[fwd.addr(), &fwd.pid().to_string()], b"");
-    assert_eq!(util::text(&out), format!("True {}\n", 21 << 20));
+    assert_eq!(crate::util::text(&out), format!("True {}\n", 21 << 20));
     let mut fwd = fwd;
     assert_eq!(fwd.exit_code(), 0);
 }
@@ -337,7 +333,7 @@ fn bad_forward_command_lines_are_one_line_errors() {
         ),
     ] {
         let out = run(socketkit(args), b"");
-        let line = util::assert_one_error_line(&out, 1);
+        let line = crate::util::assert_one_error_line(&out, 1);
         assert!(line.contains(needle), "{args:?}: {line}");
     }
 }
@@ -366,16 +362,16 @@ fn curl_through_a_forward_to_nginx() {
     let mut curl = Command::new("curl");
     curl.args(["-sS", &format!("{base}/conn"), &format!("{base}/conn")]);
     let out = run(curl, b"");
-    assert_eq!(util::text(&out.stdout), "requests=1\nrequests=2\n");
+    assert_eq!(crate::util::text(&out.stdout), "requests=1\nrequests=2\n");
 
-    let dir = util::tempdir();
+    let dir = crate::util::tempdir();
     let copy = dir.path().join("big.bin");
     let mut curl = Command::new("curl");
     curl.args(["-sS", "-o"])
         .arg(&copy)
         .arg(format!("{base}/big.bin"));
-    let out = util::run_with(curl, b"", util::RUN_LIMIT * 4);
-    util::assert_success("curl", &out);
+    let out = crate::util::run_with(curl, b"", crate::util::RUN_LIMIT * 4);
+    crate::util::assert_success("curl", &out);
     let got = std::fs::read(&copy).unwrap();
     assert!(
         got == std::fs::read(nginx.www().join("big.bin")).unwrap(),
@@ -421,7 +417,7 @@ fn an_idle_forward_is_closed_after_the_idle_timeout_on_both_sides() {
 #[test]
 fn hexdump_labels_both_legs_and_changes_nothing() {
     let target = echo();
-    let dir = util::tempdir();
+    let dir = crate::util::tempdir();
     let file = dir.path().join("dump.txt");
     let fwd = forward(
         "tcp://127.0.0.1:0",
@@ -431,7 +427,7 @@ fn hexdump_labels_both_legs_and_changes_nothing() {
     assert_eq!(py_roundtrip(fwd.addr(), b"hello\n"), b"hello\n");
     let to = target.addr().to_owned();
     let dump = || std::fs::read_to_string(&file).unwrap_or_default();
-    util::wait_until("four chunks in the dump", || {
+    crate::util::wait_until("four chunks in the dump", || {
         dump().lines().filter(|l| l.contains(" 6 bytes ")).count() == 4
     });
     let dump = dump();
@@ -480,7 +476,7 @@ got_b = sorted(b.recv(100).split(b":", 1)[1] for _ in range(3))
 print(got_a == [b"a0", b"a1", b"a2"], got_b == [b"b0", b"b1", b"b2"])
 "#;
     let out = python_ok(code, &[fwd.addr()], b"");
-    assert_eq!(util::text(&out), "True True\n");
+    assert_eq!(crate::util::text(&out), "True True\n");
     // Both sessions end once idle, each logged.
     for _ in 0..2 {
         fwd.proc.stderr.wait_for("a session to end when idle", |l| {
@@ -508,7 +504,7 @@ b = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
 b.sendto(b"second", (host, int(port)))
 "#;
     let out = python_ok(code, &[fwd.addr()], b"");
-    assert_eq!(util::text(&out), "first\n");
+    assert_eq!(crate::util::text(&out), "first\n");
     fwd.proc
         .stderr
         .wait_for("the second client's datagram dropped", |l| {

@@ -4,15 +4,12 @@
 //! TcpListener answering with exact bytes (chunked bodies, interim 1xx,
 //! malformed and truncated responses, stalls).
 
-mod get_support;
-mod util;
-
 use std::io::Read;
 use std::path::Path;
 use std::process::Command;
 
-use get_support::{fails, files_in, get, ok, stderr, stdout, Canned, Nginx, Reply};
-use util::{run, socketkit, Proc, RUN_LIMIT};
+use crate::util::http::{fails, files_in, get, ok, stderr, stdout, Canned, Nginx, Reply};
+use crate::util::{run, socketkit, Proc, RUN_LIMIT};
 
 /// nginx's test site: static files, redirects, header echoes.
 const SITE: &str = r#"
@@ -449,7 +446,7 @@ fn output_to_a_fifo_writes_through_it_instead_of_replacing_it() {
 
 #[test]
 fn unreachable_servers_fail_with_their_reason() {
-    let port = util::free_port();
+    let port = crate::util::free_port();
     fails(
         &get(&[&format!("http://127.0.0.1:{port}/")]),
         1,
@@ -485,7 +482,7 @@ fn unreachable_servers_fail_with_their_reason() {
 fn connect_timeout_and_max_time_bound_the_transfer() {
     // A listener with a full accept queue: further SYNs are dropped, so
     // connecting hangs until our timeout.
-    let (_listener, port) = util::full_backlog_listener();
+    let (_listener, port) = crate::util::full_backlog_listener();
     let addr = format!("127.0.0.1:{port}");
     fails(
         &get(&["--timeout", "1", &format!("http://{addr}/")]),
@@ -540,7 +537,7 @@ fn https_with_a_private_ca_sni_and_clear_verification_failures() {
                 let path = dir.join(sub);
                 let mut args = vec!["pki", "init", path.to_str().unwrap()];
                 args.extend(names);
-                ok(&util::run_socketkit(&args, b""));
+                ok(&crate::util::run_socketkit(&args, b""));
             }
             use std::os::unix::fs::PermissionsExt;
             for sub in ["pki", "other"] {
@@ -632,7 +629,7 @@ fn a_reader_that_stops_early_is_not_an_error() {
     let mut first = [0u8; 10];
     child.stdout.take().unwrap().read_exact(&mut first).unwrap();
     // stdout is now closed: the next write fails with EPIPE.
-    let status = util::wait_child(&mut child, RUN_LIMIT);
+    let status = crate::util::wait_child(&mut child, RUN_LIMIT);
     let mut errors = String::new();
     child
         .stderr
@@ -681,10 +678,10 @@ fn a_progress_bar_on_a_terminal_and_an_interrupt_leaves_no_file() {
         socketkit(["get", "-o", partial.to_str().unwrap(), &server.url("/")]),
         false,
     );
-    util::wait_until("the temporary file", || {
+    crate::util::wait_until("the temporary file", || {
         files_in(dir.path()).iter().any(|f| f.ends_with(".part"))
     });
-    util::signal(client.pid(), "INT");
+    crate::util::signal(client.pid(), "INT");
     let status = client.wait_exit();
     assert_eq!(status.code(), Some(130), "{}", client.stderr.text());
     assert_eq!(

@@ -1,12 +1,10 @@
 //! Server lifecycle: --once, concurrency modes, connection limits, idle
 //! timeouts, graceful shutdown on signals, Unix socket files.
 
-mod util;
-
 use std::io::{Read, Write};
 use std::net::TcpStream;
 
-use util::*;
+use crate::util::*;
 
 // --- --once ----------------------------------------------------------------
 

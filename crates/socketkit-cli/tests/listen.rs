@@ -2,13 +2,11 @@
 //! ours: `socketkit connect`, nc, Python sockets, `openssl s_client`, and the
 //! real `hexdump -C` for the dump format.
 
-mod util;
-
 use std::fs::File;
 use std::process::{Child, Command, Stdio};
 
+use crate::util::*;
 use sha2::{Digest, Sha256};
-use util::*;
 
 /// A `socketkit listen` whose stdin is a file (or a pipe) and whose stdout
 /// and stderr go to files, as in `socketkit listen 9000 > file`.

@@ -1,10 +1,8 @@
 //! The five services of `socketkit serve`, driven by independent clients:
 //! Python's `socket` module, OpenBSD nc, and our own `connect`.
 
-mod util;
-
+use crate::util::*;
 use sha2::{Digest, Sha256};
-use util::*;
 
 fn nc(port: u16, input: &[u8]) -> Vec<u8> {
     let mut cmd = std::process::Command::new("nc");

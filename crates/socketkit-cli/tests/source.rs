@@ -1,9 +1,7 @@
 //! `connect -s/--source` and `-4`/`-6`: the local address a Python server
 //! sees is the one asked for.
 
-mod util;
-
-use util::*;
+use crate::util::*;
 
 /// A TCP server on HOST that answers each connection with the peer
 /// address it saw (`IP PORT`), for connections until stdin closes. Prints

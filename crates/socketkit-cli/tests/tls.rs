@@ -2,15 +2,13 @@
 //! fingerprint, a private CA, mutual TLS, refusals, deadlines, and interop
 //! with OpenSSL (`openssl s_client`) and socat (`OPENSSL-LISTEN`).
 
-mod util;
-
 use std::io::{Read, Write};
 use std::net::TcpStream;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 use std::time::{Duration, Instant};
 
-use util::{run, socketkit, Proc, Server, WAIT};
+use crate::util::{run, socketkit, Proc, Server, WAIT};
 
 /// A private PKI made by `socketkit pki init`, with clients `alice` and
 /// `mallory`'s certificates from a different CA.
@@ -32,7 +30,7 @@ impl Pki {
                 ]),
                 b"",
             );
-            util::assert_success("pki init", &out);
+            crate::util::assert_success("pki init", &out);
         }
         Pki { dir }
     }
@@ -123,13 +121,13 @@ fn a_wrong_pin_or_an_unknown_issuer_is_refused_with_the_fingerprint_seen() {
     );
     let wrong = format!("sha256:{}", "0".repeat(64));
     let out = connect(&addr, &["--pin", &wrong], b"secret\n");
-    let line = util::assert_error_with_hint(&out);
+    let line = crate::util::assert_error_with_hint(&out);
     assert!(
         line.contains("does not match the pinned") && line.contains(&pin),
         "{line}"
     );
     let out = connect(&addr, &[], b"secret\n");
-    let line = util::assert_error_with_hint(&out);
+    let line = crate::util::assert_error_with_hint(&out);
     assert!(
         line.contains("not issued by a trusted CA") && line.contains(&pin),
         "{line}"
@@ -172,7 +170,9 @@ fn a_private_ca_chain_and_mutual_tls() {
         &["--ca", &ca, "--servername", "elsewhere.example"],
         b"x\n",
     );
-    assert!(util::assert_error_with_hint(&wrong_name).contains("not valid for this server name"));
+    assert!(
+        crate::util::assert_error_with_hint(&wrong_name).contains("not valid for this server name")
+    );
 
     let (_mutual, addr, _) = start_tls(
         &[
@@ -279,7 +279,7 @@ fn exec_over_mutual_tls_admits_only_certificates_of_its_ca() {
             "{stranger:?}: {}",
             stderr_of(&out)
         );
-        let line = util::assert_one_error_line(&out, 255);
+        let line = crate::util::assert_one_error_line(&out, 255);
         assert!(line.contains("TLS"), "{line}");
     }
     assert!(!marker.exists(), "no stranger ran anything");
@@ -309,7 +309,7 @@ fn an_exec_client_refuses_an_unverified_server_before_sending_anything() {
         &alice("other/ca.pem"),
         &["touch", marker.to_str().unwrap()],
     );
-    let line = util::assert_one_error_line(&unknown_ca, 255);
+    let line = crate::util::assert_one_error_line(&unknown_ca, 255);
     assert!(
         line.contains("not issued by a trusted CA") && line.contains("sha256:"),
         "{line}"
@@ -317,7 +317,9 @@ fn an_exec_client_refuses_an_unverified_server_before_sending_anything() {
     let mut wrong_name = alice("pki/ca.pem");
     wrong_name.extend(["--servername".to_owned(), "not-this-server".to_owned()]);
     let out = exec_with(&addr, &wrong_name, &["touch", marker.to_str().unwrap()]);
-    assert!(util::assert_one_error_line(&out, 255).contains("not valid for this server name"));
+    assert!(
+        crate::util::assert_one_error_line(&out, 255).contains("not valid for this server name")
+    );
     assert!(!marker.exists());
 }
 
@@ -335,7 +337,7 @@ fn stalled_handshakes_hit_the_deadline_and_plaintext_fails_fast() {
         ],
         config.path(),
     );
-    let mut silent = TcpStream::connect(util::host_port(&addr)).unwrap();
+    let mut silent = TcpStream::connect(crate::util::host_port(&addr)).unwrap();
     silent.set_read_timeout(Some(WAIT)).unwrap();
     let mut rest = Vec::new();
     silent
@@ -354,7 +356,7 @@ fn stalled_handshakes_hit_the_deadline_and_plaintext_fails_fast() {
         config.path(),
     );
     let started = Instant::now();
-    let mut plain = TcpStream::connect(util::host_port(&addr)).unwrap();
+    let mut plain = TcpStream::connect(crate::util::host_port(&addr)).unwrap();
     plain.set_read_timeout(Some(WAIT)).unwrap();
     plain.write_all(b"GET / HTTP/1.0\r\n\r\n").unwrap();
     let mut answer = Vec::new();
@@ -369,7 +371,7 @@ fn stalled_handshakes_hit_the_deadline_and_plaintext_fails_fast() {
 #[test]
 fn tls_to_a_plaintext_port_fails_fast() {
     let server = Server::start(&["serve", "echo", "127.0.0.1:0"], 1);
-    let tls_addr = format!("tls://{}", util::host_port(server.addr()));
+    let tls_addr = format!("tls://{}", crate::util::host_port(server.addr()));
     let out = connect(&tls_addr, &["--insecure"], b"hello\n");
     assert_eq!(out.status.code(), Some(1));
     assert!(
@@ -387,7 +389,12 @@ fn openssl_s_client_talks_to_our_tls_echo() {
         config.path(),
     );
     let mut cmd = Command::new("openssl");
-    cmd.args(["s_client", "-connect", util::host_port(&addr), "-quiet"]);
+    cmd.args([
+        "s_client",
+        "-connect",
+        crate::util::host_port(&addr),
+        "-quiet",
+    ]);
     let mut client = Proc::spawn("openssl s_client", cmd, true);
     client.write_stdin(b"interop with openssl\n");
     client
@@ -398,7 +405,7 @@ fn openssl_s_client_talks_to_our_tls_echo() {
 #[test]
 fn our_client_talks_to_socat_openssl_listen() {
     let pki = Pki::new();
-    let port = util::free_port();
+    let port = crate::util::free_port();
     let listen = format!(
         "OPENSSL-LISTEN:{port},bind=127.0.0.1,reuseaddr,cert={},key={},verify=0",
         pki.file("pki/server.pem"),
@@ -430,7 +437,7 @@ fn exec_trusts_on_first_use_and_then_insists_on_the_same_certificate() {
     let token = work.path().join("token");
     std::fs::write(&token, "tofu-secret").unwrap();
     let token = token.to_str().unwrap().to_owned();
-    let addr = format!("tls://127.0.0.1:{}", util::free_port());
+    let addr = format!("tls://127.0.0.1:{}", crate::util::free_port());
     let serve = |identity: &str| {
         let args = [
             "serve",
@@ -471,7 +478,7 @@ fn exec_trusts_on_first_use_and_then_insists_on_the_same_certificate() {
     drop(first_server);
     let (_impostor, _, _) = serve("impostor");
     let refused = exec();
-    let line = util::assert_one_error_line(&refused, 255);
+    let line = crate::util::assert_one_error_line(&refused, 255);
     assert!(
         line.contains("not the one recorded") && line.contains(&fingerprint),
         "{line}"

