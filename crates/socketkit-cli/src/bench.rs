@@ -8,7 +8,6 @@ use anyhow::{bail, Context};
 use clap::{Args, ValueEnum};
 use indicatif::{ProgressBar, ProgressStyle};
 use socketkit::client::{self, BenchOptions, BenchReport, Progress, Workload};
-use socketkit::transport::ConnectOptions;
 use socketkit::Endpoint;
 
 use crate::args::{parse_duration, parse_endpoint, LogArgs};
@@ -99,20 +98,17 @@ fn options(args: &BenchArgs) -> anyhow::Result<BenchOptions> {
     };
     let size = usize::try_from(args.size).context("--size is too large")?;
     raise_descriptor_limit(u64::from(args.conns));
-    Ok(BenchOptions {
-        workload,
-        connections: args.conns as usize,
-        size,
-        pipeline: args.pipeline as usize,
-        duration: args.duration,
-        messages: args.count,
-        bulk_bytes: args.bytes,
-        connect: ConnectOptions {
-            timeout: args.timeout,
-            ..ConnectOptions::default()
-        },
-        reply_timeout: args.reply_timeout,
-    })
+    let mut options = BenchOptions::default();
+    options.workload = workload;
+    options.connections = args.conns as usize;
+    options.size = size;
+    options.pipeline = args.pipeline as usize;
+    options.duration = args.duration;
+    options.messages = args.count;
+    options.bulk_bytes = args.bytes;
+    options.connect.timeout = args.timeout;
+    options.reply_timeout = args.reply_timeout;
+    Ok(options)
 }
 
 /// A bar of the measurement window on a terminal; nothing otherwise, so

@@ -76,9 +76,9 @@ pub fn reject_outside_chat(args: &ServeArgs) -> anyhow::Result<()> {
 }
 
 fn config(args: &ChatArgs) -> ChatConfig {
-    let rate = (args.rate > 0.0).then(|| RateLimit {
-        per_second: args.rate,
-        burst: (args.rate * 2.0).ceil().clamp(1.0, f64::from(u32::MAX)) as u32,
+    let rate = (args.rate > 0.0).then(|| {
+        let burst = (args.rate * 2.0).ceil().clamp(1.0, f64::from(u32::MAX)) as u32;
+        RateLimit::new(args.rate, burst)
     });
     ChatConfig::default()
         .history(args.history)

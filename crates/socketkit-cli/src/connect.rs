@@ -23,14 +23,12 @@ pub async fn run(args: ConnectArgs) -> anyhow::Result<()> {
         Endpoint::Tls(_) => Some(tls::client(&args.tls)?),
         _ => None,
     };
-    let options = ConnectOptions {
-        timeout: args.timeout,
-        tls,
-        server_name: args.tls.servername.clone(),
-        source: args.source,
-        family: args.family.family(),
-        ..ConnectOptions::default()
-    };
+    let mut options = ConnectOptions::default();
+    options.timeout = args.timeout;
+    options.tls = tls;
+    options.server_name = args.tls.servername.clone();
+    options.source = args.source;
+    options.family = args.family.family();
     let (stdin, stdout) = (tokio::io::stdin(), tokio::io::stdout());
     let report = match args.addr.kind() {
         SocketKind::Stream => {
@@ -38,12 +36,11 @@ pub async fn run(args: ConnectArgs) -> anyhow::Result<()> {
             if let (Ok(peer), Ok(local)) = (stream.peer_addr(), stream.local_addr()) {
                 info!(%peer, %local, "connected");
             }
-            let relay = RelayOptions {
-                crlf: args.crlf,
-                idle_timeout: optional(args.idle_timeout),
-                line_mode: args.line_mode,
-                input_grace: INPUT_GRACE,
-            };
+            let mut relay = RelayOptions::default();
+            relay.crlf = args.crlf;
+            relay.idle_timeout = optional(args.idle_timeout);
+            relay.line_mode = args.line_mode;
+            relay.input_grace = INPUT_GRACE;
             match crate::hexdump::open(&args.hexdump)? {
                 Some(dump) => {
                     let tapped = Tapped::dumped(stream, dump, args.addr.to_string());
@@ -55,10 +52,9 @@ pub async fn run(args: ConnectArgs) -> anyhow::Result<()> {
         SocketKind::Datagram => {
             let socket = transport::connect_datagram(&args.addr, &options).await?;
             info!(peer = %args.addr, local = %socket.endpoint(), "datagram socket ready");
-            let exchange = DatagramOptions {
-                wait: args.wait,
-                line_mode: args.line_mode,
-            };
+            let mut exchange = DatagramOptions::default();
+            exchange.wait = args.wait;
+            exchange.line_mode = args.line_mode;
             client::exchange_datagrams(&socket, stdin, stdout, &exchange).await
         }
     }

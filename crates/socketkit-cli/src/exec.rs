@@ -29,22 +29,20 @@ pub async fn run(args: ExecArgs) -> anyhow::Result<u8> {
         Some(known) => known.lookup(&endpoint.to_string())?,
         None => None,
     };
-    let options = ConnectOptions {
-        timeout: args.timeout,
-        tls: match (&endpoint, &known_hosts, recorded) {
-            (Endpoint::Tls(_), Some(_), Some(fingerprint)) => Some(ClientTls::new(
-                &Verification::Pin(fingerprint),
-                tls::identity(&args.tls)?,
-            )?),
-            (Endpoint::Tls(_), Some(_), None) => Some(ClientTls::new(
-                &Verification::Insecure,
-                tls::identity(&args.tls)?,
-            )?),
-            (Endpoint::Tls(_), None, _) => Some(tls::client(&args.tls)?),
-            _ => None,
-        },
-        server_name: args.tls.servername.clone(),
-        ..ConnectOptions::default()
+    let mut options = ConnectOptions::default();
+    options.timeout = args.timeout;
+    options.server_name = args.tls.servername.clone();
+    options.tls = match (&endpoint, &known_hosts, recorded) {
+        (Endpoint::Tls(_), Some(_), Some(fingerprint)) => Some(ClientTls::new(
+            &Verification::Pin(fingerprint),
+            tls::identity(&args.tls)?,
+        )?),
+        (Endpoint::Tls(_), Some(_), None) => Some(ClientTls::new(
+            &Verification::Insecure,
+            tls::identity(&args.tls)?,
+        )?),
+        (Endpoint::Tls(_), None, _) => Some(tls::client(&args.tls)?),
+        _ => None,
     };
     let stream = transport::connect(&endpoint, &options)
         .await

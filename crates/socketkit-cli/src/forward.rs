@@ -102,13 +102,11 @@ pub fn service(args: &ServeArgs) -> anyhow::Result<Option<Forward>> {
         })?),
         _ => None,
     };
-    let options = ConnectOptions {
-        timeout: forward.connect_timeout,
-        tls,
-        server_name: forward.to_servername.clone(),
-        family: forward.family.family(),
-        ..ConnectOptions::default()
-    };
+    let mut options = ConnectOptions::default();
+    options.timeout = forward.connect_timeout;
+    options.tls = tls;
+    options.server_name = forward.to_servername.clone();
+    options.family = forward.family.family();
     let forward_service = Forward::new(target, options)
         .with_datagram_limits(args.max_conns, crate::args::optional(args.idle_timeout));
     Ok(Some(match crate::hexdump::open(&forward.hexdump)? {

@@ -50,11 +50,9 @@ pub async fn run(mut args: ListenArgs) -> anyhow::Result<ExitCode> {
     serve::print_listening(std::io::stderr(), &server, fingerprint, &[])
         .context("cannot write to stderr")?;
     tokio::spawn(signals.shut_down(server.handle()));
-    let relay = RelayOptions {
-        idle_timeout: optional(args.idle_timeout),
-        input_grace: crate::connect::INPUT_GRACE,
-        ..RelayOptions::default()
-    };
+    let mut relay = RelayOptions::default();
+    relay.idle_timeout = optional(args.idle_timeout);
+    relay.input_grace = crate::connect::INPUT_GRACE;
     let mut listen = Listen::new(tokio::io::stdin(), tokio::io::stdout(), relay);
     if let Some(dump) = dump {
         listen = listen.with_hexdump(dump);

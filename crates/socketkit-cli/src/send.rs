@@ -25,14 +25,12 @@ pub async fn run(args: SendArgs) -> anyhow::Result<()> {
         bail!("sending standard input (-) needs --name NAME");
     }
     let token = token::read(args.token_file.as_deref())?;
-    let options = ConnectOptions {
-        timeout: args.timeout,
-        tls: match args.addr {
-            Endpoint::Tls(_) => Some(tls::client(&args.tls)?),
-            _ => None,
-        },
-        server_name: args.tls.servername.clone(),
-        ..ConnectOptions::default()
+    let mut options = ConnectOptions::default();
+    options.timeout = args.timeout;
+    options.server_name = args.tls.servername.clone();
+    options.tls = match args.addr {
+        Endpoint::Tls(_) => Some(tls::client(&args.tls)?),
+        _ => None,
     };
     let stream = transport::connect(&args.addr, &options).await?;
     let mut sender = Sender::open(stream, token)

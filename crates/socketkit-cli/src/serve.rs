@@ -13,6 +13,7 @@ use socketkit::services::cmd::{self, Cmd, CmdPolicy, Program};
 use socketkit::services::exec::{
     self, AuthPolicy, CommandList, Containment, EnvAllowList, Exec, ExecPolicy, Token,
 };
+use socketkit::services::exposure::{self, Guards, UnsafeTransport};
 use socketkit::services::recv::{Recv, RecvPolicy};
 use socketkit::services::{Daytime, Discard, Echo, Hello, Upper};
 use socketkit::tls::{Fingerprint, ServerTls};
@@ -49,12 +50,14 @@ pub async fn run(mut args: ServeArgs) -> anyhow::Result<()> {
         Service::Exec => {
             let policy = exec_policy(&args)?;
             // Checked first: a refused start creates no cgroup.
-            check_exec_transports(&args)?;
+            check_exec_transports(&args, &policy)?;
             let containment = Containment::new(args.exec.containment.into())?;
             serve(args, Handlers::stream(Exec::new(policy, containment))).await
         }
         Service::Recv => {
-            let mut receiver = Recv::new(recv_policy(&args)?)?;
+            let policy = recv_policy(&args)?;
+            check_recv_transports(&args, &policy)?;
+            let mut receiver = Recv::new(policy)?;
             if progress::wanted() {
                 receiver = receiver.with_observer(Arc::new(ReceiveBars::default()));
             }
@@ -157,9 +160,6 @@ pub(crate) async fn serve_with<S: StreamHandler, D: DatagramHandler>(
             bail!("the {name} service does not serve {kind} endpoints such as {endpoint} (hint: use tcp://, tls:// or unix:)");
         }
     }
-    if let Service::Recv = args.service {
-        check_recv_transports(&args)?;
-    }
     // Handlers go in before anything is printed: a script may signal us as
     // soon as it reads the first `listening on` line.
     let access = access_list(&args.access)?;
@@ -206,87 +206,83 @@ fn service_name(service: Service) -> &'static str {
     }
 }
 
-/// Exec never runs for an unauthenticated peer: Unix sockets prove the
-/// peer's uid, TLS needs client certificates or a token, and plain TCP is
-/// refused unless explicitly allowed on loopback with a token.
-fn check_exec_transports(args: &ServeArgs) -> anyhow::Result<()> {
-    let exec = &args.exec;
-    for endpoint in &args.addrs {
-        match endpoint {
-            Endpoint::Tls(_) if args.tls.client_ca.is_none() && exec.token_file.is_none() => {
-                bail!("exec on {endpoint} needs a way to authenticate clients (hint: --client-ca FILE for mutual TLS, or --token-file FILE)")
-            }
-            Endpoint::Tcp(_) => {
-                if !exec.insecure_plaintext {
-                    bail!("refusing plain TCP for exec on {endpoint}: commands and their output would cross the network unencrypted (hint: use tls://, or --insecure-plaintext with a loopback address for tests and demos)");
-                }
-                if !is_loopback(endpoint) {
-                    bail!("--insecure-plaintext only serves loopback addresses, not {endpoint}");
-                }
-                if exec.token_file.is_none() {
-                    bail!("--insecure-plaintext needs --token-file: exec never runs for an unauthenticated peer");
-                }
-                warn!("exec on {endpoint} without TLS: the token and all commands travel unencrypted (tests and demos only)");
-            }
-            _ => {}
-        }
-    }
-    Ok(())
+/// The guards in front of the endpoints, as the library's transport rules
+/// (exec, recv, cmd) need them.
+fn guards(args: &ServeArgs, access: &AccessList) -> Guards {
+    Guards::new()
+        .client_certificates(args.tls.client_ca.is_some())
+        .access_restricted(access.restricts())
 }
 
-/// Unix sockets and loopback addresses are reachable from this machine only.
-fn is_loopback(endpoint: &Endpoint) -> bool {
-    endpoint.host_port().is_none_or(|hp| hp.host.is_loopback())
+/// The library's refusal of a transport, with the flags that fix it.
+fn refused(refusal: UnsafeTransport) -> anyhow::Error {
+    let hint = match &refusal {
+        UnsafeTransport::Plaintext { .. } => "use tls://, or --insecure-plaintext with a loopback address for tests and demos",
+        UnsafeTransport::PlaintextOffLoopback { .. } => "--insecure-plaintext is for loopback addresses; use tls:// for others",
+        UnsafeTransport::PlaintextWithoutToken { .. } => "--insecure-plaintext needs --token-file FILE",
+        UnsafeTransport::Unauthenticated { .. } => "--client-ca FILE for mutual TLS, or --token-file FILE",
+        UnsafeTransport::NetworkWithoutTls { .. } | UnsafeTransport::Anonymous { .. } => "use tls:// with --token-file or --client-ca",
+        UnsafeTransport::Unrestricted { .. } => "--allow CIDR to admit only those peers, or tls:// with --client-ca FILE; loopback addresses need neither",
+        _ => return refusal.into(),
+    };
+    anyhow::anyhow!("{refusal} (hint: {hint})")
+}
+
+/// Exec never runs for an unauthenticated peer (the library's rule, see
+/// `ExecPolicy::check_endpoints`).
+fn check_exec_transports(args: &ServeArgs, policy: &ExecPolicy) -> anyhow::Result<()> {
+    let access = access_list(&args.access)?;
+    policy
+        .check_endpoints(&args.addrs, guards(args, &access))
+        .map_err(refused)?;
+    for endpoint in args.addrs.iter().filter(|e| matches!(e, Endpoint::Tcp(_))) {
+        warn!("exec on {endpoint} without TLS: the token and all commands travel unencrypted (tests and demos only)");
+    }
+    Ok(())
 }
 
 /// Off loopback, a receiver needs TLS and a way to authenticate senders
-/// (as exec does); on loopback (or a Unix socket) it may run open.
-fn check_recv_transports(args: &ServeArgs) -> anyhow::Result<()> {
-    if args.recv.dir.is_none() {
-        bail!("recv needs --dir DIR: where to store received files");
-    }
-    let authenticated = args.exec.token_file.is_some() || args.tls.client_ca.is_some();
-    for endpoint in args.addrs.iter().filter(|e| !is_loopback(e)) {
-        match endpoint {
-            Endpoint::Tls(_) if authenticated => {}
-            Endpoint::Tls(_) => bail!("recv on {endpoint} is reachable from the network: it needs --token-file FILE or --client-ca FILE"),
-            _ => bail!("recv on {endpoint} is reachable from the network: use tls:// with --token-file or --client-ca"),
-        }
-    }
-    Ok(())
+/// (the library's rule, see `RecvPolicy::check_endpoints`).
+fn check_recv_transports(args: &ServeArgs, policy: &RecvPolicy) -> anyhow::Result<()> {
+    let access = access_list(&args.access)?;
+    policy
+        .check_endpoints(&args.addrs, guards(args, &access))
+        .map_err(refused)
 }
 
 fn recv_policy(args: &ServeArgs) -> anyhow::Result<RecvPolicy> {
-    let dir = args.recv.dir.clone().context("recv needs --dir DIR")?;
+    let dir = args
+        .recv
+        .dir
+        .clone()
+        .context("recv needs --dir DIR: where to store received files")?;
     let token = token::read(args.exec.token_file.as_deref())?.map(|t| Token::new(&t));
-    let allow_anonymous = token.is_none() && args.addrs.iter().all(is_loopback);
-    let auth = AuthPolicy {
-        token,
-        authorized_certificates: None,
-        allow_anonymous,
-        startups: args.exec.max_startups,
-    };
-    Ok(RecvPolicy {
-        overwrite: args.recv.overwrite,
-        max_size: args.recv.max_size,
-        allow_dotfiles: args.recv.allow_dotfiles,
-        part_ttl: optional(args.recv.part_ttl),
-        handshake_timeout: args.tls.handshake_timeout,
-        ..RecvPolicy::new(dir, auth)
-    })
+    let allow_anonymous = token.is_none() && args.addrs.iter().all(exposure::is_local);
+    let mut auth = AuthPolicy::default();
+    auth.token = token;
+    auth.allow_anonymous = allow_anonymous;
+    auth.startups = args.exec.max_startups;
+    let mut policy = RecvPolicy::new(dir, auth);
+    policy.overwrite = args.recv.overwrite;
+    policy.max_size = args.recv.max_size;
+    policy.allow_dotfiles = args.recv.allow_dotfiles;
+    policy.part_ttl = optional(args.recv.part_ttl);
+    policy.handshake_timeout = args.tls.handshake_timeout;
+    Ok(policy)
 }
 
-/// exec's time limit per command: 60 s unless --cmd-timeout says otherwise.
+/// exec's time limit per command: the library's default unless
+/// --cmd-timeout says otherwise.
 fn exec_timeout(exec: &ExecServiceArgs) -> std::time::Duration {
     exec.cmd_timeout
-        .unwrap_or(std::time::Duration::from_secs(60))
+        .unwrap_or(ExecPolicy::DEFAULT_COMMAND_TIMEOUT)
 }
 
 /// `serve cmd`: refused where the network could reach it unguarded (the
 /// library's rule), else the program checked and contained.
 fn cmd_service(args: &ServeArgs) -> anyhow::Result<Cmd> {
     let access = access_list(&args.access)?;
-    cmd::check_exposure(&args.addrs, &access, args.tls.client_ca.is_some())?;
+    cmd::check_exposure(&args.addrs, guards(args, &access)).map_err(refused)?;
     let words = args.cmd.program.clone();
     let program = if args.cmd.shell {
         Program::Shell(words.join(" "))
@@ -324,26 +320,23 @@ fn exec_policy(args: &ServeArgs) -> anyhow::Result<ExecPolicy> {
         Some(dir) => dir.clone(),
         None => std::env::current_dir().context("cannot find the current directory")?,
     };
-    Ok(ExecPolicy {
-        auth: AuthPolicy {
-            token,
-            authorized_certificates,
-            allow_anonymous: false,
-            startups: exec.max_startups,
-        },
-        allow_shell: exec.allow_shell,
-        allowed_commands: match exec.allow_cmd.as_slice() {
-            [] => None,
-            entries => Some(CommandList::parse(entries).context("--allow-cmd")?),
-        },
-        allowed_env: EnvAllowList::new(&exec.allow_env).context("--allow-env")?,
-        cwd,
-        command_timeout: exec_timeout(exec),
-        max_output: (exec.max_output > 0).then_some(exec.max_output),
-        max_commands: exec.max_commands,
-        handshake_timeout: args.tls.handshake_timeout,
-        ..ExecPolicy::default()
-    })
+    let mut policy = ExecPolicy::default();
+    policy.auth.token = token;
+    policy.auth.authorized_certificates = authorized_certificates;
+    policy.auth.startups = exec.max_startups;
+    policy.allow_shell = exec.allow_shell;
+    policy.allowed_commands = match exec.allow_cmd.as_slice() {
+        [] => None,
+        entries => Some(CommandList::parse(entries).context("--allow-cmd")?),
+    };
+    policy.allowed_env = EnvAllowList::new(&exec.allow_env).context("--allow-env")?;
+    policy.cwd = cwd;
+    policy.command_timeout = exec_timeout(exec);
+    policy.max_output = (exec.max_output > 0).then_some(exec.max_output);
+    policy.max_commands = exec.max_commands;
+    policy.handshake_timeout = args.tls.handshake_timeout;
+    policy.insecure_plaintext = exec.insecure_plaintext;
+    Ok(policy)
 }
 
 /// One `listening on ADDR` line per bound socket, then, with TLS, one

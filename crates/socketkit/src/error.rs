@@ -165,9 +165,12 @@ impl std::error::Error for Error {
 /// Handlers read and write with tokio's I/O traits and propagate with `?`.
 impl From<io::Error> for Error {
     fn from(source: io::Error) -> Error {
+        #[cfg(feature = "tls")]
         let is_tls = source
             .get_ref()
             .is_some_and(|inner| inner.is::<rustls::Error>());
+        #[cfg(not(feature = "tls"))]
+        let is_tls = false;
         let (kind, context) = if is_tls {
             (ErrorKind::Tls, "TLS session failed")
         } else if source.kind() == io::ErrorKind::TimedOut {

@@ -46,8 +46,19 @@
 //! - [`client`]: relay, datagram exchange, port checks;
 //! - [`hexdump`]: `-x`, a tap that dumps every chunk a stream carries;
 //! - [`tls`]: certificates, fingerprints, rustls configurations.
+//!
+//! The core (`addr`, `transport`, `server`, `codec`, `hexdump`, the relay,
+//! port checks and the simple services) is always built and needs only
+//! tokio, tokio-util, bytes, socket2, tracing and libc (plus ipnet, memchr
+//! and httpdate, which need nothing). Everything else is a Cargo feature,
+//! all on by default: `tls`, `protocol`, `exec`, `transfer`, `cmd`,
+//! `chat`, `chat-web`, `chat-redis`, `http`, `bench`, `forward`, `listen`,
+//! `proxy`, `proxy-client` (ARCHITECTURE.md has the table). Without `tls`
+//! a `tls://` endpoint still parses, and binding or connecting to it is an
+//! [`ErrorKind::Unsupported`] error.
 
 #![deny(missing_docs, missing_debug_implementations)]
+#![cfg_attr(docsrs, feature(doc_cfg))]
 
 pub mod addr;
 pub mod client;
@@ -57,9 +68,13 @@ mod error;
 #[cfg(fuzzing)]
 pub mod fuzzing;
 pub mod hexdump;
+#[cfg(feature = "protocol")]
+#[cfg_attr(docsrs, doc(cfg(feature = "protocol")))]
 pub mod protocol;
 pub mod server;
 pub mod services;
+#[cfg(feature = "tls")]
+#[cfg_attr(docsrs, doc(cfg(feature = "tls")))]
 pub mod tls;
 pub mod transport;
 

@@ -530,12 +530,13 @@ async fn access_list_refuses_a_second_loopback_source_before_any_byte() {
     let config = ServerConfig::default().access(access);
     let running = start(&["127.0.0.1:0"], config, Hello::default(), false).await;
     let target: Endpoint = format!("tcp://{}", running.tcp()).parse().unwrap();
-    let from = |ip: &str| ConnectOptions {
-        source: Some(SourceAddress {
+    let from = |ip: &str| {
+        let mut options = ConnectOptions::default();
+        options.source = Some(SourceAddress {
             ip: Some(ip.parse().unwrap()),
             port: 0,
-        }),
-        ..ConnectOptions::default()
+        });
+        options
     };
 
     let mut refused = transport::connect(&target, &from("127.0.0.2"))

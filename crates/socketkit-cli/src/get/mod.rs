@@ -13,7 +13,6 @@ use anyhow::Context;
 use indicatif::ProgressBar;
 use serde_json::json;
 use socketkit::client::http::{self, GetOptions, Response, WireCopy};
-use socketkit::transport::ConnectOptions;
 use tokio::signal::unix::{signal, SignalKind};
 
 use crate::args::{optional, ClientTlsArgs, GetArgs};
@@ -61,14 +60,11 @@ fn options(args: &GetArgs) -> anyhow::Result<GetOptions> {
     options.head = args.head;
     options.follow_redirects = args.follow;
     options.max_redirects = args.max_redirs;
-    options.connect = ConnectOptions {
-        timeout: args.timeout,
-        tls: tls_flags_given(&args.tls)
-            .then(|| tls::client(&args.tls))
-            .transpose()?,
-        server_name: args.tls.servername.clone(),
-        ..ConnectOptions::default()
-    };
+    options.connect.timeout = args.timeout;
+    options.connect.tls = tls_flags_given(&args.tls)
+        .then(|| tls::client(&args.tls))
+        .transpose()?;
+    options.connect.server_name = args.tls.servername.clone();
     options.wire = args.raw.then(|| {
         Arc::new(Mutex::new(WireCopy {
             sent: Box::new(io::stderr()),

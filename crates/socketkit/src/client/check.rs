@@ -28,8 +28,8 @@ pub struct CheckOptions {
 impl Default for CheckOptions {
     fn default() -> CheckOptions {
         CheckOptions {
-            timeout: Duration::from_secs(3),
-            concurrency: 256,
+            timeout: CheckOptions::DEFAULT_TIMEOUT,
+            concurrency: CheckOptions::DEFAULT_CONCURRENCY,
             family: None,
         }
     }
@@ -40,6 +40,11 @@ impl Default for CheckOptions {
 const FD_RESERVE: u64 = 32;
 
 impl CheckOptions {
+    /// Default of [`timeout`](CheckOptions::timeout): 3 s.
+    pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(3);
+    /// Default of [`concurrency`](CheckOptions::concurrency).
+    pub const DEFAULT_CONCURRENCY: usize = 256;
+
     /// `concurrency`, at least 1 and capped so the checks in flight cannot
     /// exhaust RLIMIT_NOFILE (a check that failed with EMFILE would be
     /// reported as a closed port, which is a lie).

@@ -17,8 +17,10 @@ use crate::transport::DatagramSocket;
 /// Longest input line in line mode and for datagrams: a UDP payload fits.
 pub(crate) const MAX_INPUT_LINE: usize = 64 * 1024;
 
-/// Options of [`relay`].
+/// Options of [`relay`]. Default: bytes as they come, no timeouts, the
+/// relay ends at the peer's close.
 #[derive(Debug, Clone, Default)]
+#[non_exhaustive]
 pub struct RelayOptions {
     /// Send line endings as CRLF (for line protocols such as SMTP or HTTP).
     pub crlf: bool,
@@ -253,6 +255,7 @@ impl Activity {
 
 /// Options of [`exchange_datagrams`].
 #[derive(Debug, Clone)]
+#[non_exhaustive]
 pub struct DatagramOptions {
     /// After the input ends, how long to wait for replies still owed. The
     /// exchange ends earlier once every datagram sent got a reply.
@@ -265,10 +268,15 @@ pub struct DatagramOptions {
 impl Default for DatagramOptions {
     fn default() -> DatagramOptions {
         DatagramOptions {
-            wait: Duration::from_secs(2),
+            wait: DatagramOptions::DEFAULT_WAIT,
             line_mode: false,
         }
     }
+}
+
+impl DatagramOptions {
+    /// Default of [`wait`](DatagramOptions::wait): 2 s.
+    pub const DEFAULT_WAIT: Duration = Duration::from_secs(2);
 }
 
 /// Sends each input line (without its line ending) as one datagram and
@@ -347,6 +355,7 @@ pub(crate) async fn write_reply<O: AsyncWrite + Unpin>(
 
 /// Options of [`both_ways`].
 #[derive(Debug, Clone)]
+#[non_exhaustive]
 pub struct BothWaysOptions {
     /// Give up when no byte moved either way for this long.
     pub idle_timeout: Option<Duration>,
@@ -360,9 +369,14 @@ impl Default for BothWaysOptions {
     fn default() -> BothWaysOptions {
         BothWaysOptions {
             idle_timeout: None,
-            buffer_size: crate::services::RELAY_BUFFER,
+            buffer_size: BothWaysOptions::DEFAULT_BUFFER_SIZE,
         }
     }
+}
+
+impl BothWaysOptions {
+    /// Default of [`buffer_size`](BothWaysOptions::buffer_size): 16 KiB.
+    pub const DEFAULT_BUFFER_SIZE: usize = crate::services::RELAY_BUFFER;
 }
 
 /// What [`both_ways`] moved.

@@ -3,6 +3,7 @@
 use std::time::Duration;
 
 use super::AccessList;
+#[cfg(feature = "tls")]
 use crate::tls::ServerTls;
 use crate::transport::BindOptions;
 
@@ -38,6 +39,7 @@ pub struct ServerConfig {
     pub(crate) max_line_length: usize,
     pub(crate) nodelay: bool,
     pub(crate) bind: BindOptions,
+    #[cfg(feature = "tls")]
     pub(crate) tls: Option<ServerTls>,
     pub(crate) handshake_timeout: Duration,
     pub(crate) access: AccessList,
@@ -47,20 +49,35 @@ impl Default for ServerConfig {
     fn default() -> ServerConfig {
         ServerConfig {
             mode: Mode::Tasks,
-            max_connections: 1024,
-            idle_timeout: Some(Duration::from_secs(300)),
-            drain_timeout: Duration::from_secs(10),
-            max_line_length: 64 * 1024,
+            max_connections: ServerConfig::DEFAULT_MAX_CONNECTIONS,
+            idle_timeout: Some(ServerConfig::DEFAULT_IDLE_TIMEOUT),
+            drain_timeout: ServerConfig::DEFAULT_DRAIN_TIMEOUT,
+            max_line_length: ServerConfig::DEFAULT_MAX_LINE_LENGTH,
             nodelay: true,
             bind: BindOptions::default(),
+            #[cfg(feature = "tls")]
             tls: None,
-            handshake_timeout: Duration::from_secs(10),
+            handshake_timeout: ServerConfig::DEFAULT_HANDSHAKE_TIMEOUT,
             access: AccessList::default(),
         }
     }
 }
 
 impl ServerConfig {
+    /// Default of [`max_connections`](ServerConfig::max_connections).
+    pub const DEFAULT_MAX_CONNECTIONS: usize = 1024;
+    /// Default of [`idle_timeout`](ServerConfig::idle_timeout): 300 s.
+    pub const DEFAULT_IDLE_TIMEOUT: Duration = Duration::from_secs(300);
+    /// Default of [`drain_timeout`](ServerConfig::drain_timeout): 10 s.
+    pub const DEFAULT_DRAIN_TIMEOUT: Duration = Duration::from_secs(10);
+    /// Default of [`max_line_length`](ServerConfig::max_line_length): 64 KiB.
+    pub const DEFAULT_MAX_LINE_LENGTH: usize = 64 * 1024;
+    /// Default of [`backlog`](ServerConfig::backlog).
+    pub const DEFAULT_BACKLOG: u32 = BindOptions::DEFAULT_BACKLOG;
+    /// Default of [`handshake_timeout`](ServerConfig::handshake_timeout):
+    /// 10 s.
+    pub const DEFAULT_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
+
     /// Concurrency mode. Default [`Mode::Tasks`].
     pub fn mode(mut self, mode: Mode) -> ServerConfig {
         self.mode = mode;
@@ -123,6 +140,8 @@ impl ServerConfig {
 
     /// The certificate and settings for `tls://` endpoints. Required when
     /// any endpoint is `tls://`; no default.
+    #[cfg(feature = "tls")]
+    #[cfg_attr(docsrs, doc(cfg(feature = "tls")))]
     pub fn tls(mut self, tls: ServerTls) -> ServerConfig {
         self.tls = Some(tls);
         self

@@ -13,6 +13,7 @@ use tokio_util::sync::CancellationToken;
 
 use super::ServerHandle;
 use crate::addr::Endpoint;
+#[cfg(feature = "tls")]
 use crate::tls::Fingerprint;
 use crate::transport::{SocketAddress, Stream};
 
@@ -80,6 +81,8 @@ impl Connection {
 
     /// The fingerprint of the client's certificate, on a mutual-TLS
     /// connection.
+    #[cfg(feature = "tls")]
+    #[cfg_attr(docsrs, doc(cfg(feature = "tls")))]
     pub fn peer_certificate(&self) -> Option<Fingerprint> {
         self.io.inner.peer_certificate()
     }

@@ -25,6 +25,7 @@ mod config;
 mod connection;
 mod handler;
 mod nofile;
+#[cfg(feature = "exec")]
 pub(crate) use self::nofile::original_open_files_limit;
 
 use std::future::poll_fn;
@@ -38,6 +39,7 @@ use std::time::Duration;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tokio::task::JoinSet;
 use tokio::time::Instant;
+#[cfg(feature = "tls")]
 use tokio_rustls::TlsAcceptor;
 use tokio_util::sync::{CancellationToken, WaitForCancellationFuture};
 use tokio_util::task::TaskTracker;
@@ -133,6 +135,9 @@ impl Server {
             return Err(Error::new(ErrorKind::InvalidAddress, "no address to bind"));
         }
         if let Some(tls_endpoint) = endpoints.iter().find(|e| matches!(e, Endpoint::Tls(_))) {
+            #[cfg(not(feature = "tls"))]
+            return Err(transport::tls_unsupported(tls_endpoint));
+            #[cfg(feature = "tls")]
             if config.tls.is_none() {
                 return Err(Error::new(
                     ErrorKind::Tls,
@@ -476,6 +481,7 @@ impl<S: StreamHandler, D: DatagramHandler> Shared<S, D> {
     /// handshake deadline. It runs in the connection's own task, so a slow
     /// client never holds up the accept loop. `None`: the connection is
     /// dropped (a failed handshake has nothing to hand to a handler).
+    #[cfg(feature = "tls")]
     async fn secure(
         &self,
         stream: Stream,
@@ -505,6 +511,19 @@ impl<S: StreamHandler, D: DatagramHandler> Shared<S, D> {
                 None
             }
         }
+    }
+
+    /// Without TLS no `tls://` listener is ever bound ([`Server::bind`]
+    /// refuses them), so every stream is handed on as it is.
+    #[cfg(not(feature = "tls"))]
+    async fn secure(
+        &self,
+        stream: Stream,
+        _peer: &SocketAddress,
+        _local: &Endpoint,
+        _abort: &CancellationToken,
+    ) -> Option<Stream> {
+        Some(stream)
     }
 
     /// Waits until the socket is readable, then serves the datagrams

@@ -16,6 +16,7 @@ static ORIGINAL: OnceLock<libc::rlimit> = OnceLock::new();
 
 /// The open-file limit to give a child process: the one this process
 /// started with, if the server raised it; `None` when it was left alone.
+#[cfg(feature = "exec")]
 pub(crate) fn original_open_files_limit() -> Option<libc::rlimit> {
     ORIGINAL.get().copied()
 }

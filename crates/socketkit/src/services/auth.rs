@@ -39,8 +39,11 @@ impl std::fmt::Debug for Token {
     }
 }
 
-/// Which clients a server admits.
+/// Which clients a server admits. Default: nobody over the network (no
+/// token, no certificates, no anonymous clients); Unix peers of this
+/// server's uid.
 #[derive(Debug, Clone, Default)]
+#[non_exhaustive]
 pub struct AuthPolicy {
     /// Accept clients that send this token (over TLS, or plaintext loopback
     /// for demos).
@@ -61,6 +64,7 @@ pub struct AuthPolicy {
 /// fill the server's connection slots. Unix-socket peers count as one
 /// source.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct StartupLimits {
     /// From one source address. Default 32.
     pub per_source: usize,
@@ -90,9 +94,25 @@ impl std::str::FromStr for StartupLimits {
 
 impl Default for StartupLimits {
     fn default() -> StartupLimits {
+        StartupLimits::new(
+            StartupLimits::DEFAULT_PER_SOURCE,
+            StartupLimits::DEFAULT_TOTAL,
+        )
+    }
+}
+
+impl StartupLimits {
+    /// Default of [`per_source`](StartupLimits::per_source).
+    pub const DEFAULT_PER_SOURCE: usize = 32;
+    /// Default of [`total`](StartupLimits::total).
+    pub const DEFAULT_TOTAL: usize = 256;
+
+    /// `per_source` from one address, `total` from all together (each at
+    /// least 1).
+    pub fn new(per_source: usize, total: usize) -> StartupLimits {
         StartupLimits {
-            per_source: 32,
-            total: 256,
+            per_source: per_source.max(1),
+            total: total.max(1),
         }
     }
 }

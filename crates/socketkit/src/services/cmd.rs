@@ -41,11 +41,12 @@ use tracing::{info, warn};
 use super::contain::{Contained, Containment};
 use super::exec::audit::escape;
 use super::exec::process::{base_environment, BASE_PATH};
+use super::exposure::{Guards, UnsafeTransport};
 use crate::addr::Endpoint;
 use crate::client::{both_ways, BothWaysOptions};
 use crate::codec::{Line, LineReader};
 use crate::error::{Error, ErrorKind, Result};
-use crate::server::{AccessList, Connection, StreamHandler};
+use crate::server::{Connection, StreamHandler};
 use crate::transport::SocketAddress;
 
 /// Longest stderr line logged whole; longer ones are reported, not logged.
@@ -87,6 +88,9 @@ pub struct CmdPolicy {
 }
 
 impl CmdPolicy {
+    /// Default of [`kill_grace`](CmdPolicy::kill_grace): 2 s.
+    pub const DEFAULT_KILL_GRACE: Duration = Duration::from_secs(2);
+
     /// Runs `program` with the defaults: no shell lines, stderr to the log,
     /// no time limit, in `/`.
     pub fn new(program: Program) -> CmdPolicy {
@@ -96,7 +100,7 @@ impl CmdPolicy {
             stderr_to_peer: false,
             cwd: PathBuf::from("/"),
             command_timeout: None,
-            kill_grace: Duration::from_secs(2),
+            kill_grace: CmdPolicy::DEFAULT_KILL_GRACE,
         }
     }
 
@@ -126,30 +130,17 @@ impl CmdPolicy {
 }
 
 /// Refuses to serve a command where the whole network could run it: every
-/// internet address that is not loopback needs `access` to admit only some
-/// peers (allow rules), or be `tls://` with client certificates required.
-/// Unix sockets are local (and their permissions decide).
+/// internet address that is not loopback needs an access list that admits
+/// only some peers (allow rules), or to be `tls://` with client
+/// certificates required ([`Guards`]). Unix sockets are local (and their
+/// permissions decide).
 pub fn check_exposure(
     endpoints: &[Endpoint],
-    access: &AccessList,
-    client_certificates: bool,
-) -> Result<()> {
-    for endpoint in endpoints {
-        let Some(host_port) = endpoint.host_port() else {
-            continue;
-        };
-        let certified = matches!(endpoint, Endpoint::Tls(_)) && client_certificates;
-        if host_port.host.is_loopback() || certified || access.restricts() {
-            continue;
-        }
-        return Err(Error::new(
-            ErrorKind::Config,
-            format!(
-                "refusing to serve a command on {endpoint}: anyone who can reach it could run it (hint: --allow CIDR to admit only those peers, or tls:// with --client-ca FILE; loopback addresses need neither)"
-            ),
-        ));
-    }
-    Ok(())
+    guards: Guards,
+) -> std::result::Result<(), UnsafeTransport> {
+    endpoints
+        .iter()
+        .try_for_each(|endpoint| super::exposure::check_cmd(endpoint, guards))
 }
 
 /// The `serve cmd` service.
@@ -665,7 +656,7 @@ impl Drop for Audit {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::server::Rule;
+    use crate::server::{AccessList, Rule, ServerConfig};
 
     fn endpoints(list: &[&str]) -> Vec<Endpoint> {
         list.iter().map(|e| e.parse().unwrap()).collect()
@@ -673,22 +664,25 @@ mod tests {
 
     #[test]
     fn exposure_needs_an_allow_list_or_client_certificates() {
-        let open = AccessList::new();
+        let guards = |access: AccessList| Guards::of(&ServerConfig::default().access(access));
+        let open = guards(AccessList::new());
         let local = endpoints(&["tcp://127.0.0.1:0", "tcp://[::1]:0", "unix:/tmp/x"]);
-        assert!(check_exposure(&local, &open, false).is_ok());
+        assert!(check_exposure(&local, open).is_ok());
         for exposed in ["tcp://0.0.0.0:0", ":9000", "tls://192.0.2.1:9000"] {
             let e = endpoints(&[exposed]);
-            assert!(check_exposure(&e, &open, false).is_err(), "{exposed}");
+            assert!(check_exposure(&e, open).is_err(), "{exposed}");
         }
         let mut limited = AccessList::new();
         limited.add(Rule::Allow, "127.0.0.0/8").unwrap();
-        assert!(check_exposure(&endpoints(&["tcp://0.0.0.0:0"]), &limited, false).is_ok());
+        let limited = guards(limited);
+        assert!(check_exposure(&endpoints(&["tcp://0.0.0.0:0"]), limited).is_ok());
         let mut only_denies = AccessList::new();
         only_denies.add(Rule::Deny, "10.0.0.0/8").unwrap();
-        assert!(check_exposure(&endpoints(&[":9000"]), &only_denies, false).is_err());
+        assert!(check_exposure(&endpoints(&[":9000"]), guards(only_denies)).is_err());
         // Client certificates protect tls:// only.
-        assert!(check_exposure(&endpoints(&["tls://0.0.0.0:0"]), &open, true).is_ok());
-        assert!(check_exposure(&endpoints(&["tcp://0.0.0.0:0"]), &open, true).is_err());
+        let certified = open.client_certificates(true);
+        assert!(check_exposure(&endpoints(&["tls://0.0.0.0:0"]), certified).is_ok());
+        assert!(check_exposure(&endpoints(&["tcp://0.0.0.0:0"]), certified).is_err());
     }
 
     #[test]

@@ -15,27 +15,51 @@
 //! | [`Listen`] | stream | nc -l: each connection relayed to one input and output (stdin/stdout) |
 //! | [`Chat`] | stream (+ web page) | multi-room chat for `nc` and browsers, federated over Redis |
 
+#[cfg(feature = "exec")]
+#[cfg_attr(docsrs, doc(cfg(feature = "exec")))]
 pub mod auth;
+#[cfg(feature = "chat")]
+#[cfg_attr(docsrs, doc(cfg(feature = "chat")))]
 pub mod chat;
+#[cfg(feature = "cmd")]
+#[cfg_attr(docsrs, doc(cfg(feature = "cmd")))]
 pub mod cmd;
+#[cfg(feature = "exec")]
+#[cfg_attr(docsrs, doc(cfg(feature = "exec")))]
 pub mod contain;
 mod daytime;
 mod discard;
 mod echo;
+#[cfg(feature = "exec")]
+#[cfg_attr(docsrs, doc(cfg(feature = "exec")))]
 pub mod exec;
+#[cfg(feature = "exec")]
+#[cfg_attr(docsrs, doc(cfg(feature = "exec")))]
+pub mod exposure;
+#[cfg(feature = "forward")]
 mod forward;
 mod hello;
+#[cfg(feature = "listen")]
 mod listen;
+#[cfg(feature = "transfer")]
+#[cfg_attr(docsrs, doc(cfg(feature = "transfer")))]
 pub mod recv;
+#[cfg(feature = "exec")]
 mod session;
 mod upper;
 
+#[cfg(feature = "chat")]
+#[cfg_attr(docsrs, doc(cfg(feature = "chat")))]
 pub use chat::Chat;
 pub use daytime::Daytime;
 pub use discard::Discard;
 pub use echo::Echo;
+#[cfg(feature = "forward")]
+#[cfg_attr(docsrs, doc(cfg(feature = "forward")))]
 pub use forward::Forward;
 pub use hello::Hello;
+#[cfg(feature = "listen")]
+#[cfg_attr(docsrs, doc(cfg(feature = "listen")))]
 pub use listen::Listen;
 pub use upper::Upper;
 

@@ -292,6 +292,9 @@ pub enum ClientAuth {
 pub struct ServerTls {
     pub(crate) config: Arc<rustls::ServerConfig>,
     fingerprint: Fingerprint,
+    /// Whether the handshake requires a client certificate (what the
+    /// transport rules of exec, recv and cmd ask).
+    client_certificates: bool,
 }
 
 impl ServerTls {
@@ -329,12 +332,18 @@ impl ServerTls {
         Ok(ServerTls {
             config: Arc::new(config),
             fingerprint,
+            client_certificates: matches!(client_auth, ClientAuth::Required(_)),
         })
     }
 
     /// The fingerprint of the certificate the server presents.
     pub fn fingerprint(&self) -> Fingerprint {
         self.fingerprint
+    }
+
+    /// Whether every client must present a certificate (mutual TLS).
+    pub fn requires_client_certificates(&self) -> bool {
+        self.client_certificates
     }
 }
 

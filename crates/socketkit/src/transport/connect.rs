@@ -14,15 +14,21 @@ use tokio::task::JoinSet;
 
 use super::listen::UnixSocketFile;
 use super::{DatagramSocket, Stream};
+#[cfg(feature = "tls")]
 use rustls::pki_types::ServerName;
+#[cfg(feature = "tls")]
 use tokio_rustls::TlsConnector;
 
-use crate::addr::{self, Endpoint, Family, Host, HostPort, SocketKind, SourceAddress};
+#[cfg(feature = "tls")]
+use crate::addr::Host;
+use crate::addr::{self, Endpoint, Family, HostPort, SocketKind, SourceAddress};
 use crate::error::{Error, ErrorKind, Result};
+#[cfg(feature = "tls")]
 use crate::tls::{self, ClientTls, Verification};
 
 /// How a client connects. The defaults follow RFC 8305 and common tools.
 #[derive(Debug, Clone)]
+#[non_exhaustive]
 pub struct ConnectOptions {
     /// Limit on resolution plus every connection attempt. Default 10 s.
     pub timeout: Duration,
@@ -34,6 +40,8 @@ pub struct ConnectOptions {
     pub nodelay: bool,
     /// How `tls://` endpoints verify the server (and which client
     /// certificate to present). `None` verifies against the system roots.
+    #[cfg(feature = "tls")]
+    #[cfg_attr(docsrs, doc(cfg(feature = "tls")))]
     pub tls: Option<ClientTls>,
     /// The name to verify the server certificate against and send as SNI,
     /// instead of the host of the endpoint.
@@ -49,15 +57,24 @@ pub struct ConnectOptions {
 impl Default for ConnectOptions {
     fn default() -> ConnectOptions {
         ConnectOptions {
-            timeout: Duration::from_secs(10),
-            attempt_delay: Duration::from_millis(250),
+            timeout: ConnectOptions::DEFAULT_TIMEOUT,
+            attempt_delay: ConnectOptions::DEFAULT_ATTEMPT_DELAY,
             nodelay: true,
+            #[cfg(feature = "tls")]
             tls: None,
             server_name: None,
             source: None,
             family: None,
         }
     }
+}
+
+impl ConnectOptions {
+    /// Default of [`timeout`](ConnectOptions::timeout): 10 s.
+    pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(10);
+    /// Default of [`attempt_delay`](ConnectOptions::attempt_delay): 250 ms
+    /// (RFC 8305).
+    pub const DEFAULT_ATTEMPT_DELAY: Duration = Duration::from_millis(250);
 }
 
 /// Opens a stream to `endpoint`, trying every resolved address Happy
@@ -75,6 +92,7 @@ pub async fn connect(endpoint: &Endpoint, options: &ConnectOptions) -> Result<St
                     .map_err(|e| connect_error(endpoint, e))?;
                 Ok(Stream::Tcp(stream))
             }
+            #[cfg(feature = "tls")]
             Endpoint::Tls(hp) => {
                 let addrs = candidates(endpoint, hp, options).await?;
                 let tcp = race_connects(addrs, options)
@@ -84,6 +102,8 @@ pub async fn connect(endpoint: &Endpoint, options: &ConnectOptions) -> Result<St
                     .map_err(|e| connect_error(endpoint, e))?;
                 tls_handshake(endpoint, hp, tcp, options).await
             }
+            #[cfg(not(feature = "tls"))]
+            Endpoint::Tls(_) => Err(super::tls_unsupported(endpoint)),
             Endpoint::Unix(_) if options.source.is_some() => Err(unix_source_error(endpoint)),
             Endpoint::Unix(path) => UnixStream::connect(path)
                 .await
@@ -104,6 +124,8 @@ pub async fn connect(endpoint: &Endpoint, options: &ConnectOptions) -> Result<St
 /// for `host_port` exactly as `connect` does for a `tls://` endpoint, within
 /// `options.timeout`. Callers that time the TCP connect and the handshake
 /// apart (`get`'s timings) connect to the `tcp://` endpoint, then call this.
+#[cfg(feature = "tls")]
+#[cfg_attr(docsrs, doc(cfg(feature = "tls")))]
 pub async fn start_tls(
     stream: Stream,
     host_port: &HostPort,
@@ -124,6 +146,7 @@ pub async fn start_tls(
     .unwrap_or_else(|_| Err(timeout_error(&endpoint, options.timeout)))
 }
 
+#[cfg(feature = "tls")]
 async fn tls_handshake(
     endpoint: &Endpoint,
     hp: &HostPort,
@@ -144,6 +167,7 @@ async fn tls_handshake(
 
 /// The name a TLS client checks the certificate against: an override, the
 /// host name, or the IP literal (an empty host means this machine).
+#[cfg(feature = "tls")]
 fn server_name(overridden: Option<&str>, hp: &HostPort) -> Result<ServerName<'static>> {
     let text = match (overridden, &hp.host) {
         (Some(name), _) => name.to_owned(),

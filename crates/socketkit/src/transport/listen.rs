@@ -17,6 +17,7 @@ use crate::error::{Error, ErrorKind, Result};
 /// Socket options applied when binding. The defaults suit a server that
 /// should come back up on the same port right after a restart.
 #[derive(Debug, Clone)]
+#[non_exhaustive]
 pub struct BindOptions {
     /// Listen backlog: how many completed connections the kernel queues
     /// before `accept()`. Default 1024; std's and tokio's 128 make a burst of
@@ -40,13 +41,18 @@ pub struct BindOptions {
 impl Default for BindOptions {
     fn default() -> BindOptions {
         BindOptions {
-            backlog: 1024,
+            backlog: BindOptions::DEFAULT_BACKLOG,
             reuse_address: true,
             reuse_port: false,
             unix_mode: None,
             family: None,
         }
     }
+}
+
+impl BindOptions {
+    /// Default of [`backlog`](BindOptions::backlog).
+    pub const DEFAULT_BACKLOG: u32 = 1024;
 }
 
 /// A socket that is bound and ready to serve.

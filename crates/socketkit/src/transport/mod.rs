@@ -20,12 +20,26 @@ use std::task::{Context, Poll};
 
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::{TcpStream, UnixStream};
+#[cfg(feature = "tls")]
 use tokio_rustls::TlsStream;
 
+#[cfg(feature = "tls")]
 use crate::tls::Fingerprint;
 
-pub use connect::{connect, connect_datagram, start_tls, ConnectOptions};
+#[cfg(feature = "tls")]
+pub use connect::start_tls;
+pub use connect::{connect, connect_datagram, ConnectOptions};
 pub use listen::{bind, BindOptions, BoundSocket, DatagramSocket, Listener};
+
+/// The error for a `tls://` endpoint in a build without the `tls` feature:
+/// the address parses (it is valid), but this build cannot serve or reach it.
+#[cfg(not(feature = "tls"))]
+pub(crate) fn tls_unsupported(endpoint: &crate::addr::Endpoint) -> crate::Error {
+    crate::Error::new(
+        crate::ErrorKind::Unsupported,
+        format!("{endpoint}: this build of socketkit has no TLS (the `tls` feature is off)"),
+    )
+}
 
 /// The address of one end of a connection or datagram: an internet address or
 /// a Unix socket path (Unix clients are often unnamed).
@@ -84,6 +98,8 @@ pub enum Stream {
     Tcp(TcpStream),
     /// A TLS session over TCP, client or server side (boxed: it carries
     /// the session state, kilobytes of it).
+    #[cfg(feature = "tls")]
+    #[cfg_attr(docsrs, doc(cfg(feature = "tls")))]
     Tls(Box<TlsStream<TcpStream>>),
     /// A Unix-domain stream connection.
     Unix(UnixStream),
@@ -94,6 +110,7 @@ impl Stream {
     pub fn peer_addr(&self) -> io::Result<SocketAddress> {
         match self {
             Stream::Tcp(s) => s.peer_addr().map(SocketAddress::Inet),
+            #[cfg(feature = "tls")]
             Stream::Tls(s) => s.get_ref().0.peer_addr().map(SocketAddress::Inet),
             Stream::Unix(s) => s.peer_addr().map(|a| SocketAddress::from_unix(&a)),
         }
@@ -101,6 +118,8 @@ impl Stream {
 
     /// The fingerprint of the certificate the peer presented over TLS
     /// (always for a server; for a client only under mutual TLS).
+    #[cfg(feature = "tls")]
+    #[cfg_attr(docsrs, doc(cfg(feature = "tls")))]
     pub fn peer_certificate(&self) -> Option<Fingerprint> {
         let Stream::Tls(tls) = self else { return None };
         let certificates = match tls.as_ref() {
@@ -115,7 +134,7 @@ impl Stream {
     pub fn peer_uid(&self) -> Option<u32> {
         match self {
             Stream::Unix(s) => s.peer_cred().ok().map(|cred| cred.uid()),
-            Stream::Tcp(_) | Stream::Tls(_) => None,
+            _ => None,
         }
     }
 
@@ -123,6 +142,7 @@ impl Stream {
     pub fn local_addr(&self) -> io::Result<SocketAddress> {
         match self {
             Stream::Tcp(s) => s.local_addr().map(SocketAddress::Inet),
+            #[cfg(feature = "tls")]
             Stream::Tls(s) => s.get_ref().0.local_addr().map(SocketAddress::Inet),
             Stream::Unix(s) => s.local_addr().map(|a| SocketAddress::from_unix(&a)),
         }
@@ -146,6 +166,7 @@ impl Stream {
             }
             // The server moves a connection before its TLS handshake; a
             // session already running stays where it is.
+            #[cfg(feature = "tls")]
             Stream::Tls(_) => return Ok(()),
         };
         Ok(())
@@ -160,6 +181,7 @@ impl Stream {
             Stream::Tcp(s) => s.readable().await,
             Stream::Unix(s) => s.readable().await,
             // TLS may hold decrypted bytes already: let the read wait.
+            #[cfg(feature = "tls")]
             Stream::Tls(_) => Ok(()),
         }
     }
@@ -169,6 +191,7 @@ macro_rules! dispatch {
     ($self:ident, $s:ident => $call:expr) => {
         match $self.get_mut() {
             Stream::Tcp($s) => $call,
+            #[cfg(feature = "tls")]
             Stream::Tls($s) => $call,
             Stream::Unix($s) => $call,
         }

@@ -67,6 +67,7 @@ impl Workload {
 
 /// Options of [`bench()`].
 #[derive(Debug, Clone)]
+#[non_exhaustive]
 pub struct BenchOptions {
     /// What each connection does. Default ping-pong.
     pub workload: Workload,
@@ -96,16 +97,29 @@ impl Default for BenchOptions {
     fn default() -> BenchOptions {
         BenchOptions {
             workload: Workload::PingPong,
-            connections: 1,
-            size: 64,
-            pipeline: 1,
-            duration: Duration::from_secs(5),
+            connections: BenchOptions::DEFAULT_CONNECTIONS,
+            size: BenchOptions::DEFAULT_SIZE,
+            pipeline: BenchOptions::DEFAULT_PIPELINE,
+            duration: BenchOptions::DEFAULT_DURATION,
             messages: None,
             bulk_bytes: None,
             connect: ConnectOptions::default(),
-            reply_timeout: Duration::from_millis(200),
+            reply_timeout: BenchOptions::DEFAULT_REPLY_TIMEOUT,
         }
     }
+}
+
+impl BenchOptions {
+    /// Default of [`connections`](BenchOptions::connections).
+    pub const DEFAULT_CONNECTIONS: usize = 1;
+    /// Default of [`size`](BenchOptions::size), in bytes.
+    pub const DEFAULT_SIZE: usize = 64;
+    /// Default of [`pipeline`](BenchOptions::pipeline).
+    pub const DEFAULT_PIPELINE: usize = 1;
+    /// Default of [`duration`](BenchOptions::duration): 5 s.
+    pub const DEFAULT_DURATION: Duration = Duration::from_secs(5);
+    /// Default of [`reply_timeout`](BenchOptions::reply_timeout): 200 ms.
+    pub const DEFAULT_REPLY_TIMEOUT: Duration = Duration::from_millis(200);
 }
 
 /// Latency percentiles of the messages (churn: connections) measured.

@@ -52,6 +52,7 @@ const CREDENTIAL_HEADERS: [HeaderName; 3] = [
 
 /// What `get` sends and how it connects and follows.
 #[derive(Debug, Clone)]
+#[non_exhaustive]
 pub struct GetOptions {
     /// Send `HEAD` instead of `GET`. Default off.
     pub head: bool,
@@ -74,7 +75,7 @@ impl Default for GetOptions {
         GetOptions {
             head: false,
             follow_redirects: false,
-            max_redirects: 10,
+            max_redirects: GetOptions::DEFAULT_MAX_REDIRECTS,
             connect: ConnectOptions::default(),
             wire: None,
             headers: HeaderMap::new(),
@@ -83,6 +84,9 @@ impl Default for GetOptions {
 }
 
 impl GetOptions {
+    /// Default of [`max_redirects`](GetOptions::max_redirects).
+    pub const DEFAULT_MAX_REDIRECTS: usize = 10;
+
     /// Adds a request header from a `Name: value` line. It replaces a
     /// default of the same name (`Host`, `User-Agent`, `Accept`); a name
     /// given twice is sent twice.

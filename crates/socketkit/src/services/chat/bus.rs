@@ -39,6 +39,8 @@ use tracing::{debug, info, warn};
 
 use super::hub::{Hub, Presence};
 use super::text::{check_nick, check_room, clean};
+pub(crate) use super::wire::{Wire, QUEUE};
+pub use super::wire::{MAX_NODES, MAX_NODE_MEMBERS};
 use crate::error::{Error, ErrorKind, Result};
 use crate::server::ServerHandle;
 
@@ -54,19 +56,12 @@ const PRESENCE_TTL_SECS: u64 = 7;
 const REDIS_DEADLINE: Duration = Duration::from_secs(3);
 const BACKOFF_START: Duration = Duration::from_millis(200);
 const BACKOFF_MAX: Duration = Duration::from_secs(5);
-/// Events waiting for the bus; past this they are dropped, not queued.
-pub(crate) const QUEUE: usize = 16 * 1024;
-
 /// Largest event on the channel, checked before parsing: a chat line is at
 /// most `--max-message` (4 KiB by default) plus names and JSON.
 pub const MAX_EVENT_BYTES: usize = 64 * 1024;
 /// Largest presence snapshot read from Redis (read with `GETRANGE`, so a
 /// bigger value is never loaded whole).
 pub const MAX_PRESENCE_BYTES: usize = 1024 * 1024;
-/// Most members one linked node may announce.
-pub const MAX_NODE_MEMBERS: usize = 16 * 1024;
-/// Most linked nodes whose presence is read.
-pub const MAX_NODES: usize = 64;
 /// Signed messages whose time is further than this from ours are stale.
 const MAX_SKEW: Duration = Duration::from_secs(30);
 /// Shortest accepted secret: HMAC needs entropy, not a password.
@@ -79,42 +74,6 @@ const MAC_B64: usize = 44;
 const REJECT_LOG_EVERY: Duration = Duration::from_secs(10);
 
 type HmacSha256 = Hmac<Sha256>;
-
-/// What servers tell each other.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(tag = "kind", rename_all = "snake_case")]
-pub(crate) enum Wire {
-    Message {
-        room: String,
-        nick: String,
-        text: String,
-        action: bool,
-    },
-    Private {
-        from: String,
-        to: String,
-        text: String,
-    },
-    Joined {
-        room: String,
-        nick: String,
-    },
-    Left {
-        room: String,
-        nick: String,
-        reason: Option<String>,
-    },
-    Renamed {
-        room: String,
-        old: String,
-        new: String,
-    },
-    /// A node's whole membership: the value of its presence key, never an
-    /// event on the channel.
-    Presence {
-        members: Vec<Presence>,
-    },
-}
 
 /// One bus payload: who sent it, its place in that node's sequence, when,
 /// and what.

@@ -18,6 +18,7 @@ pub struct ChatConfig {
 /// A per-client message rate: a token bucket of `burst` messages refilled
 /// at `per_second`.
 #[derive(Debug, Clone, Copy, PartialEq)]
+#[non_exhaustive]
 pub struct RateLimit {
     /// Sustained messages per second.
     pub per_second: f64,
@@ -28,24 +29,47 @@ pub struct RateLimit {
 impl Default for ChatConfig {
     fn default() -> ChatConfig {
         ChatConfig {
-            history: 20,
-            max_message: 4 * 1024,
+            history: ChatConfig::DEFAULT_HISTORY,
+            max_message: ChatConfig::DEFAULT_MAX_MESSAGE,
             // A join storm of a thousand clients queues a thousand
             // announcements per member; a client further behind than this
             // is not reading.
-            queue_messages: 4096,
-            queue_bytes: 1024 * 1024,
-            write_timeout: Duration::from_secs(10),
-            rate: Some(RateLimit {
-                per_second: 10.0,
-                burst: 20,
-            }),
-            max_rooms: 1024,
+            queue_messages: ChatConfig::DEFAULT_QUEUE_MESSAGES,
+            queue_bytes: ChatConfig::DEFAULT_QUEUE_BYTES,
+            write_timeout: ChatConfig::DEFAULT_WRITE_TIMEOUT,
+            rate: Some(ChatConfig::DEFAULT_RATE),
+            max_rooms: ChatConfig::DEFAULT_MAX_ROOMS,
         }
     }
 }
 
+impl RateLimit {
+    /// `per_second` messages sustained, `burst` at once.
+    pub fn new(per_second: f64, burst: u32) -> RateLimit {
+        RateLimit { per_second, burst }
+    }
+}
+
 impl ChatConfig {
+    /// Default of [`history`](ChatConfig::history).
+    pub const DEFAULT_HISTORY: usize = 20;
+    /// Default of [`max_message`](ChatConfig::max_message): 4 KiB.
+    pub const DEFAULT_MAX_MESSAGE: usize = 4 * 1024;
+    /// Default of the queue's message count, [`queue_limits`](ChatConfig::queue_limits).
+    pub const DEFAULT_QUEUE_MESSAGES: usize = 4096;
+    /// Default of the queue's byte count, [`queue_limits`](ChatConfig::queue_limits): 1 MiB.
+    pub const DEFAULT_QUEUE_BYTES: usize = 1024 * 1024;
+    /// Default of [`write_timeout`](ChatConfig::write_timeout): 10 s.
+    pub const DEFAULT_WRITE_TIMEOUT: Duration = Duration::from_secs(10);
+    /// Default of [`rate_limit`](ChatConfig::rate_limit): 10 messages a
+    /// second, bursts of 20.
+    pub const DEFAULT_RATE: RateLimit = RateLimit {
+        per_second: 10.0,
+        burst: 20,
+    };
+    /// Default of [`max_rooms`](ChatConfig::max_rooms).
+    pub const DEFAULT_MAX_ROOMS: usize = 1024;
+
     /// Messages of a room replayed to whoever joins it. Default 20.
     pub fn history(mut self, messages: usize) -> ChatConfig {
         self.history = messages;

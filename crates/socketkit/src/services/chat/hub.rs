@@ -15,12 +15,12 @@ use std::sync::{Arc, Mutex, MutexGuard, OnceLock, PoisonError};
 
 use tokio::sync::mpsc;
 
-use super::bus::Wire;
 use super::config::ChatConfig;
 use super::event::{Event, EventKind, RoomInfo};
 use super::outbox::Outbox;
 use super::roomlog::{PendingWake, RoomLog};
 use super::text::{check_nick, check_room, fold};
+use super::wire::Wire;
 
 /// The room everyone starts in.
 pub(crate) const DEFAULT_ROOM: &str = "lobby";
@@ -513,19 +513,19 @@ impl Hub {
     }
 
     /// Records a linked server's member, if the bounds allow: at most
-    /// [`MAX_NODE_MEMBERS`](super::bus::MAX_NODE_MEMBERS) per node,
-    /// [`MAX_NODES`](super::bus::MAX_NODES) nodes and
+    /// [`MAX_NODE_MEMBERS`](super::wire::MAX_NODE_MEMBERS) per node,
+    /// [`MAX_NODES`](super::wire::MAX_NODES) nodes and
     /// [`MAX_REMOTE_MEMBERS`] in all.
     fn remember_remote(state: &mut State, node: &str, presence: Presence) {
         let total: usize = state.remote.values().map(HashMap::len).sum();
         let known_node = state.remote.contains_key(node);
         if total >= MAX_REMOTE_MEMBERS
-            || (!known_node && state.remote.len() >= super::bus::MAX_NODES)
+            || (!known_node && state.remote.len() >= super::wire::MAX_NODES)
         {
             return;
         }
         let members = state.remote.entry(node.to_owned()).or_default();
-        if members.len() < super::bus::MAX_NODE_MEMBERS {
+        if members.len() < super::wire::MAX_NODE_MEMBERS {
             members.insert(fold(&presence.nick), presence);
         }
     }

@@ -15,7 +15,10 @@
 //! - front ends: terminals over any stream socket (`terminal`, the
 //!   [`StreamHandler`](crate::server::StreamHandler) impl of [`Chat`]), the
 //!   browser over WebSocket ([`WebServer`]), and the built-in [`Bot`];
-//! - `bus`: federation through Redis pub/sub.
+//! - `bus`: federation through Redis pub/sub (the `chat-redis` feature), of
+//!   the events in `wire`.
+//!
+//! The web page needs the `chat-web` feature, the bus `chat-redis`.
 //!
 //! Try it from three terminals:
 //!
@@ -26,31 +29,48 @@
 //! ```
 
 mod bot;
+#[cfg(feature = "chat-redis")]
 pub(crate) mod bus;
 pub(crate) mod command;
 mod config;
 mod event;
+// Without the bus nothing calls the hub's federation side (attach, apply
+// remote events, presence) nor reads the wire bounds.
+#[cfg_attr(not(feature = "chat-redis"), allow(dead_code))]
 pub(crate) mod hub;
 mod outbox;
 pub(crate) mod participant;
 mod roomlog;
 mod terminal;
 pub mod text;
+#[cfg(feature = "chat-web")]
 mod web;
+#[cfg_attr(not(feature = "chat-redis"), allow(dead_code))]
+mod wire;
 
 use std::sync::Arc;
 
+#[cfg(feature = "chat-redis")]
 use tokio::sync::mpsc;
 
 pub use bot::Bot;
+#[cfg(feature = "chat-redis")]
+#[cfg_attr(docsrs, doc(cfg(feature = "chat-redis")))]
 pub use bus::{decode as decode_bus_message, Bus, BusSecret, Decoded, Rejected};
 pub use config::{ChatConfig, RateLimit};
 pub use event::{Event, EventKind, RoomInfo};
 pub use participant::{Flow, Inbox, Participant, TooSlow};
+#[cfg(feature = "chat-web")]
+#[cfg_attr(docsrs, doc(cfg(feature = "chat-web")))]
 pub use web::{WebConfig, WebServer};
 
+#[cfg(feature = "chat-web")]
 use crate::addr::Endpoint;
-use crate::error::{Error, ErrorKind, Result};
+#[cfg(any(feature = "chat-web", feature = "chat-redis"))]
+use crate::error::Result;
+#[cfg(feature = "chat-redis")]
+use crate::error::{Error, ErrorKind};
+#[cfg(feature = "chat-redis")]
 use crate::server::ServerHandle;
 use hub::Hub;
 
@@ -92,6 +112,8 @@ impl Chat {
 
     /// Binds the web page and its WebSocket endpoint, on a server of its
     /// own with `config`'s limits; serve it with [`WebServer::serve`].
+    #[cfg(feature = "chat-web")]
+    #[cfg_attr(docsrs, doc(cfg(feature = "chat-web")))]
     pub async fn bind_web(&self, endpoint: &Endpoint, config: WebConfig) -> Result<WebServer> {
         WebServer::bind(self.clone(), endpoint, config).await
     }
@@ -99,6 +121,8 @@ impl Chat {
     /// Links this chat to others through the Redis [`Bus`] until
     /// `shutdown`. Returns at once: the link runs in the background and
     /// reconnects on its own. Fails only for a second link.
+    #[cfg(feature = "chat-redis")]
+    #[cfg_attr(docsrs, doc(cfg(feature = "chat-redis")))]
     pub fn link(&self, bus: Bus, shutdown: ServerHandle) -> Result<()> {
         let (sender, receiver) = mpsc::channel(bus::QUEUE);
         if !self.hub.attach_bus(sender) {

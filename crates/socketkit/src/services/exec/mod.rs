@@ -10,9 +10,10 @@
 //! and reaped when it ends, times out, the client leaves, the server shuts
 //! down or the session is aborted, with an audit line in every case.
 //!
-//! Choosing which transports may carry exec (no plaintext TCP except on
-//! loopback for demos) is the caller's job; this module enforces identity
-//! and policy per connection.
+//! Which transports may carry exec (no plaintext TCP except on loopback
+//! for demos, TLS only with a way to authenticate) is
+//! [`ExecPolicy::check_endpoints`]; the service applies it again to every
+//! connection, then enforces identity and policy.
 
 pub(super) mod audit;
 mod local;
@@ -38,15 +39,18 @@ pub use super::contain::{Containment, ContainmentMode};
 use self::audit::{escape, Audit};
 use self::process::Limits;
 use super::auth::Gate;
+use super::exposure::{self, Guards, UnsafeTransport};
 use super::session::{answer_protocol_error, io_error, proof_of, refuse, Opening, Wire};
+use crate::addr::Endpoint;
 use crate::error::Result;
 use crate::protocol::exec::{Refusal, Run, Started};
 use crate::protocol::{frame_error, Frame, FrameCodec, FrameError, FrameType};
-use crate::server::{Connection, StreamHandler};
+use crate::server::{Connection, ServerConfig, StreamHandler};
 use crate::transport::SocketAddress;
 
 /// What the exec service allows. Defaults are the safe ones.
 #[derive(Debug, Clone)]
+#[non_exhaustive]
 pub struct ExecPolicy {
     /// Who may connect.
     pub auth: AuthPolicy,
@@ -76,6 +80,10 @@ pub struct ExecPolicy {
     pub handshake_timeout: Duration,
     /// Between SIGTERM and SIGKILL when a command must stop. Default 2 s.
     pub kill_grace: Duration,
+    /// Allow plain TCP, on loopback addresses and with a token only (tests
+    /// and demos: the token and every command travel unencrypted). Default
+    /// off.
+    pub insecure_plaintext: bool,
 }
 
 impl Default for ExecPolicy {
@@ -86,12 +94,47 @@ impl Default for ExecPolicy {
             allowed_commands: None,
             allowed_env: EnvAllowList::default(),
             cwd: PathBuf::from("/"),
-            command_timeout: Duration::from_secs(60),
+            command_timeout: ExecPolicy::DEFAULT_COMMAND_TIMEOUT,
             max_output: None,
-            max_commands: 64,
-            handshake_timeout: Duration::from_secs(10),
-            kill_grace: Duration::from_secs(2),
+            max_commands: ExecPolicy::DEFAULT_MAX_COMMANDS,
+            handshake_timeout: ExecPolicy::DEFAULT_HANDSHAKE_TIMEOUT,
+            kill_grace: ExecPolicy::DEFAULT_KILL_GRACE,
+            insecure_plaintext: false,
         }
+    }
+}
+
+impl ExecPolicy {
+    /// Default of [`command_timeout`](ExecPolicy::command_timeout): 60 s.
+    pub const DEFAULT_COMMAND_TIMEOUT: Duration = Duration::from_secs(60);
+    /// Default of [`max_commands`](ExecPolicy::max_commands).
+    pub const DEFAULT_MAX_COMMANDS: usize = 64;
+    /// Default of [`handshake_timeout`](ExecPolicy::handshake_timeout): the
+    /// server's, 10 s.
+    pub const DEFAULT_HANDSHAKE_TIMEOUT: Duration = ServerConfig::DEFAULT_HANDSHAKE_TIMEOUT;
+    /// Default of [`kill_grace`](ExecPolicy::kill_grace): 2 s.
+    pub const DEFAULT_KILL_GRACE: Duration = Duration::from_secs(2);
+
+    /// Whether exec may be served on `endpoints` behind `guards`: Unix
+    /// sockets (the peer's uid is proven) always; `tls://` with client
+    /// certificates or a token; plain TCP only with
+    /// [`insecure_plaintext`](ExecPolicy::insecure_plaintext), on loopback,
+    /// with a token; anonymous clients never on an internet endpoint.
+    /// [`Exec`] applies the same rule to every connection.
+    pub fn check_endpoints(
+        &self,
+        endpoints: &[Endpoint],
+        guards: Guards,
+    ) -> std::result::Result<(), UnsafeTransport> {
+        endpoints.iter().try_for_each(|endpoint| {
+            exposure::check_exec(
+                endpoint,
+                guards,
+                self.auth.token.is_some(),
+                self.auth.allow_anonymous,
+                self.insecure_plaintext,
+            )
+        })
     }
 }
 
@@ -188,6 +231,11 @@ impl Exec {
 
 impl StreamHandler for Exec {
     async fn handle(&self, conn: &mut Connection) -> Result<()> {
+        // The transport rule again, per connection: a server started
+        // without `check_endpoints` still runs nothing for these peers.
+        let guards = Guards::new().client_certificates(conn.peer_certificate().is_some());
+        self.policy
+            .check_endpoints(std::slice::from_ref(conn.local_endpoint()), guards)?;
         let peer = conn.peer_addr().clone();
         let server = conn.server().clone();
         let proof = proof_of(conn);

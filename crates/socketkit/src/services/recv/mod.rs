@@ -18,18 +18,21 @@ use tokio_util::codec::Framed;
 use tracing::{info, warn};
 
 use super::auth::{AuthPolicy, Gate, Identity};
+use super::exposure::{self, Guards, UnsafeTransport};
 use super::session::{answer_protocol_error, io_error, proof_of, refuse, Opening, Wire};
+use crate::addr::Endpoint;
 use crate::error::{Error, ErrorKind, Result};
 use crate::protocol::exec::Refusal;
 use crate::protocol::transfer::{Accept, Digest, Offer, Start};
 use crate::protocol::{Frame, FrameCodec, FrameError, FrameType};
-use crate::server::{Connection, StreamHandler};
+use crate::server::{Connection, ServerConfig, StreamHandler};
 use crate::transport::SocketAddress;
 
 use store::{Part, PrefixCache, Stamp, Writer};
 
-/// What the receiver accepts.
+/// What the receiver accepts; made with [`RecvPolicy::new`].
 #[derive(Debug, Clone)]
+#[non_exhaustive]
 pub struct RecvPolicy {
     /// Where files go. Nothing is ever written outside it.
     pub dir: PathBuf,
@@ -50,6 +53,12 @@ pub struct RecvPolicy {
 }
 
 impl RecvPolicy {
+    /// Default of [`part_ttl`](RecvPolicy::part_ttl): a day.
+    pub const DEFAULT_PART_TTL: Duration = Duration::from_secs(24 * 60 * 60);
+    /// Default of [`handshake_timeout`](RecvPolicy::handshake_timeout): the
+    /// server's, 10 s.
+    pub const DEFAULT_HANDSHAKE_TIMEOUT: Duration = ServerConfig::DEFAULT_HANDSHAKE_TIMEOUT;
+
     /// A policy storing into `dir` with the defaults above.
     pub fn new(dir: PathBuf, auth: AuthPolicy) -> RecvPolicy {
         RecvPolicy {
@@ -57,10 +66,29 @@ impl RecvPolicy {
             overwrite: false,
             max_size: None,
             allow_dotfiles: false,
-            part_ttl: Some(Duration::from_secs(24 * 60 * 60)),
+            part_ttl: Some(RecvPolicy::DEFAULT_PART_TTL),
             auth,
-            handshake_timeout: Duration::from_secs(10),
+            handshake_timeout: RecvPolicy::DEFAULT_HANDSHAKE_TIMEOUT,
         }
+    }
+
+    /// Whether the receiver may be served on `endpoints` behind `guards`:
+    /// anything on loopback and Unix sockets; off loopback only `tls://`
+    /// with client certificates or a token, and never with anonymous
+    /// senders. [`Recv`] applies the same rule to every connection.
+    pub fn check_endpoints(
+        &self,
+        endpoints: &[Endpoint],
+        guards: Guards,
+    ) -> std::result::Result<(), UnsafeTransport> {
+        endpoints.iter().try_for_each(|endpoint| {
+            exposure::check_recv(
+                endpoint,
+                guards,
+                self.auth.token.is_some(),
+                self.auth.allow_anonymous,
+            )
+        })
     }
 }
 
@@ -670,6 +698,10 @@ async fn expect_control<T: serde::de::DeserializeOwned>(
 
 impl StreamHandler for Recv {
     async fn handle(&self, conn: &mut Connection) -> Result<()> {
+        // The transport rule again, per connection (see `check_endpoints`).
+        let guards = Guards::new().client_certificates(conn.peer_certificate().is_some());
+        self.policy
+            .check_endpoints(std::slice::from_ref(conn.local_endpoint()), guards)?;
         let peer = conn.peer_addr().clone();
         let proof = proof_of(conn);
         let mut wire = Framed::new(conn, FrameCodec::opening());
