@@ -140,7 +140,7 @@ pub fn check_exposure(
 ) -> std::result::Result<(), UnsafeTransport> {
     endpoints
         .iter()
-        .try_for_each(|endpoint| super::exposure::check_cmd(endpoint, guards))
+        .try_for_each(|endpoint| super::exposure::cmd_rule(endpoint, guards))
 }
 
 /// The `serve cmd` service.

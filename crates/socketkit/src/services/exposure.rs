@@ -20,9 +20,10 @@
 
 use std::fmt;
 
-use crate::addr::{Endpoint, SocketKind};
+use super::auth::AuthPolicy;
+use crate::addr::Endpoint;
 use crate::error::{Error, ErrorKind};
-use crate::server::ServerConfig;
+use crate::server::{Connection, ServerConfig};
 
 /// What guards a server's endpoints besides the service's own
 /// authentication. Default: nothing (no client certificates, no access
@@ -190,9 +191,41 @@ pub fn is_local(endpoint: &Endpoint) -> bool {
         .is_none_or(|host_port| host_port.host.is_loopback())
 }
 
+/// The guards a connection shows: a client certificate the handshake
+/// verified (which a server that requires them always has).
+pub(crate) fn guards_of(conn: &Connection) -> Guards {
+    Guards::new().client_certificates(conn.peer_certificate().is_some())
+}
+
+/// Exec's rule for `endpoints` (see `ExecPolicy::check_endpoints`).
+pub(crate) fn check_exec(
+    endpoints: &[Endpoint],
+    guards: Guards,
+    auth: &AuthPolicy,
+    insecure_plaintext: bool,
+) -> Result<(), UnsafeTransport> {
+    let (token, anonymous) = (auth.token.is_some(), auth.allow_anonymous);
+    endpoints
+        .iter()
+        .try_for_each(|e| exec_rule(e, guards, token, anonymous, insecure_plaintext))
+}
+
+/// The receiver's rule for `endpoints` (see `RecvPolicy::check_endpoints`).
+#[cfg(feature = "transfer")]
+pub(crate) fn check_recv(
+    endpoints: &[Endpoint],
+    guards: Guards,
+    auth: &AuthPolicy,
+) -> Result<(), UnsafeTransport> {
+    let (token, anonymous) = (auth.token.is_some(), auth.allow_anonymous);
+    endpoints
+        .iter()
+        .try_for_each(|e| recv_rule(e, guards, token, anonymous))
+}
+
 /// Exec's rule for one endpoint, given whether a token is configured,
 /// anonymous clients are admitted and plaintext TCP is allowed.
-pub(crate) fn check_exec(
+fn exec_rule(
     endpoint: &Endpoint,
     guards: Guards,
     token: bool,
@@ -228,14 +261,15 @@ pub(crate) fn check_exec(
 
 /// The receiver's rule for one endpoint: off loopback only TLS with a way
 /// to authenticate senders, and never anonymous senders.
-pub(crate) fn check_recv(
+#[cfg(feature = "transfer")]
+fn recv_rule(
     endpoint: &Endpoint,
     guards: Guards,
     token: bool,
     anonymous: bool,
 ) -> Result<(), UnsafeTransport> {
     // Datagram endpoints are refused as such when the server starts.
-    if is_local(endpoint) || endpoint.kind() == SocketKind::Datagram {
+    if is_local(endpoint) || endpoint.kind() == crate::addr::SocketKind::Datagram {
         return Ok(());
     }
     let service = "recv";
@@ -259,7 +293,8 @@ pub(crate) fn check_recv(
 
 /// The inetd rule for one endpoint: off loopback, an access list that
 /// admits only some peers, or TLS with client certificates.
-pub(crate) fn check_cmd(endpoint: &Endpoint, guards: Guards) -> Result<(), UnsafeTransport> {
+#[cfg(feature = "cmd")]
+pub(crate) fn cmd_rule(endpoint: &Endpoint, guards: Guards) -> Result<(), UnsafeTransport> {
     let certified = matches!(endpoint, Endpoint::Tls(_)) && guards.client_certificates;
     if is_local(endpoint) || certified || guards.access_restricted {
         return Ok(());
@@ -283,20 +318,20 @@ mod tests {
         let lo = endpoint("tcp://127.0.0.1:7000");
         let none = Guards::new();
         assert!(matches!(
-            check_exec(&lo, none, true, false, false),
+            exec_rule(&lo, none, true, false, false),
             Err(UnsafeTransport::Plaintext { .. })
         ));
         assert!(matches!(
-            check_exec(&any, none, true, false, true),
+            exec_rule(&any, none, true, false, true),
             Err(UnsafeTransport::PlaintextOffLoopback { .. })
         ));
         assert!(matches!(
-            check_exec(&lo, none, false, false, true),
+            exec_rule(&lo, none, false, false, true),
             Err(UnsafeTransport::PlaintextWithoutToken { .. })
         ));
-        assert_eq!(check_exec(&lo, none, true, false, true), Ok(()));
+        assert_eq!(exec_rule(&lo, none, true, false, true), Ok(()));
         assert_eq!(
-            check_exec(&endpoint("unix:/tmp/x"), none, false, false, false),
+            exec_rule(&endpoint("unix:/tmp/x"), none, false, false, false),
             Ok(())
         );
     }
@@ -305,56 +340,58 @@ mod tests {
     fn exec_over_tls_needs_certificates_or_a_token_and_never_anonymous() {
         let tls = endpoint("tls://0.0.0.0:7000");
         assert!(matches!(
-            check_exec(&tls, Guards::new(), false, false, false),
+            exec_rule(&tls, Guards::new(), false, false, false),
             Err(UnsafeTransport::Unauthenticated { .. })
         ));
         let certs = Guards::new().client_certificates(true);
-        assert_eq!(check_exec(&tls, certs, false, false, false), Ok(()));
-        assert_eq!(check_exec(&tls, Guards::new(), true, false, false), Ok(()));
+        assert_eq!(exec_rule(&tls, certs, false, false, false), Ok(()));
+        assert_eq!(exec_rule(&tls, Guards::new(), true, false, false), Ok(()));
         assert!(matches!(
-            check_exec(&tls, certs, false, true, false),
+            exec_rule(&tls, certs, false, true, false),
             Err(UnsafeTransport::Anonymous { .. })
         ));
     }
 
+    #[cfg(feature = "transfer")]
     #[test]
     fn recv_off_loopback_needs_tls_and_authentication() {
         let none = Guards::new();
         assert_eq!(
-            check_recv(&endpoint("tcp://127.0.0.1:1"), none, false, true),
+            recv_rule(&endpoint("tcp://127.0.0.1:1"), none, false, true),
             Ok(())
         );
         assert!(matches!(
-            check_recv(&endpoint("tcp://0.0.0.0:1"), none, true, false),
+            recv_rule(&endpoint("tcp://0.0.0.0:1"), none, true, false),
             Err(UnsafeTransport::NetworkWithoutTls { .. })
         ));
         let tls = endpoint("tls://[::]:1");
         assert!(matches!(
-            check_recv(&tls, none, false, false),
+            recv_rule(&tls, none, false, false),
             Err(UnsafeTransport::Unauthenticated { .. })
         ));
         assert!(matches!(
-            check_recv(&tls, none, false, true),
+            recv_rule(&tls, none, false, true),
             Err(UnsafeTransport::Anonymous { .. })
         ));
-        assert_eq!(check_recv(&tls, none, true, false), Ok(()));
+        assert_eq!(recv_rule(&tls, none, true, false), Ok(()));
     }
 
+    #[cfg(feature = "cmd")]
     #[test]
     fn cmd_off_loopback_needs_an_access_list_or_client_certificates() {
         let any = endpoint("tcp://0.0.0.0:1");
         assert!(matches!(
-            check_cmd(&any, Guards::new()),
+            cmd_rule(&any, Guards::new()),
             Err(UnsafeTransport::Unrestricted { .. })
         ));
         assert_eq!(
-            check_cmd(&any, Guards::new().access_restricted(true)),
+            cmd_rule(&any, Guards::new().access_restricted(true)),
             Ok(())
         );
-        assert!(check_cmd(&any, Guards::new().client_certificates(true)).is_err());
+        assert!(cmd_rule(&any, Guards::new().client_certificates(true)).is_err());
         let tls = endpoint("tls://0.0.0.0:1");
         assert_eq!(
-            check_cmd(&tls, Guards::new().client_certificates(true)),
+            cmd_rule(&tls, Guards::new().client_certificates(true)),
             Ok(())
         );
     }

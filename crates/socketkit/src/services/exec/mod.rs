@@ -126,15 +126,7 @@ impl ExecPolicy {
         endpoints: &[Endpoint],
         guards: Guards,
     ) -> std::result::Result<(), UnsafeTransport> {
-        endpoints.iter().try_for_each(|endpoint| {
-            exposure::check_exec(
-                endpoint,
-                guards,
-                self.auth.token.is_some(),
-                self.auth.allow_anonymous,
-                self.insecure_plaintext,
-            )
-        })
+        exposure::check_exec(endpoints, guards, &self.auth, self.insecure_plaintext)
     }
 }
 
@@ -233,7 +225,7 @@ impl StreamHandler for Exec {
     async fn handle(&self, conn: &mut Connection) -> Result<()> {
         // The transport rule again, per connection: a server started
         // without `check_endpoints` still runs nothing for these peers.
-        let guards = Guards::new().client_certificates(conn.peer_certificate().is_some());
+        let guards = exposure::guards_of(conn);
         self.policy
             .check_endpoints(std::slice::from_ref(conn.local_endpoint()), guards)?;
         let peer = conn.peer_addr().clone();

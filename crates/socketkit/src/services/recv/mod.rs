@@ -81,14 +81,7 @@ impl RecvPolicy {
         endpoints: &[Endpoint],
         guards: Guards,
     ) -> std::result::Result<(), UnsafeTransport> {
-        endpoints.iter().try_for_each(|endpoint| {
-            exposure::check_recv(
-                endpoint,
-                guards,
-                self.auth.token.is_some(),
-                self.auth.allow_anonymous,
-            )
-        })
+        exposure::check_recv(endpoints, guards, &self.auth)
     }
 }
 
@@ -699,7 +692,7 @@ async fn expect_control<T: serde::de::DeserializeOwned>(
 impl StreamHandler for Recv {
     async fn handle(&self, conn: &mut Connection) -> Result<()> {
         // The transport rule again, per connection (see `check_endpoints`).
-        let guards = Guards::new().client_certificates(conn.peer_certificate().is_some());
+        let guards = exposure::guards_of(conn);
         self.policy
             .check_endpoints(std::slice::from_ref(conn.local_endpoint()), guards)?;
         let peer = conn.peer_addr().clone();
