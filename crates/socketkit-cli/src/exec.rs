@@ -230,7 +230,7 @@ async fn prompt(
                 if e.kind() == socketkit::ErrorKind::Auth
                     || e.kind() == socketkit::ErrorKind::Io =>
             {
-                eprintln!("socketkit: {e}");
+                eprintln!("socketkit: {e:#}");
             }
             Err(e) => return Err(e.into()),
         }

@@ -64,4 +64,4 @@ pub mod tls;
 pub mod transport;
 
 pub use addr::Endpoint;
-pub use error::{Error, ErrorKind, Result};
+pub use error::{BoxError, Error, ErrorKind, Result};

@@ -76,10 +76,7 @@ pub(crate) fn refused(error: &ErrorMessage) -> Error {
         }
         _ => ErrorKind::Io,
     };
-    Error::new(
-        kind,
-        format!("server refused: {}: {}", error.kind, error.message),
-    )
+    Error::with_source(kind, "server refused", error.clone())
 }
 
 pub(crate) async fn next_frame(wire: &mut Wire) -> Result<Frame> {

@@ -464,10 +464,10 @@ impl<S: StreamHandler, D: DatagramHandler> Shared<S, D> {
         match &outcome {
             Ok(()) => debug!(%peer, secs, bytes_in, bytes_out, "connection closed"),
             Err(e) if e.is_peer_gone() || e.is_timeout() || e.kind() == ErrorKind::Aborted => {
-                debug!(%peer, secs, bytes_in, bytes_out, error = %ErrorChain(e), "connection closed")
+                debug!(%peer, secs, bytes_in, bytes_out, error = %format_args!("{e:#}"), "connection closed")
             }
             Err(e) => {
-                warn!(%peer, secs, bytes_in, bytes_out, error = %ErrorChain(e), "connection failed")
+                warn!(%peer, secs, bytes_in, bytes_out, error = %format_args!("{e:#}"), "connection failed")
             }
         }
     }
@@ -560,7 +560,7 @@ impl<S: StreamHandler, D: DatagramHandler> Shared<S, D> {
                     sender: &sender,
                 };
                 if let Err(error) = handler.handle_datagram(request, &mut reply).await {
-                    debug!(%peer, error = %ErrorChain(&error), "datagram handler failed");
+                    debug!(%peer, error = %format_args!("{error:#}"), "datagram handler failed");
                 }
                 if let Some(answer) = reply.take() {
                     send_reply(socket, answer, &peer).await;
@@ -760,19 +760,4 @@ fn is_per_connection_error(error: &io::Error) -> bool {
             | io::ErrorKind::ConnectionReset
             | io::ErrorKind::Interrupted
     ) || matches!(error.raw_os_error(), Some(libc::EPROTO | libc::EPERM))
-}
-
-/// Formats an error with its causes on one line, for log fields.
-pub(crate) struct ErrorChain<'a>(pub(crate) &'a Error);
-
-impl std::fmt::Display for ErrorChain<'_> {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "{}", self.0)?;
-        let mut source = std::error::Error::source(self.0);
-        while let Some(cause) = source {
-            write!(f, ": {cause}")?;
-            source = cause.source();
-        }
-        Ok(())
-    }
 }

@@ -21,9 +21,7 @@ use crate::client::{relay, RelayOptions};
 use crate::codec::{Line, LineReader};
 use crate::error::{Error, ErrorKind, Result};
 use crate::hexdump::{HexDump, Tapped};
-use crate::server::{
-    Connection, Datagram, DatagramHandler, DatagramSender, ErrorChain, Reply, StreamHandler,
-};
+use crate::server::{Connection, Datagram, DatagramHandler, DatagramSender, Reply, StreamHandler};
 use crate::transport::SocketAddress;
 
 /// The nc -l service: relays each connection (or datagram) to `input` and
@@ -105,7 +103,7 @@ impl<I: AsyncRead + Unpin + Send + 'static, O> Listen<I, O> {
                     // One undeliverable line (an ICMP refusal, a peer the
                     // inetd rule will not answer) does not end the listener.
                     if let Err(error) = sender.send_to(&line, &peer).await {
-                        tracing::warn!(%peer, error = %ErrorChain(&error), "line not sent");
+                        tracing::warn!(%peer, error = %format_args!("{error:#}"), "line not sent");
                         continue;
                     }
                     if let Some(dump) = &hexdump {
@@ -139,7 +137,7 @@ where
             // log line would say it a second time.
             self.fail(Error::new(
                 error.kind(),
-                format!("connection from {peer}: {}", ErrorChain(&error)),
+                format!("connection from {peer}: {error:#}"),
             ));
         }
         Ok(())
@@ -151,7 +149,7 @@ where
             let peer = conn.peer_addr();
             self.fail(Error::new(
                 error.kind(),
-                format!("connection from {peer}: {}", ErrorChain(error)),
+                format!("connection from {peer}: {error:#}"),
             ));
         }
     }

@@ -38,10 +38,10 @@ pub use super::contain::{Containment, ContainmentMode};
 use self::audit::{escape, Audit};
 use self::process::Limits;
 use super::auth::Gate;
-use super::session::{answer_protocol_error, io_error, proof_of, refuse, Opening, Wire};
+use super::session::{answer_protocol_error, proof_of, refuse, Opening, Wire};
 use crate::error::Result;
 use crate::protocol::exec::{Refusal, Run, Started};
-use crate::protocol::{frame_error, Frame, FrameCodec, FrameError, FrameType};
+use crate::protocol::{Frame, FrameCodec, FrameError, FrameType};
 use crate::server::{Connection, StreamHandler};
 use crate::transport::SocketAddress;
 
@@ -174,10 +174,9 @@ impl Exec {
         contained.end().await;
         audit.finished(&outcome);
         if let Some(error) = outcome.client_gone {
-            return match frame_error(&error) {
-                Some(_) => Err(error.into()),
-                None if process::is_disconnect(&error) => Ok(false),
-                None => Err(error.into()),
+            return match error {
+                FrameError::Io(error) if process::is_disconnect(&error) => Ok(false),
+                error => Err(error.into()),
             };
         }
         wire.send(Frame::control(FrameType::EXIT, &outcome.exit))
@@ -213,14 +212,14 @@ impl StreamHandler for Exec {
                 None => return Ok(()),
                 Some(Ok(frame)) if frame.kind == FrameType::RUN => match frame.parse::<Run>() {
                     Ok(request) => request,
-                    Err(error) => return answer_protocol_error(&mut wire, io_error(error)).await,
+                    Err(error) => return answer_protocol_error(&mut wire, error.into()).await,
                 },
                 // Input and signals for a command that has just ended may
                 // still be in flight: not an error.
                 Some(Ok(frame)) if is_late_input(frame.kind) => continue,
                 Some(Ok(frame)) => {
-                    let error = io_error(FrameError::Unexpected { kind: frame.kind });
-                    return answer_protocol_error(&mut wire, error).await;
+                    let error = FrameError::Unexpected { kind: frame.kind };
+                    return answer_protocol_error(&mut wire, error.into()).await;
                 }
                 Some(Err(error)) => return answer_protocol_error(&mut wire, error.into()).await,
             };

@@ -18,7 +18,7 @@ use tokio_util::codec::Framed;
 use tracing::{info, warn};
 
 use super::auth::{AuthPolicy, Gate, Identity};
-use super::session::{answer_protocol_error, io_error, proof_of, refuse, Opening, Wire};
+use super::session::{answer_protocol_error, proof_of, refuse, Opening, Wire};
 use crate::error::{Error, ErrorKind, Result};
 use crate::protocol::exec::Refusal;
 use crate::protocol::transfer::{Accept, Digest, Offer, Start};
@@ -588,8 +588,8 @@ async fn receive_data(
                     writer_alive = writer.write(frame.body).await;
                 }
             }
-            FrameType::END => break frame.parse().map_err(io_error)?,
-            kind => return Err(io_error(FrameError::Unexpected { kind })),
+            FrameType::END => break frame.parse()?,
+            kind => return Err(FrameError::Unexpected { kind }.into()),
         }
     };
     match writer.finish().await {
@@ -646,7 +646,7 @@ async fn drain_to_end(wire: &mut Wire<'_>) -> Result<()> {
                 }
             }
             FrameType::END => return Ok(()),
-            kind => return Err(io_error(FrameError::Unexpected { kind })),
+            kind => return Err(FrameError::Unexpected { kind }.into()),
         }
     }
     Ok(())
@@ -660,9 +660,9 @@ async fn expect_control<T: serde::de::DeserializeOwned>(
         Some(frame) => {
             let frame = frame?;
             if frame.kind != kind {
-                return Err(io_error(FrameError::Unexpected { kind: frame.kind }));
+                return Err(FrameError::Unexpected { kind: frame.kind }.into());
             }
-            frame.parse().map_err(io_error)
+            Ok(frame.parse()?)
         }
         None => Err(Error::new(ErrorKind::Io, "the sender disconnected")),
     }
@@ -693,9 +693,9 @@ impl StreamHandler for Recv {
                         self.receive(&mut wire, offer, &peer, &identity, anonymous)
                             .await
                     }
-                    Err(problem) => Err(io_error(problem)),
+                    Err(problem) => Err(problem.into()),
                 },
-                Ok(frame) => Err(io_error(FrameError::Unexpected { kind: frame.kind })),
+                Ok(frame) => Err(FrameError::Unexpected { kind: frame.kind }.into()),
                 Err(error) => Err(error.into()),
             };
             if let Err(error) = outcome {
