@@ -50,7 +50,7 @@ pub(crate) async fn open(
     if wants_token && token.is_none() {
         return Err(Error::new(
             ErrorKind::Auth,
-            "the server asks for a token (hint: --token-file FILE)",
+            "the server asks for a token and none was given",
         ));
     }
     let answer = ClientHello {

@@ -398,7 +398,7 @@ fn system_roots() -> Result<RootCertStore> {
     if added == 0 {
         return Err(Error::new(
             ErrorKind::Tls,
-            "no trusted root certificates found on this system (hint: pass --ca FILE or --pin)",
+            "no trusted root certificates found on this system",
         ));
     }
     Ok(roots)

@@ -544,7 +544,7 @@ impl Hub {
             _ => false,
         };
         if too_long {
-            tracing::debug!("dropped a linked server's line longer than --max-message");
+            tracing::debug!("dropped a linked server's line longer than the message limit");
             return;
         }
         let mut state = self.lock();

@@ -287,15 +287,13 @@ pub(super) fn check(
             }
             if lists.is_empty() && is_interpreter(program) && !policy.allow_shell {
                 return denied(format!(
-                    "'{program}' is an interpreter: running it is a shell, and this server does not run shells (no --allow-shell)"
+                    "'{program}' is an interpreter: running it is a shell, and this server does not run shells"
                 ));
             }
         }
         (None, Some(_)) => {
             if !policy.allow_shell {
-                return denied(
-                    "this server does not run shell lines (no --allow-shell)".to_owned(),
-                );
+                return denied("this server does not run shell lines".to_owned());
             }
             if !lists.is_empty() {
                 return denied("shell lines are not allowed with a command list".to_owned());

@@ -204,7 +204,7 @@ impl Recv {
             return Err((
                 Refusal::Name,
                 format!(
-                    "'{}': names starting with '.' are refused (the receiver allows them with --allow-dotfiles)",
+                    "'{}': names starting with '.' are refused",
                     offer.name.escape_debug()
                 ),
             ));
