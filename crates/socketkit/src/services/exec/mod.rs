@@ -116,7 +116,7 @@ impl Exec {
         }
     }
 
-    /// Runs one `RUN` request. `Ok(false)`: the connection must end.
+    /// Runs one `RUN` request; says whether the connection goes on.
     async fn run(
         &self,
         wire: &mut Wire<'_>,
@@ -124,10 +124,11 @@ impl Exec {
         identity: &Identity,
         peer: &SocketAddress,
         server: &crate::server::ServerHandle,
-    ) -> Result<bool> {
+    ) -> Result<AfterRun> {
         let mut command = match process::build(&self.policy, identity, &request) {
             Ok(command) => command,
-            Err((kind, message)) => {
+            Err(denial) => {
+                let message = denial.to_string();
                 info!(
                     peer = %escape(&peer.to_string()),
                     identity = %escape(&identity.label),
@@ -135,8 +136,12 @@ impl Exec {
                     message = %escape(&message),
                     "exec refused"
                 );
-                refuse(wire, kind, message).await;
-                return Ok(kind.keeps_connection());
+                refuse(wire, denial.kind(), message).await;
+                return Ok(if denial.kind().keeps_connection() {
+                    AfterRun::Next
+                } else {
+                    AfterRun::Close
+                });
             }
         };
         let Ok(_slot) = self.running.clone().try_acquire_owned() else {
@@ -145,7 +150,7 @@ impl Exec {
                 self.policy.max_commands
             );
             refuse(wire, Refusal::Busy, message).await;
-            return Ok(true);
+            return Ok(AfterRun::Next);
         };
         let mut contained = match self.containment.spawn(&mut command) {
             Ok(contained) => contained,
@@ -156,7 +161,7 @@ impl Exec {
                     format!("{}: {error}", request.describe()),
                 )
                 .await;
-                return Ok(true);
+                return Ok(AfterRun::Next);
             }
         };
         let pid = contained.pid();
@@ -175,14 +180,22 @@ impl Exec {
         audit.finished(&outcome);
         if let Some(error) = outcome.client_gone {
             return match error {
-                FrameError::Io(error) if process::is_disconnect(&error) => Ok(false),
+                FrameError::Io(error) if process::is_disconnect(&error) => Ok(AfterRun::Close),
                 error => Err(error.into()),
             };
         }
         wire.send(Frame::control(FrameType::EXIT, &outcome.exit))
             .await?;
-        Ok(true)
+        Ok(AfterRun::Next)
     }
+}
+
+/// What the connection does after a `RUN`.
+enum AfterRun {
+    /// Read the next request.
+    Next,
+    /// End: the client is gone, or the refusal closes the connection.
+    Close,
 }
 
 impl StreamHandler for Exec {
@@ -227,8 +240,8 @@ impl StreamHandler for Exec {
                 .run(&mut wire, request, &identity, &peer, &server)
                 .await
             {
-                Ok(true) => {}
-                Ok(false) => return Ok(()),
+                Ok(AfterRun::Next) => {}
+                Ok(AfterRun::Close) => return Ok(()),
                 Err(error) => return answer_protocol_error(&mut wire, error).await,
             }
         }

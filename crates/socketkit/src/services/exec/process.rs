@@ -16,8 +16,9 @@ use tokio::sync::mpsc;
 use tokio::task::JoinSet;
 use tokio::time::Instant;
 
+use super::policy::Denial;
 use super::ExecPolicy;
-use crate::protocol::exec::{Exit, Refusal, Run, SignalRequest};
+use crate::protocol::exec::{Exit, Run, SignalRequest};
 use crate::protocol::{Frame, FrameError, FrameType, DATA_CHUNK};
 use crate::server::ServerHandle;
 use crate::services::auth::Identity;
@@ -46,14 +47,11 @@ pub(super) fn build(
     policy: &ExecPolicy,
     identity: &Identity,
     request: &Run,
-) -> Result<Command, (Refusal, String)> {
+) -> Result<Command, Denial> {
     super::policy::check(policy, identity, request)?;
-    let denied = |why: String| (Refusal::Denied, why);
     let mut command = match (&request.argv, &request.shell) {
         (Some(argv), None) => {
-            let (program, args) = argv
-                .split_first()
-                .ok_or_else(|| denied("empty argv".to_owned()))?;
+            let (program, args) = argv.split_first().ok_or(Denial::EmptyArgv)?;
             let mut command = Command::new(program);
             command.args(args);
             command
@@ -63,15 +61,10 @@ pub(super) fn build(
             command.arg("-c").arg(line);
             command
         }
-        _ => {
-            return Err((
-                Refusal::Protocol,
-                "RUN needs exactly one of argv and shell".to_owned(),
-            ))
-        }
+        _ => return Err(Denial::Malformed),
     };
     base_environment(&mut command)
-        .current_dir(working_dir(&policy.cwd, request.cwd.as_deref()).map_err(denied)?)
+        .current_dir(working_dir(&policy.cwd, request.cwd.as_deref()).map_err(Denial::WorkingDir)?)
         .stdin(if request.stdin {
             Stdio::piped()
         } else {
