@@ -24,11 +24,13 @@ struct Counted {
 }
 
 impl StreamHandler for Counted {
-    async fn handle(&self, conn: &mut Connection) -> Result<()> {
-        Echo.handle(conn).await
+    type Session = ();
+
+    async fn handle(&self, conn: &mut Connection, _session: &mut ()) -> Result<()> {
+        Echo.handle(conn, &mut ()).await
     }
 
-    async fn finish(&self, conn: &mut Connection, outcome: &Result<()>) {
+    async fn finish(&self, conn: &mut Connection, _session: Option<()>, outcome: &Result<()>) {
         let what = match outcome {
             Ok(()) => "ok".to_owned(),
             Err(e) if e.is_timeout() => "timeout".to_owned(),

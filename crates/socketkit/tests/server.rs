@@ -92,12 +92,14 @@ struct Recorder {
 }
 
 impl StreamHandler for Recorder {
+    type Session = ();
+
     async fn setup(&self, conn: &mut Connection) -> Result<()> {
         let _ = self.events.send(format!("setup {}", conn.peer_addr()));
         Ok(())
     }
 
-    async fn handle(&self, conn: &mut Connection) -> Result<()> {
+    async fn handle(&self, conn: &mut Connection, _session: &mut ()) -> Result<()> {
         let _ = self.events.send("handle".into());
         let mut buf = [0u8; 64];
         loop {
@@ -112,7 +114,7 @@ impl StreamHandler for Recorder {
         }
     }
 
-    async fn finish(&self, _conn: &mut Connection, outcome: &Result<()>) {
+    async fn finish(&self, _conn: &mut Connection, _session: Option<()>, outcome: &Result<()>) {
         let _ = self.events.send(finished(outcome));
     }
 }
@@ -226,7 +228,9 @@ struct Rendezvous {
 }
 
 impl StreamHandler for Rendezvous {
-    async fn handle(&self, conn: &mut Connection) -> Result<()> {
+    type Session = ();
+
+    async fn handle(&self, conn: &mut Connection, _session: &mut ()) -> Result<()> {
         let (count, changed) = &*self.arrived;
         let together = {
             let mut count = count.lock().unwrap();
@@ -320,7 +324,9 @@ struct Flooder {
 }
 
 impl StreamHandler for Flooder {
-    async fn handle(&self, conn: &mut Connection) -> Result<()> {
+    type Session = ();
+
+    async fn handle(&self, conn: &mut Connection, _session: &mut ()) -> Result<()> {
         let chunk = [b'x'; 1024];
         loop {
             conn.write_all(&chunk).await?;
@@ -328,7 +334,7 @@ impl StreamHandler for Flooder {
         }
     }
 
-    async fn finish(&self, _conn: &mut Connection, outcome: &Result<()>) {
+    async fn finish(&self, _conn: &mut Connection, _session: Option<()>, outcome: &Result<()>) {
         let _ = self.events.send(finished(outcome));
     }
 }
