@@ -220,7 +220,9 @@ fn find_program(program: &str, cwd: &Path) -> std::result::Result<PathBuf, Strin
 }
 
 impl StreamHandler for Cmd {
-    async fn handle(&self, conn: &mut Connection) -> Result<()> {
+    type Session = ();
+
+    async fn handle(&self, conn: &mut Connection, _session: &mut ()) -> Result<()> {
         let peer = conn.peer_addr().clone();
         let local = conn.local_addr().ok();
         let proto = match conn.local_endpoint() {

@@ -120,7 +120,9 @@ where
     I: AsyncRead + Unpin + Send + 'static,
     O: AsyncWrite + Unpin + Send + 'static,
 {
-    async fn handle(&self, conn: &mut Connection) -> Result<()> {
+    type Session = ();
+
+    async fn handle(&self, conn: &mut Connection, _session: &mut ()) -> Result<()> {
         let peer = conn.peer_addr().to_string();
         let mut input = self.input.lock().await;
         let mut output = self.output.lock().await;
@@ -143,7 +145,7 @@ where
         Ok(())
     }
 
-    async fn finish(&self, conn: &mut Connection, outcome: &Result<()>) {
+    async fn finish(&self, conn: &mut Connection, _session: Option<()>, outcome: &Result<()>) {
         // Only an abort (the drain deadline) gets here with an error.
         if let Err(error) = outcome {
             let peer = conn.peer_addr();

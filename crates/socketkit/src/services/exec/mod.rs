@@ -199,7 +199,9 @@ enum AfterRun {
 }
 
 impl StreamHandler for Exec {
-    async fn handle(&self, conn: &mut Connection) -> Result<()> {
+    type Session = ();
+
+    async fn handle(&self, conn: &mut Connection, _session: &mut ()) -> Result<()> {
         let peer = conn.peer_addr().clone();
         let server = conn.server().clone();
         let proof = proof_of(conn);

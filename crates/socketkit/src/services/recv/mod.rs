@@ -739,7 +739,9 @@ async fn expect_control<T: serde::de::DeserializeOwned>(
 }
 
 impl StreamHandler for Recv {
-    async fn handle(&self, conn: &mut Connection) -> Result<()> {
+    type Session = ();
+
+    async fn handle(&self, conn: &mut Connection, _session: &mut ()) -> Result<()> {
         let peer = conn.peer_addr().clone();
         let proof = proof_of(conn);
         let mut wire = Framed::new(conn, FrameCodec::opening());
