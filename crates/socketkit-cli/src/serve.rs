@@ -22,6 +22,7 @@ use tokio::signal::unix::{signal, Signal, SignalKind};
 use tracing::{info, warn};
 
 use crate::args::{optional, AccessArgs, ExecServiceArgs, Mode, ServeArgs, Service};
+use crate::hint::hint_if;
 use crate::progress::{self, ReceiveBars};
 use crate::{tls, token};
 
@@ -222,10 +223,10 @@ fn refused(refusal: UnsafeTransport) -> anyhow::Error {
         UnsafeTransport::PlaintextWithoutToken { .. } => "--insecure-plaintext needs --token-file FILE",
         UnsafeTransport::Unauthenticated { .. } => "--client-ca FILE for mutual TLS, or --token-file FILE",
         UnsafeTransport::NetworkWithoutTls { .. } | UnsafeTransport::Anonymous { .. } => "use tls:// with --token-file or --client-ca",
-        UnsafeTransport::Unrestricted { .. } => "--allow CIDR to admit only those peers, or tls:// with --client-ca FILE; loopback addresses need neither",
-        _ => return refusal.into(),
+        UnsafeTransport::Unrestricted { .. } => "--allow CIDR admits only those peers, or serve tls:// with --client-ca FILE; loopback addresses need neither",
+        _ => "",
     };
-    anyhow::anyhow!("{refusal} (hint: {hint})")
+    hint_if(!hint.is_empty(), refusal.into(), hint)
 }
 
 /// Exec never runs for an unauthenticated peer (the library's rule, see
@@ -298,7 +299,17 @@ fn cmd_service(args: &ServeArgs) -> anyhow::Result<Cmd> {
         None => std::env::current_dir().context("cannot find the current directory")?,
     };
     // Checked first: a refused start sets up no containment.
-    policy.argv()?;
+    policy.argv().map_err(|e| match &policy.program {
+        Program::Shell(_) if !policy.allow_shell => hint_if(
+            true,
+            e,
+            "a shell line needs --allow-shell (or give the program as argv)",
+        ),
+        Program::Argv(argv) if argv.is_empty() => {
+            hint_if(true, e, "serve cmd ADDR -- PROG [ARGS...]")
+        }
+        _ => e.into(),
+    })?;
     let containment = Containment::new(args.exec.containment.into())?;
     Ok(Cmd::new(policy, containment)?)
 }

@@ -11,7 +11,7 @@ use tokio::time::Instant;
 
 use crate::codec::{Line, LineReader};
 use crate::error::{Error, ErrorKind, Result};
-use crate::services::Lease;
+use crate::server::Lease;
 use crate::transport::DatagramSocket;
 
 /// Longest input line in line mode and for datagrams: a UDP payload fits.
@@ -376,7 +376,7 @@ impl Default for BothWaysOptions {
 
 impl BothWaysOptions {
     /// Default of [`buffer_size`](BothWaysOptions::buffer_size): 16 KiB.
-    pub const DEFAULT_BUFFER_SIZE: usize = crate::services::RELAY_BUFFER;
+    pub const DEFAULT_BUFFER_SIZE: usize = crate::server::RELAY_BUFFER;
 }
 
 /// What [`both_ways`] moved.
