@@ -1,7 +1,7 @@
 //! `socketkit bench`: load an echo server and report what it sustained, as
 //! a summary table or one JSON line, with live progress on a terminal.
 
-use std::io::{IsTerminal, Write};
+use std::io::Write;
 use std::time::Duration;
 
 use anyhow::{bail, Context};
@@ -11,7 +11,7 @@ use socketkit::client::{self, BenchOptions, BenchReport, Progress, Workload};
 use socketkit::transport::ConnectOptions;
 use socketkit::Endpoint;
 
-use crate::args::{parse_duration, parse_endpoint, LogArgs};
+use crate::args::{parse_duration, parse_endpoint};
 
 #[derive(Debug, Args)]
 pub struct BenchArgs {
@@ -56,8 +56,6 @@ pub struct BenchArgs {
     /// One JSON line instead of a table.
     #[arg(long)]
     pub json: bool,
-    #[command(flatten)]
-    pub log: LogArgs,
 }
 
 #[derive(Debug, Clone, Copy, ValueEnum)]
@@ -118,7 +116,7 @@ fn options(args: &BenchArgs) -> anyhow::Result<BenchOptions> {
 /// A bar of the measurement window on a terminal; nothing otherwise, so
 /// logs and pipes stay clean.
 fn progress_bar(args: &BenchArgs) -> ProgressBar {
-    if args.json || args.log.quiet || !std::io::stderr().is_terminal() {
+    if args.json || !crate::progress::wanted() {
         return ProgressBar::hidden();
     }
     let bar = ProgressBar::new(args.duration.as_millis() as u64);
@@ -149,7 +147,7 @@ fn show(bar: &ProgressBar, progress: &Progress, args: &BenchArgs) {
 }
 
 fn print(report: &BenchReport, json: bool) -> std::io::Result<()> {
-    let mut stdout = std::io::stdout().lock();
+    let mut stdout = crate::stdout::Marked(std::io::stdout().lock());
     if json {
         writeln!(stdout, "{}", json_line(report))?;
     } else {

@@ -31,7 +31,7 @@ pub async fn run(args: ConnectArgs) -> anyhow::Result<()> {
         family: args.family.family(),
         ..ConnectOptions::default()
     };
-    let (stdin, stdout) = (tokio::io::stdin(), tokio::io::stdout());
+    let (stdin, stdout) = (tokio::io::stdin(), crate::stdout::tokio());
     let report = match args.addr.kind() {
         SocketKind::Stream => {
             let stream = transport::connect(&args.addr, &options).await?;

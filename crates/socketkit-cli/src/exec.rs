@@ -149,7 +149,7 @@ async fn run_one(
         .run(
             request,
             stdin,
-            tokio::io::stdout(),
+            crate::stdout::tokio(),
             tokio::io::stderr(),
             &mut interrupts,
         )
@@ -209,7 +209,7 @@ async fn prompt(
             .run(
                 request,
                 None::<tokio::io::Stdin>,
-                tokio::io::stdout(),
+                crate::stdout::tokio(),
                 tokio::io::stderr(),
                 &mut interrupts,
             )

@@ -55,7 +55,7 @@ pub async fn run(mut args: ListenArgs) -> anyhow::Result<ExitCode> {
         input_grace: crate::connect::INPUT_GRACE,
         ..RelayOptions::default()
     };
-    let mut listen = Listen::new(tokio::io::stdin(), tokio::io::stdout(), relay);
+    let mut listen = Listen::new(tokio::io::stdin(), crate::stdout::tokio(), relay);
     if let Some(dump) = dump {
         listen = listen.with_hexdump(dump);
     }

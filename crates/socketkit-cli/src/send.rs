@@ -77,7 +77,7 @@ pub async fn run(args: SendArgs) -> anyhow::Result<()> {
 }
 
 fn report(sent: &Sent, json: bool) -> anyhow::Result<()> {
-    let mut stdout = std::io::stdout().lock();
+    let mut stdout = crate::stdout::Marked(std::io::stdout().lock());
     if json {
         let megabytes_per_second =
             (sent.bytes - sent.resumed_from) as f64 / sent.seconds.max(1e-9) / 1e6;

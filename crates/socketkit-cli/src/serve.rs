@@ -20,63 +20,96 @@ use socketkit::Endpoint;
 use tokio::signal::unix::{signal, Signal, SignalKind};
 use tracing::{info, warn};
 
-use crate::args::{optional, AccessArgs, ExecServiceArgs, Mode, ServeArgs, Service};
+use crate::args::{
+    optional, AccessArgs, CmdServeArgs, ExecServeArgs, Mode, RecvServeArgs, ServeArgs, Service,
+};
 use crate::progress::{self, ReceiveBars};
-use crate::{tls, token};
+use crate::{metrics, tls, token};
 
 /// Where services listen when no address is given: loopback, never every
 /// interface.
 pub(crate) const DEFAULT_ADDR: &str = "tcp://127.0.0.1:7007";
 
-pub async fn run(mut args: ServeArgs) -> anyhow::Result<()> {
-    if args.addrs.is_empty() {
-        args.addrs = vec![default_endpoint(args.service)?];
-    }
-    crate::chat::reject_outside_chat(&args)?;
-    let cmd = &args.cmd;
-    if !matches!(args.service, Service::Cmd)
-        && (!cmd.program.is_empty() || cmd.shell || cmd.stderr_to_peer)
-    {
-        bail!("a program after --, --shell and --stderr-to-peer belong to serve cmd (hint: socketkit serve cmd ADDR -- PROG [ARGS...])");
-    }
-    let forward = crate::forward::service(&args)?;
-    match args.service {
-        Service::Echo => serve(args, Handlers::both(Echo)).await,
-        Service::Upper => serve(args, Handlers::both(Upper)).await,
-        Service::Hello => serve(args, Handlers::stream(Hello::default())).await,
-        Service::Discard => serve(args, Handlers::both(Discard)).await,
-        Service::Daytime => serve(args, Handlers::both(Daytime)).await,
-        Service::Exec => {
+/// The one dispatch from a service's flags to its handler.
+pub async fn run(service: Service) -> anyhow::Result<()> {
+    match service {
+        Service::Echo(args) => Serve::new("echo", args).run(Handlers::both(Echo)).await,
+        Service::Upper(args) => Serve::new("upper", args).run(Handlers::both(Upper)).await,
+        Service::Hello(args) => {
+            let hello = Handlers::stream(Hello::default());
+            Serve::new("hello", args).run(hello).await
+        }
+        Service::Discard(args) => {
+            Serve::new("discard", args)
+                .run(Handlers::both(Discard))
+                .await
+        }
+        Service::Daytime(args) => {
+            Serve::new("daytime", args)
+                .run(Handlers::both(Daytime))
+                .await
+        }
+        Service::Exec(args) => {
+            let mut args = *args;
+            if args.common.addrs.is_empty() {
+                let socket = exec::prepare_default_socket()?;
+                args.common.addrs = vec![Endpoint::Unix(socket)];
+            }
             let policy = exec_policy(&args)?;
             // Checked first: a refused start creates no cgroup.
             check_exec_transports(&args)?;
-            let containment = Containment::new(args.exec.containment.into())?;
-            serve(args, Handlers::stream(Exec::new(policy, containment))).await
+            let containment = Containment::new(args.process.containment.into())?;
+            // A command may run silently for its whole time limit; the idle
+            // timeout must not cut it short.
+            let idle_floor = args.cmd_timeout + std::time::Duration::from_secs(10);
+            let exec = Handlers::stream(Exec::new(policy, containment));
+            let mut serve = Serve::new("exec", args.common).runs_commands();
+            serve.tls13_only = true;
+            serve.idle_floor = Some(idle_floor);
+            serve.run(exec).await
         }
-        Service::Recv => {
+        Service::Recv(args) => {
+            let mut args = *args;
+            default_addrs(&mut args.common)?;
+            check_recv_transports(&args)?;
             let mut receiver = Recv::new(recv_policy(&args)?)?;
             if progress::wanted() {
                 receiver = receiver.with_observer(Arc::new(ReceiveBars::default()));
             }
-            serve(args, Handlers::stream(receiver)).await
+            Serve::new("recv", args.common)
+                .run(Handlers::stream(receiver))
+                .await
         }
-        Service::Chat => crate::chat::run(args).await,
-        Service::Cmd => {
+        Service::Chat(args) => {
+            let mut args = *args;
+            default_addrs(&mut args.common)?;
+            crate::chat::run(args).await
+        }
+        Service::Cmd(args) => {
+            let mut args = *args;
+            default_addrs(&mut args.common)?;
             let service = cmd_service(&args)?;
-            serve(args, Handlers::stream(service)).await
+            Serve::new("cmd", args.common)
+                .runs_commands()
+                .run(Handlers::stream(service))
+                .await
         }
-        Service::Forward => match forward {
-            Some(forward) => serve(args, Handlers::both(forward)).await,
-            None => bail!("serve forward needs --to TARGET"),
-        },
+        Service::Forward(args) => {
+            let mut args = *args;
+            default_addrs(&mut args.common)?;
+            let forward = crate::forward::service(&args)?;
+            Serve::new("forward", args.common)
+                .run(Handlers::both(forward))
+                .await
+        }
     }
 }
 
-fn default_endpoint(service: Service) -> anyhow::Result<Endpoint> {
-    match service {
-        Service::Exec => Ok(Endpoint::Unix(exec::prepare_default_socket()?)),
-        _ => Ok(DEFAULT_ADDR.parse()?),
+fn default_addrs(args: &mut ServeArgs) -> anyhow::Result<()> {
+    if args.addrs.is_empty() {
+        args.addrs = vec![DEFAULT_ADDR.parse()?];
     }
+    Ok(())
 }
 
 /// The access list from --allow/--deny and their files; any bad entry is
@@ -99,121 +132,157 @@ pub(crate) fn access_list(args: &AccessArgs) -> anyhow::Result<AccessList> {
     Ok(list)
 }
 
+/// The server's limits from the common flags.
 pub(crate) fn config(args: &ServeArgs, tls: Option<ServerTls>, access: AccessList) -> ServerConfig {
     let mode = match args.mode {
         Mode::Tasks => socketkit::server::Mode::Tasks,
         Mode::Threads => socketkit::server::Mode::Threads,
         Mode::Sequential => socketkit::server::Mode::Sequential,
     };
-    let mut idle_timeout = optional(args.idle_timeout);
-    if let (Service::Exec, Some(idle)) = (args.service, idle_timeout) {
-        // A command may run silently for its whole time limit; the idle
-        // timeout must not cut it short.
-        idle_timeout =
-            Some(idle.max(exec_timeout(&args.exec) + std::time::Duration::from_secs(10)));
-    }
-    let mut config = ServerConfig::default()
+    let config = ServerConfig::default()
         .mode(mode)
         .max_connections(args.max_conns)
-        .idle_timeout(idle_timeout)
+        .idle_timeout(optional(args.idle_timeout))
         .drain_timeout(args.drain_timeout)
         .max_line_length(args.max_line)
         .backlog(args.backlog)
         .reuse_port(args.reuse_port)
         .handshake_timeout(args.tls.handshake_timeout)
         .access(access);
-    // Sockets that run commands: their owner only, whatever the umask.
-    if let Service::Exec | Service::Cmd = args.service {
-        config = config.unix_mode(0o600);
-    }
     match tls {
         Some(tls) => config.tls(tls),
         None => config,
     }
 }
 
-async fn serve<S: StreamHandler, D: DatagramHandler>(
+/// One service about to be served: its name, the common flags and what the
+/// service asks of the server beyond them.
+pub(crate) struct Serve {
+    name: &'static str,
     args: ServeArgs,
-    handlers: Handlers<S, D>,
-) -> anyhow::Result<()> {
-    serve_with(args, handlers, ServerHandle::default(), &[]).await
+    /// Shared with companions such as the chat's web page.
+    handle: ServerHandle,
+    /// Printed after the sockets' own `listening on` lines.
+    also_listening: Vec<String>,
+    /// TLS 1.3 only (exec authenticates clients by certificate).
+    tls13_only: bool,
+    /// Unix sockets that run commands: their owner only, whatever the umask.
+    private_sockets: bool,
+    /// The idle timeout, when on, is at least this.
+    idle_floor: Option<std::time::Duration>,
 }
 
-/// Serves under `handle` (which the caller may share with companions such
-/// as the chat's web page); `also_listening` are printed after the sockets.
-pub(crate) async fn serve_with<S: StreamHandler, D: DatagramHandler>(
-    args: ServeArgs,
-    handlers: Handlers<S, D>,
-    handle: ServerHandle,
-    also_listening: &[String],
-) -> anyhow::Result<()> {
-    let name = service_name(args.service);
-    for endpoint in &args.addrs {
-        if !handlers.supports(endpoint.kind()) {
-            let kind = match endpoint.kind() {
-                SocketKind::Stream => "stream",
-                SocketKind::Datagram => "datagram",
-            };
-            bail!("the {name} service does not serve {kind} endpoints such as {endpoint} (hint: use tcp://, tls:// or unix:)");
+impl Serve {
+    pub(crate) fn new(name: &'static str, args: ServeArgs) -> Serve {
+        Serve {
+            name,
+            args,
+            handle: ServerHandle::default(),
+            also_listening: Vec::new(),
+            tls13_only: false,
+            private_sockets: false,
+            idle_floor: None,
         }
     }
-    if let Service::Recv = args.service {
-        check_recv_transports(&args)?;
-    }
-    // Handlers go in before anything is printed: a script may signal us as
-    // soon as it reads the first `listening on` line.
-    let access = access_list(&args.access)?;
-    let signals = Signals::install().context("cannot install signal handlers")?;
-    let tls = tls::server(
-        &args.tls,
-        &args.addrs,
-        matches!(args.service, Service::Exec),
-    )?;
-    let fingerprint = tls.as_ref().map(ServerTls::fingerprint);
-    let server = Server::bind(&args.addrs, config(&args, tls, access))
-        .await?
-        .with_handle(handle);
-    print_listening(std::io::stdout(), &server, fingerprint, also_listening)
-        .context("cannot write to stdout")?;
-    tokio::spawn(signals.shut_down(server.handle()));
-    let summary = if args.once {
-        server.handle_request(handlers).await?
-    } else {
-        server.serve(handlers).await?
-    };
-    info!(
-        connections = summary.connections,
-        datagrams = summary.datagrams,
-        aborted = summary.aborted,
-        refused = summary.refused,
-        "server stopped"
-    );
-    Ok(())
-}
 
-fn service_name(service: Service) -> &'static str {
-    match service {
-        Service::Echo => "echo",
-        Service::Upper => "upper",
-        Service::Hello => "hello",
-        Service::Discard => "discard",
-        Service::Daytime => "daytime",
-        Service::Exec => "exec",
-        Service::Recv => "recv",
-        Service::Chat => "chat",
-        Service::Cmd => "cmd",
-        Service::Forward => "forward",
+    pub(crate) fn with_handle(mut self, handle: ServerHandle) -> Serve {
+        self.handle = handle;
+        self
+    }
+
+    pub(crate) fn also_listening(mut self, addresses: Vec<String>) -> Serve {
+        self.also_listening = addresses;
+        self
+    }
+
+    fn runs_commands(mut self) -> Serve {
+        self.private_sockets = true;
+        self
+    }
+
+    /// Binds, prints where it listens, serves until a signal (or, with
+    /// --once, one request).
+    pub(crate) async fn run<S: StreamHandler, D: DatagramHandler>(
+        mut self,
+        handlers: Handlers<S, D>,
+    ) -> anyhow::Result<()> {
+        default_addrs(&mut self.args)?;
+        let (name, args) = (self.name, &self.args);
+        for endpoint in &args.addrs {
+            if !handlers.supports(endpoint.kind()) {
+                let kind = match endpoint.kind() {
+                    SocketKind::Stream => "stream",
+                    SocketKind::Datagram => "datagram",
+                };
+                bail!("the {name} service does not serve {kind} endpoints such as {endpoint} (hint: use tcp://, tls:// or unix:)");
+            }
+        }
+        // Handlers go in before anything is printed: a script may signal us as
+        // soon as it reads the first `listening on` line.
+        let access = access_list(&args.access)?;
+        let signals = Signals::install().context("cannot install signal handlers")?;
+        let tls = tls::server(&args.tls, &args.addrs, self.tls13_only)?;
+        let fingerprint = tls.as_ref().map(ServerTls::fingerprint);
+        let mut config = config(args, tls, access.clone());
+        if let (Some(floor), Some(idle)) = (self.idle_floor, optional(args.idle_timeout)) {
+            config = config.idle_timeout(Some(idle.max(floor)));
+        }
+        if self.private_sockets {
+            config = config.unix_mode(0o600);
+        }
+        let exposition = match &args.metrics {
+            Some(endpoint) => {
+                let (page, counters) = metrics::Page::new(name);
+                config = config.metrics(counters);
+                Some(metrics::bind(endpoint, page, access, &self.handle).await?)
+            }
+            None => None,
+        };
+        let server = Server::bind(&args.addrs, config)
+            .await?
+            .with_handle(self.handle.clone());
+        let mut also = self.also_listening;
+        if let Some(exposition) = &exposition {
+            also.extend(exposition.url());
+        }
+        print_listening(crate::stdout::std(), &server, fingerprint, &also)
+            .context("cannot write to stdout")?;
+        tokio::spawn(signals.shut_down(server.handle()));
+        let exposition = exposition.map(|e| tokio::spawn(e.serve()));
+        let served = if args.once {
+            server.handle_request(handlers).await
+        } else {
+            server.serve(handlers).await
+        };
+        // The metrics page goes down with the service (also after --once).
+        self.handle.shutdown();
+        if let Some(exposition) = exposition {
+            if let Ok(Err(error)) = exposition.await {
+                warn!(error = %error, "the metrics page stopped with an error");
+            }
+        }
+        let summary = served?;
+        info!(
+            connections = summary.connections,
+            datagrams = summary.datagrams,
+            aborted = summary.aborted,
+            refused = summary.refused,
+            "server stopped"
+        );
+        Ok(())
     }
 }
 
 /// Exec never runs for an unauthenticated peer: Unix sockets prove the
 /// peer's uid, TLS needs client certificates or a token, and plain TCP is
 /// refused unless explicitly allowed on loopback with a token.
-fn check_exec_transports(args: &ServeArgs) -> anyhow::Result<()> {
-    let exec = &args.exec;
-    for endpoint in &args.addrs {
+fn check_exec_transports(args: &ExecServeArgs) -> anyhow::Result<()> {
+    let (exec, common) = (args, &args.common);
+    for endpoint in &common.addrs {
         match endpoint {
-            Endpoint::Tls(_) if args.tls.client_ca.is_none() && exec.token_file.is_none() => {
+            Endpoint::Tls(_)
+                if common.tls.client_ca.is_none() && exec.auth.token_file.is_none() =>
+            {
                 bail!("exec on {endpoint} needs a way to authenticate clients (hint: --client-ca FILE for mutual TLS, or --token-file FILE)")
             }
             Endpoint::Tcp(_) => {
@@ -223,7 +292,7 @@ fn check_exec_transports(args: &ServeArgs) -> anyhow::Result<()> {
                 if !is_loopback(endpoint) {
                     bail!("--insecure-plaintext only serves loopback addresses, not {endpoint}");
                 }
-                if exec.token_file.is_none() {
+                if exec.auth.token_file.is_none() {
                     bail!("--insecure-plaintext needs --token-file: exec never runs for an unauthenticated peer");
                 }
                 warn!("exec on {endpoint} without TLS: the token and all commands travel unencrypted (tests and demos only)");
@@ -241,12 +310,9 @@ fn is_loopback(endpoint: &Endpoint) -> bool {
 
 /// Off loopback, a receiver needs TLS and a way to authenticate senders
 /// (as exec does); on loopback (or a Unix socket) it may run open.
-fn check_recv_transports(args: &ServeArgs) -> anyhow::Result<()> {
-    if args.recv.dir.is_none() {
-        bail!("recv needs --dir DIR: where to store received files");
-    }
-    let authenticated = args.exec.token_file.is_some() || args.tls.client_ca.is_some();
-    for endpoint in args.addrs.iter().filter(|e| !is_loopback(e)) {
+fn check_recv_transports(args: &RecvServeArgs) -> anyhow::Result<()> {
+    let authenticated = args.auth.token_file.is_some() || args.common.tls.client_ca.is_some();
+    for endpoint in args.common.addrs.iter().filter(|e| !is_loopback(e)) {
         match endpoint {
             Endpoint::Tls(_) if authenticated => {}
             Endpoint::Tls(_) => bail!("recv on {endpoint} is reachable from the network: it needs --token-file FILE or --client-ca FILE"),
@@ -256,60 +322,53 @@ fn check_recv_transports(args: &ServeArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
-fn recv_policy(args: &ServeArgs) -> anyhow::Result<RecvPolicy> {
-    let dir = args.recv.dir.clone().context("recv needs --dir DIR")?;
-    let token = token::read(args.exec.token_file.as_deref())?.map(|t| Token::new(&t));
-    let allow_anonymous = token.is_none() && args.addrs.iter().all(is_loopback);
+fn recv_policy(args: &RecvServeArgs) -> anyhow::Result<RecvPolicy> {
+    let token = token::read(args.auth.token_file.as_deref())?.map(|t| Token::new(&t));
+    let allow_anonymous = token.is_none() && args.common.addrs.iter().all(is_loopback);
     let auth = AuthPolicy {
         token,
         authorized_certificates: None,
         allow_anonymous,
-        startups: args.exec.max_startups,
+        startups: args.auth.max_startups,
     };
     Ok(RecvPolicy {
-        overwrite: args.recv.overwrite,
-        max_size: args.recv.max_size,
-        allow_dotfiles: args.recv.allow_dotfiles,
-        part_ttl: optional(args.recv.part_ttl),
-        handshake_timeout: args.tls.handshake_timeout,
-        ..RecvPolicy::new(dir, auth)
+        overwrite: args.overwrite,
+        max_size: args.max_size,
+        allow_dotfiles: args.allow_dotfiles,
+        part_ttl: optional(args.part_ttl),
+        handshake_timeout: args.common.tls.handshake_timeout,
+        ..RecvPolicy::new(args.dir.clone(), auth)
     })
-}
-
-/// exec's time limit per command: 60 s unless --cmd-timeout says otherwise.
-fn exec_timeout(exec: &ExecServiceArgs) -> std::time::Duration {
-    exec.cmd_timeout
-        .unwrap_or(std::time::Duration::from_secs(60))
 }
 
 /// `serve cmd`: refused where the network could reach it unguarded (the
 /// library's rule), else the program checked and contained.
-fn cmd_service(args: &ServeArgs) -> anyhow::Result<Cmd> {
-    let access = access_list(&args.access)?;
-    cmd::check_exposure(&args.addrs, &access, args.tls.client_ca.is_some())?;
-    let words = args.cmd.program.clone();
-    let program = if args.cmd.shell {
+fn cmd_service(args: &CmdServeArgs) -> anyhow::Result<Cmd> {
+    let common = &args.common;
+    let access = access_list(&common.access)?;
+    cmd::check_exposure(&common.addrs, &access, common.tls.client_ca.is_some())?;
+    let words = args.program.clone();
+    let program = if args.shell {
         Program::Shell(words.join(" "))
     } else {
         Program::Argv(words)
     };
     let mut policy = CmdPolicy::new(program);
-    policy.allow_shell = args.exec.allow_shell;
-    policy.stderr_to_peer = args.cmd.stderr_to_peer;
-    policy.command_timeout = args.exec.cmd_timeout.and_then(optional);
-    policy.cwd = match &args.exec.cwd {
+    policy.allow_shell = args.allow_shell;
+    policy.stderr_to_peer = args.stderr_to_peer;
+    policy.command_timeout = args.cmd_timeout.and_then(optional);
+    policy.cwd = match &args.process.cwd {
         Some(dir) => dir.clone(),
         None => std::env::current_dir().context("cannot find the current directory")?,
     };
     // Checked first: a refused start sets up no containment.
     policy.argv()?;
-    let containment = Containment::new(args.exec.containment.into())?;
+    let containment = Containment::new(args.process.containment.into())?;
     Ok(Cmd::new(policy, containment)?)
 }
 
-fn exec_policy(args: &ServeArgs) -> anyhow::Result<ExecPolicy> {
-    let exec: &ExecServiceArgs = &args.exec;
-    let token = token::read(exec.token_file.as_deref())?.map(|t| Token::new(&t));
+fn exec_policy(exec: &ExecServeArgs) -> anyhow::Result<ExecPolicy> {
+    let token = token::read(exec.auth.token_file.as_deref())?.map(|t| Token::new(&t));
     let authorized_certificates = match &exec.authorized_clients {
         Some(path) => {
             let text = std::fs::read_to_string(path)
@@ -320,7 +379,7 @@ fn exec_policy(args: &ServeArgs) -> anyhow::Result<ExecPolicy> {
         }
         None => None,
     };
-    let cwd = match &exec.cwd {
+    let cwd = match &exec.process.cwd {
         Some(dir) => dir.clone(),
         None => std::env::current_dir().context("cannot find the current directory")?,
     };
@@ -329,7 +388,7 @@ fn exec_policy(args: &ServeArgs) -> anyhow::Result<ExecPolicy> {
             token,
             authorized_certificates,
             allow_anonymous: false,
-            startups: exec.max_startups,
+            startups: exec.auth.max_startups,
         },
         allow_shell: exec.allow_shell,
         allowed_commands: match exec.allow_cmd.as_slice() {
@@ -338,10 +397,10 @@ fn exec_policy(args: &ServeArgs) -> anyhow::Result<ExecPolicy> {
         },
         allowed_env: EnvAllowList::new(&exec.allow_env).context("--allow-env")?,
         cwd,
-        command_timeout: exec_timeout(exec),
+        command_timeout: exec.cmd_timeout,
         max_output: (exec.max_output > 0).then_some(exec.max_output),
         max_commands: exec.max_commands,
-        handshake_timeout: args.tls.handshake_timeout,
+        handshake_timeout: exec.common.tls.handshake_timeout,
         ..ExecPolicy::default()
     })
 }

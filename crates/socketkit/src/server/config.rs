@@ -1,8 +1,9 @@
 //! Server configuration: every limit named, with its default and the reason.
 
+use std::sync::Arc;
 use std::time::Duration;
 
-use super::AccessList;
+use super::{AccessList, Metrics};
 use crate::tls::ServerTls;
 use crate::transport::BindOptions;
 
@@ -25,6 +26,20 @@ pub enum Mode {
     Sequential,
 }
 
+/// [`ServerConfig::max_connections`]'s default: well under a default
+/// open-file limit once raised, far above what one test client opens.
+pub const DEFAULT_MAX_CONNECTIONS: usize = 1024;
+/// [`ServerConfig::idle_timeout`]'s default: long enough for a person typing
+/// into nc, short enough that abandoned connections do not pile up.
+pub const DEFAULT_IDLE_TIMEOUT: Duration = Duration::from_secs(300);
+/// [`ServerConfig::drain_timeout`]'s default.
+pub const DEFAULT_DRAIN_TIMEOUT: Duration = Duration::from_secs(10);
+/// [`ServerConfig::max_line_length`]'s default: as long as any sane
+/// protocol line, small enough that a peer cannot make us buffer much.
+pub const DEFAULT_MAX_LINE_LENGTH: usize = 64 * 1024;
+/// [`ServerConfig::handshake_timeout`]'s default.
+pub const DEFAULT_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
+
 /// Limits and socket options of a [`Server`](super::Server).
 ///
 /// Built by chaining on the default:
@@ -41,21 +56,23 @@ pub struct ServerConfig {
     pub(crate) tls: Option<ServerTls>,
     pub(crate) handshake_timeout: Duration,
     pub(crate) access: AccessList,
+    pub(crate) metrics: Option<Arc<Metrics>>,
 }
 
 impl Default for ServerConfig {
     fn default() -> ServerConfig {
         ServerConfig {
             mode: Mode::Tasks,
-            max_connections: 1024,
-            idle_timeout: Some(Duration::from_secs(300)),
-            drain_timeout: Duration::from_secs(10),
-            max_line_length: 64 * 1024,
+            max_connections: DEFAULT_MAX_CONNECTIONS,
+            idle_timeout: Some(DEFAULT_IDLE_TIMEOUT),
+            drain_timeout: DEFAULT_DRAIN_TIMEOUT,
+            max_line_length: DEFAULT_MAX_LINE_LENGTH,
             nodelay: true,
             bind: BindOptions::default(),
             tls: None,
-            handshake_timeout: Duration::from_secs(10),
+            handshake_timeout: DEFAULT_HANDSHAKE_TIMEOUT,
             access: AccessList::default(),
+            metrics: None,
         }
     }
 }
@@ -155,6 +172,14 @@ impl ServerConfig {
     /// and before listening. Default: the umask's.
     pub fn unix_mode(mut self, mode: u32) -> ServerConfig {
         self.bind.unix_mode = Some(mode);
+        self
+    }
+
+    /// Count into `metrics` (connections, refusals, bytes, handler errors),
+    /// which the caller reads while the server runs. Default: the server
+    /// counts into its own, seen only in the [`Summary`](super::Summary).
+    pub fn metrics(mut self, metrics: Arc<Metrics>) -> ServerConfig {
+        self.metrics = Some(metrics);
         self
     }
 

@@ -88,12 +88,24 @@ impl std::str::FromStr for StartupLimits {
     }
 }
 
+impl StartupLimits {
+    /// The default: 32 from one source, 256 in all.
+    pub const DEFAULT: StartupLimits = StartupLimits {
+        per_source: 32,
+        total: 256,
+    };
+}
+
 impl Default for StartupLimits {
     fn default() -> StartupLimits {
-        StartupLimits {
-            per_source: 32,
-            total: 256,
-        }
+        StartupLimits::DEFAULT
+    }
+}
+
+/// `PER_SOURCE:TOTAL`, as parsed.
+impl std::fmt::Display for StartupLimits {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}:{}", self.per_source, self.total)
     }
 }
 

@@ -46,10 +46,13 @@ pub struct ConnectOptions {
     pub family: Option<Family>,
 }
 
+/// [`ConnectOptions::timeout`]'s default.
+pub const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
+
 impl Default for ConnectOptions {
     fn default() -> ConnectOptions {
         ConnectOptions {
-            timeout: Duration::from_secs(10),
+            timeout: DEFAULT_CONNECT_TIMEOUT,
             attempt_delay: Duration::from_millis(250),
             nodelay: true,
             tls: None,

@@ -14,6 +14,9 @@ use super::{SocketAddress, Stream};
 use crate::addr::{self, Endpoint, Family, SocketKind};
 use crate::error::{Error, ErrorKind, Result};
 
+/// [`BindOptions::backlog`]'s default.
+pub const DEFAULT_BACKLOG: u32 = 1024;
+
 /// Socket options applied when binding. The defaults suit a server that
 /// should come back up on the same port right after a restart.
 #[derive(Debug, Clone)]
@@ -40,7 +43,7 @@ pub struct BindOptions {
 impl Default for BindOptions {
     fn default() -> BindOptions {
         BindOptions {
-            backlog: 1024,
+            backlog: DEFAULT_BACKLOG,
             reuse_address: true,
             reuse_port: false,
             unix_mode: None,

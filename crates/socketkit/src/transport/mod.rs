@@ -24,8 +24,8 @@ use tokio_rustls::TlsStream;
 
 use crate::tls::Fingerprint;
 
-pub use connect::{connect, connect_datagram, start_tls, ConnectOptions};
-pub use listen::{bind, BindOptions, BoundSocket, DatagramSocket, Listener};
+pub use connect::{connect, connect_datagram, start_tls, ConnectOptions, DEFAULT_CONNECT_TIMEOUT};
+pub use listen::{bind, BindOptions, BoundSocket, DatagramSocket, Listener, DEFAULT_BACKLOG};
 
 /// The address of one end of a connection or datagram: an internet address or
 /// a Unix socket path (Unix clients are often unnamed).

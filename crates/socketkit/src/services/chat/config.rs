@@ -2,6 +2,22 @@
 
 use std::time::Duration;
 
+/// [`ChatConfig::history`]'s default.
+pub const DEFAULT_HISTORY: usize = 20;
+/// [`ChatConfig::max_message`]'s default.
+pub const DEFAULT_MAX_MESSAGE: usize = 4 * 1024;
+/// [`ChatConfig::rate_limit`]'s default rate, in messages a second (bursts
+/// of twice that).
+pub const DEFAULT_RATE: f64 = 10.0;
+/// [`ChatConfig::queue_limits`]'s default in messages: a join storm of a
+/// thousand clients queues a thousand announcements per member; a client
+/// further behind than this is not reading.
+pub const DEFAULT_QUEUE_MESSAGES: usize = 4096;
+/// [`ChatConfig::queue_limits`]'s default in bytes.
+pub const DEFAULT_QUEUE_BYTES: usize = 1024 * 1024;
+/// [`ChatConfig::write_timeout`]'s default.
+pub const DEFAULT_WRITE_TIMEOUT: Duration = Duration::from_secs(10);
+
 /// Limits of a [`Chat`](super::Chat) server, built by chaining on the
 /// default: `ChatConfig::default().history(50).rate_limit(None)`.
 #[derive(Debug, Clone)]
@@ -25,21 +41,26 @@ pub struct RateLimit {
     pub burst: u32,
 }
 
+impl RateLimit {
+    /// `rate` messages a second with bursts of twice that (at least 1).
+    pub fn per_second(rate: f64) -> RateLimit {
+        RateLimit {
+            per_second: rate,
+            // Saturating: `as` clamps a float to the integer's range.
+            burst: (rate * 2.0).ceil().clamp(1.0, f64::from(u32::MAX)) as u32,
+        }
+    }
+}
+
 impl Default for ChatConfig {
     fn default() -> ChatConfig {
         ChatConfig {
-            history: 20,
-            max_message: 4 * 1024,
-            // A join storm of a thousand clients queues a thousand
-            // announcements per member; a client further behind than this
-            // is not reading.
-            queue_messages: 4096,
-            queue_bytes: 1024 * 1024,
-            write_timeout: Duration::from_secs(10),
-            rate: Some(RateLimit {
-                per_second: 10.0,
-                burst: 20,
-            }),
+            history: DEFAULT_HISTORY,
+            max_message: DEFAULT_MAX_MESSAGE,
+            queue_messages: DEFAULT_QUEUE_MESSAGES,
+            queue_bytes: DEFAULT_QUEUE_BYTES,
+            write_timeout: DEFAULT_WRITE_TIMEOUT,
+            rate: Some(RateLimit::per_second(DEFAULT_RATE)),
             max_rooms: 1024,
         }
     }

@@ -44,7 +44,10 @@ use tokio::sync::mpsc;
 
 pub use bot::Bot;
 pub use bus::{decode as decode_bus_message, Bus, BusSecret, Decoded, Rejected};
-pub use config::{ChatConfig, RateLimit};
+pub use config::{
+    ChatConfig, RateLimit, DEFAULT_HISTORY, DEFAULT_MAX_MESSAGE, DEFAULT_QUEUE_BYTES,
+    DEFAULT_QUEUE_MESSAGES, DEFAULT_RATE, DEFAULT_WRITE_TIMEOUT,
+};
 pub use event::{Event, EventKind, RoomInfo};
 pub use participant::{Flow, Inbox, Participant, TooSlow};
 pub use web::{WebConfig, WebServer};

@@ -45,6 +45,11 @@ use crate::protocol::{frame_error, Frame, FrameCodec, FrameError, FrameType};
 use crate::server::{Connection, StreamHandler};
 use crate::transport::SocketAddress;
 
+/// [`ExecPolicy::command_timeout`]'s default.
+pub const DEFAULT_COMMAND_TIMEOUT: Duration = Duration::from_secs(60);
+/// [`ExecPolicy::max_commands`]'s default.
+pub const DEFAULT_MAX_COMMANDS: usize = 64;
+
 /// What the exec service allows. Defaults are the safe ones.
 #[derive(Debug, Clone)]
 pub struct ExecPolicy {
@@ -86,9 +91,9 @@ impl Default for ExecPolicy {
             allowed_commands: None,
             allowed_env: EnvAllowList::default(),
             cwd: PathBuf::from("/"),
-            command_timeout: Duration::from_secs(60),
+            command_timeout: DEFAULT_COMMAND_TIMEOUT,
             max_output: None,
-            max_commands: 64,
+            max_commands: DEFAULT_MAX_COMMANDS,
             handshake_timeout: Duration::from_secs(10),
             kill_grace: Duration::from_secs(2),
         }

@@ -28,6 +28,10 @@ use crate::transport::SocketAddress;
 
 use store::{Part, PrefixCache, Stamp, Writer};
 
+/// [`RecvPolicy::part_ttl`]'s default: a day, long enough to resume
+/// after a night's interruption.
+pub const DEFAULT_PART_TTL: Duration = Duration::from_secs(24 * 60 * 60);
+
 /// What the receiver accepts.
 #[derive(Debug, Clone)]
 pub struct RecvPolicy {
@@ -57,7 +61,7 @@ impl RecvPolicy {
             overwrite: false,
             max_size: None,
             allow_dotfiles: false,
-            part_ttl: Some(Duration::from_secs(24 * 60 * 60)),
+            part_ttl: Some(DEFAULT_PART_TTL),
             auth,
             handshake_timeout: Duration::from_secs(10),
         }
