@@ -6,11 +6,11 @@ use std::time::Duration;
 use clap::{Args, Parser, Subcommand, ValueEnum};
 use socketkit::addr::{Family, SourceAddress};
 use socketkit::client::http::{GetOptions, HttpUrl};
-use socketkit::server;
 use socketkit::services::exec::StartupLimits;
 use socketkit::tls::Fingerprint;
 use socketkit::transport::DEFAULT_CONNECT_TIMEOUT;
 use socketkit::Endpoint;
+use socketkit::{client, server};
 
 use crate::bench::BenchArgs;
 
@@ -599,7 +599,7 @@ pub struct ConnectArgs {
     #[arg(long)]
     pub crlf: bool,
     /// Datagrams: after stdin ends, wait this long for replies still owed.
-    #[arg(long, value_name = "DURATION", default_value = "2s", value_parser = parse_duration)]
+    #[arg(long, value_name = "DURATION", default_value = duration_text(client::DEFAULT_DATAGRAM_WAIT), value_parser = parse_duration)]
     pub wait: Duration,
     /// The textbook client: send line by line, skip empty lines, `exit` or `bye` ends.
     #[arg(long)]
@@ -674,7 +674,7 @@ pub struct GetArgs {
     #[arg(short = 'L', long = "location", visible_alias = "follow")]
     pub follow: bool,
     /// Most redirects -L follows.
-    #[arg(long, value_name = "N", default_value_t = 10)]
+    #[arg(long, value_name = "N", default_value_t = client::http::DEFAULT_MAX_REDIRECTS)]
     pub max_redirs: usize,
     /// Exit 1 without writing a body when the status is 4xx or 5xx.
     #[arg(short, long)]
@@ -715,10 +715,10 @@ pub struct CheckArgs {
     #[arg(value_name = "ADDR", required = true, value_parser = parse_check_targets)]
     pub addrs: Vec<CheckTargets>,
     /// Per-target timeout.
-    #[arg(long, value_name = "DURATION", default_value = "3s", value_parser = parse_duration)]
+    #[arg(long, value_name = "DURATION", default_value = duration_text(client::DEFAULT_CHECK_TIMEOUT), value_parser = parse_duration)]
     pub timeout: Duration,
     /// Most checks in flight at once (capped below the open-file limit).
-    #[arg(long, value_name = "N", default_value_t = 256)]
+    #[arg(long, value_name = "N", default_value_t = client::DEFAULT_CHECK_CONCURRENCY)]
     pub concurrency: usize,
     /// Print only open targets (the exit status still says whether all were open).
     #[arg(long)]

@@ -8,10 +8,10 @@ use anyhow::{bail, Context};
 use clap::{Args, ValueEnum};
 use indicatif::{ProgressBar, ProgressStyle};
 use socketkit::client::{self, BenchOptions, BenchReport, Progress, Workload};
-use socketkit::transport::ConnectOptions;
+use socketkit::transport::{ConnectOptions, DEFAULT_CONNECT_TIMEOUT};
 use socketkit::Endpoint;
 
-use crate::args::{parse_duration, parse_endpoint};
+use crate::args::{duration_text, parse_duration, parse_endpoint};
 
 #[derive(Debug, Args)]
 pub struct BenchArgs {
@@ -34,7 +34,7 @@ pub struct BenchArgs {
           value_parser = clap::value_parser!(u32).range(1..=1024))]
     pub pipeline: u32,
     /// Measurement window; the run also stops at --count or --bytes.
-    #[arg(short, long, value_name = "DURATION", default_value = "5s", value_parser = parse_duration)]
+    #[arg(short, long, value_name = "DURATION", default_value = duration_text(client::DEFAULT_BENCH_DURATION), value_parser = parse_duration)]
     pub duration: Duration,
     /// Per connection, stop after this many round trips (churn: connections).
     #[arg(short = 'n', long, value_name = "N")]
@@ -48,10 +48,10 @@ pub struct BenchArgs {
           value_parser = clap::value_parser!(u16).range(1..=256))]
     pub threads: u16,
     /// Connect timeout per connection.
-    #[arg(long, value_name = "DURATION", default_value = "10s", value_parser = parse_duration)]
+    #[arg(long, value_name = "DURATION", default_value = duration_text(DEFAULT_CONNECT_TIMEOUT), value_parser = parse_duration)]
     pub timeout: Duration,
     /// Datagrams: a reply not back within this long counts as lost.
-    #[arg(long, value_name = "DURATION", default_value = "200ms", value_parser = parse_duration)]
+    #[arg(long, value_name = "DURATION", default_value = duration_text(client::DEFAULT_REPLY_TIMEOUT), value_parser = parse_duration)]
     pub reply_timeout: Duration,
     /// One JSON line instead of a table.
     #[arg(long)]

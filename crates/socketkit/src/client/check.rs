@@ -25,11 +25,16 @@ pub struct CheckOptions {
     pub family: Option<Family>,
 }
 
+/// [`CheckOptions::timeout`]'s default.
+pub const DEFAULT_CHECK_TIMEOUT: Duration = Duration::from_secs(3);
+/// [`CheckOptions::concurrency`]'s default.
+pub const DEFAULT_CHECK_CONCURRENCY: usize = 256;
+
 impl Default for CheckOptions {
     fn default() -> CheckOptions {
         CheckOptions {
-            timeout: Duration::from_secs(3),
-            concurrency: 256,
+            timeout: DEFAULT_CHECK_TIMEOUT,
+            concurrency: DEFAULT_CHECK_CONCURRENCY,
             family: None,
         }
     }

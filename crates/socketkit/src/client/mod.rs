@@ -17,11 +17,17 @@ pub(crate) mod relay;
 mod send;
 mod session;
 
-pub use bench::{bench, BenchOptions, BenchReport, Latency, Progress, Workload};
-pub use check::{check, parse_targets, CheckOptions, CheckResult, CheckStatus};
+pub use bench::{
+    bench, BenchOptions, BenchReport, Latency, Progress, Workload, DEFAULT_BENCH_DURATION,
+    DEFAULT_REPLY_TIMEOUT,
+};
+pub use check::{
+    check, parse_targets, CheckOptions, CheckResult, CheckStatus, DEFAULT_CHECK_CONCURRENCY,
+    DEFAULT_CHECK_TIMEOUT,
+};
 pub use exec::{ExecClient, Finished};
 pub use relay::{
     both_ways, exchange_datagrams, relay, BothWaysOptions, BothWaysReport, DatagramOptions,
-    RelayOptions, RelayReport,
+    RelayOptions, RelayReport, DEFAULT_DATAGRAM_WAIT,
 };
 pub use send::{Sender, Sent, Source, TransferProgress};

@@ -262,10 +262,13 @@ pub struct DatagramOptions {
     pub line_mode: bool,
 }
 
+/// [`DatagramOptions::wait`]'s default.
+pub const DEFAULT_DATAGRAM_WAIT: Duration = Duration::from_secs(2);
+
 impl Default for DatagramOptions {
     fn default() -> DatagramOptions {
         DatagramOptions {
-            wait: Duration::from_secs(2),
+            wait: DEFAULT_DATAGRAM_WAIT,
             line_mode: false,
         }
     }

@@ -92,6 +92,11 @@ pub struct BenchOptions {
     pub reply_timeout: Duration,
 }
 
+/// [`BenchOptions::duration`]'s default.
+pub const DEFAULT_BENCH_DURATION: Duration = Duration::from_secs(5);
+/// [`BenchOptions::reply_timeout`]'s default.
+pub const DEFAULT_REPLY_TIMEOUT: Duration = Duration::from_millis(200);
+
 impl Default for BenchOptions {
     fn default() -> BenchOptions {
         BenchOptions {
@@ -99,11 +104,11 @@ impl Default for BenchOptions {
             connections: 1,
             size: 64,
             pipeline: 1,
-            duration: Duration::from_secs(5),
+            duration: DEFAULT_BENCH_DURATION,
             messages: None,
             bulk_bytes: None,
             connect: ConnectOptions::default(),
-            reply_timeout: Duration::from_millis(200),
+            reply_timeout: DEFAULT_REPLY_TIMEOUT,
         }
     }
 }

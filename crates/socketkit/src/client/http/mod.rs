@@ -69,12 +69,15 @@ pub struct GetOptions {
     headers: HeaderMap,
 }
 
+/// [`GetOptions::max_redirects`]'s default.
+pub const DEFAULT_MAX_REDIRECTS: usize = 10;
+
 impl Default for GetOptions {
     fn default() -> GetOptions {
         GetOptions {
             head: false,
             follow_redirects: false,
-            max_redirects: 10,
+            max_redirects: DEFAULT_MAX_REDIRECTS,
             connect: ConnectOptions::default(),
             wire: None,
             headers: HeaderMap::new(),
