@@ -11,7 +11,7 @@ use std::process::Command;
 
 use crate::util::{
     assert_one_error_line, assert_success, bin, python_cmd, run, run_socketkit,
-    spawn_python_server, text, wait_until, Server,
+    spawn_python_server, text, wait_until, Proc, Server,
 };
 
 /// Each service takes its own flags; one of another service's is exit 2
@@ -203,42 +203,6 @@ fn a_closed_stdout_is_success() {
     peer.close_stdin();
 }
 
-/// A file receiver on a Unix socket, written from PROTOCOL.md, that takes
-/// the offer, reads a little of the data and closes: the sender's next
-/// write fails with EPIPE.
-const VANISHING_RECEIVER: &str = r#"
-import json, struct
-srv = socket.socket(socket.AF_UNIX)
-srv.bind(sys.argv[1])
-srv.listen(4)
-print("ready", flush=True)
-conn, _ = srv.accept()
-conn.settimeout(10)
-def recv_exactly(sock, n):
-    data = b""
-    while len(data) < n:
-        chunk = sock.recv(n - len(data))
-        if not chunk:
-            raise EOFError("closed")
-        data += chunk
-    return data
-def frame(kind, obj):
-    body = json.dumps(obj).encode()
-    conn.sendall(struct.pack(">IB", len(body) + 1, kind) + body)
-def read_frame():
-    length, kind = struct.unpack(">IB", recv_exactly(conn, 5))
-    return kind, recv_exactly(conn, length - 1)
-frame(0x01, {"protocol": 1, "server": "vanishing", "service": "recv", "auth": [], "shell": False})
-read_frame()                      # HELLO
-frame(0x02, {"identity": "anonymous"})
-read_frame()                      # OFFER
-frame(0x41, {"offset": 0})
-read_frame()                      # START
-recv_exactly(conn, 65536)
-conn.close()
-sys.stdin.read()                  # until the test has the sender's verdict
-"#;
-
 /// A peer that closes while `send` writes is the error it is (EPIPE on
 /// the socket): exit 1 with one line, never the silent success a closed
 /// stdout gets.
@@ -246,7 +210,16 @@ sys.stdin.read()                  # until the test has the sender's verdict
 fn a_peers_broken_pipe_is_an_error() {
     let dir = crate::util::tempdir();
     let socket = dir.path().join("recv.sock").display().to_string();
-    let (mut peer, _) = spawn_python_server(VANISHING_RECEIVER, &[&socket]);
+    // tests/peers/vanishing_receiver.py: takes the offer, reads 64 KiB, closes.
+    let script = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/tests/peers/vanishing_receiver.py"
+    );
+    let mut python = Command::new("python3");
+    python.arg(script).arg(&socket);
+    let mut peer = Proc::spawn("vanishing receiver", python, true);
+    peer.stdout
+        .wait_for("the receiver's ready line", |l| l == "ready");
     let file = dir.path().join("big.bin");
     std::fs::write(&file, crate::util::random_bytes(64 << 20, 7)).unwrap();
     let target = format!("unix:{socket}");
