@@ -16,8 +16,8 @@ use crate::args::Cli;
 /// error (status 2). A flag of another service gets a tip naming the
 /// service(s) that take it: `serve echo --bot` says `--bot` is chat's.
 pub fn parse() -> Cli {
-    let argv: Vec<OsString> = std::env::args_os().collect();
     let mut command = Cli::command();
+    let argv = service_first(std::env::args_os().collect(), &command);
     let parsed = command
         .try_get_matches_from_mut(&argv)
         .and_then(|mut matches| Cli::from_arg_matches_mut(&mut matches));
@@ -32,6 +32,37 @@ pub fn parse() -> Cli {
     }
 }
 
+/// `serve --max-conns 5 echo ADDR` was valid while the service was a
+/// positional argument: move the service name up to just after `serve`, so
+/// scripts written that way still run.
+fn service_first(mut argv: Vec<OsString>, command: &clap::Command) -> Vec<OsString> {
+    let Some(serve) = command.find_subcommand("serve") else {
+        return argv;
+    };
+    let is_flag = |word: &OsString| word.to_string_lossy().starts_with('-');
+    let Some(at) = argv.iter().skip(1).position(|w| !is_flag(w)).map(|i| i + 1) else {
+        return argv;
+    };
+    let help = ["-h", "--help", "--"];
+    match argv.get(at + 1) {
+        Some(next) if argv[at] == "serve" && is_flag(next) && !help.iter().any(|h| next == h) => {}
+        _ => return argv,
+    }
+    let service = argv[at + 1..]
+        .iter()
+        .take_while(|word| *word != "--")
+        .position(|word| {
+            serve
+                .get_subcommands()
+                .any(|sub| sub.get_name() != "help" && *word == sub.get_name())
+        });
+    if let Some(offset) = service {
+        let name = argv.remove(at + 1 + offset);
+        argv.insert(at + 1, name);
+    }
+    argv
+}
+
 /// For `serve SERVICE ... --flag` where --flag is some other service's:
 /// a `tip:` line naming the services that take it.
 fn add_owner_tip(error: &mut clap::Error, command: &clap::Command, argv: &[OsString]) {
@@ -44,24 +75,28 @@ fn add_owner_tip(error: &mut clap::Error, command: &clap::Command, argv: &[OsStr
     if !words.any(|word| word == "serve") {
         return;
     }
-    let Some(service) = words.find(|word| !word.starts_with('-')) else {
-        return;
-    };
     let Some(serve) = command.find_subcommand("serve") else {
         return;
     };
-    let owners: Vec<String> = serve
+    let services: Vec<&clap::Command> = serve
         .get_subcommands()
+        .filter(|sub| sub.get_name() != "help")
+        .collect();
+    let owners: Vec<String> = services
+        .iter()
         .filter(|sub| sub.get_arguments().any(|arg| spelled(arg, &flag)))
         .map(|sub| format!("`serve {}`", sub.get_name()))
         .collect();
-    if owners.is_empty() || owners.iter().any(|o| *o == format!("`serve {service}`")) {
-        return;
-    }
-    let tip = format!(
-        "{flag} belongs to {}, not `serve {service}`",
-        owners.join(", ")
-    );
+    let service = words.find(|word| services.iter().any(|sub| *word == sub.get_name()));
+    let tip = match service {
+        _ if owners.is_empty() => return,
+        None => "name the service first: socketkit serve SERVICE [ADDR...] [FLAGS]".to_owned(),
+        Some(service) if owners.contains(&format!("`serve {service}`")) => return,
+        Some(service) => format!(
+            "{flag} belongs to {}, not `serve {service}`",
+            owners.join(", ")
+        ),
+    };
     // Replaces clap's own tip (pass it after `--`), which would mislead.
     error.insert(
         ContextKind::Suggested,

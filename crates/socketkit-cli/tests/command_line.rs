@@ -10,7 +10,7 @@ use std::net::TcpStream;
 use std::process::Command;
 
 use crate::util::{
-    assert_one_error_line, assert_success, bin, python_cmd, run, run_socketkit,
+    assert_one_error_line, assert_success, bin, py_roundtrip, python_cmd, run, run_socketkit,
     spawn_python_server, text, wait_until, Proc, Server,
 };
 
@@ -49,6 +49,18 @@ fn another_services_flag_is_a_usage_error_naming_its_service() {
         assert!(text(&out.stdout).contains(flag), "{flag} missing");
     }
     assert!(!text(&out.stdout).contains("--allow-shell"));
+}
+
+/// While the service was a positional argument, flags could come before
+/// it; scripts written so still run.
+#[test]
+fn flags_before_the_service_still_parse() {
+    let mut server = Server::start(&["serve", "--once", "-q", "upper", "127.0.0.1:0"], 1);
+    assert_eq!(
+        py_roundtrip(server.addr(), b"compatible\n"),
+        b"COMPATIBLE\n"
+    );
+    assert_eq!(server.exit_code(), 0, "{}", server.stderr());
 }
 
 /// `serve --help` lists every service with one line.
