@@ -162,7 +162,9 @@ impl Exposition {
 }
 
 impl StreamHandler for Page {
-    async fn handle(&self, conn: &mut Connection) -> socketkit::Result<()> {
+    type Session = ();
+
+    async fn handle(&self, conn: &mut Connection, _session: &mut ()) -> socketkit::Result<()> {
         let Some(head) = read_head(conn).await? else {
             return respond(
                 conn,

@@ -23,6 +23,7 @@ use tracing::{info, warn};
 use crate::args::{
     optional, AccessArgs, CmdServeArgs, ExecServeArgs, Mode, RecvServeArgs, ServeArgs, Service,
 };
+use crate::hint::hint_if;
 use crate::progress::{self, ReceiveBars};
 use crate::{metrics, tls, token};
 
@@ -346,7 +347,10 @@ fn recv_policy(args: &RecvServeArgs) -> anyhow::Result<RecvPolicy> {
 fn cmd_service(args: &CmdServeArgs) -> anyhow::Result<Cmd> {
     let common = &args.common;
     let access = access_list(&common.access)?;
-    cmd::check_exposure(&common.addrs, &access, common.tls.client_ca.is_some())?;
+    // Its only refusal is the exposure the hint's flags cure.
+    cmd::check_exposure(&common.addrs, &access, common.tls.client_ca.is_some()).map_err(|e| {
+        hint_if(true, e, "--allow CIDR admits only those peers, or serve tls:// with --client-ca FILE; loopback addresses need neither")
+    })?;
     let words = args.program.clone();
     let program = if args.shell {
         Program::Shell(words.join(" "))
@@ -362,7 +366,17 @@ fn cmd_service(args: &CmdServeArgs) -> anyhow::Result<Cmd> {
         None => std::env::current_dir().context("cannot find the current directory")?,
     };
     // Checked first: a refused start sets up no containment.
-    policy.argv()?;
+    policy.argv().map_err(|e| match &policy.program {
+        Program::Shell(_) if !policy.allow_shell => hint_if(
+            true,
+            e,
+            "a shell line needs --allow-shell (or give the program as argv)",
+        ),
+        Program::Argv(argv) if argv.is_empty() => {
+            hint_if(true, e, "serve cmd ADDR -- PROG [ARGS...]")
+        }
+        _ => e.into(),
+    })?;
     let containment = Containment::new(args.process.containment.into())?;
     Ok(Cmd::new(policy, containment)?)
 }
