@@ -8,7 +8,9 @@ use socketkit::addr::{Family, SourceAddress};
 use socketkit::client::http::{GetOptions, HttpUrl};
 use socketkit::services::exec::StartupLimits;
 use socketkit::tls::Fingerprint;
+use socketkit::transport::ConnectOptions;
 use socketkit::Endpoint;
+use socketkit::{client, server};
 
 use crate::bench::BenchArgs;
 
@@ -22,24 +24,22 @@ use crate::bench::BenchArgs;
 pub struct Cli {
     #[command(subcommand)]
     pub command: Command,
+    #[command(flatten)]
+    pub log: LogArgs,
 }
 
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Run a service; prints `listening on ADDR` per bound socket.
     ///
-    /// Services: echo (RFC 862), upper (ASCII upper-case), hello (greeting),
-    /// discard (RFC 863), daytime (RFC 867), exec (remote commands), recv
-    /// (file receiver), chat (rooms for nc and browsers) and cmd (inetd:
-    /// `serve cmd ADDR -- PROG ARGS` runs PROG per connection). All serve TCP,
-    /// TLS and Unix streams; echo, upper, discard and daytime also serve UDP
-    /// and Unix datagrams. With TLS a `fingerprint sha256:…` line follows
-    /// the listening lines.
-    /// forward relays each connection to --to TARGET (tcp://, tls:// or
-    /// unix:): `serve forward tls://:8443 --self-signed --to tcp://127.0.0.1:8080`
-    /// terminates TLS in front of a plaintext server.
-    /// SIGINT/SIGTERM shut down gracefully; a second signal exits at once.
-    Serve(Box<ServeArgs>),
+    /// `socketkit serve SERVICE [ADDR...] [FLAGS]`: every service serves TCP,
+    /// TLS and Unix streams; echo, upper, discard, daytime and forward also
+    /// UDP and Unix datagrams. Each takes the common flags (limits, mode,
+    /// TLS, access, --metrics) and its own, listed in `serve SERVICE
+    /// --help`. With TLS a `fingerprint sha256:…` line follows the listening
+    /// lines. SIGINT/SIGTERM shut down gracefully; a second signal exits at
+    /// once.
+    Serve(ServeCommand),
     /// Connect stdin/stdout to a socket, like nc.
     ///
     /// Binary-safe and full-duplex. At end of stdin the socket is half-closed
@@ -97,6 +97,31 @@ pub enum Command {
     /// Prints a table or one --json line; exits 1 if any echo differed from
     /// what was sent or nothing was echoed.
     Bench(BenchArgs),
+    /// Print a shell completion script to stdout.
+    ///
+    /// bash: `socketkit completions bash > ~/.local/share/bash-completion/completions/socketkit`;
+    /// zsh: into a directory on $fpath as `_socketkit`; fish:
+    /// `~/.config/fish/completions/socketkit.fish`.
+    Completions(CompletionsArgs),
+    /// Write man pages into DIR: socketkit.1 and one per subcommand
+    /// (socketkit-serve-echo.1, ...).
+    ///
+    /// `socketkit man ~/.local/share/man/man1` then `man socketkit-serve`.
+    Man(ManArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct CompletionsArgs {
+    /// The shell to complete for.
+    #[arg(value_enum)]
+    pub shell: clap_complete::Shell,
+}
+
+#[derive(Debug, Args)]
+pub struct ManArgs {
+    /// Directory to write the pages into (created if missing).
+    #[arg(value_name = "DIR")]
+    pub dir: PathBuf,
 }
 
 #[derive(Debug, Args)]
@@ -117,12 +142,10 @@ pub struct SendArgs {
     #[arg(long)]
     pub json: bool,
     /// Connect timeout.
-    #[arg(long, value_name = "DURATION", default_value = "10s", value_parser = parse_duration)]
+    #[arg(long, value_name = "DURATION", default_value = duration_text(ConnectOptions::DEFAULT_TIMEOUT), value_parser = parse_duration)]
     pub timeout: Duration,
     #[command(flatten)]
     pub tls: ClientTlsArgs,
-    #[command(flatten)]
-    pub log: LogArgs,
 }
 
 #[derive(Debug, Subcommand)]
@@ -147,8 +170,6 @@ pub struct PkiInitArgs {
     /// A client certificate to issue (repeatable).
     #[arg(long = "client", value_name = "NAME")]
     pub clients: Vec<String>,
-    #[command(flatten)]
-    pub log: LogArgs,
 }
 
 #[derive(Debug, Args)]
@@ -183,12 +204,10 @@ pub struct ExecArgs {
     #[arg(long, conflicts_with_all = ["ca", "pin", "insecure"])]
     pub tofu: bool,
     /// Connect timeout.
-    #[arg(long, value_name = "DURATION", default_value = "10s", value_parser = parse_duration)]
+    #[arg(long, value_name = "DURATION", default_value = duration_text(ConnectOptions::DEFAULT_TIMEOUT), value_parser = parse_duration)]
     pub timeout: Duration,
     #[command(flatten)]
     pub tls: ClientTlsArgs,
-    #[command(flatten)]
-    pub log: LogArgs,
 }
 
 fn parse_env(text: &str) -> Result<(String, String), String> {
@@ -196,41 +215,91 @@ fn parse_env(text: &str) -> Result<(String, String), String> {
     Ok((name.to_owned(), value.to_owned()))
 }
 
-/// Verbosity and log format, shared by every command.
+/// Verbosity, shared by every command (global: before or after the
+/// subcommand).
 #[derive(Debug, Args)]
 pub struct LogArgs {
     /// More diagnostics on stderr (-v: each connection's open and close; -vv: everything).
-    #[arg(short, long, action = clap::ArgAction::Count, global = true)]
+    #[arg(short, long, action = clap::ArgAction::Count, global = true, help_heading = "Logging")]
     pub verbose: u8,
     /// Only errors on stderr.
-    #[arg(short, long, global = true, conflicts_with = "verbose")]
+    #[arg(
+        short,
+        long,
+        global = true,
+        conflicts_with = "verbose",
+        help_heading = "Logging"
+    )]
     pub quiet: bool,
 }
 
-#[derive(Debug, Clone, Copy, ValueEnum)]
+/// `socketkit serve SERVICE`: one subcommand per service.
+#[derive(Debug, Args)]
+#[command(
+    subcommand_value_name = "SERVICE",
+    subcommand_help_heading = "Services"
+)]
+pub struct ServeCommand {
+    #[command(subcommand)]
+    pub service: Service,
+}
+
+/// The services. Adding one takes a variant here (its doc line is its line
+/// in `serve --help`), its flag struct (which flattens [`ServeArgs`]), an
+/// arm in [`Service::common`] and one in `serve::run`.
+#[derive(Debug, Subcommand)]
 pub enum Service {
-    /// Every byte back (RFC 862).
-    Echo,
-    /// ASCII letters upper-cased, other bytes unchanged.
-    Upper,
-    /// `Welcome!`, then `Hello, NAME!` per message; `exit` closes.
-    Hello,
-    /// Reads and drops everything (RFC 863).
-    Discard,
-    /// The date and time, then close (RFC 867).
-    Daytime,
+    /// Every byte back (RFC 862); also on UDP and Unix datagrams.
+    Echo(ServeArgs),
+    /// ASCII letters upper-cased, other bytes unchanged; also on datagrams.
+    Upper(ServeArgs),
+    /// `Welcome!`, then `Hello, NAME!` per line; `exit` closes.
+    Hello(ServeArgs),
+    /// Reads and drops everything (RFC 863); also on datagrams.
+    Discard(ServeArgs),
+    /// The date and time, then close (RFC 867); also on datagrams.
+    Daytime(ServeArgs),
     /// Remote commands over the framed protocol (see PROTOCOL.md).
-    Exec,
+    ///
+    /// With no address, serves the local exec socket (owner only). Plain
+    /// TCP is refused unless --insecure-plaintext on loopback with a token;
+    /// tls:// needs --client-ca or --token-file.
+    Exec(Box<ExecServeArgs>),
     /// Receives files sent with `socketkit send` into --dir.
-    Recv,
-    /// Multi-room chat for nc, telnet and browsers (see Chat options).
-    Chat,
-    /// inetd: PROG per connection, the socket as its stdin and stdout
-    /// (`serve cmd ADDR -- PROG ARGS`; see cmd options). Off loopback it
-    /// needs --allow CIDR, or tls:// with --client-ca.
-    Cmd,
-    /// Port forwarding: each connection relayed to --to TARGET (see forward options).
-    Forward,
+    ///
+    /// Off loopback it needs tls:// and --token-file or --client-ca.
+    Recv(Box<RecvServeArgs>),
+    /// Multi-room chat for nc, telnet and browsers (--web), linked through Redis (--bus).
+    Chat(Box<crate::chat::ChatServeArgs>),
+    /// inetd: PROG per connection, the socket its stdin and stdout.
+    ///
+    /// `serve cmd ADDR -- PROG ARGS`. Off loopback it needs --allow CIDR, or
+    /// tls:// with --client-ca.
+    Cmd(Box<CmdServeArgs>),
+    /// Port forwarding: each connection relayed to --to TARGET.
+    ///
+    /// `serve forward tls://:8443 --self-signed --to tcp://127.0.0.1:8080`
+    /// terminates TLS in front of a plaintext server; udp:// forwards
+    /// datagrams.
+    Forward(Box<crate::forward::ForwardServeArgs>),
+}
+
+impl Service {
+    /// The flags every service has.
+    pub fn common(&self) -> &ServeArgs {
+        match self {
+            Service::Echo(common)
+            | Service::Upper(common)
+            | Service::Hello(common)
+            | Service::Discard(common)
+            | Service::Daytime(common) => common,
+            Service::Exec(args) => &args.common,
+            Service::Recv(args) => &args.common,
+            Service::Chat(args) => &args.common,
+            Service::Cmd(args) => &args.common,
+            Service::Forward(args) => &args.common,
+        }
+    }
 }
 
 #[derive(Debug, Clone, Copy, ValueEnum)]
@@ -243,11 +312,10 @@ pub enum Mode {
     Sequential,
 }
 
+/// The flags every service takes: addresses, limits, mode, TLS, access,
+/// metrics. Flattened once into each service's flags.
 #[derive(Debug, Args)]
 pub struct ServeArgs {
-    /// The service to run.
-    #[arg(value_enum)]
-    pub service: Service,
     /// Addresses to listen on (several allowed, e.g. TCP and UDP on one port).
     /// Default tcp://127.0.0.1:7007; for exec, the local exec socket.
     #[arg(value_name = "ADDR", value_parser = parse_endpoint)]
@@ -255,15 +323,15 @@ pub struct ServeArgs {
     /// Most connections served at once; more wait in the listen backlog.
     /// With chat --web, the web page's server has as many again (every
     /// connection counts, page or WebSocket, from its accept).
-    #[arg(long, value_name = "N", default_value_t = 1024)]
+    #[arg(long, value_name = "N", default_value_t = server::ServerConfig::DEFAULT_MAX_CONNECTIONS)]
     pub max_conns: usize,
     /// Close connections idle this long (e.g. 30, 1.5, 500ms, 5m); 0 disables.
     /// The chat's web page pings its WebSockets and closes one that stays
     /// silent this long.
-    #[arg(long, value_name = "DURATION", default_value = "300s", value_parser = parse_duration)]
+    #[arg(long, value_name = "DURATION", default_value = duration_text(server::ServerConfig::DEFAULT_IDLE_TIMEOUT), value_parser = parse_duration)]
     pub idle_timeout: Duration,
     /// On shutdown, how long open connections may finish before being aborted.
-    #[arg(long, value_name = "DURATION", default_value = "10s", value_parser = parse_duration)]
+    #[arg(long, value_name = "DURATION", default_value = duration_text(server::ServerConfig::DEFAULT_DRAIN_TIMEOUT), value_parser = parse_duration)]
     pub drain_timeout: Duration,
     /// How connections are run.
     #[arg(long, value_enum, default_value_t = Mode::Tasks)]
@@ -272,10 +340,10 @@ pub struct ServeArgs {
     #[arg(long)]
     pub once: bool,
     /// Longest line line-based services accept, in bytes.
-    #[arg(long, value_name = "BYTES", default_value_t = 64 * 1024)]
+    #[arg(long, value_name = "BYTES", default_value_t = server::ServerConfig::DEFAULT_MAX_LINE_LENGTH)]
     pub max_line: usize,
     /// Listen backlog.
-    #[arg(long, value_name = "N", default_value_t = 1024)]
+    #[arg(long, value_name = "N", default_value_t = socketkit::transport::BindOptions::DEFAULT_BACKLOG)]
     pub backlog: u32,
     /// Set SO_REUSEPORT so several processes can share the port.
     #[arg(long)]
@@ -288,22 +356,15 @@ pub struct ServeArgs {
     /// Write logs as JSON lines on stderr.
     #[arg(long)]
     pub json: bool,
+    /// Serve Prometheus metrics (connections open/total/refused, bytes
+    /// in/out, handler errors) over HTTP at ADDR (tcp:// or unix:; e.g.
+    /// 127.0.0.1:9100), under the same --allow/--deny.
+    #[arg(long, value_name = "ADDR", value_parser = parse_endpoint)]
+    pub metrics: Option<Endpoint>,
     #[command(flatten)]
     pub tls: ServerTlsArgs,
     #[command(flatten)]
     pub access: AccessArgs,
-    #[command(flatten)]
-    pub exec: ExecServiceArgs,
-    #[command(flatten)]
-    pub recv: RecvServiceArgs,
-    #[command(flatten)]
-    pub cmd: CmdServiceArgs,
-    #[command(flatten)]
-    pub chat: Box<crate::chat::ChatArgs>,
-    #[command(flatten)]
-    pub forward: Box<crate::forward::ForwardArgs>,
-    #[command(flatten)]
-    pub log: LogArgs,
 }
 
 /// Which IP peers a server admits; for every command that accepts peers.
@@ -323,28 +384,39 @@ pub struct AccessArgs {
     pub deny_file: Vec<PathBuf>,
 }
 
-/// Options of `serve cmd` (with --allow-shell, --cwd, --cmd-timeout and
-/// --containment from exec's).
+/// `serve cmd`'s flags.
 #[derive(Debug, Args)]
-pub struct CmdServiceArgs {
-    /// cmd: the program and its arguments, after `--` (argv, no shell).
+pub struct CmdServeArgs {
+    #[command(flatten)]
+    pub common: ServeArgs,
+    /// The program and its arguments, after `--` (argv, no shell).
     #[arg(last = true, value_name = "PROG")]
     pub program: Vec<String>,
     /// Run PROG... as one /bin/sh -c line (needs --allow-shell). An argv of
     /// /bin/sh -c '...' needs neither: the program is the operator's choice.
     #[arg(long, help_heading = "cmd")]
     pub shell: bool,
+    /// Allow --shell.
+    #[arg(long, help_heading = "cmd")]
+    pub allow_shell: bool,
     /// Send the program's stderr to the peer with its stdout (default: the server log).
     #[arg(long, help_heading = "cmd")]
     pub stderr_to_peer: bool,
+    /// Wall-clock limit per connection's program (default: none).
+    #[arg(long, value_name = "DURATION", value_parser = parse_duration, help_heading = "cmd")]
+    pub cmd_timeout: Option<Duration>,
+    #[command(flatten)]
+    pub process: ProcessArgs,
 }
 
-/// Options of the recv service.
+/// `serve recv`'s flags.
 #[derive(Debug, Args)]
-pub struct RecvServiceArgs {
-    /// Directory to store received files in (required for recv).
-    #[arg(long, value_name = "DIR", help_heading = "recv")]
-    pub dir: Option<PathBuf>,
+pub struct RecvServeArgs {
+    #[command(flatten)]
+    pub common: ServeArgs,
+    /// Directory to store received files in.
+    #[arg(long, value_name = "DIR", required = true, help_heading = "recv")]
+    pub dir: PathBuf,
     /// Replace existing files (default: refuse).
     #[arg(long, help_heading = "recv")]
     pub overwrite: bool,
@@ -355,22 +427,48 @@ pub struct RecvServiceArgs {
     #[arg(long, help_heading = "recv")]
     pub allow_dotfiles: bool,
     /// Remove parts of interrupted transfers untouched this long, at start and then at most every 10 minutes as offers arrive (0: keep).
-    #[arg(long, value_name = "DURATION", default_value = "1d", value_parser = parse_duration, help_heading = "recv")]
+    #[arg(long, value_name = "DURATION", default_value = duration_text(socketkit::services::recv::RecvPolicy::DEFAULT_PART_TTL), value_parser = parse_duration, help_heading = "recv")]
     pub part_ttl: Duration,
+    #[command(flatten)]
+    pub auth: ClientAuthArgs,
 }
 
-/// Options of the exec service.
+/// How exec and recv authenticate clients.
 #[derive(Debug, Args)]
-pub struct ExecServiceArgs {
-    /// exec and recv: admit clients that send the secret in FILE (over TLS, or --insecure-plaintext).
-    #[arg(long, value_name = "FILE", help_heading = "exec")]
+#[command(next_help_heading = "Authentication")]
+pub struct ClientAuthArgs {
+    /// Admit clients that send the secret in FILE (over TLS; exec also over --insecure-plaintext).
+    #[arg(long, value_name = "FILE")]
     pub token_file: Option<PathBuf>,
+    /// Connections still authenticating, per source address and in total;
+    /// more are closed at once.
+    #[arg(long, value_name = "PER_SOURCE:TOTAL", default_value_t = StartupLimits::default())]
+    pub max_startups: StartupLimits,
+}
+
+/// How exec and cmd run and contain processes.
+#[derive(Debug, Args)]
+#[command(next_help_heading = "Processes")]
+pub struct ProcessArgs {
+    /// Working directory of every command (default: the server's).
+    #[arg(long, value_name = "DIR")]
+    pub cwd: Option<PathBuf>,
+    /// How every process a command starts is found and killed: a cgroup v2
+    /// per command, or a subreaper sweep; auto uses a cgroup where it can.
+    #[arg(long, value_enum, default_value_t = ContainmentArg::Auto)]
+    pub containment: ContainmentArg,
+}
+
+/// `serve exec`'s flags.
+#[derive(Debug, Args)]
+pub struct ExecServeArgs {
+    #[command(flatten)]
+    pub common: ServeArgs,
     /// Allow plain TCP on a loopback address (tests and demos only: nothing is encrypted).
     #[arg(long, help_heading = "exec")]
     pub insecure_plaintext: bool,
     /// Let clients run shell lines (/bin/sh -c) and interpreters (sh, python3,
     /// env, ...) as argv. Without --allow-cmd any other program runs, as with ssh.
-    /// cmd: allow --shell.
     #[arg(long, help_heading = "exec")]
     pub allow_shell: bool,
     /// Only argv starting with ENTRY may run (repeatable): 'ls' admits any ls,
@@ -386,31 +484,19 @@ pub struct ExecServiceArgs {
     /// entries limit that client).
     #[arg(long, value_name = "FILE", help_heading = "exec")]
     pub authorized_clients: Option<PathBuf>,
-    /// exec and cmd: working directory of every command (default: the server's).
-    #[arg(long, value_name = "DIR", help_heading = "exec")]
-    pub cwd: Option<PathBuf>,
-    /// Wall-clock limit per command [exec default: 60s; cmd: none, per connection].
-    #[arg(long, value_name = "DURATION", value_parser = parse_duration, help_heading = "exec")]
-    pub cmd_timeout: Option<Duration>,
+    /// Wall-clock limit per command.
+    #[arg(long, value_name = "DURATION", default_value = duration_text(socketkit::services::exec::ExecPolicy::DEFAULT_COMMAND_TIMEOUT), value_parser = parse_duration, help_heading = "exec")]
+    pub cmd_timeout: Duration,
     /// Kill a command once its output passes BYTES (reported as truncated); 0 = no limit.
     #[arg(long, value_name = "BYTES", default_value_t = 0, help_heading = "exec")]
     pub max_output: u64,
     /// Commands running at once; beyond it clients get a `busy` error.
-    #[arg(long, value_name = "N", default_value_t = 64, help_heading = "exec")]
+    #[arg(long, value_name = "N", default_value_t = socketkit::services::exec::ExecPolicy::DEFAULT_MAX_COMMANDS, help_heading = "exec")]
     pub max_commands: usize,
-    /// exec and recv: connections still authenticating, per source address and
-    /// in total; more are closed at once.
-    #[arg(
-        long,
-        value_name = "PER_SOURCE:TOTAL",
-        default_value = "32:256",
-        help_heading = "exec"
-    )]
-    pub max_startups: StartupLimits,
-    /// exec and cmd: how every process a command starts is found and killed: a
-    /// cgroup v2 per command, or a subreaper sweep; auto uses a cgroup where it can.
-    #[arg(long, value_enum, default_value_t = ContainmentArg::Auto, help_heading = "exec")]
-    pub containment: ContainmentArg,
+    #[command(flatten)]
+    pub auth: ClientAuthArgs,
+    #[command(flatten)]
+    pub process: ProcessArgs,
 }
 
 /// `--containment`.
@@ -461,7 +547,7 @@ pub struct ServerTlsArgs {
     /// Deadline for a client to complete the TLS handshake (and, on the
     /// chat's web page, to send a request head, or the next on a kept-alive
     /// connection).
-    #[arg(long, value_name = "DURATION", default_value = "10s", value_parser = parse_duration, help_heading = "TLS")]
+    #[arg(long, value_name = "DURATION", default_value = duration_text(server::ServerConfig::DEFAULT_HANDSHAKE_TIMEOUT), value_parser = parse_duration, help_heading = "TLS")]
     pub handshake_timeout: Duration,
 }
 
@@ -504,7 +590,7 @@ pub struct ConnectArgs {
     #[arg(value_name = "ADDR", value_parser = parse_endpoint)]
     pub addr: Endpoint,
     /// Connect timeout, covering name resolution and every address tried.
-    #[arg(long, value_name = "DURATION", default_value = "10s", value_parser = parse_duration)]
+    #[arg(long, value_name = "DURATION", default_value = duration_text(ConnectOptions::DEFAULT_TIMEOUT), value_parser = parse_duration)]
     pub timeout: Duration,
     /// Give up when no data moved either way for this long; 0 disables.
     #[arg(long, value_name = "DURATION", default_value = "0", value_parser = parse_duration)]
@@ -513,7 +599,7 @@ pub struct ConnectArgs {
     #[arg(long)]
     pub crlf: bool,
     /// Datagrams: after stdin ends, wait this long for replies still owed.
-    #[arg(long, value_name = "DURATION", default_value = "2s", value_parser = parse_duration)]
+    #[arg(long, value_name = "DURATION", default_value = duration_text(client::DatagramOptions::DEFAULT_WAIT), value_parser = parse_duration)]
     pub wait: Duration,
     /// The textbook client: send line by line, skip empty lines, `exit` or `bye` ends.
     #[arg(long)]
@@ -527,8 +613,6 @@ pub struct ConnectArgs {
     pub hexdump: HexdumpArgs,
     #[command(flatten)]
     pub tls: ClientTlsArgs,
-    #[command(flatten)]
-    pub log: LogArgs,
 }
 
 #[derive(Debug, Args)]
@@ -553,8 +637,6 @@ pub struct ListenArgs {
     pub tls: ServerTlsArgs,
     #[command(flatten)]
     pub access: AccessArgs,
-    #[command(flatten)]
-    pub log: LogArgs,
 }
 
 /// `-x`: dump every chunk each way, as `hexdump -C` would.
@@ -592,13 +674,13 @@ pub struct GetArgs {
     #[arg(short = 'L', long = "location", visible_alias = "follow")]
     pub follow: bool,
     /// Most redirects -L follows.
-    #[arg(long, value_name = "N", default_value_t = 10)]
+    #[arg(long, value_name = "N", default_value_t = client::http::GetOptions::DEFAULT_MAX_REDIRECTS)]
     pub max_redirs: usize,
     /// Exit 1 without writing a body when the status is 4xx or 5xx.
     #[arg(short, long)]
     pub fail: bool,
     /// Connect timeout, covering name resolution, TCP and the TLS handshake.
-    #[arg(long, value_name = "DURATION", default_value = "10s", value_parser = parse_duration)]
+    #[arg(long, value_name = "DURATION", default_value = duration_text(ConnectOptions::DEFAULT_TIMEOUT), value_parser = parse_duration)]
     pub timeout: Duration,
     /// Limit on the whole transfer, redirects included; 0 = none.
     #[arg(long, value_name = "DURATION", default_value = "0", value_parser = parse_duration)]
@@ -613,8 +695,6 @@ pub struct GetArgs {
     pub json: bool,
     #[command(flatten)]
     pub tls: ClientTlsArgs,
-    #[command(flatten)]
-    pub log: LogArgs,
 }
 
 fn parse_url(text: &str) -> Result<HttpUrl, String> {
@@ -635,10 +715,10 @@ pub struct CheckArgs {
     #[arg(value_name = "ADDR", required = true, value_parser = parse_check_targets)]
     pub addrs: Vec<CheckTargets>,
     /// Per-target timeout.
-    #[arg(long, value_name = "DURATION", default_value = "3s", value_parser = parse_duration)]
+    #[arg(long, value_name = "DURATION", default_value = duration_text(client::CheckOptions::DEFAULT_TIMEOUT), value_parser = parse_duration)]
     pub timeout: Duration,
     /// Most checks in flight at once (capped below the open-file limit).
-    #[arg(long, value_name = "N", default_value_t = 256)]
+    #[arg(long, value_name = "N", default_value_t = client::CheckOptions::DEFAULT_CONCURRENCY)]
     pub concurrency: usize,
     /// Print only open targets (the exit status still says whether all were open).
     #[arg(long)]
@@ -648,8 +728,6 @@ pub struct CheckArgs {
     pub json: bool,
     #[command(flatten)]
     pub family: FamilyArgs,
-    #[command(flatten)]
-    pub log: LogArgs,
 }
 
 /// The targets one `check` argument names (several with a port list).
@@ -693,6 +771,12 @@ fn parse_source(text: &str) -> Result<SourceAddress, String> {
 
 pub(crate) fn parse_endpoint(text: &str) -> Result<Endpoint, String> {
     text.parse().map_err(|e: socketkit::Error| e.to_string())
+}
+
+/// A duration as `--help` shows a default and [`parse_duration`] reads it
+/// back (`5m`, `10s`, `1day`): defaults come from the library's constants.
+pub(crate) fn duration_text(duration: Duration) -> String {
+    humantime::format_duration(duration).to_string()
 }
 
 /// Seconds as a plain number (`30`, `1.5`), or humantime (`500ms`, `5m`).

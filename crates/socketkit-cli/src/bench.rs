@@ -1,16 +1,17 @@
 //! `socketkit bench`: load an echo server and report what it sustained, as
 //! a summary table or one JSON line, with live progress on a terminal.
 
-use std::io::{IsTerminal, Write};
+use std::io::Write;
 use std::time::Duration;
 
 use anyhow::{bail, Context};
 use clap::{Args, ValueEnum};
 use indicatif::{ProgressBar, ProgressStyle};
 use socketkit::client::{self, BenchOptions, BenchReport, Progress, Workload};
+use socketkit::transport::ConnectOptions;
 use socketkit::Endpoint;
 
-use crate::args::{parse_duration, parse_endpoint, LogArgs};
+use crate::args::{duration_text, parse_duration, parse_endpoint};
 
 #[derive(Debug, Args)]
 pub struct BenchArgs {
@@ -33,7 +34,7 @@ pub struct BenchArgs {
           value_parser = clap::value_parser!(u32).range(1..=1024))]
     pub pipeline: u32,
     /// Measurement window; the run also stops at --count or --bytes.
-    #[arg(short, long, value_name = "DURATION", default_value = "5s", value_parser = parse_duration)]
+    #[arg(short, long, value_name = "DURATION", default_value = duration_text(client::BenchOptions::DEFAULT_DURATION), value_parser = parse_duration)]
     pub duration: Duration,
     /// Per connection, stop after this many round trips (churn: connections).
     #[arg(short = 'n', long, value_name = "N")]
@@ -47,16 +48,14 @@ pub struct BenchArgs {
           value_parser = clap::value_parser!(u16).range(1..=256))]
     pub threads: u16,
     /// Connect timeout per connection.
-    #[arg(long, value_name = "DURATION", default_value = "10s", value_parser = parse_duration)]
+    #[arg(long, value_name = "DURATION", default_value = duration_text(ConnectOptions::DEFAULT_TIMEOUT), value_parser = parse_duration)]
     pub timeout: Duration,
     /// Datagrams: a reply not back within this long counts as lost.
-    #[arg(long, value_name = "DURATION", default_value = "200ms", value_parser = parse_duration)]
+    #[arg(long, value_name = "DURATION", default_value = duration_text(client::BenchOptions::DEFAULT_REPLY_TIMEOUT), value_parser = parse_duration)]
     pub reply_timeout: Duration,
     /// One JSON line instead of a table.
     #[arg(long)]
     pub json: bool,
-    #[command(flatten)]
-    pub log: LogArgs,
 }
 
 #[derive(Debug, Clone, Copy, ValueEnum)]
@@ -114,7 +113,7 @@ fn options(args: &BenchArgs) -> anyhow::Result<BenchOptions> {
 /// A bar of the measurement window on a terminal; nothing otherwise, so
 /// logs and pipes stay clean.
 fn progress_bar(args: &BenchArgs) -> ProgressBar {
-    if args.json || args.log.quiet || !std::io::stderr().is_terminal() {
+    if args.json || !crate::progress::wanted() {
         return ProgressBar::hidden();
     }
     let bar = ProgressBar::new(args.duration.as_millis() as u64);
@@ -145,7 +144,7 @@ fn show(bar: &ProgressBar, progress: &Progress, args: &BenchArgs) {
 }
 
 fn print(report: &BenchReport, json: bool) -> std::io::Result<()> {
-    let mut stdout = std::io::stdout().lock();
+    let mut stdout = crate::stdout::Marked(std::io::stdout().lock());
     if json {
         writeln!(stdout, "{}", json_line(report))?;
     } else {

@@ -4,34 +4,45 @@
 use std::path::PathBuf;
 use std::time::Duration;
 
-use anyhow::{bail, Context};
+use anyhow::Context;
 use clap::Args;
 use socketkit::server::{Handlers, ServerHandle};
-use socketkit::services::chat::{Bot, Bus, BusSecret, Chat, ChatConfig, RateLimit, WebConfig};
+use socketkit::services::chat::{
+    self, Bot, Bus, BusSecret, Chat, ChatConfig, RateLimit, WebConfig,
+};
 use socketkit::Endpoint;
 
-use crate::args::{parse_duration, parse_endpoint, ServeArgs, Service};
+use crate::args::{duration_text, parse_duration, parse_endpoint, ServeArgs};
+
+/// `serve chat`'s flags: the common ones and the chat's.
+#[derive(Debug, Args)]
+pub struct ChatServeArgs {
+    #[command(flatten)]
+    pub common: ServeArgs,
+    #[command(flatten)]
+    pub chat: ChatArgs,
+}
 
 #[derive(Debug, Args)]
 #[command(next_help_heading = "Chat options")]
 pub struct ChatArgs {
     /// Messages of a room replayed to whoever joins it.
-    #[arg(long, value_name = "N", default_value_t = 20)]
+    #[arg(long, value_name = "N", default_value_t = chat::ChatConfig::DEFAULT_HISTORY)]
     pub history: usize,
     /// Longest chat line in bytes; longer lines are refused with an error.
-    #[arg(long, value_name = "BYTES", default_value_t = 4096)]
+    #[arg(long, value_name = "BYTES", default_value_t = chat::ChatConfig::DEFAULT_MAX_MESSAGE)]
     pub max_message: usize,
     /// Messages a second a client may send (bursts of twice that); 0 disables.
-    #[arg(long, value_name = "N", default_value_t = 10.0)]
+    #[arg(long, value_name = "N", default_value_t = chat::ChatConfig::DEFAULT_RATE.per_second)]
     pub rate: f64,
     /// How far a client may fall behind its room, in messages; one further behind is dropped.
-    #[arg(long, value_name = "N", default_value_t = 4096)]
+    #[arg(long, value_name = "N", default_value_t = chat::ChatConfig::DEFAULT_QUEUE_MESSAGES)]
     pub queue: usize,
     /// How far a client may fall behind its room, in bytes.
-    #[arg(long, value_name = "BYTES", default_value_t = 1024 * 1024)]
+    #[arg(long, value_name = "BYTES", default_value_t = chat::ChatConfig::DEFAULT_QUEUE_BYTES)]
     pub queue_bytes: usize,
     /// Drop a client when one write to it takes longer than this.
-    #[arg(long, value_name = "DURATION", default_value = "10s", value_parser = parse_duration)]
+    #[arg(long, value_name = "DURATION", default_value = duration_text(chat::ChatConfig::DEFAULT_WRITE_TIMEOUT), value_parser = parse_duration)]
     pub write_timeout: Duration,
     /// Add the bot: greets newcomers, answers !help !time !who !roll NdM.
     #[arg(long)]
@@ -62,24 +73,8 @@ pub struct ChatArgs {
     pub bus_ca: Option<PathBuf>,
 }
 
-/// The chat flags mean nothing to other services; say so instead of
-/// ignoring them.
-pub fn reject_outside_chat(args: &ServeArgs) -> anyhow::Result<()> {
-    let chat = &args.chat;
-    if matches!(args.service, Service::Chat) {
-        return Ok(());
-    }
-    if chat.bot || chat.web.is_some() || chat.bus.is_some() {
-        bail!("--bot, --web and --bus belong to the chat service (hint: socketkit serve chat ...)");
-    }
-    Ok(())
-}
-
 fn config(args: &ChatArgs) -> ChatConfig {
-    let rate = (args.rate > 0.0).then(|| {
-        let burst = (args.rate * 2.0).ceil().clamp(1.0, f64::from(u32::MAX)) as u32;
-        RateLimit::new(args.rate, burst)
-    });
+    let rate = (args.rate > 0.0).then(|| RateLimit::per_second(args.rate));
     ChatConfig::default()
         .history(args.history)
         .max_message(args.max_message)
@@ -90,10 +85,11 @@ fn config(args: &ChatArgs) -> ChatConfig {
 
 /// The web page's server: the chat server's limits and timeouts, TLS for a
 /// tls:// address, and the extra names and origins.
-fn web_config(args: &ServeArgs, endpoint: &Endpoint) -> anyhow::Result<WebConfig> {
-    let tls = crate::tls::server(&args.tls, std::slice::from_ref(endpoint), false)?;
-    let access = crate::serve::access_list(&args.access)?;
-    let mut config = WebConfig::default().server(crate::serve::config(args, tls, access));
+fn web_config(args: &ChatServeArgs, endpoint: &Endpoint) -> anyhow::Result<WebConfig> {
+    let common = &args.common;
+    let tls = crate::tls::server(&common.tls, std::slice::from_ref(endpoint), false)?;
+    let access = crate::serve::access_list(&common.access)?;
+    let mut config = WebConfig::default().server(crate::serve::config(common, tls, access));
     for host in &args.chat.web_hosts {
         config = config.allow_host(host).context("bad --web-host")?;
     }
@@ -115,7 +111,7 @@ fn bus(url: &str, args: &ChatArgs) -> anyhow::Result<Bus> {
     Ok(bus)
 }
 
-pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
+pub async fn run(args: ChatServeArgs) -> anyhow::Result<()> {
     let chat = Chat::new(config(&args.chat));
     let handle = ServerHandle::default();
     let mut also_listening = Vec::new();
@@ -138,13 +134,11 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
         tokio::spawn(Bot::new("bot").run(chat.clone(), handle.clone()));
     }
     let web = web.map(|web| tokio::spawn(web.serve(handle.clone())));
-    let served = crate::serve::serve_with(
-        args,
-        Handlers::stream(chat),
-        handle.clone(),
-        &also_listening,
-    )
-    .await;
+    let served = crate::serve::Serve::new("chat", args.common)
+        .with_handle(handle.clone())
+        .also_listening(also_listening)
+        .run(Handlers::stream(chat))
+        .await;
     // The server may also stop on a bind error: take the companions down too.
     // The web page's server drains under its own deadline, like the chat's.
     handle.shutdown();

@@ -14,7 +14,7 @@ pub async fn run(args: CheckArgs) -> anyhow::Result<()> {
     options.family = args.family.family();
     let targets: Vec<_> = args.addrs.into_iter().flat_map(|t| t.0).collect();
     let results = client::check(&targets, &options).await;
-    let mut stdout = std::io::stdout().lock();
+    let mut stdout = crate::stdout::Marked(std::io::stdout().lock());
     let shown = results
         .iter()
         .filter(|r| !args.open || r.status == CheckStatus::Open);

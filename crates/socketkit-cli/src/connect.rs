@@ -29,7 +29,7 @@ pub async fn run(args: ConnectArgs) -> anyhow::Result<()> {
     options.server_name = args.tls.servername.clone();
     options.source = args.source;
     options.family = args.family.family();
-    let (stdin, stdout) = (tokio::io::stdin(), tokio::io::stdout());
+    let (stdin, stdout) = (tokio::io::stdin(), crate::stdout::tokio());
     let report = match args.addr.kind() {
         SocketKind::Stream => {
             let stream = transport::connect(&args.addr, &options).await?;

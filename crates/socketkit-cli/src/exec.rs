@@ -151,7 +151,7 @@ async fn run_one(
         .run(
             request,
             stdin,
-            tokio::io::stdout(),
+            crate::stdout::tokio(),
             tokio::io::stderr(),
             &mut interrupts,
         )
@@ -229,7 +229,7 @@ async fn prompt(
             .run(
                 request,
                 None::<tokio::io::Stdin>,
-                tokio::io::stdout(),
+                crate::stdout::tokio(),
                 tokio::io::stderr(),
                 &mut interrupts,
             )

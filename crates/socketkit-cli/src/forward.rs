@@ -12,9 +12,18 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use crate::args::{
-    parse_duration, parse_endpoint, parse_fingerprint, ClientTlsArgs, FamilyArgs, HexdumpArgs,
-    ServeArgs, Service,
+    duration_text, parse_duration, parse_endpoint, parse_fingerprint, ClientTlsArgs, FamilyArgs,
+    HexdumpArgs, ServeArgs,
 };
+
+/// `serve forward`'s flags: the common ones and the target side's.
+#[derive(Debug, Args)]
+pub struct ForwardServeArgs {
+    #[command(flatten)]
+    pub common: ServeArgs,
+    #[command(flatten)]
+    pub forward: ForwardArgs,
+}
 
 /// Options of the forward service (the target side).
 #[derive(Debug, Args)]
@@ -23,7 +32,7 @@ pub struct ForwardArgs {
     #[arg(long = "to", value_name = "TARGET", value_parser = parse_endpoint, help_heading = "forward")]
     pub to: Option<Endpoint>,
     /// forward: limit on resolving and connecting to the target.
-    #[arg(long, value_name = "DURATION", default_value = "10s", value_parser = parse_duration, help_heading = "forward")]
+    #[arg(long, value_name = "DURATION", default_value = duration_text(ConnectOptions::DEFAULT_TIMEOUT), value_parser = parse_duration, help_heading = "forward")]
     pub connect_timeout: Duration,
     /// forward: trust only CAs in FILE (PEM) for a tls:// target.
     #[arg(long, value_name = "FILE", conflicts_with_all = ["to_pin", "to_insecure"], help_heading = "forward")]
@@ -60,21 +69,13 @@ pub struct ForwardArgs {
     pub hexdump: HexdumpArgs,
 }
 
-/// The forward service from the command line; other services refuse the
-/// forward flags rather than ignore them.
-pub fn service(args: &ServeArgs) -> anyhow::Result<Option<Forward>> {
-    let forward = &args.forward;
-    if !matches!(args.service, Service::Forward) {
-        let dump = forward.hexdump.hexdump || forward.hexdump.hexdump_file.is_some();
-        if forward.to.is_some() || forward.family.family().is_some() || dump {
-            bail!("--to, -4/-6 and -x belong to the forward service (hint: socketkit serve forward ADDR --to TARGET)");
-        }
-        return Ok(None);
-    }
+/// The forward service from the command line.
+pub fn service(args: &ForwardServeArgs) -> anyhow::Result<Forward> {
+    let (forward, common) = (&args.forward, &args.common);
     let Some(target) = forward.to.clone() else {
         bail!("serve forward needs a target (hint: --to tcp://HOST:PORT)");
     };
-    for addr in &args.addrs {
+    for addr in &common.addrs {
         if addr.kind() != target.kind() {
             let kind = |k| match k {
                 SocketKind::Stream => "a stream",
@@ -108,9 +109,9 @@ pub fn service(args: &ServeArgs) -> anyhow::Result<Option<Forward>> {
     options.server_name = forward.to_servername.clone();
     options.family = forward.family.family();
     let forward_service = Forward::new(target, options)
-        .with_datagram_limits(args.max_conns, crate::args::optional(args.idle_timeout));
-    Ok(Some(match crate::hexdump::open(&forward.hexdump)? {
+        .with_datagram_limits(common.max_conns, crate::args::optional(common.idle_timeout));
+    Ok(match crate::hexdump::open(&forward.hexdump)? {
         Some(dump) => forward_service.with_hexdump(dump),
         None => forward_service,
-    }))
+    })
 }

@@ -53,7 +53,7 @@ pub async fn run(mut args: ListenArgs) -> anyhow::Result<ExitCode> {
     let mut relay = RelayOptions::default();
     relay.idle_timeout = optional(args.idle_timeout);
     relay.input_grace = crate::connect::INPUT_GRACE;
-    let mut listen = Listen::new(tokio::io::stdin(), tokio::io::stdout(), relay);
+    let mut listen = Listen::new(tokio::io::stdin(), crate::stdout::tokio(), relay);
     if let Some(dump) = dump {
         listen = listen.with_hexdump(dump);
     }

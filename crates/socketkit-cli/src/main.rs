@@ -2,7 +2,8 @@
 //! results and maps errors to one line and an exit status. No networking
 //! logic lives here.
 //!
-//! Exit status: 0 success (also when stdout is a closed pipe); 1 a runtime
+//! Exit status: 0 success (also when stdout is a closed pipe, but not when
+//! a socket's peer is: that is an error); 1 a runtime
 //! failure or, for `check`, a target that is not open; 2 a usage error;
 //! 130 a second SIGINT/SIGTERM during a graceful shutdown, or `get`
 //! interrupted. `exec` exits with the remote command's status and uses 255
@@ -13,16 +14,19 @@ mod bench;
 mod chat;
 mod check;
 mod connect;
+mod docs;
 mod exec;
 mod forward;
 mod get;
 mod hexdump;
 mod hint;
 mod listen;
+mod metrics;
 mod pki;
 mod progress;
 mod send;
 mod serve;
+mod stdout;
 mod tls;
 mod token;
 
@@ -30,27 +34,20 @@ use std::io::{self, IsTerminal};
 use std::process::ExitCode;
 use std::time::Duration;
 
-use clap::Parser;
 use tracing_subscriber::EnvFilter;
 
-use args::{Cli, Command, LogArgs, PkiCommand};
+use args::{Command, LogArgs, PkiCommand};
 
 fn main() -> ExitCode {
-    let cli = Cli::parse();
+    let cli = docs::parse();
     let runtime = match &cli.command {
         // Servers use every core unless told otherwise; clients are one
         // connection and start faster on the current thread.
-        Command::Serve(args) => runtime(args.threads),
-        Command::Connect(_)
-        | Command::Listen(_)
-        | Command::Check(_)
-        | Command::Exec(_)
-        | Command::Send(_)
-        | Command::Get(_)
-        | Command::Pki(_) => tokio::runtime::Builder::new_current_thread()
+        Command::Serve(serve) => runtime(serve.service.common().threads),
+        Command::Bench(args) => runtime(Some(args.threads)),
+        _ => tokio::runtime::Builder::new_current_thread()
             .enable_all()
             .build(),
-        Command::Bench(args) => runtime(Some(args.threads)),
     };
     let runtime = match runtime {
         Ok(runtime) => runtime,
@@ -66,44 +63,26 @@ fn main() -> ExitCode {
         Command::Exec(_) => ExitCode::from(255),
         _ => ExitCode::FAILURE,
     };
+    // Servers log each start and stop; clients only what went wrong.
+    let (level, json) = match &cli.command {
+        Command::Serve(serve) => ("info", serve.service.common().json),
+        _ => ("warn", false),
+    };
+    init_logging(&cli.log, level, json);
+    progress::set_quiet(cli.log.quiet);
     let result = runtime.block_on(async {
         match cli.command {
-            Command::Serve(args) => {
-                init_logging(&args.log, "info", args.json);
-                serve::run(*args).await.map(|()| ExitCode::SUCCESS)
-            }
-            Command::Connect(args) => {
-                init_logging(&args.log, "warn", false);
-                connect::run(args).await.map(|()| ExitCode::SUCCESS)
-            }
-            Command::Listen(args) => {
-                init_logging(&args.log, "warn", false);
-                listen::run(args).await
-            }
-            Command::Check(args) => {
-                init_logging(&args.log, "warn", false);
-                check::run(args).await.map(|()| ExitCode::SUCCESS)
-            }
-            Command::Exec(args) => {
-                init_logging(&args.log, "warn", false);
-                exec::run(args).await.map(ExitCode::from)
-            }
-            Command::Send(args) => {
-                init_logging(&args.log, "warn", false);
-                send::run(args).await.map(|()| ExitCode::SUCCESS)
-            }
-            Command::Get(args) => {
-                init_logging(&args.log, "warn", false);
-                get::run(args).await
-            }
-            Command::Pki(PkiCommand::Init(args)) => {
-                init_logging(&args.log, "warn", false);
-                pki::init(&args).map(|()| ExitCode::SUCCESS)
-            }
-            Command::Bench(args) => {
-                init_logging(&args.log, "warn", false);
-                bench::run(args).await.map(|()| ExitCode::SUCCESS)
-            }
+            Command::Serve(serve) => serve::run(serve.service).await.map(|()| ExitCode::SUCCESS),
+            Command::Connect(args) => connect::run(args).await.map(|()| ExitCode::SUCCESS),
+            Command::Listen(args) => listen::run(args).await,
+            Command::Check(args) => check::run(args).await.map(|()| ExitCode::SUCCESS),
+            Command::Exec(args) => exec::run(args).await.map(ExitCode::from),
+            Command::Send(args) => send::run(args).await.map(|()| ExitCode::SUCCESS),
+            Command::Get(args) => get::run(args).await,
+            Command::Pki(PkiCommand::Init(args)) => pki::init(&args).map(|()| ExitCode::SUCCESS),
+            Command::Bench(args) => bench::run(args).await.map(|()| ExitCode::SUCCESS),
+            Command::Completions(args) => docs::completions(args.shell).map(|()| ExitCode::SUCCESS),
+            Command::Man(args) => docs::man_pages(&args.dir).map(|()| ExitCode::SUCCESS),
         }
     });
     // A blocking stdin read may still be pending (the peer closed first);
@@ -155,15 +134,11 @@ fn init_logging(log: &LogArgs, default_level: &str, json: bool) {
     }
 }
 
-/// Prints an error as one line with its causes and a hint. A broken pipe
-/// means our reader (say `head`) has what it wanted: that is success.
+/// Prints an error as one line with its causes and a hint. A closed
+/// stdout means our reader (say `head`) has what it wanted: that is
+/// success. Any other broken pipe (a peer's, on a socket) is an error.
 fn report(error: anyhow::Error, failure: ExitCode) -> ExitCode {
-    let broken_pipe = error.chain().any(|cause| {
-        cause
-            .downcast_ref::<io::Error>()
-            .is_some_and(|e| e.kind() == io::ErrorKind::BrokenPipe)
-    });
-    if broken_pipe {
+    if stdout::closed(&error) {
         return ExitCode::SUCCESS;
     }
     let attached = error

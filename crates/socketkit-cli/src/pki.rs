@@ -9,7 +9,7 @@ use crate::args::PkiInitArgs;
 
 pub fn init(args: &PkiInitArgs) -> anyhow::Result<()> {
     let issued = pki::init(&args.dir, &args.names, &args.clients)?;
-    let mut stdout = std::io::stdout().lock();
+    let mut stdout = crate::stdout::Marked(std::io::stdout().lock());
     for certificate in issued {
         writeln!(
             stdout,

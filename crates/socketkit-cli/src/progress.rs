@@ -7,10 +7,19 @@ use std::sync::Mutex;
 
 use indicatif::{MultiProgress, ProgressBar, ProgressDrawTarget, ProgressStyle};
 use socketkit::services::recv::TransferObserver;
+use std::sync::atomic::{AtomicBool, Ordering};
 
-/// Whether bars should be drawn at all.
+/// Set by `-q`: no bars even on a terminal.
+static QUIET: AtomicBool = AtomicBool::new(false);
+
+/// `-q` was given (called once, by `main`).
+pub fn set_quiet(quiet: bool) {
+    QUIET.store(quiet, Ordering::Relaxed);
+}
+
+/// Whether bars should be drawn at all: stderr is a terminal and no -q.
 pub fn wanted() -> bool {
-    std::io::stderr().is_terminal()
+    !QUIET.load(Ordering::Relaxed) && std::io::stderr().is_terminal()
 }
 
 /// A bar for `name`: bytes, rate and ETA when the size is known, a spinner

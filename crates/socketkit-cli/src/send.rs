@@ -85,7 +85,7 @@ const DOTFILE_HINT: &str =
     "the receiver takes names starting with '.' only when started with --allow-dotfiles";
 
 fn report(sent: &Sent, json: bool) -> anyhow::Result<()> {
-    let mut stdout = std::io::stdout().lock();
+    let mut stdout = crate::stdout::Marked(std::io::stdout().lock());
     if json {
         let megabytes_per_second =
             (sent.bytes - sent.resumed_from) as f64 / sent.seconds.max(1e-9) / 1e6;

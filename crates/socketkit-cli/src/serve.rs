@@ -21,66 +21,98 @@ use socketkit::Endpoint;
 use tokio::signal::unix::{signal, Signal, SignalKind};
 use tracing::{info, warn};
 
-use crate::args::{optional, AccessArgs, ExecServiceArgs, Mode, ServeArgs, Service};
+use crate::args::{
+    optional, AccessArgs, CmdServeArgs, ExecServeArgs, Mode, RecvServeArgs, ServeArgs, Service,
+};
 use crate::hint::hint_if;
 use crate::progress::{self, ReceiveBars};
-use crate::{tls, token};
+use crate::{metrics, tls, token};
 
 /// Where services listen when no address is given: loopback, never every
 /// interface.
 pub(crate) const DEFAULT_ADDR: &str = "tcp://127.0.0.1:7007";
 
-pub async fn run(mut args: ServeArgs) -> anyhow::Result<()> {
-    if args.addrs.is_empty() {
-        args.addrs = vec![default_endpoint(args.service)?];
-    }
-    crate::chat::reject_outside_chat(&args)?;
-    let cmd = &args.cmd;
-    if !matches!(args.service, Service::Cmd)
-        && (!cmd.program.is_empty() || cmd.shell || cmd.stderr_to_peer)
-    {
-        bail!("a program after --, --shell and --stderr-to-peer belong to serve cmd (hint: socketkit serve cmd ADDR -- PROG [ARGS...])");
-    }
-    let forward = crate::forward::service(&args)?;
-    match args.service {
-        Service::Echo => serve(args, Handlers::both(Echo)).await,
-        Service::Upper => serve(args, Handlers::both(Upper)).await,
-        Service::Hello => serve(args, Handlers::stream(Hello::default())).await,
-        Service::Discard => serve(args, Handlers::both(Discard)).await,
-        Service::Daytime => serve(args, Handlers::both(Daytime)).await,
-        Service::Exec => {
+/// The one dispatch from a service's flags to its handler.
+pub async fn run(service: Service) -> anyhow::Result<()> {
+    match service {
+        Service::Echo(args) => Serve::new("echo", args).run(Handlers::both(Echo)).await,
+        Service::Upper(args) => Serve::new("upper", args).run(Handlers::both(Upper)).await,
+        Service::Hello(args) => {
+            let hello = Handlers::stream(Hello::default());
+            Serve::new("hello", args).run(hello).await
+        }
+        Service::Discard(args) => {
+            Serve::new("discard", args)
+                .run(Handlers::both(Discard))
+                .await
+        }
+        Service::Daytime(args) => {
+            Serve::new("daytime", args)
+                .run(Handlers::both(Daytime))
+                .await
+        }
+        Service::Exec(args) => {
+            let mut args = *args;
+            if args.common.addrs.is_empty() {
+                let socket = exec::prepare_default_socket()?;
+                args.common.addrs = vec![Endpoint::Unix(socket)];
+            }
             let policy = exec_policy(&args)?;
             // Checked first: a refused start creates no cgroup.
             check_exec_transports(&args, &policy)?;
-            let containment = Containment::new(args.exec.containment.into())?;
-            serve(args, Handlers::stream(Exec::new(policy, containment))).await
+            let containment = Containment::new(args.process.containment.into())?;
+            // A command may run silently for its whole time limit; the idle
+            // timeout must not cut it short.
+            let idle_floor = args.cmd_timeout + std::time::Duration::from_secs(10);
+            let exec = Handlers::stream(Exec::new(policy, containment));
+            let mut serve = Serve::new("exec", args.common).runs_commands();
+            serve.tls13_only = true;
+            serve.idle_floor = Some(idle_floor);
+            serve.run(exec).await
         }
-        Service::Recv => {
+        Service::Recv(args) => {
+            let mut args = *args;
+            default_addrs(&mut args.common)?;
             let policy = recv_policy(&args)?;
             check_recv_transports(&args, &policy)?;
             let mut receiver = Recv::new(policy)?;
             if progress::wanted() {
                 receiver = receiver.with_observer(Arc::new(ReceiveBars::default()));
             }
-            serve(args, Handlers::stream(receiver)).await
+            Serve::new("recv", args.common)
+                .run(Handlers::stream(receiver))
+                .await
         }
-        Service::Chat => crate::chat::run(args).await,
-        Service::Cmd => {
+        Service::Chat(args) => {
+            let mut args = *args;
+            default_addrs(&mut args.common)?;
+            crate::chat::run(args).await
+        }
+        Service::Cmd(args) => {
+            let mut args = *args;
+            default_addrs(&mut args.common)?;
             let service = cmd_service(&args)?;
-            serve(args, Handlers::stream(service)).await
+            Serve::new("cmd", args.common)
+                .runs_commands()
+                .run(Handlers::stream(service))
+                .await
         }
-        Service::Forward => match forward {
-            Some(forward) => serve(args, Handlers::both(forward)).await,
-            None => bail!("serve forward needs --to TARGET"),
-        },
+        Service::Forward(args) => {
+            let mut args = *args;
+            default_addrs(&mut args.common)?;
+            let forward = crate::forward::service(&args)?;
+            Serve::new("forward", args.common)
+                .run(Handlers::both(forward))
+                .await
+        }
     }
 }
 
-fn default_endpoint(service: Service) -> anyhow::Result<Endpoint> {
-    match service {
-        Service::Exec => Ok(Endpoint::Unix(exec::prepare_default_socket()?)),
-        _ => Ok(DEFAULT_ADDR.parse()?),
+fn default_addrs(args: &mut ServeArgs) -> anyhow::Result<()> {
+    if args.addrs.is_empty() {
+        args.addrs = vec![DEFAULT_ADDR.parse()?];
     }
+    Ok(())
 }
 
 /// The access list from --allow/--deny and their files; any bad entry is
@@ -103,115 +135,152 @@ pub(crate) fn access_list(args: &AccessArgs) -> anyhow::Result<AccessList> {
     Ok(list)
 }
 
+/// The server's limits from the common flags.
 pub(crate) fn config(args: &ServeArgs, tls: Option<ServerTls>, access: AccessList) -> ServerConfig {
     let mode = match args.mode {
         Mode::Tasks => socketkit::server::Mode::Tasks,
         Mode::Threads => socketkit::server::Mode::Threads,
         Mode::Sequential => socketkit::server::Mode::Sequential,
     };
-    let mut idle_timeout = optional(args.idle_timeout);
-    if let (Service::Exec, Some(idle)) = (args.service, idle_timeout) {
-        // A command may run silently for its whole time limit; the idle
-        // timeout must not cut it short.
-        idle_timeout =
-            Some(idle.max(exec_timeout(&args.exec) + std::time::Duration::from_secs(10)));
-    }
-    let mut config = ServerConfig::default()
+    let config = ServerConfig::default()
         .mode(mode)
         .max_connections(args.max_conns)
-        .idle_timeout(idle_timeout)
+        .idle_timeout(optional(args.idle_timeout))
         .drain_timeout(args.drain_timeout)
         .max_line_length(args.max_line)
         .backlog(args.backlog)
         .reuse_port(args.reuse_port)
         .handshake_timeout(args.tls.handshake_timeout)
         .access(access);
-    // Sockets that run commands: their owner only, whatever the umask.
-    if let Service::Exec | Service::Cmd = args.service {
-        config = config.unix_mode(0o600);
-    }
     match tls {
         Some(tls) => config.tls(tls),
         None => config,
     }
 }
 
-async fn serve<S: StreamHandler, D: DatagramHandler>(
+/// One service about to be served: its name, the common flags and what the
+/// service asks of the server beyond them.
+pub(crate) struct Serve {
+    name: &'static str,
     args: ServeArgs,
-    handlers: Handlers<S, D>,
-) -> anyhow::Result<()> {
-    serve_with(args, handlers, ServerHandle::default(), &[]).await
+    /// Shared with companions such as the chat's web page.
+    handle: ServerHandle,
+    /// Printed after the sockets' own `listening on` lines.
+    also_listening: Vec<String>,
+    /// TLS 1.3 only (exec authenticates clients by certificate).
+    tls13_only: bool,
+    /// Unix sockets that run commands: their owner only, whatever the umask.
+    private_sockets: bool,
+    /// The idle timeout, when on, is at least this.
+    idle_floor: Option<std::time::Duration>,
 }
 
-/// Serves under `handle` (which the caller may share with companions such
-/// as the chat's web page); `also_listening` are printed after the sockets.
-pub(crate) async fn serve_with<S: StreamHandler, D: DatagramHandler>(
-    args: ServeArgs,
-    handlers: Handlers<S, D>,
-    handle: ServerHandle,
-    also_listening: &[String],
-) -> anyhow::Result<()> {
-    let name = service_name(args.service);
-    for endpoint in &args.addrs {
-        if !handlers.supports(endpoint.kind()) {
-            let kind = match endpoint.kind() {
-                SocketKind::Stream => "stream",
-                SocketKind::Datagram => "datagram",
-            };
-            bail!("the {name} service does not serve {kind} endpoints such as {endpoint} (hint: use tcp://, tls:// or unix:)");
+impl Serve {
+    pub(crate) fn new(name: &'static str, args: ServeArgs) -> Serve {
+        Serve {
+            name,
+            args,
+            handle: ServerHandle::default(),
+            also_listening: Vec::new(),
+            tls13_only: false,
+            private_sockets: false,
+            idle_floor: None,
         }
     }
-    // Handlers go in before anything is printed: a script may signal us as
-    // soon as it reads the first `listening on` line.
-    let access = access_list(&args.access)?;
-    let signals = Signals::install().context("cannot install signal handlers")?;
-    let tls = tls::server(
-        &args.tls,
-        &args.addrs,
-        matches!(args.service, Service::Exec),
-    )?;
-    let fingerprint = tls.as_ref().map(ServerTls::fingerprint);
-    let server = Server::bind(&args.addrs, config(&args, tls, access))
-        .await?
-        .with_handle(handle);
-    print_listening(std::io::stdout(), &server, fingerprint, also_listening)
-        .context("cannot write to stdout")?;
-    tokio::spawn(signals.shut_down(server.handle()));
-    let summary = if args.once {
-        server.handle_request(handlers).await?
-    } else {
-        server.serve(handlers).await?
-    };
-    info!(
-        connections = summary.connections,
-        datagrams = summary.datagrams,
-        aborted = summary.aborted,
-        refused = summary.refused,
-        "server stopped"
-    );
-    Ok(())
-}
 
-fn service_name(service: Service) -> &'static str {
-    match service {
-        Service::Echo => "echo",
-        Service::Upper => "upper",
-        Service::Hello => "hello",
-        Service::Discard => "discard",
-        Service::Daytime => "daytime",
-        Service::Exec => "exec",
-        Service::Recv => "recv",
-        Service::Chat => "chat",
-        Service::Cmd => "cmd",
-        Service::Forward => "forward",
+    pub(crate) fn with_handle(mut self, handle: ServerHandle) -> Serve {
+        self.handle = handle;
+        self
+    }
+
+    pub(crate) fn also_listening(mut self, addresses: Vec<String>) -> Serve {
+        self.also_listening = addresses;
+        self
+    }
+
+    fn runs_commands(mut self) -> Serve {
+        self.private_sockets = true;
+        self
+    }
+
+    /// Binds, prints where it listens, serves until a signal (or, with
+    /// --once, one request).
+    pub(crate) async fn run<S: StreamHandler, D: DatagramHandler>(
+        mut self,
+        handlers: Handlers<S, D>,
+    ) -> anyhow::Result<()> {
+        default_addrs(&mut self.args)?;
+        let (name, args) = (self.name, &self.args);
+        for endpoint in &args.addrs {
+            if !handlers.supports(endpoint.kind()) {
+                let kind = match endpoint.kind() {
+                    SocketKind::Stream => "stream",
+                    SocketKind::Datagram => "datagram",
+                };
+                bail!("the {name} service does not serve {kind} endpoints such as {endpoint} (hint: use tcp://, tls:// or unix:)");
+            }
+        }
+        // Handlers go in before anything is printed: a script may signal us as
+        // soon as it reads the first `listening on` line.
+        let access = access_list(&args.access)?;
+        let signals = Signals::install().context("cannot install signal handlers")?;
+        let tls = tls::server(&args.tls, &args.addrs, self.tls13_only)?;
+        let fingerprint = tls.as_ref().map(ServerTls::fingerprint);
+        let mut config = config(args, tls, access.clone());
+        if let (Some(floor), Some(idle)) = (self.idle_floor, optional(args.idle_timeout)) {
+            config = config.idle_timeout(Some(idle.max(floor)));
+        }
+        if self.private_sockets {
+            config = config.unix_mode(0o600);
+        }
+        let exposition = match &args.metrics {
+            Some(endpoint) => {
+                let (page, counters) = metrics::Page::new(name);
+                config = config.metrics(counters);
+                Some(metrics::bind(endpoint, page, access, &self.handle).await?)
+            }
+            None => None,
+        };
+        let server = Server::bind(&args.addrs, config)
+            .await?
+            .with_handle(self.handle.clone());
+        let mut also = self.also_listening;
+        if let Some(exposition) = &exposition {
+            also.extend(exposition.url());
+        }
+        print_listening(crate::stdout::std(), &server, fingerprint, &also)
+            .context("cannot write to stdout")?;
+        tokio::spawn(signals.shut_down(server.handle()));
+        let exposition = exposition.map(|e| tokio::spawn(e.serve()));
+        let served = if args.once {
+            server.handle_request(handlers).await
+        } else {
+            server.serve(handlers).await
+        };
+        // The metrics page goes down with the service (also after --once).
+        self.handle.shutdown();
+        if let Some(exposition) = exposition {
+            if let Ok(Err(error)) = exposition.await {
+                warn!(error = %error, "the metrics page stopped with an error");
+            }
+        }
+        let summary = served?;
+        info!(
+            connections = summary.connections,
+            datagrams = summary.datagrams,
+            aborted = summary.aborted,
+            refused = summary.refused,
+            "server stopped"
+        );
+        Ok(())
     }
 }
 
 /// The guards in front of the endpoints, as the library's transport rules
 /// (exec, recv, cmd) need them.
-fn guards(args: &ServeArgs, access: &AccessList) -> Guards {
+fn guards(common: &ServeArgs, access: &AccessList) -> Guards {
     Guards::new()
-        .client_certificates(args.tls.client_ca.is_some())
+        .client_certificates(common.tls.client_ca.is_some())
         .access_restricted(access.restricts())
 }
 
@@ -231,12 +300,17 @@ fn refused(refusal: UnsafeTransport) -> anyhow::Error {
 
 /// Exec never runs for an unauthenticated peer (the library's rule, see
 /// `ExecPolicy::check_endpoints`).
-fn check_exec_transports(args: &ServeArgs, policy: &ExecPolicy) -> anyhow::Result<()> {
-    let access = access_list(&args.access)?;
+fn check_exec_transports(args: &ExecServeArgs, policy: &ExecPolicy) -> anyhow::Result<()> {
+    let common = &args.common;
+    let access = access_list(&common.access)?;
     policy
-        .check_endpoints(&args.addrs, guards(args, &access))
+        .check_endpoints(&common.addrs, guards(common, &access))
         .map_err(refused)?;
-    for endpoint in args.addrs.iter().filter(|e| matches!(e, Endpoint::Tcp(_))) {
+    for endpoint in common
+        .addrs
+        .iter()
+        .filter(|e| matches!(e, Endpoint::Tcp(_)))
+    {
         warn!("exec on {endpoint} without TLS: the token and all commands travel unencrypted (tests and demos only)");
     }
     Ok(())
@@ -244,57 +318,47 @@ fn check_exec_transports(args: &ServeArgs, policy: &ExecPolicy) -> anyhow::Resul
 
 /// Off loopback, a receiver needs TLS and a way to authenticate senders
 /// (the library's rule, see `RecvPolicy::check_endpoints`).
-fn check_recv_transports(args: &ServeArgs, policy: &RecvPolicy) -> anyhow::Result<()> {
-    let access = access_list(&args.access)?;
+fn check_recv_transports(args: &RecvServeArgs, policy: &RecvPolicy) -> anyhow::Result<()> {
+    let common = &args.common;
+    let access = access_list(&common.access)?;
     policy
-        .check_endpoints(&args.addrs, guards(args, &access))
+        .check_endpoints(&common.addrs, guards(common, &access))
         .map_err(refused)
 }
 
-fn recv_policy(args: &ServeArgs) -> anyhow::Result<RecvPolicy> {
-    let dir = args
-        .recv
-        .dir
-        .clone()
-        .context("recv needs --dir DIR: where to store received files")?;
-    let token = token::read(args.exec.token_file.as_deref())?.map(|t| Token::new(&t));
-    let allow_anonymous = token.is_none() && args.addrs.iter().all(exposure::is_local);
+fn recv_policy(args: &RecvServeArgs) -> anyhow::Result<RecvPolicy> {
+    let token = token::read(args.auth.token_file.as_deref())?.map(|t| Token::new(&t));
+    let allow_anonymous = token.is_none() && args.common.addrs.iter().all(exposure::is_local);
     let mut auth = AuthPolicy::default();
     auth.token = token;
     auth.allow_anonymous = allow_anonymous;
-    auth.startups = args.exec.max_startups;
-    let mut policy = RecvPolicy::new(dir, auth);
-    policy.overwrite = args.recv.overwrite;
-    policy.max_size = args.recv.max_size;
-    policy.allow_dotfiles = args.recv.allow_dotfiles;
-    policy.part_ttl = optional(args.recv.part_ttl);
-    policy.handshake_timeout = args.tls.handshake_timeout;
+    auth.startups = args.auth.max_startups;
+    let mut policy = RecvPolicy::new(args.dir.clone(), auth);
+    policy.overwrite = args.overwrite;
+    policy.max_size = args.max_size;
+    policy.allow_dotfiles = args.allow_dotfiles;
+    policy.part_ttl = optional(args.part_ttl);
+    policy.handshake_timeout = args.common.tls.handshake_timeout;
     Ok(policy)
-}
-
-/// exec's time limit per command: the library's default unless
-/// --cmd-timeout says otherwise.
-fn exec_timeout(exec: &ExecServiceArgs) -> std::time::Duration {
-    exec.cmd_timeout
-        .unwrap_or(ExecPolicy::DEFAULT_COMMAND_TIMEOUT)
 }
 
 /// `serve cmd`: refused where the network could reach it unguarded (the
 /// library's rule), else the program checked and contained.
-fn cmd_service(args: &ServeArgs) -> anyhow::Result<Cmd> {
-    let access = access_list(&args.access)?;
-    cmd::check_exposure(&args.addrs, guards(args, &access)).map_err(refused)?;
-    let words = args.cmd.program.clone();
-    let program = if args.cmd.shell {
+fn cmd_service(args: &CmdServeArgs) -> anyhow::Result<Cmd> {
+    let common = &args.common;
+    let access = access_list(&common.access)?;
+    cmd::check_exposure(&common.addrs, guards(common, &access)).map_err(refused)?;
+    let words = args.program.clone();
+    let program = if args.shell {
         Program::Shell(words.join(" "))
     } else {
         Program::Argv(words)
     };
     let mut policy = CmdPolicy::new(program);
-    policy.allow_shell = args.exec.allow_shell;
-    policy.stderr_to_peer = args.cmd.stderr_to_peer;
-    policy.command_timeout = args.exec.cmd_timeout.and_then(optional);
-    policy.cwd = match &args.exec.cwd {
+    policy.allow_shell = args.allow_shell;
+    policy.stderr_to_peer = args.stderr_to_peer;
+    policy.command_timeout = args.cmd_timeout.and_then(optional);
+    policy.cwd = match &args.process.cwd {
         Some(dir) => dir.clone(),
         None => std::env::current_dir().context("cannot find the current directory")?,
     };
@@ -310,13 +374,12 @@ fn cmd_service(args: &ServeArgs) -> anyhow::Result<Cmd> {
         }
         _ => e.into(),
     })?;
-    let containment = Containment::new(args.exec.containment.into())?;
+    let containment = Containment::new(args.process.containment.into())?;
     Ok(Cmd::new(policy, containment)?)
 }
 
-fn exec_policy(args: &ServeArgs) -> anyhow::Result<ExecPolicy> {
-    let exec: &ExecServiceArgs = &args.exec;
-    let token = token::read(exec.token_file.as_deref())?.map(|t| Token::new(&t));
+fn exec_policy(exec: &ExecServeArgs) -> anyhow::Result<ExecPolicy> {
+    let token = token::read(exec.auth.token_file.as_deref())?.map(|t| Token::new(&t));
     let authorized_certificates = match &exec.authorized_clients {
         Some(path) => {
             let text = std::fs::read_to_string(path)
@@ -327,14 +390,14 @@ fn exec_policy(args: &ServeArgs) -> anyhow::Result<ExecPolicy> {
         }
         None => None,
     };
-    let cwd = match &exec.cwd {
+    let cwd = match &exec.process.cwd {
         Some(dir) => dir.clone(),
         None => std::env::current_dir().context("cannot find the current directory")?,
     };
     let mut policy = ExecPolicy::default();
     policy.auth.token = token;
     policy.auth.authorized_certificates = authorized_certificates;
-    policy.auth.startups = exec.max_startups;
+    policy.auth.startups = exec.auth.max_startups;
     policy.allow_shell = exec.allow_shell;
     policy.allowed_commands = match exec.allow_cmd.as_slice() {
         [] => None,
@@ -342,10 +405,10 @@ fn exec_policy(args: &ServeArgs) -> anyhow::Result<ExecPolicy> {
     };
     policy.allowed_env = EnvAllowList::new(&exec.allow_env).context("--allow-env")?;
     policy.cwd = cwd;
-    policy.command_timeout = exec_timeout(exec);
+    policy.command_timeout = exec.cmd_timeout;
     policy.max_output = (exec.max_output > 0).then_some(exec.max_output);
     policy.max_commands = exec.max_commands;
-    policy.handshake_timeout = args.tls.handshake_timeout;
+    policy.handshake_timeout = exec.common.tls.handshake_timeout;
     policy.insecure_plaintext = exec.insecure_plaintext;
     Ok(policy)
 }

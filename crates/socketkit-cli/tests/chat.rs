@@ -667,7 +667,11 @@ fn chat_flags_on_another_service_are_refused() {
         .args(["serve", "echo", "127.0.0.1:0", "--bot"])
         .output()
         .unwrap();
-    assert_eq!(output.status.code(), Some(1));
+    // A usage error (2) naming the service the flag belongs to.
+    assert_eq!(output.status.code(), Some(2));
     let stderr = String::from_utf8_lossy(&output.stderr);
-    assert!(stderr.starts_with("socketkit: --bot, --web and --bus belong to the chat service"));
+    assert!(
+        stderr.contains("--bot belongs to `serve chat`, not `serve echo`"),
+        "{stderr}"
+    );
 }

@@ -303,16 +303,6 @@ fn bad_forward_command_lines_are_one_line_errors() {
         (
             &[
                 "serve",
-                "echo",
-                "tcp://127.0.0.1:0",
-                "--to",
-                "tcp://127.0.0.1:1",
-            ][..],
-            "forward service",
-        ),
-        (
-            &[
-                "serve",
                 "forward",
                 "tcp://127.0.0.1:0",
                 "--to",
@@ -336,6 +326,21 @@ fn bad_forward_command_lines_are_one_line_errors() {
         let line = crate::util::assert_one_error_line(&out, 1);
         assert!(line.contains(needle), "{args:?}: {line}");
     }
+    // Another service's flag is a usage error naming the service.
+    let args = [
+        "serve",
+        "echo",
+        "tcp://127.0.0.1:0",
+        "--to",
+        "tcp://127.0.0.1:1",
+    ];
+    let out = run(socketkit(args), b"");
+    assert_eq!(out.status.code(), Some(2));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("--to belongs to `serve forward`"),
+        "{stderr}"
+    );
 }
 
 /// nginx behind a forward: curl's keep-alive (two requests on one

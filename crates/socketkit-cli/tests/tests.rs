@@ -15,6 +15,7 @@ mod chat_federation;
 mod chat_robustness;
 mod check;
 mod cmd;
+mod command_line;
 mod connect;
 mod errors;
 mod exec;

@@ -13,8 +13,8 @@ use std::time::Duration;
 
 use socketkit::addr::Endpoint;
 use socketkit::server::{
-    Connection, DatagramHandler, Handlers, Mode, Server, ServerConfig, ServerHandle, StreamHandler,
-    Summary,
+    Connection, DatagramHandler, Handlers, Metrics, Mode, Server, ServerConfig, ServerHandle,
+    StreamHandler, Summary,
 };
 use socketkit::services::{Echo, Hello};
 use socketkit::transport::SocketAddress;
@@ -570,6 +570,78 @@ async fn access_list_refuses_a_second_loopback_source_before_any_byte() {
     running.handle.shutdown();
     let summary = running.stopped().await;
     assert_eq!((summary.refused, summary.connections), (1, 1));
+}
+
+/// The counters a caller hands in: while a connection is open it shows as
+/// open; once the server stops, bytes, totals and refusals are exact, and
+/// the summary reads the same counters.
+#[tokio::test]
+async fn metrics_count_connections_bytes_refusals_and_datagrams() {
+    let metrics = Arc::new(Metrics::default());
+    let mut access = socketkit::server::AccessList::new();
+    access
+        .add(socketkit::server::Rule::Deny, "127.0.0.2")
+        .unwrap();
+    let config = ServerConfig::default()
+        .metrics(metrics.clone())
+        .access(access);
+    let server = start(
+        &["127.0.0.1:0", "udp://127.0.0.1:0"],
+        config,
+        Handlers::both(Echo),
+        false,
+    )
+    .await;
+    let mut client = TcpStream::connect(server.inet()).await.unwrap();
+    client.write_all(b"count me").await.unwrap();
+    let mut echoed = [0u8; 8];
+    client.read_exact(&mut echoed).await.unwrap();
+    let now = metrics.snapshot();
+    assert_eq!((now.connections_total, now.connections_open), (1, 1));
+    assert_eq!(now.bytes_in, 0, "bytes are added when the connection ends");
+
+    // A refused peer: 127.0.0.2 is loopback too, and denied.
+    let refused = tokio::net::TcpSocket::new_v4().unwrap();
+    refused.bind("127.0.0.2:0".parse().unwrap()).unwrap();
+    let mut refused = refused.connect(server.inet()).await.unwrap();
+    let mut nothing = Vec::new();
+    refused.read_to_end(&mut nothing).await.unwrap();
+    assert!(nothing.is_empty());
+
+    let udp_addr = server
+        .endpoints
+        .iter()
+        .find_map(|e| match e {
+            Endpoint::Udp(hp) => Some(hp.to_string()),
+            _ => None,
+        })
+        .unwrap();
+    let udp = UdpSocket::bind("127.0.0.1:0").await.unwrap();
+    udp.send_to(b"dgram", &udp_addr).await.unwrap();
+    let mut reply = [0u8; 16];
+    let (n, _) = tokio::time::timeout(PATIENCE, udp.recv_from(&mut reply))
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(&reply[..n], b"dgram");
+
+    client.shutdown().await.unwrap();
+    client.read_to_end(&mut Vec::new()).await.unwrap();
+    drop(client);
+    server.handle.shutdown();
+    let summary = server.stopped().await;
+    let now = metrics.snapshot();
+    assert_eq!(now.connections_total, 1);
+    assert_eq!(now.connections_open, 0);
+    assert_eq!(now.refused, 1);
+    assert_eq!(now.datagrams, 1);
+    assert_eq!(now.bytes_in, 8 + 5);
+    assert_eq!(now.bytes_out, 8 + 5);
+    assert_eq!(now.handler_errors, 0);
+    assert_eq!(
+        (summary.connections, summary.refused, summary.datagrams),
+        (1, 1, 1)
+    );
 }
 
 /// Keeps a log of its connection in its session; `finish` reports it (or

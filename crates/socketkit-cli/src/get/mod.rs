@@ -68,7 +68,7 @@ fn options(args: &GetArgs) -> anyhow::Result<GetOptions> {
     options.wire = args.raw.then(|| {
         Arc::new(Mutex::new(WireCopy {
             sent: Box::new(io::stderr()),
-            received: Box::new(io::stdout()),
+            received: Box::new(crate::stdout::std()),
         }))
     });
     for line in &args.headers {
@@ -109,7 +109,7 @@ async fn transfer(args: &GetArgs, options: &GetOptions) -> anyhow::Result<()> {
         (None, false) => stdout,
     };
     let bar = match body.file_name() {
-        Some(name) if progress::wanted() && !args.log.quiet => {
+        Some(name) if progress::wanted() => {
             progress::bar(&name, response.head().content_length(), 0)
         }
         _ => ProgressBar::hidden(),
@@ -161,7 +161,7 @@ fn report(args: &GetArgs, response: &Response) -> anyhow::Result<()> {
     });
     let line = format!("{object}\n");
     if to_file {
-        io::stdout().write_all(line.as_bytes())?;
+        crate::stdout::std().write_all(line.as_bytes())?;
     } else {
         io::stderr().write_all(line.as_bytes())?;
     }

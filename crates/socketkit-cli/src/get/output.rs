@@ -15,6 +15,8 @@ use std::path::{Path, PathBuf};
 use anyhow::Context;
 use tempfile::NamedTempFile;
 
+use crate::stdout::Marked;
+
 /// Small writes (chunked bodies in little pieces, header lines) are
 /// gathered up to this; larger ones go straight to the file descriptor.
 const WRITE_BUFFER: usize = 8 * 1024;
@@ -22,7 +24,7 @@ const WRITE_BUFFER: usize = 8 * 1024;
 /// A body's destination.
 pub enum Output {
     /// Our stdout (a duplicate of fd 1, so no line buffering).
-    Stdout(BufWriter<File>),
+    Stdout(BufWriter<Marked<File>>),
     /// A regular file, written under a temporary name in the same
     /// directory; dropped unfinished, the temporary file is removed.
     File {
@@ -45,7 +47,7 @@ impl Output {
             .context("cannot use stdout")?;
         Ok(Output::Stdout(BufWriter::with_capacity(
             WRITE_BUFFER,
-            File::from(fd),
+            Marked(File::from(fd)),
         )))
     }
 

@@ -1,8 +1,9 @@
 //! Server configuration: every limit named, with its default and the reason.
 
+use std::sync::Arc;
 use std::time::Duration;
 
-use super::AccessList;
+use super::{AccessList, Metrics};
 #[cfg(feature = "tls")]
 use crate::tls::ServerTls;
 use crate::transport::BindOptions;
@@ -43,6 +44,7 @@ pub struct ServerConfig {
     pub(crate) tls: Option<ServerTls>,
     pub(crate) handshake_timeout: Duration,
     pub(crate) access: AccessList,
+    pub(crate) metrics: Option<Arc<Metrics>>,
 }
 
 impl Default for ServerConfig {
@@ -59,6 +61,7 @@ impl Default for ServerConfig {
             tls: None,
             handshake_timeout: ServerConfig::DEFAULT_HANDSHAKE_TIMEOUT,
             access: AccessList::default(),
+            metrics: None,
         }
     }
 }
@@ -174,6 +177,14 @@ impl ServerConfig {
     /// and before listening. Default: the umask's.
     pub fn unix_mode(mut self, mode: u32) -> ServerConfig {
         self.bind.unix_mode = Some(mode);
+        self
+    }
+
+    /// Count into `metrics` (connections, refusals, bytes, handler errors),
+    /// which the caller reads while the server runs. Default: the server
+    /// counts into its own, seen only in the [`Summary`](super::Summary).
+    pub fn metrics(mut self, metrics: Arc<Metrics>) -> ServerConfig {
+        self.metrics = Some(metrics);
         self
     }
 

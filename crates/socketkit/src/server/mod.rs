@@ -28,6 +28,7 @@ mod config;
 mod connection;
 mod handler;
 mod lease;
+mod metrics;
 mod nofile;
 mod signal;
 pub(crate) use self::lease::{Lease, RELAY_BUFFER};
@@ -37,7 +38,7 @@ pub(crate) use self::nofile::original_open_files_limit;
 use std::future::poll_fn;
 use std::io;
 use std::net::IpAddr;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::task::Poll;
 use std::time::Duration;
@@ -58,6 +59,7 @@ pub use handler::{
     Datagram, DatagramHandler, DatagramSender, Framing, Handlers, Message, MessageHandler, Reply,
     StreamHandler, Unsupported,
 };
+pub use metrics::{Metrics, MetricsSnapshot};
 pub use signal::shutdown_signal;
 
 use crate::addr::Endpoint;
@@ -265,6 +267,7 @@ impl Server {
         )?;
 
         let abort = CancellationToken::new();
+        let stats = self.config.metrics.clone().unwrap_or_default();
         let shared = Arc::new(Shared {
             stop_accepting: self.handle.shutdown.child_token(),
             handle: self.handle,
@@ -276,7 +279,7 @@ impl Server {
             handlers,
             once,
             claimed: AtomicBool::new(false),
-            stats: Stats::default(),
+            stats,
         });
         let mut loops = JoinSet::new();
         if !listeners.is_empty() {
@@ -293,7 +296,7 @@ impl Server {
             }
         }
         shared.drain().await;
-        Ok(shared.stats.summary())
+        Ok(Summary::from(shared.stats.snapshot()))
     }
 }
 
@@ -331,24 +334,17 @@ struct Shared<S, D> {
     once: bool,
     /// Set by whichever loop got the one request in `once` mode.
     claimed: AtomicBool,
-    stats: Stats,
+    /// The server's counters: [`ServerConfig::metrics`]'s, or its own.
+    stats: Arc<Metrics>,
 }
 
-#[derive(Default)]
-struct Stats {
-    connections: AtomicU64,
-    datagrams: AtomicU64,
-    aborted: AtomicU64,
-    refused: AtomicU64,
-}
-
-impl Stats {
-    fn summary(&self) -> Summary {
+impl From<MetricsSnapshot> for Summary {
+    fn from(counters: MetricsSnapshot) -> Summary {
         Summary {
-            connections: self.connections.load(Ordering::Relaxed),
-            datagrams: self.datagrams.load(Ordering::Relaxed),
-            aborted: self.aborted.load(Ordering::Relaxed),
-            refused: self.refused.load(Ordering::Relaxed),
+            connections: counters.connections_total,
+            datagrams: counters.datagrams,
+            aborted: counters.aborted,
+            refused: counters.refused,
         }
     }
 }
@@ -370,7 +366,7 @@ impl<S: StreamHandler, D: DatagramHandler> Shared<S, D> {
         if self.config.access.permits(peer) {
             return true;
         }
-        self.stats.refused.fetch_add(1, Ordering::Relaxed);
+        self.stats.refused();
         log.refused(peer, local);
         false
     }
@@ -470,7 +466,12 @@ impl<S: StreamHandler, D: DatagramHandler> Shared<S, D> {
         local: Endpoint,
         _permit: OwnedSemaphorePermit,
     ) {
-        let number = self.stats.connections.fetch_add(1, Ordering::Relaxed);
+        let number = self.stats.opened();
+        let mut counted = metrics::OpenConnection {
+            metrics: &self.stats,
+            bytes: (0, 0),
+            failed: false,
+        };
         let abort = &self.abort_shards[number as usize % ABORT_SHARDS];
         let mut stream = stream;
         if self.config.mode == Mode::Threads {
@@ -500,7 +501,7 @@ impl<S: StreamHandler, D: DatagramHandler> Shared<S, D> {
                 handler.handle(&mut conn, session).await
             } => outcome,
             () = abort.cancelled() => {
-                self.stats.aborted.fetch_add(1, Ordering::Relaxed);
+                self.stats.aborted();
                 Err(Error::new(ErrorKind::Aborted, "aborted at the drain deadline"))
             }
         };
@@ -510,12 +511,14 @@ impl<S: StreamHandler, D: DatagramHandler> Shared<S, D> {
         Box::pin(conn.close(abort)).await;
         let (peer, secs) = (conn.peer_addr(), opened.elapsed().as_secs_f64());
         let (bytes_in, bytes_out) = (conn.bytes_read(), conn.bytes_written());
+        counted.bytes = (bytes_in, bytes_out);
         match &outcome {
             Ok(()) => debug!(%peer, secs, bytes_in, bytes_out, "connection closed"),
             Err(e) if e.is_peer_gone() || e.is_timeout() || e.kind() == ErrorKind::Aborted => {
                 debug!(%peer, secs, bytes_in, bytes_out, error = %format_args!("{e:#}"), "connection closed")
             }
             Err(e) => {
+                counted.failed = true;
                 warn!(%peer, secs, bytes_in, bytes_out, error = %format_args!("{e:#}"), "connection failed")
             }
         }
@@ -614,7 +617,6 @@ impl<S: StreamHandler, D: DatagramHandler> Shared<S, D> {
                 if !self.claim() {
                     return;
                 }
-                self.stats.datagrams.fetch_add(1, Ordering::Relaxed);
                 let request = Datagram {
                     data: &buf[..len],
                     peer: &peer,
@@ -622,12 +624,17 @@ impl<S: StreamHandler, D: DatagramHandler> Shared<S, D> {
                     server: &self.handle,
                     sender: &sender,
                 };
-                if let Err(error) = handler.handle_datagram(request, &mut reply).await {
+                let handled = handler.handle_datagram(request, &mut reply).await;
+                if let Err(error) = &handled {
                     debug!(%peer, error = %format_args!("{error:#}"), "datagram handler failed");
                 }
+                let mut sent = None;
                 if let Some(answer) = reply.take(&[]) {
-                    send_reply(socket, answer, &peer).await;
+                    sent = send_reply(socket, answer, &peer)
+                        .await
+                        .then_some(answer.len());
                 }
+                self.stats.datagram(len, sent, handled.is_err());
             }
         }
     }
@@ -708,13 +715,18 @@ async fn accept_any(
     .await
 }
 
-async fn send_reply(socket: &DatagramSocket, answer: &[u8], peer: &SocketAddress) {
+/// Whether the reply went out.
+async fn send_reply(socket: &DatagramSocket, answer: &[u8], peer: &SocketAddress) -> bool {
     if !may_answer(peer) {
         debug!(%peer, "not answering a privileged port or a broadcast/multicast source");
-        return;
+        return false;
     }
-    if let Err(error) = socket.send_to(answer, peer).await {
-        debug!(%peer, %error, "cannot send the reply");
+    match socket.send_to(answer, peer).await {
+        Ok(_) => true,
+        Err(error) => {
+            debug!(%peer, %error, "cannot send the reply");
+            false
+        }
     }
 }
 

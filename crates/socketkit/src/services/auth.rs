@@ -118,6 +118,13 @@ impl StartupLimits {
     }
 }
 
+/// `PER_SOURCE:TOTAL`, as parsed.
+impl std::fmt::Display for StartupLimits {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}:{}", self.per_source, self.total)
+    }
+}
+
 /// An authenticated client.
 #[derive(Debug, Clone)]
 pub struct Identity {

@@ -26,6 +26,17 @@ pub struct RateLimit {
     pub burst: u32,
 }
 
+impl RateLimit {
+    /// `rate` messages a second with bursts of twice that (at least 1).
+    pub fn per_second(rate: f64) -> RateLimit {
+        RateLimit {
+            per_second: rate,
+            // Saturating: `as` clamps a float to the integer's range.
+            burst: (rate * 2.0).ceil().clamp(1.0, f64::from(u32::MAX)) as u32,
+        }
+    }
+}
+
 impl Default for ChatConfig {
     fn default() -> ChatConfig {
         ChatConfig {
