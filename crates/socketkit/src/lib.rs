@@ -5,37 +5,37 @@
 //! limits and timeouts, and shuts down without losing what it accepted.
 //!
 //! ```no_run
-//! use socketkit::server::{Connection, Server, ServerConfig, StreamHandler};
-//! use tokio::io::{AsyncReadExt, AsyncWriteExt};
+//! use socketkit::server::{shutdown_signal, Framing, Message, MessageHandler, Reply};
+//! use socketkit::server::{Server, ServerConfig};
 //!
-//! struct Shout;
+//! /// Each line back reversed, on TCP, Unix streams, UDP alike.
+//! struct Reverse;
 //!
-//! impl StreamHandler for Shout {
-//!     type Session = ();
+//! impl MessageHandler for Reverse {
+//!     fn framing(&self) -> Framing {
+//!         Framing::Lines
+//!     }
 //!
-//!     async fn handle(&self, conn: &mut Connection, _: &mut ()) -> socketkit::Result<()> {
-//!         let mut buf = [0u8; 1024];
-//!         loop {
-//!             let n = conn.read(&mut buf).await?;
-//!             if n == 0 {
-//!                 return Ok(());
-//!             }
-//!             buf[..n].make_ascii_uppercase();
-//!             conn.write_all(&buf[..n]).await?;
-//!         }
+//!     async fn respond(&self, line: Message<'_>, reply: &mut Reply) -> socketkit::Result<()> {
+//!         let reversed: String = String::from_utf8_lossy(line.data).chars().rev().collect();
+//!         reply.send(reversed.as_bytes());
+//!         Ok(())
 //!     }
 //! }
 //!
 //! # async fn run() -> socketkit::Result<()> {
-//! let endpoint = "127.0.0.1:0".parse()?;
-//! let server = Server::bind(&[endpoint], ServerConfig::default()).await?;
-//! for bound in server.endpoints() {
-//!     println!("listening on {bound}");
+//! let server = Server::bind(&["127.0.0.1:0".parse()?], ServerConfig::default()).await?;
+//! for addr in server.local_addrs() {
+//!     println!("listening on {addr}");
 //! }
-//! server.serve(Shout).await?;
+//! server.serve_until(Reverse, shutdown_signal()).await?;
 //! # Ok(())
 //! # }
 //! ```
+//!
+//! A service that owns its connection implements
+//! [`StreamHandler`](server::StreamHandler) instead, with per-connection
+//! state in its `Session`.
 //!
 //! The layers, each knowing only the one below:
 //!

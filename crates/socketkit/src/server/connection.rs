@@ -275,12 +275,6 @@ fn half_parts<'b>(
     idle.as_mut().map(|(clock, timer)| (&**clock, timer.get()))
 }
 
-fn stamp(idle: &Option<(&IdleClock, HalfTimer<'_>)>) {
-    if let Some((clock, _)) = idle {
-        clock.touch();
-    }
-}
-
 impl AsyncRead for ReadHalf<'_> {
     fn poll_read(
         self: Pin<&mut Self>,
@@ -288,16 +282,8 @@ impl AsyncRead for ReadHalf<'_> {
         buf: &mut ReadBuf<'_>,
     ) -> Poll<io::Result<()>> {
         let this = self.get_mut();
-        let before = buf.filled().len();
-        match Pin::new(&mut this.inner).poll_read(cx, buf) {
-            Poll::Ready(Ok(())) => {
-                *this.count += (buf.filled().len() - before) as u64;
-                stamp(&this.idle);
-                Poll::Ready(Ok(()))
-            }
-            Poll::Ready(Err(e)) => Poll::Ready(Err(e)),
-            Poll::Pending => poll_idle(half_parts(&mut this.idle), cx).map(Err),
-        }
+        let idle = half_parts(&mut this.idle);
+        poll_read_metered(&mut this.inner, this.count, idle, cx, buf)
     }
 }
 
@@ -308,31 +294,20 @@ impl AsyncWrite for WriteHalf<'_> {
         buf: &[u8],
     ) -> Poll<io::Result<usize>> {
         let this = self.get_mut();
-        match Pin::new(&mut this.inner).poll_write(cx, buf) {
-            Poll::Ready(Ok(n)) => {
-                *this.count += n as u64;
-                stamp(&this.idle);
-                Poll::Ready(Ok(n))
-            }
-            Poll::Ready(Err(e)) => Poll::Ready(Err(e)),
-            Poll::Pending => poll_idle(half_parts(&mut this.idle), cx).map(Err),
-        }
+        let idle = half_parts(&mut this.idle);
+        poll_write_metered(&mut this.inner, this.count, idle, cx, buf)
     }
 
     fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
         let this = self.get_mut();
-        match Pin::new(&mut this.inner).poll_flush(cx) {
-            Poll::Pending => poll_idle(half_parts(&mut this.idle), cx).map(Err),
-            done => done,
-        }
+        let flushed = Pin::new(&mut this.inner).poll_flush(cx);
+        unless_idle(flushed, half_parts(&mut this.idle), cx)
     }
 
     fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
         let this = self.get_mut();
-        match Pin::new(&mut this.inner).poll_shutdown(cx) {
-            Poll::Pending => poll_idle(half_parts(&mut this.idle), cx).map(Err),
-            done => done,
-        }
+        let shut = Pin::new(&mut this.inner).poll_shutdown(cx);
+        unless_idle(shut, half_parts(&mut this.idle), cx)
     }
 }
 
@@ -407,12 +382,6 @@ impl Metered {
             idle,
         }
     }
-
-    fn touch(&mut self) {
-        if let Some(idle) = &self.idle {
-            idle.clock.touch();
-        }
-    }
 }
 
 /// Waits for `ready` (a readiness future of the stream) unless the
@@ -458,16 +427,8 @@ impl AsyncRead for Metered {
         buf: &mut ReadBuf<'_>,
     ) -> Poll<io::Result<()>> {
         let this = self.get_mut();
-        let before = buf.filled().len();
-        match Pin::new(&mut this.inner).poll_read(cx, buf) {
-            Poll::Ready(Ok(())) => {
-                this.read += (buf.filled().len() - before) as u64;
-                this.touch();
-                Poll::Ready(Ok(()))
-            }
-            Poll::Ready(Err(e)) => Poll::Ready(Err(e)),
-            Poll::Pending => poll_idle(this.idle.as_mut().map(IdleTimer::parts), cx).map(Err),
-        }
+        let idle = this.idle.as_mut().map(IdleTimer::parts);
+        poll_read_metered(&mut this.inner, &mut this.read, idle, cx, buf)
     }
 }
 
@@ -478,15 +439,8 @@ impl AsyncWrite for Metered {
         buf: &[u8],
     ) -> Poll<io::Result<usize>> {
         let this = self.get_mut();
-        match Pin::new(&mut this.inner).poll_write(cx, buf) {
-            Poll::Ready(Ok(n)) => {
-                this.written += n as u64;
-                this.touch();
-                Poll::Ready(Ok(n))
-            }
-            Poll::Ready(Err(e)) => Poll::Ready(Err(e)),
-            Poll::Pending => poll_idle(this.idle.as_mut().map(IdleTimer::parts), cx).map(Err),
-        }
+        let idle = this.idle.as_mut().map(IdleTimer::parts);
+        poll_write_metered(&mut this.inner, &mut this.written, idle, cx, buf)
     }
 
     // A TLS stream's flush writes the records it has buffered: a peer that
@@ -494,17 +448,67 @@ impl AsyncWrite for Metered {
     // same idle deadline (and so is shutdown, which flushes too).
     fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
         let this = self.get_mut();
-        match Pin::new(&mut this.inner).poll_flush(cx) {
-            Poll::Pending => poll_idle(this.idle.as_mut().map(IdleTimer::parts), cx).map(Err),
-            done => done,
-        }
+        let flushed = Pin::new(&mut this.inner).poll_flush(cx);
+        unless_idle(flushed, this.idle.as_mut().map(IdleTimer::parts), cx)
     }
 
     fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
         let this = self.get_mut();
-        match Pin::new(&mut this.inner).poll_shutdown(cx) {
-            Poll::Pending => poll_idle(this.idle.as_mut().map(IdleTimer::parts), cx).map(Err),
-            done => done,
+        let shut = Pin::new(&mut this.inner).poll_shutdown(cx);
+        unless_idle(shut, this.idle.as_mut().map(IdleTimer::parts), cx)
+    }
+}
+
+/// A read that counts its bytes and stamps the activity clock; while the
+/// stream is not ready, the idle deadline may end it with `TimedOut`. One
+/// body for the whole connection and its read half.
+fn poll_read_metered(
+    inner: &mut (impl AsyncRead + Unpin),
+    count: &mut u64,
+    idle: Option<(&IdleClock, &mut Pin<Box<Sleep>>)>,
+    cx: &mut Context<'_>,
+    buf: &mut ReadBuf<'_>,
+) -> Poll<io::Result<()>> {
+    let before = buf.filled().len();
+    let read = Pin::new(inner).poll_read(cx, buf);
+    if let Poll::Ready(Ok(())) = read {
+        *count += (buf.filled().len() - before) as u64;
+        if let Some((clock, _)) = idle {
+            clock.touch();
         }
+        return read;
+    }
+    unless_idle(read, idle, cx)
+}
+
+/// [`poll_read_metered`] for writes.
+fn poll_write_metered(
+    inner: &mut (impl AsyncWrite + Unpin),
+    count: &mut u64,
+    idle: Option<(&IdleClock, &mut Pin<Box<Sleep>>)>,
+    cx: &mut Context<'_>,
+    buf: &[u8],
+) -> Poll<io::Result<usize>> {
+    let written = Pin::new(inner).poll_write(cx, buf);
+    if let Poll::Ready(Ok(n)) = written {
+        *count += n as u64;
+        if let Some((clock, _)) = idle {
+            clock.touch();
+        }
+        return written;
+    }
+    unless_idle(written, idle, cx)
+}
+
+/// A stream operation's result, except that one still pending fails with
+/// `TimedOut` once the idle deadline has passed.
+fn unless_idle<T>(
+    poll: Poll<io::Result<T>>,
+    idle: Option<(&IdleClock, &mut Pin<Box<Sleep>>)>,
+    cx: &mut Context<'_>,
+) -> Poll<io::Result<T>> {
+    match poll {
+        Poll::Pending => poll_idle(idle, cx).map(Err),
+        done => done,
     }
 }

@@ -132,6 +132,11 @@ pub struct Message<'a> {
 }
 
 impl<'a> Message<'a> {
+    /// A message that arrived on `conn`.
+    fn of(data: &'a mut [u8], conn: &'a Connection) -> Message<'a> {
+        Message::new(data, conn.peer_addr(), conn.local_endpoint(), conn.server())
+    }
+
     fn new(
         data: &'a mut [u8],
         peer: &'a SocketAddress,
@@ -151,11 +156,6 @@ impl<M: MessageHandler> StreamHandler for M {
     type Session = ();
 
     async fn handle(&self, conn: &mut Connection, _session: &mut ()) -> Result<()> {
-        let (peer, local, server) = (
-            conn.peer_addr().clone(),
-            conn.local_endpoint().clone(),
-            conn.server().clone(),
-        );
         let mut reply = Reply::default();
         match self.framing() {
             Framing::Chunks => loop {
@@ -166,13 +166,21 @@ impl<M: MessageHandler> StreamHandler for M {
                 if conn.read_buf(&mut buf.0).await? == 0 {
                     return Ok(());
                 }
-                self.respond(Message::new(&mut buf.0, &peer, &local, &server), &mut reply)
-                    .await?;
+                let message = Message::of(&mut buf.0, conn);
+                self.respond(message, &mut reply).await?;
                 if let Some(answer) = reply.take(&buf.0) {
                     conn.write_all(answer).await?;
                 }
             },
             Framing::Lines => {
+                // The halves borrow the connection for the whole loop, so
+                // the message's addresses are copies (a line service is not
+                // the byte path whose idle connections must stay small).
+                let (peer, local, server) = (
+                    conn.peer_addr().clone(),
+                    conn.local_endpoint().clone(),
+                    conn.server().clone(),
+                );
                 let (mut lines, mut out) = conn.lines();
                 let mut text = Vec::new();
                 while let Some(line) = lines.next_line().await? {
@@ -182,8 +190,8 @@ impl<M: MessageHandler> StreamHandler for M {
                     };
                     text.clear();
                     text.extend_from_slice(&line);
-                    self.respond(Message::new(&mut text, &peer, &local, &server), &mut reply)
-                        .await?;
+                    let message = Message::new(&mut text, &peer, &local, &server);
+                    self.respond(message, &mut reply).await?;
                     if let Some(answer) = reply.take_line(&text) {
                         out.write_all(answer).await?;
                     }
@@ -191,8 +199,7 @@ impl<M: MessageHandler> StreamHandler for M {
                 Ok(())
             }
             Framing::Connect => {
-                self.respond(Message::new(&mut [], &peer, &local, &server), &mut reply)
-                    .await?;
+                self.respond(Message::of(&mut [], conn), &mut reply).await?;
                 if let Some(answer) = reply.take(&[]) {
                     conn.write_all(answer).await?;
                 }

@@ -4,7 +4,7 @@ use std::time::Duration;
 
 use tokio::io::AsyncWriteExt;
 
-use crate::codec::{Line, LineReader};
+use crate::codec::Line;
 use crate::error::Result;
 use crate::server::{Connection, StreamHandler};
 
@@ -45,13 +45,14 @@ impl StreamHandler for Hello {
         let server = conn.server().clone();
         let limit = conn.max_line_length();
         conn.write_all(b"Welcome!\n").await?;
-        let mut lines = LineReader::new(conn, limit).with_pause(self.pause);
+        let (lines, mut out) = conn.lines();
+        let mut lines = lines.with_pause(self.pause);
         loop {
             let line = tokio::select! {
                 biased;
                 line = lines.next_line() => line?,
                 () = server.shutdown_requested() => {
-                    lines.get_mut().write_all(b"Server shutting down. Bye!\n").await?;
+                    out.write_all(b"Server shutting down. Bye!\n").await?;
                     return Ok(());
                 }
             };
@@ -62,13 +63,13 @@ impl StreamHandler for Hello {
                     Err(_) => "error: message is not valid UTF-8\n".to_owned(),
                     Ok("") => continue,
                     Ok("exit") => {
-                        lines.get_mut().write_all(b"Bye!\n").await?;
+                        out.write_all(b"Bye!\n").await?;
                         return Ok(());
                     }
                     Ok(name) => format!("Hello, {name}!\n"),
                 },
             };
-            lines.get_mut().write_all(reply.as_bytes()).await?;
+            out.write_all(reply.as_bytes()).await?;
         }
     }
 }
