@@ -10,7 +10,9 @@ use std::time::Duration;
 use socketkit::client::ExecClient;
 use socketkit::protocol::exec::{ErrorMessage, Refusal, Run};
 use socketkit::server::{Server, ServerConfig, ServerHandle};
-use socketkit::services::exec::{Containment, ContainmentMode, Exec, ExecPolicy, Token};
+use socketkit::services::exec::{
+    AuthPolicy, Containment, ContainmentMode, Exec, ExecPolicy, Token,
+};
 use socketkit::transport::{self, ConnectOptions};
 use socketkit::Endpoint;
 use tokio::io::AsyncReadExt;
@@ -36,9 +38,14 @@ impl Drop for Running {
 
 async fn start(configure: impl FnOnce(&mut ExecPolicy)) -> Running {
     let dir = tempfile::tempdir().unwrap();
-    let mut policy = ExecPolicy::default();
-    policy.auth.token = Some(Token::new(TOKEN));
-    policy.cwd = dir.path().to_owned();
+    let mut policy = ExecPolicy {
+        auth: AuthPolicy {
+            token: Some(Token::new(TOKEN)),
+            ..AuthPolicy::default()
+        },
+        cwd: dir.path().to_owned(),
+        ..ExecPolicy::default()
+    };
     configure(&mut policy);
     let containment = Containment::new(ContainmentMode::Subreaper).unwrap();
     let server = Server::bind(
@@ -64,8 +71,10 @@ async fn client(endpoint: &Endpoint, token: &str) -> socketkit::Result<ExecClien
 
 /// Runs `argv` without stdin; its stdout, stderr and status.
 async fn run(client: &mut ExecClient, argv: &[&str]) -> socketkit::Result<(Vec<u8>, Vec<u8>, u8)> {
-    let mut request = Run::default();
-    request.argv = Some(argv.iter().map(|a| (*a).to_owned()).collect());
+    let request = Run {
+        argv: Some(argv.iter().map(|a| (*a).to_owned()).collect()),
+        ..Run::default()
+    };
     let (mut stdout, mut stderr) = (Vec::new(), Vec::new());
     let (_keep, mut interrupts) = mpsc::channel(1);
     let finished = tokio::time::timeout(

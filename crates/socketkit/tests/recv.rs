@@ -59,8 +59,10 @@ impl Running {
 
 async fn start() -> Running {
     let inbox = tempfile::tempdir().unwrap();
-    let mut auth = AuthPolicy::default();
-    auth.token = Some(Token::new(TOKEN));
+    let auth = AuthPolicy {
+        token: Some(Token::new(TOKEN)),
+        ..AuthPolicy::default()
+    };
     let recv = Recv::new(RecvPolicy::new(inbox.path().to_owned(), auth)).unwrap();
     let server = Server::bind(
         &["tcp://127.0.0.1:0".parse().unwrap()],
