@@ -257,3 +257,57 @@ impl From<io::Error> for Error {
         Error::with_source(kind, context, source)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A foreign error carrying a cause, as hyper's does.
+    #[derive(Debug)]
+    struct Wrapper(io::Error);
+
+    impl fmt::Display for Wrapper {
+        fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+            f.write_str("wrapper")
+        }
+    }
+
+    impl std::error::Error for Wrapper {
+        fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+            Some(&self.0)
+        }
+    }
+
+    #[test]
+    fn predicates_walk_the_chain() {
+        let deep = Wrapper(io::Error::new(io::ErrorKind::TimedOut, "slow"));
+        let error = Error::with_source(ErrorKind::Io, "request failed", deep);
+        assert!(error.is_timeout());
+        assert_eq!(error.io_kind(), Some(io::ErrorKind::TimedOut));
+        assert!(error.find_source::<Wrapper>().is_some());
+
+        let inner = Error::new(ErrorKind::Tls, "handshake failed");
+        let outer = Error::with_source(ErrorKind::Connect, "cannot connect", inner);
+        assert!(outer.is_tls() && !outer.is_timeout());
+    }
+
+    #[test]
+    fn an_io_error_carrying_another_error_is_looked_into() {
+        // tokio-rustls's shape: the error inside an io::Error, whose own
+        // `source()` would skip it.
+        let reset = Wrapper(io::Error::from(io::ErrorKind::ConnectionReset));
+        let error = Error::from(io::Error::other(reset));
+        assert!(error.find_source::<Wrapper>().is_some());
+        assert!(!error.is_tls());
+    }
+
+    #[test]
+    fn alternate_display_prints_the_chain_once() {
+        let source = io::Error::new(io::ErrorKind::ConnectionRefused, "refused");
+        let error = Error::with_source(ErrorKind::Connect, "cannot connect to tcp://x:1", source);
+        assert_eq!(error.to_string(), "cannot connect to tcp://x:1");
+        assert_eq!(format!("{error:#}"), "cannot connect to tcp://x:1: refused");
+        let message = Error::with_source(ErrorKind::Config, "bad setting", "why");
+        assert_eq!(format!("{message:#}"), "bad setting: why");
+    }
+}
