@@ -293,6 +293,8 @@ pub struct ServeArgs {
     #[command(flatten)]
     pub access: AccessArgs,
     #[command(flatten)]
+    pub proxy: crate::proxy_protocol::ProxyProtocolArgs,
+    #[command(flatten)]
     pub exec: ExecServiceArgs,
     #[command(flatten)]
     pub recv: RecvServiceArgs,

@@ -53,6 +53,10 @@ pub struct ForwardArgs {
     /// forward: verify the target's certificate against NAME (and send it as SNI).
     #[arg(long, value_name = "NAME", help_heading = "forward")]
     pub to_servername: Option<String>,
+    /// forward: start each connection to the target with a PROXY protocol
+    /// header carrying the client's address (HAProxy's send-proxy / -v2).
+    #[arg(long, value_enum, value_name = "VERSION", help_heading = "forward")]
+    pub send_proxy: Option<crate::proxy_protocol::SendProxy>,
     /// -4/-6: which of the target's addresses to connect to.
     #[command(flatten, next_help_heading = "forward")]
     pub family: FamilyArgs,
@@ -66,8 +70,12 @@ pub fn service(args: &ServeArgs) -> anyhow::Result<Option<Forward>> {
     let forward = &args.forward;
     if !matches!(args.service, Service::Forward) {
         let dump = forward.hexdump.hexdump || forward.hexdump.hexdump_file.is_some();
-        if forward.to.is_some() || forward.family.family().is_some() || dump {
-            bail!("--to, -4/-6 and -x belong to the forward service (hint: socketkit serve forward ADDR --to TARGET)");
+        if forward.to.is_some()
+            || forward.family.family().is_some()
+            || dump
+            || forward.send_proxy.is_some()
+        {
+            bail!("--to, -4/-6, -x and --send-proxy belong to the forward service (hint: socketkit serve forward ADDR --to TARGET)");
         }
         return Ok(None);
     }
@@ -109,8 +117,14 @@ pub fn service(args: &ServeArgs) -> anyhow::Result<Option<Forward>> {
         family: forward.family.family(),
         ..ConnectOptions::default()
     };
-    let forward_service = Forward::new(target, options)
+    if forward.send_proxy.is_some() && target.kind() == SocketKind::Datagram {
+        bail!("--send-proxy writes a header on streams; {target} is a datagram target");
+    }
+    let mut forward_service = Forward::new(target, options)
         .with_datagram_limits(args.max_conns, crate::args::optional(args.idle_timeout));
+    if let Some(version) = forward.send_proxy {
+        forward_service = forward_service.with_send_proxy(version.into());
+    }
     Ok(Some(match crate::hexdump::open(&forward.hexdump)? {
         Some(dump) => forward_service.with_hexdump(dump),
         None => forward_service,

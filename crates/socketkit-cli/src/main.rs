@@ -20,6 +20,7 @@ mod hexdump;
 mod listen;
 mod pki;
 mod progress;
+mod proxy_protocol;
 mod send;
 mod serve;
 mod tls;

@@ -163,6 +163,7 @@ pub(crate) async fn serve_with<S: StreamHandler, D: DatagramHandler>(
     // Handlers go in before anything is printed: a script may signal us as
     // soon as it reads the first `listening on` line.
     let access = access_list(&args.access)?;
+    let proxy = crate::proxy_protocol::config(&args.proxy, &args.addrs)?;
     let signals = Signals::install().context("cannot install signal handlers")?;
     let tls = tls::server(
         &args.tls,
@@ -170,9 +171,11 @@ pub(crate) async fn serve_with<S: StreamHandler, D: DatagramHandler>(
         matches!(args.service, Service::Exec),
     )?;
     let fingerprint = tls.as_ref().map(ServerTls::fingerprint);
-    let server = Server::bind(&args.addrs, config(&args, tls, access))
-        .await?
-        .with_handle(handle);
+    let mut config = config(&args, tls, access);
+    if let Some(proxy) = proxy {
+        config = config.proxy_protocol(proxy);
+    }
+    let server = Server::bind(&args.addrs, config).await?.with_handle(handle);
     print_listening(std::io::stdout(), &server, fingerprint, also_listening)
         .context("cannot write to stdout")?;
     tokio::spawn(signals.shut_down(server.handle()));

@@ -2,7 +2,7 @@
 
 use std::time::Duration;
 
-use super::AccessList;
+use super::{AccessList, ProxyProtocol};
 use crate::tls::ServerTls;
 use crate::transport::BindOptions;
 
@@ -41,6 +41,7 @@ pub struct ServerConfig {
     pub(crate) tls: Option<ServerTls>,
     pub(crate) handshake_timeout: Duration,
     pub(crate) access: AccessList,
+    pub(crate) proxy_protocol: Option<ProxyProtocol>,
 }
 
 impl Default for ServerConfig {
@@ -56,6 +57,7 @@ impl Default for ServerConfig {
             tls: None,
             handshake_timeout: Duration::from_secs(10),
             access: AccessList::default(),
+            proxy_protocol: None,
         }
     }
 }
@@ -141,6 +143,16 @@ impl ServerConfig {
     /// not IP peers and are always served.
     pub fn access(mut self, access: AccessList) -> ServerConfig {
         self.access = access;
+        self
+    }
+
+    /// Stream connections come through proxies that speak the PROXY
+    /// protocol: only peers `proxy_protocol` trusts may connect, each must
+    /// send a header within [`ServerConfig::handshake_timeout`] (before any
+    /// TLS), and the client it names is the connection's peer from then on
+    /// (for the access list too). Default: off.
+    pub fn proxy_protocol(mut self, proxy_protocol: ProxyProtocol) -> ServerConfig {
+        self.proxy_protocol = Some(proxy_protocol);
         self
     }
 

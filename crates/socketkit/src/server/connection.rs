@@ -32,6 +32,8 @@ pub struct Connection {
     local: Endpoint,
     server: ServerHandle,
     max_line_length: usize,
+    /// The proxy's own address, under the PROXY protocol.
+    proxy: Option<SocketAddress>,
 }
 
 impl Connection {
@@ -49,12 +51,24 @@ impl Connection {
             local,
             server,
             max_line_length,
+            proxy: None,
         }
     }
 
-    /// The client's address.
+    pub(crate) fn set_proxy_addr(&mut self, proxy: Option<SocketAddress>) {
+        self.proxy = proxy;
+    }
+
+    /// The client's address: under the PROXY protocol, the one the
+    /// proxy's header gives (the proxy's own when it gives none).
     pub fn peer_addr(&self) -> &SocketAddress {
         &self.peer
+    }
+
+    /// The proxy's own address, when the connection came through the PROXY
+    /// protocol ([`super::ServerConfig::proxy_protocol`]).
+    pub fn proxy_addr(&self) -> Option<&SocketAddress> {
+        self.proxy.as_ref()
     }
 
     /// The listener this connection arrived on.

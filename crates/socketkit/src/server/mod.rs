@@ -8,7 +8,9 @@
 //! 1. the accept loop takes a connection permit, *then* waits on every stream
 //!    listener at once, so the limit holds without starving any listener;
 //!    a peer the [`AccessList`] refuses is closed at once (no TLS, no
-//!    handler byte) and the permit taken again;
+//!    handler byte) and the permit taken again; with the PROXY protocol
+//!    ([`ProxyProtocol`]) the peer must be a trusted proxy instead, and the
+//!    access list judges the client its header names (step 2's task);
 //! 2. the connection is dispatched per [`Mode`]: a task, a thread, or
 //!    (sequential) a task that holds the only permit;
 //! 3. the handler runs `setup → handle → finish`; `finish` runs whatever
@@ -25,6 +27,7 @@ mod config;
 mod connection;
 mod handler;
 mod nofile;
+mod proxy;
 pub(crate) use self::nofile::original_open_files_limit;
 
 use std::future::poll_fn;
@@ -49,6 +52,7 @@ pub use connection::Connection;
 pub use handler::{
     Datagram, DatagramHandler, DatagramSender, Handlers, Reply, StreamHandler, Unsupported,
 };
+pub use proxy::ProxyProtocol;
 
 use crate::addr::Endpoint;
 use crate::error::{Error, ErrorKind, Result};
@@ -323,7 +327,26 @@ impl<S: StreamHandler, D: DatagramHandler> Shared<S, D> {
             return true;
         }
         self.stats.refused.fetch_add(1, Ordering::Relaxed);
-        log.refused(peer, local);
+        log.refused(peer, local, "peer refused by the access list");
+        false
+    }
+
+    /// [`Shared::admits`] for a stream peer: under the PROXY protocol the
+    /// peer is a proxy, judged by the trusted list (the access list judges
+    /// its client, once the header names it).
+    fn admits_stream(&self, peer: &SocketAddress, local: &Endpoint, log: &mut RefusalLog) -> bool {
+        let Some(proxy_protocol) = &self.config.proxy_protocol else {
+            return self.admits(peer, local, log);
+        };
+        if proxy_protocol.trusts(peer) {
+            return true;
+        }
+        self.stats.refused.fetch_add(1, Ordering::Relaxed);
+        log.refused(
+            peer,
+            local,
+            "peer refused: not a trusted PROXY protocol source",
+        );
         false
     }
 
@@ -351,7 +374,7 @@ impl<S: StreamHandler, D: DatagramHandler> Shared<S, D> {
             match accepted {
                 Ok((stream, peer, local)) => {
                     backoff.succeeded();
-                    if !self.admits(&peer, &local, &mut refusals) {
+                    if !self.admits_stream(&peer, &local, &mut refusals) {
                         // Dropping closes it: nothing was read or written,
                         // so the peer sees a FIN and no byte, and the permit
                         // goes back with it.
@@ -382,7 +405,8 @@ impl<S: StreamHandler, D: DatagramHandler> Shared<S, D> {
         local: Endpoint,
         permit: OwnedSemaphorePermit,
     ) {
-        if !handler.verify(&peer) {
+        // Under the PROXY protocol, verify sees the client, after the header.
+        if self.config.proxy_protocol.is_none() && !handler.verify(&peer) {
             debug!(%peer, %local, "connection refused by the handler's verify");
             return;
         }
@@ -432,6 +456,30 @@ impl<S: StreamHandler, D: DatagramHandler> Shared<S, D> {
                 warn!(%error, "cannot move the connection to its thread's event loop");
             }
         }
+        let (peer, proxy) = match &self.config.proxy_protocol {
+            None => (peer, None),
+            Some(proxy_protocol) => {
+                let deadline = self.config.handshake_timeout;
+                let Some(client) = proxy::accept_header(
+                    proxy_protocol,
+                    &mut stream,
+                    &peer,
+                    &local,
+                    deadline,
+                    abort,
+                )
+                .await
+                else {
+                    return;
+                };
+                if !self.config.access.permits(&client) || !handler.verify(&client) {
+                    self.stats.refused.fetch_add(1, Ordering::Relaxed);
+                    debug!(peer = %client, proxy = %peer, %local, "peer refused by the access list");
+                    return;
+                }
+                (client, Some(peer))
+            }
+        };
         let Some(stream) = self.secure(stream, &peer, &local, abort).await else {
             return;
         };
@@ -443,6 +491,7 @@ impl<S: StreamHandler, D: DatagramHandler> Shared<S, D> {
             self.config.idle_timeout,
             self.config.max_line_length,
         );
+        conn.set_proxy_addr(proxy);
         let opened = Instant::now();
         debug!(peer = %conn.peer_addr(), local = %conn.local_endpoint(), "connection opened");
         let outcome = tokio::select! {
@@ -685,7 +734,7 @@ struct RefusalLog {
 const REFUSALS_LOGGED: u32 = 10;
 
 impl RefusalLog {
-    fn refused(&mut self, peer: &SocketAddress, local: &Endpoint) {
+    fn refused(&mut self, peer: &SocketAddress, local: &Endpoint, why: &'static str) {
         let now = Instant::now();
         if self
             .window
@@ -703,7 +752,7 @@ impl RefusalLog {
         }
         if self.logged < REFUSALS_LOGGED {
             self.logged += 1;
-            debug!(%peer, %local, "peer refused by the access list");
+            debug!(%peer, %local, "{why}");
         } else {
             self.suppressed = self.suppressed.saturating_add(1);
         }
