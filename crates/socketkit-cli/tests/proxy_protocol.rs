@@ -498,3 +498,98 @@ fn proxy_protocol_flags_are_checked_before_binding() {
     );
     assert_one_error_line(&out, 1);
 }
+
+/// Connects to the Unix socket PATH, sends the bytes HEX, and prints the
+/// `auth` list of the exec server's `HELLO` (length, type, JSON body).
+const EXEC_HELLO: &str = r#"
+path, payload = sys.argv[1], bytes.fromhex(sys.argv[2])
+s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+s.settimeout(T)
+s.connect(path)
+s.sendall(payload)
+def exactly(n):
+    buf = b""
+    while len(buf) < n:
+        chunk = s.recv(n - len(buf))
+        if not chunk:
+            raise SystemExit("closed after %d bytes" % len(buf))
+        buf += chunk
+    return buf
+length = int.from_bytes(exactly(4), "big")
+kind = exactly(1)
+print(json.dumps(json.loads(exactly(length - 1))["auth"]))
+"#;
+
+#[test]
+fn a_proxied_unix_peer_is_not_taken_for_the_proxys_uid() {
+    let dir = tempdir();
+    let direct = dir.path().join("direct.sock");
+    let proxied = dir.path().join("proxied.sock");
+    let unix = |path: &Path| format!("unix:{}", path.display());
+    let _plain = Server::start(&["serve", "exec", &unix(&direct)], 1);
+    let _behind = Server::start(
+        &[
+            "serve",
+            "exec",
+            &unix(&proxied),
+            "--proxy-protocol",
+            "--proxy-from",
+            "127.0.0.1",
+        ],
+        1,
+    );
+    let direct = python_ok(EXEC_HELLO, &[&direct.display().to_string(), ""], b"");
+    assert_eq!(text(&direct).trim(), r#"["peer-uid"]"#);
+    // Same user, same machine: but the socket's credentials are the
+    // proxy's, so the client must prove itself.
+    let header = hex(b"PROXY TCP4 192.0.2.1 192.0.2.2 5000 22\r\n");
+    let proxied = python_ok(EXEC_HELLO, &[&proxied.display().to_string(), &header], b"");
+    assert_eq!(text(&proxied).trim(), r#"["token"]"#);
+}
+
+/// Over TLS from SOURCE to TARGET (unverified: the handshake is what
+/// matters), sends `hi\n` and prints the line that comes back.
+const TLS_PEER: &str = r#"
+import ssl
+source, target = sys.argv[1], sys.argv[2]
+family, _, addr = parse(target)
+s = socket.socket(family, socket.SOCK_STREAM)
+s.settimeout(T)
+s.bind((source, 0))
+s.connect(addr)
+ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+ctx.check_hostname = False
+ctx.verify_mode = ssl.CERT_NONE
+s = ctx.wrap_socket(s)
+s.sendall(b"hi\n")
+print(s.getsockname()[1], recv_line(s).decode().strip())
+"#;
+
+#[test]
+fn the_header_comes_before_tls() {
+    let config = tempdir();
+    let mut cmd = socketkit([
+        "serve",
+        "echo",
+        "tls://127.0.0.1:0",
+        "--self-signed",
+        "--proxy-protocol",
+        "--proxy-from",
+        "127.0.0.1",
+        "-v",
+    ]);
+    cmd.env("XDG_CONFIG_HOME", config.path());
+    let server = Server::start_command(cmd, 1);
+    let haproxy = behind_haproxy(&server, "send-proxy-v2");
+    let front = format!("tcp://127.0.0.1:{}", haproxy.front);
+    let out = text(&python_ok(TLS_PEER, &["127.0.0.2", &front], b""));
+    let (port, line) = out.trim().split_once(' ').unwrap();
+    assert_eq!(line, "hi", "{}", server.stderr());
+    let peer = format!("peer=127.0.0.2:{port}");
+    server
+        .proc
+        .stderr
+        .wait_for("the TLS client's address", |l| {
+            l.contains("connection opened") && l.contains(&peer)
+        });
+}

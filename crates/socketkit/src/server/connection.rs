@@ -98,8 +98,14 @@ impl Connection {
         self.io.inner.peer_certificate()
     }
 
-    /// The client's user id on a Unix socket (SO_PEERCRED).
+    /// The client's user id on a Unix socket (SO_PEERCRED). `None` under
+    /// the PROXY protocol: the socket's credentials are the proxy's, and
+    /// taking them for the client's would let anyone through the proxy pass
+    /// as its user.
     pub fn peer_uid(&self) -> Option<u32> {
+        if self.proxy.is_some() {
+            return None;
+        }
         self.io.inner.peer_uid()
     }
 
