@@ -456,29 +456,11 @@ impl<S: StreamHandler, D: DatagramHandler> Shared<S, D> {
                 warn!(%error, "cannot move the connection to its thread's event loop");
             }
         }
-        let (peer, proxy) = match &self.config.proxy_protocol {
-            None => (peer, None),
-            Some(proxy_protocol) => {
-                let deadline = self.config.handshake_timeout;
-                let Some(client) = proxy::accept_header(
-                    proxy_protocol,
-                    &mut stream,
-                    &peer,
-                    &local,
-                    deadline,
-                    abort,
-                )
-                .await
-                else {
-                    return;
-                };
-                if !self.config.access.permits(&client) || !handler.verify(&client) {
-                    self.stats.refused.fetch_add(1, Ordering::Relaxed);
-                    debug!(peer = %client, proxy = %peer, %local, "peer refused by the access list");
-                    return;
-                }
-                (client, Some(peer))
-            }
+        let Some((peer, proxy)) = self
+            .proxied(&handler, &mut stream, peer, &local, abort)
+            .await
+        else {
+            return;
         };
         let Some(stream) = self.secure(stream, &peer, &local, abort).await else {
             return;
@@ -519,6 +501,32 @@ impl<S: StreamHandler, D: DatagramHandler> Shared<S, D> {
                 warn!(%peer, secs, bytes_in, bytes_out, error = %ErrorChain(e), "connection failed")
             }
         }
+    }
+
+    /// Under the PROXY protocol, reads the header (before TLS, under the
+    /// handshake deadline) and judges the client it names by the access
+    /// list and `verify`. The peer to serve and the proxy's address; `None`
+    /// closes the connection. Without the protocol, the peer as it is.
+    async fn proxied(
+        &self,
+        handler: &S,
+        stream: &mut Stream,
+        peer: SocketAddress,
+        local: &Endpoint,
+        abort: &CancellationToken,
+    ) -> Option<(SocketAddress, Option<SocketAddress>)> {
+        let Some(proxy_protocol) = &self.config.proxy_protocol else {
+            return Some((peer, None));
+        };
+        let deadline = self.config.handshake_timeout;
+        let client =
+            proxy::accept_header(proxy_protocol, stream, &peer, local, deadline, abort).await?;
+        if !self.config.access.permits(&client) || !handler.verify(&client) {
+            self.stats.refused.fetch_add(1, Ordering::Relaxed);
+            debug!(peer = %client, proxy = %peer, %local, "peer refused by the access list");
+            return None;
+        }
+        Some((client, Some(peer)))
     }
 
     /// The TLS handshake for connections on `tls://` listeners, under the
