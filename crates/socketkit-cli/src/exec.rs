@@ -4,8 +4,8 @@ use anyhow::{bail, Context};
 use socketkit::addr::Host;
 use socketkit::client::ExecClient;
 use socketkit::codec::{Line, LineReader};
-use socketkit::protocol::exec::{Exit, Run};
-use socketkit::services::exec::locate_default_socket;
+use socketkit::protocol::exec::{Exit, Refusal, Run};
+use socketkit::services::exec::{is_interpreter, locate_default_socket};
 use socketkit::tls::{ClientTls, KnownHosts, Verification};
 use socketkit::transport::{self, ConnectOptions};
 use socketkit::Endpoint;
@@ -14,6 +14,7 @@ use tokio::signal::unix::{signal, SignalKind};
 use tokio::sync::mpsc;
 
 use crate::args::ExecArgs;
+use crate::hint::{hint_if, refusal, TOKEN_HINT};
 use crate::{tls, token};
 
 /// Runs the command (or the prompt) and returns the exit status to use.
@@ -58,8 +59,10 @@ pub async fn run(args: ExecArgs) -> anyhow::Result<u8> {
             known.path().display()
         );
     }
+    let tokenless = token.is_none();
     let mut client = ExecClient::handshake(stream, token)
         .await
+        .map_err(|e| hint_if(e.is_auth() && tokenless, e, TOKEN_HINT))
         .with_context(|| format!("exec on {endpoint}"))?;
     let interrupts = forward_interrupts()?;
     if args.command.is_empty() {
@@ -145,6 +148,7 @@ async fn run_one(
     mut interrupts: mpsc::Receiver<()>,
 ) -> anyhow::Result<u8> {
     let stdin = forward_stdin.then(tokio::io::stdin);
+    let shell_refused = shell_needed(&request) && !client.server().shell;
     let finished = client
         .run(
             request,
@@ -153,9 +157,27 @@ async fn run_one(
             tokio::io::stderr(),
             &mut interrupts,
         )
-        .await?;
+        .await
+        .map_err(|e| {
+            let denied = refusal(&e) == Some(Refusal::Denied) && shell_refused;
+            hint_if(denied, e, SHELL_HINT)
+        })?;
     report_abnormal_end(&finished.exit);
     Ok(finished.status)
+}
+
+const SHELL_HINT: &str =
+    "the server runs shell lines and interpreters only when started with --allow-shell";
+
+/// Whether `request` is a shell line, or one by another name (an
+/// interpreter as the program), which a server refuses unless it allows shells.
+fn shell_needed(request: &Run) -> bool {
+    request.shell.is_some()
+        || request
+            .argv
+            .as_ref()
+            .and_then(|argv| argv.first())
+            .is_some_and(|program| is_interpreter(program))
 }
 
 fn report_abnormal_end(exit: &Exit) {
@@ -230,7 +252,7 @@ async fn prompt(
                 if e.kind() == socketkit::ErrorKind::Auth
                     || e.kind() == socketkit::ErrorKind::Io =>
             {
-                eprintln!("socketkit: {e}");
+                eprintln!("socketkit: {e:#}");
             }
             Err(e) => return Err(e.into()),
         }

@@ -17,6 +17,7 @@ mod exec;
 mod forward;
 mod get;
 mod hexdump;
+mod hint;
 mod listen;
 mod pki;
 mod progress;
@@ -166,11 +167,16 @@ fn report(error: anyhow::Error, failure: ExitCode) -> ExitCode {
     if broken_pipe {
         return ExitCode::SUCCESS;
     }
-    match error
+    let attached = error
         .chain()
-        .find_map(|cause| cause.downcast_ref::<socketkit::Error>())
-        .and_then(hint)
-    {
+        .find_map(|cause| cause.downcast_ref::<hint::Hinted>())
+        .map(hint::Hinted::hint);
+    match attached.or_else(|| {
+        error
+            .chain()
+            .find_map(|cause| cause.downcast_ref::<socketkit::Error>())
+            .and_then(hint)
+    }) {
         Some(hint) => eprintln!("socketkit: {error:#} (hint: {hint})"),
         None => eprintln!("socketkit: {error:#}"),
     }

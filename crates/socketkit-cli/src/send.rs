@@ -7,11 +7,13 @@ use std::path::Path;
 use anyhow::{bail, Context};
 use indicatif::ProgressBar;
 use socketkit::client::{Sender, Sent, Source, TransferProgress as Progress};
+use socketkit::protocol::exec::Refusal;
 use socketkit::transport::{self, ConnectOptions};
 use socketkit::Endpoint;
 use tracing::warn;
 
 use crate::args::SendArgs;
+use crate::hint::{hint_if, refusal, TOKEN_HINT};
 use crate::progress;
 use crate::{tls, token};
 
@@ -35,8 +37,10 @@ pub async fn run(args: SendArgs) -> anyhow::Result<()> {
         ..ConnectOptions::default()
     };
     let stream = transport::connect(&args.addr, &options).await?;
+    let tokenless = token.is_none();
     let mut sender = Sender::open(stream, token)
         .await
+        .map_err(|e| hint_if(e.is_auth() && tokenless, e, TOKEN_HINT))
         .with_context(|| format!("receiver {}", args.addr))?;
     let mut failures = Vec::new();
     for file in &args.files {
@@ -57,8 +61,11 @@ pub async fn run(args: SendArgs) -> anyhow::Result<()> {
             }
             Err(error) if error.kind() == socketkit::ErrorKind::Io => {
                 bar.finish();
-                failures
-                    .push(anyhow::Error::new(error).context(format!("sending {}", file.display())));
+                let dotfile = refusal(&error) == Some(Refusal::Name) && name.starts_with('.');
+                failures.push(
+                    hint_if(dotfile, error, DOTFILE_HINT)
+                        .context(format!("sending {}", file.display())),
+                );
             }
             Err(error) => return Err(error).with_context(|| format!("sending {}", file.display())),
         }
@@ -75,6 +82,9 @@ pub async fn run(args: SendArgs) -> anyhow::Result<()> {
         }
     }
 }
+
+const DOTFILE_HINT: &str =
+    "the receiver takes names starting with '.' only when started with --allow-dotfiles";
 
 fn report(sent: &Sent, json: bool) -> anyhow::Result<()> {
     let mut stdout = std::io::stdout().lock();

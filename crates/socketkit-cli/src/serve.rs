@@ -21,6 +21,7 @@ use tokio::signal::unix::{signal, Signal, SignalKind};
 use tracing::{info, warn};
 
 use crate::args::{optional, AccessArgs, ExecServiceArgs, Mode, ServeArgs, Service};
+use crate::hint::hint_if;
 use crate::progress::{self, ReceiveBars};
 use crate::{tls, token};
 
@@ -289,7 +290,10 @@ fn exec_timeout(exec: &ExecServiceArgs) -> std::time::Duration {
 /// library's rule), else the program checked and contained.
 fn cmd_service(args: &ServeArgs) -> anyhow::Result<Cmd> {
     let access = access_list(&args.access)?;
-    cmd::check_exposure(&args.addrs, &access, args.tls.client_ca.is_some())?;
+    // Its only refusal is the exposure the hint's flags cure.
+    cmd::check_exposure(&args.addrs, &access, args.tls.client_ca.is_some()).map_err(|e| {
+        hint_if(true, e, "--allow CIDR admits only those peers, or serve tls:// with --client-ca FILE; loopback addresses need neither")
+    })?;
     let words = args.cmd.program.clone();
     let program = if args.cmd.shell {
         Program::Shell(words.join(" "))
@@ -305,7 +309,17 @@ fn cmd_service(args: &ServeArgs) -> anyhow::Result<Cmd> {
         None => std::env::current_dir().context("cannot find the current directory")?,
     };
     // Checked first: a refused start sets up no containment.
-    policy.argv()?;
+    policy.argv().map_err(|e| match &policy.program {
+        Program::Shell(_) if !policy.allow_shell => hint_if(
+            true,
+            e,
+            "a shell line needs --allow-shell (or give the program as argv)",
+        ),
+        Program::Argv(argv) if argv.is_empty() => {
+            hint_if(true, e, "serve cmd ADDR -- PROG [ARGS...]")
+        }
+        _ => e.into(),
+    })?;
     let containment = Containment::new(args.exec.containment.into())?;
     Ok(Cmd::new(policy, containment)?)
 }

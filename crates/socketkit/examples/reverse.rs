@@ -1,26 +1,45 @@
-//! A custom service in under 40 lines: reverses each line it receives.
+//! A custom line service: each line comes back reversed. The service is the
+//! 13 lines from `struct Reverse` to the end of its `impl`; the same server
+//! in Python's socketserver, for comparison:
+//!
+//! ```python
+//! import socketserver
+//!
+//! class Reverse(socketserver.StreamRequestHandler):
+//!     def handle(self):
+//!         for line in self.rfile:
+//!             self.wfile.write(line.rstrip(b"\r\n")[::-1] + b"\n")
+//!
+//! with socketserver.TCPServer(("127.0.0.1", 7070), Reverse) as server:
+//!     server.serve_forever()
+//! ```
+//!
+//! What the Rust one adds without a line more: a bound on line length (the
+//! server's `max_line_length`; Python's `rfile` reads any length into
+//! memory), concurrent connections with a limit, an idle timeout, UTF-8
+//! reversed by character rather than by byte, UDP if you bind `udp://`, and
+//! a graceful stop on Ctrl-C or SIGTERM.
 //!
 //! Try it from two terminals:
-//!     cargo run -p socketkit --example reverse      # prints: listening on tcp://127.0.0.1:7070
-//!     echo hello | nc -N 127.0.0.1 7070             # prints: olleh
-use socketkit::codec::{Line, LineReader};
-use socketkit::server::{Connection, Server, ServerConfig, StreamHandler};
-use tokio::io::AsyncWriteExt;
+//!
+//! ```text
+//! cargo run -p socketkit --example reverse      # prints: listening on 127.0.0.1:7070
+//! echo hello | nc -N 127.0.0.1 7070             # prints: olleh
+//! ```
 
-struct Reverse;
+use socketkit::server::{shutdown_signal, Framing, Message, MessageHandler, Reply};
+use socketkit::server::{Server, ServerConfig};
 
-impl StreamHandler for Reverse {
-    async fn handle(&self, conn: &mut Connection) -> socketkit::Result<()> {
-        let limit = conn.max_line_length();
-        let mut lines = LineReader::new(conn, limit);
-        while let Some(line) = lines.next_line().await? {
-            let mut reply = match line {
-                Line::Text(text) => String::from_utf8_lossy(&text).chars().rev().collect(),
-                Line::TooLong => "error: line too long".to_owned(),
-            };
-            reply.push('\n');
-            lines.get_mut().write_all(reply.as_bytes()).await?;
-        }
+pub struct Reverse;
+
+impl MessageHandler for Reverse {
+    fn framing(&self) -> Framing {
+        Framing::Lines
+    }
+
+    async fn respond(&self, line: Message<'_>, reply: &mut Reply) -> socketkit::Result<()> {
+        let reversed: String = String::from_utf8_lossy(line.data).chars().rev().collect();
+        reply.send(reversed.as_bytes());
         Ok(())
     }
 }
@@ -28,11 +47,9 @@ impl StreamHandler for Reverse {
 #[tokio::main]
 async fn main() -> socketkit::Result<()> {
     let server = Server::bind(&["127.0.0.1:7070".parse()?], ServerConfig::default()).await?;
-    server
-        .endpoints()
-        .for_each(|e| println!("listening on {e}"));
-    let handle = server.handle();
-    tokio::spawn(async move { tokio::signal::ctrl_c().await.map(|()| handle.shutdown()) });
-    server.serve(Reverse).await?;
+    for addr in server.local_addrs() {
+        println!("listening on {addr}");
+    }
+    server.serve_until(Reverse, shutdown_signal()).await?;
     Ok(())
 }

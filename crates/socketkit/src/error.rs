@@ -4,8 +4,13 @@
 //! ([`Error::is_address_in_use`], [`Error::is_timeout`], …) instead of matching
 //! on its insides, so new failure kinds can be added without breaking anyone.
 //! `Display` prints only this level ("cannot bind tcp://127.0.0.1:80"); the
-//! operating system's reason is the [`std::error::Error::source`], so a caller
-//! printing the chain (anyhow's `{:#}`) gets one line with both.
+//! cause is the [`std::error::Error::source`], a boxed error of any type (the
+//! operating system's `io::Error`, a rustls or hyper error, a
+//! [`FrameError`](crate::protocol::FrameError), a service's refusal), so a
+//! caller printing the chain (anyhow's `{:#}`) gets one line with all of it.
+//! The predicates walk that chain: a timeout three causes down is a timeout.
+//! Hints naming command-line flags are the CLI's, keyed on these predicates
+//! and on the typed causes; no message here names a flag.
 
 use std::{fmt, io};
 
@@ -42,12 +47,17 @@ pub enum ErrorKind {
     Config,
 }
 
+/// A boxed cause: any error, from any crate, that may cross threads.
+pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
+
 /// The error type of every fallible operation in this crate.
 pub struct Error {
     kind: ErrorKind,
     /// What was being done, naming the address: "cannot bind tcp://127.0.0.1:80".
     context: String,
-    source: Option<io::Error>,
+    /// What caused it: an `io::Error`, a rustls, hyper or join error, a
+    /// [`FrameError`](crate::protocol::FrameError), another [`Error`], …
+    source: Option<BoxError>,
 }
 
 /// `Result` with this crate's [`Error`].
@@ -63,12 +73,17 @@ impl Error {
         }
     }
 
-    /// An error of `kind` described by `context`, caused by `source`.
-    pub fn with_source(kind: ErrorKind, context: impl Into<String>, source: io::Error) -> Error {
+    /// An error of `kind` described by `context`, caused by `source` (any
+    /// error type; a `String` or `&str` becomes a plain message).
+    pub fn with_source(
+        kind: ErrorKind,
+        context: impl Into<String>,
+        source: impl Into<BoxError>,
+    ) -> Error {
         Error {
             kind,
             context: context.into(),
-            source: Some(source),
+            source: Some(source.into()),
         }
     }
 
@@ -77,9 +92,45 @@ impl Error {
         self.kind
     }
 
-    /// The operating system's error kind underneath, if there is one.
+    /// The causes, nearest first, for the predicates. An `io::Error`
+    /// carrying another error yields that error next (its own `source()`
+    /// skips it, printing it as its own message), so a rustls error inside
+    /// tokio-rustls's `io::Error` is found too.
+    fn causes(&self) -> impl Iterator<Item = &(dyn std::error::Error + 'static)> {
+        let mut next = self
+            .source
+            .as_deref()
+            .map(|e| e as &(dyn std::error::Error + 'static));
+        std::iter::from_fn(move || {
+            let current = next?;
+            next = match current
+                .downcast_ref::<io::Error>()
+                .and_then(io::Error::get_ref)
+            {
+                Some(inner) => Some(inner as &(dyn std::error::Error + 'static)),
+                None => current.source(),
+            };
+            Some(current)
+        })
+    }
+
+    /// The nearest cause of type `T` in the chain, if there is one.
+    pub fn find_source<T: std::error::Error + 'static>(&self) -> Option<&T> {
+        self.causes().find_map(|e| e.downcast_ref::<T>())
+    }
+
+    /// Whether this error or one of its causes is of `kind`.
+    fn has_kind(&self, kind: ErrorKind) -> bool {
+        self.kind == kind
+            || self
+                .causes()
+                .any(|e| e.downcast_ref::<Error>().is_some_and(|e| e.kind == kind))
+    }
+
+    /// The operating system's error kind underneath (the nearest
+    /// `io::Error` in the chain), if there is one.
     pub fn io_kind(&self) -> Option<io::ErrorKind> {
-        self.source.as_ref().map(io::Error::kind)
+        self.find_source::<io::Error>().map(io::Error::kind)
     }
 
     /// The address was malformed.
@@ -89,7 +140,7 @@ impl Error {
 
     /// A name did not resolve.
     pub fn is_unresolved(&self) -> bool {
-        self.kind == ErrorKind::Resolve
+        self.has_kind(ErrorKind::Resolve)
     }
 
     /// Binding failed because another socket holds the address.
@@ -107,9 +158,14 @@ impl Error {
         self.io_kind() == Some(io::ErrorKind::ConnectionRefused)
     }
 
-    /// A deadline passed (connect timeout, idle timeout).
+    /// A deadline passed (connect timeout, idle timeout), here or anywhere
+    /// down the chain.
     pub fn is_timeout(&self) -> bool {
-        self.kind == ErrorKind::Timeout || self.io_kind() == Some(io::ErrorKind::TimedOut)
+        self.has_kind(ErrorKind::Timeout)
+            || self
+                .causes()
+                .filter_map(|e| e.downcast_ref::<io::Error>())
+                .any(|e| e.kind() == io::ErrorKind::TimedOut)
     }
 
     /// The connection ended because the peer went away (reset, broken pipe,
@@ -128,7 +184,17 @@ impl Error {
 
     /// TLS setup or a handshake failed.
     pub fn is_tls(&self) -> bool {
-        self.kind == ErrorKind::Tls
+        self.has_kind(ErrorKind::Tls)
+    }
+
+    /// The peer broke its protocol (a bad frame, a malformed response).
+    pub fn is_protocol(&self) -> bool {
+        self.has_kind(ErrorKind::Protocol)
+    }
+
+    /// Authentication failed or the request was not permitted.
+    pub fn is_auth(&self) -> bool {
+        self.has_kind(ErrorKind::Auth)
     }
 
     /// The error's own description, without its cause.
@@ -137,9 +203,19 @@ impl Error {
     }
 }
 
+/// `{}` prints this level only; `{:#}` adds the causes, `: `-separated,
+/// as anyhow does.
 impl fmt::Display for Error {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.context)
+        f.write_str(&self.context)?;
+        if f.alternate() {
+            let mut cause = std::error::Error::source(self);
+            while let Some(error) = cause {
+                write!(f, ": {error}")?;
+                cause = error.source();
+            }
+        }
+        Ok(())
     }
 }
 
@@ -157,7 +233,7 @@ impl fmt::Debug for Error {
 impl std::error::Error for Error {
     fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
         self.source
-            .as_ref()
+            .as_deref()
             .map(|e| e as &(dyn std::error::Error + 'static))
     }
 }

@@ -11,7 +11,9 @@
 //! struct Shout;
 //!
 //! impl StreamHandler for Shout {
-//!     async fn handle(&self, conn: &mut Connection) -> socketkit::Result<()> {
+//!     type Session = ();
+//!
+//!     async fn handle(&self, conn: &mut Connection, _: &mut ()) -> socketkit::Result<()> {
 //!         let mut buf = [0u8; 1024];
 //!         loop {
 //!             let n = conn.read(&mut buf).await?;
@@ -64,4 +66,4 @@ pub mod tls;
 pub mod transport;
 
 pub use addr::Endpoint;
-pub use error::{Error, ErrorKind, Result};
+pub use error::{BoxError, Error, ErrorKind, Result};

@@ -24,11 +24,13 @@ struct Counted {
 }
 
 impl StreamHandler for Counted {
-    async fn handle(&self, conn: &mut Connection) -> Result<()> {
-        Echo.handle(conn).await
+    type Session = ();
+
+    async fn handle(&self, conn: &mut Connection, _session: &mut ()) -> Result<()> {
+        Echo.handle(conn, &mut ()).await
     }
 
-    async fn finish(&self, conn: &mut Connection, outcome: &Result<()>) {
+    async fn finish(&self, conn: &mut Connection, _session: Option<()>, outcome: &Result<()>) {
         let what = match outcome {
             Ok(()) => "ok".to_owned(),
             Err(e) if e.is_timeout() => "timeout".to_owned(),
@@ -100,7 +102,8 @@ async fn read_until_eof(stream: &mut (impl AsyncReadExt + Unpin)) -> Vec<u8> {
     all
 }
 
-#[tokio::test]
+/// On tokio's paused clock: the idle wait costs no real time.
+#[tokio::test(start_paused = true)]
 async fn an_idle_echo_connection_times_out_after_an_exchange() {
     let config = ServerConfig::default().idle_timeout(Some(Duration::from_millis(200)));
     let mut server = start("127.0.0.1:0", config).await;
@@ -160,6 +163,8 @@ async fn unix_echo_keeps_answering_through_a_graceful_shutdown() {
     server.stop().await;
 }
 
+/// On the real clock: the connection's thread runs its own runtime, whose
+/// clock the test's `start_paused` would not pause.
 #[tokio::test]
 async fn threads_mode_echoes_counts_and_times_out_on_the_connections_own_loop() {
     let config = ServerConfig::default()

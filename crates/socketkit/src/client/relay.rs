@@ -11,7 +11,7 @@ use tokio::time::Instant;
 
 use crate::codec::{Line, LineReader};
 use crate::error::{Error, ErrorKind, Result};
-use crate::services::Lease;
+use crate::server::Lease;
 use crate::transport::DatagramSocket;
 
 /// Longest input line in line mode and for datagrams: a UDP payload fits.
@@ -360,7 +360,7 @@ impl Default for BothWaysOptions {
     fn default() -> BothWaysOptions {
         BothWaysOptions {
             idle_timeout: None,
-            buffer_size: crate::services::RELAY_BUFFER,
+            buffer_size: crate::server::RELAY_BUFFER,
         }
     }
 }

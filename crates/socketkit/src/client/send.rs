@@ -15,7 +15,7 @@ use tokio::sync::mpsc;
 use super::session::{self, expect, next_frame, protocol_error, Wire};
 use crate::error::{Error, ErrorKind, Result};
 use crate::protocol::transfer::{Accept, Digest, Offer, Start, FILE_CHUNK};
-use crate::protocol::{Frame, FrameType};
+use crate::protocol::{Frame, FrameError, FrameType};
 use crate::transport::Stream;
 
 /// What to send.
@@ -146,9 +146,7 @@ impl Sender {
         }
         reader
             .await
-            .map_err(|e| {
-                Error::with_source(ErrorKind::Io, "the file reader failed", io::Error::other(e))
-            })?
+            .map_err(|e| Error::with_source(ErrorKind::Io, "the file reader failed", e))?
             .map_err(|e| Error::with_source(ErrorKind::Io, "cannot read the file", e))
     }
 }
@@ -158,7 +156,11 @@ impl Sender {
     /// an `ERROR` may). After a refusal the file ends with an `END` whose
     /// fields the receiver ignores, so the connection can carry the next
     /// file.
-    async fn refused_midway(&mut self, frame: Option<io::Result<Frame>>, sent: u64) -> Error {
+    async fn refused_midway(
+        &mut self,
+        frame: Option<Result<Frame, FrameError>>,
+        sent: u64,
+    ) -> Error {
         let frame = match frame {
             Some(Ok(frame)) => frame,
             Some(Err(error)) => return error.into(),

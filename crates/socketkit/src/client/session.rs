@@ -50,7 +50,7 @@ pub(crate) async fn open(
     if wants_token && token.is_none() {
         return Err(Error::new(
             ErrorKind::Auth,
-            "the server asks for a token (hint: --token-file FILE)",
+            "the server asks for a token and none was given",
         ));
     }
     let answer = ClientHello {
@@ -76,10 +76,7 @@ pub(crate) fn refused(error: &ErrorMessage) -> Error {
         }
         _ => ErrorKind::Io,
     };
-    Error::new(
-        kind,
-        format!("server refused: {}: {}", error.kind, error.message),
-    )
+    Error::with_source(kind, "server refused", error.clone())
 }
 
 pub(crate) async fn next_frame(wire: &mut Wire) -> Result<Frame> {

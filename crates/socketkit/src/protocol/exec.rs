@@ -230,6 +230,17 @@ pub struct ErrorMessage {
     pub retry_after_ms: Option<u64>,
 }
 
+/// `kind: message`, as a client reports the server's refusal.
+impl fmt::Display for ErrorMessage {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}: {}", self.kind, self.message)
+    }
+}
+
+/// A client's error for a server's `ERROR` carries this as its cause, so a
+/// caller can read the refusal's kind back (`Error::find_source`).
+impl std::error::Error for ErrorMessage {}
+
 impl ErrorMessage {
     /// An error of `kind` explained by `message`.
     pub fn new(kind: Refusal, message: impl Into<String>) -> ErrorMessage {

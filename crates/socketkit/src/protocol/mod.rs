@@ -9,7 +9,9 @@
 //! with [`FrameCodec::opening`], which caps every frame at
 //! [`MAX_OPENING_BODY`]: a peer that has not authenticated cannot make the
 //! server hold more than a few KiB. A decode error is final: `Framed` ends
-//! the stream, and the connection is not resumed.
+//! the stream, and the connection is not resumed. The codec's error is
+//! [`FrameError`], as tokio-util's `LinesCodecError`: the frame problems
+//! the peer caused, plus an `Io` variant for the socket underneath.
 
 // Every length and number here comes from a peer: arithmetic on them is
 // checked, and an operation that cannot overflow says why (issue 11).
@@ -139,8 +141,9 @@ impl Frame {
     }
 }
 
-/// Why a frame was rejected. Every one of these ends the connection.
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// Why a frame was rejected, or reading or writing frames failed. Every
+/// one of these ends the connection.
+#[derive(Debug)]
 #[non_exhaustive]
 pub enum FrameError {
     /// The header declared a length of 0 (no type byte).
@@ -168,6 +171,17 @@ pub enum FrameError {
     },
     /// The stream ended inside a frame.
     Truncated,
+    /// Reading or writing the stream underneath failed.
+    Io(io::Error),
+}
+
+impl FrameError {
+    /// Whether the peer broke the protocol (every variant but
+    /// [`FrameError::Io`]): what a server answers with an `ERROR` of kind
+    /// `protocol` before closing.
+    pub fn is_protocol(&self) -> bool {
+        !matches!(self, FrameError::Io(_))
+    }
 }
 
 impl fmt::Display for FrameError {
@@ -189,21 +203,40 @@ impl fmt::Display for FrameError {
             }
             FrameError::Unexpected { kind } => write!(f, "unexpected frame of type {kind}"),
             FrameError::Truncated => f.write_str("stream ended inside a frame"),
+            // Transparent, as tokio-util's codec errors: the I/O error is
+            // what happened.
+            FrameError::Io(error) => fmt::Display::fmt(error, f),
         }
     }
 }
 
-impl std::error::Error for FrameError {}
-
-impl From<FrameError> for io::Error {
-    fn from(error: FrameError) -> io::Error {
-        io::Error::new(io::ErrorKind::InvalidData, error)
+impl std::error::Error for FrameError {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        match self {
+            FrameError::Io(error) => error.source(),
+            _ => None,
+        }
     }
 }
 
-/// The frame in an I/O error from [`FrameCodec`], if that is what it was.
-pub fn frame_error(error: &io::Error) -> Option<&FrameError> {
-    error.get_ref()?.downcast_ref::<FrameError>()
+/// What `Framed` needs of a codec's error: the socket's errors fit in it.
+impl From<io::Error> for FrameError {
+    fn from(error: io::Error) -> FrameError {
+        FrameError::Io(error)
+    }
+}
+
+/// An I/O failure stays one (so `is_peer_gone` and `is_timeout` see it);
+/// anything else is the peer breaking the protocol.
+impl From<FrameError> for crate::Error {
+    fn from(error: FrameError) -> crate::Error {
+        match error {
+            FrameError::Io(error) => error.into(),
+            problem => {
+                crate::Error::with_source(crate::ErrorKind::Protocol, "protocol error", problem)
+            }
+        }
+    }
 }
 
 const HEADER: usize = 5;
@@ -246,16 +279,16 @@ impl FrameCodec {
 
 impl Decoder for FrameCodec {
     type Item = Frame;
-    type Error = io::Error;
+    type Error = FrameError;
 
-    fn decode(&mut self, src: &mut BytesMut) -> io::Result<Option<Frame>> {
+    fn decode(&mut self, src: &mut BytesMut) -> Result<Option<Frame>, FrameError> {
         if src.len() < HEADER {
             return Ok(None);
         }
         let length = u32::from_be_bytes([src[0], src[1], src[2], src[3]]) as usize;
         let kind = FrameType(src[4]);
         if length == 0 {
-            return Err(FrameError::Empty.into());
+            return Err(FrameError::Empty);
         }
         // Not 0, checked above.
         let body_length = length.saturating_sub(1);
@@ -265,8 +298,7 @@ impl Decoder for FrameCodec {
                 kind,
                 declared: body_length as u64,
                 cap,
-            }
-            .into());
+            });
         }
         // The cap checked above keeps this far from overflowing.
         let frame_length = HEADER.saturating_add(body_length);
@@ -280,28 +312,27 @@ impl Decoder for FrameCodec {
         Ok(Some(Frame { kind, body }))
     }
 
-    fn decode_eof(&mut self, src: &mut BytesMut) -> io::Result<Option<Frame>> {
+    fn decode_eof(&mut self, src: &mut BytesMut) -> Result<Option<Frame>, FrameError> {
         match self.decode(src)? {
             Some(frame) => Ok(Some(frame)),
             None if src.is_empty() => Ok(None),
-            None => Err(FrameError::Truncated.into()),
+            None => Err(FrameError::Truncated),
         }
     }
 }
 
 impl Encoder<Frame> for FrameCodec {
-    type Error = io::Error;
+    type Error = FrameError;
 
-    fn encode(&mut self, frame: Frame, dst: &mut BytesMut) -> io::Result<()> {
+    /// A frame over its type's cap is refused here, before a byte is
+    /// written, with the error the peer's decoder would have given.
+    fn encode(&mut self, frame: Frame, dst: &mut BytesMut) -> Result<(), FrameError> {
         if frame.body.len() > frame.kind.max_body() {
-            return Err(io::Error::new(
-                io::ErrorKind::InvalidInput,
-                format!(
-                    "refusing to send a {}-byte frame of type {}",
-                    frame.body.len(),
-                    frame.kind
-                ),
-            ));
+            return Err(FrameError::TooLarge {
+                kind: frame.kind,
+                declared: frame.body.len() as u64,
+                cap: frame.kind.max_body(),
+            });
         }
         #[allow(
             clippy::arithmetic_side_effects,
@@ -320,7 +351,7 @@ impl Encoder<Frame> for FrameCodec {
 mod tests {
     use super::*;
 
-    fn decode_all(bytes: &[u8]) -> io::Result<Vec<Frame>> {
+    fn decode_all(bytes: &[u8]) -> Result<Vec<Frame>, FrameError> {
         let mut src = BytesMut::from(bytes);
         let mut frames = Vec::new();
         while let Some(frame) = FrameCodec::new().decode(&mut src)? {
@@ -347,10 +378,7 @@ mod tests {
     fn a_huge_declared_length_is_rejected_from_the_header_alone() {
         let mut src = BytesMut::from(&[0xff, 0xff, 0xff, 0xff, 0x22][..]);
         let error = FrameCodec::new().decode(&mut src).unwrap_err();
-        assert!(
-            matches!(frame_error(&error), Some(FrameError::TooLarge { .. })),
-            "{error}"
-        );
+        assert!(matches!(error, FrameError::TooLarge { .. }), "{error}");
         assert!(src.capacity() < 1024, "nothing reserved for the claim");
     }
 
@@ -361,11 +389,11 @@ mod tests {
         header.push(0x10);
         let error = decode_all(&header).unwrap_err();
         assert!(matches!(
-            frame_error(&error),
-            Some(FrameError::TooLarge {
+            error,
+            FrameError::TooLarge {
                 cap: MAX_CONTROL_BODY,
                 ..
-            })
+            }
         ));
         let mut data = ((MAX_CONTROL_BODY + 2) as u32).to_be_bytes().to_vec();
         data.push(0x20);
@@ -380,12 +408,12 @@ mod tests {
     #[test]
     fn zero_length_and_truncation_are_errors() {
         assert!(matches!(
-            frame_error(&decode_all(&[0, 0, 0, 0, 1]).unwrap_err()),
-            Some(FrameError::Empty)
+            decode_all(&[0, 0, 0, 0, 1]).unwrap_err(),
+            FrameError::Empty
         ));
         assert!(matches!(
-            frame_error(&decode_all(&[0, 0, 0, 9, 0x22, b'x']).unwrap_err()),
-            Some(FrameError::Truncated)
+            decode_all(&[0, 0, 0, 9, 0x22, b'x']).unwrap_err(),
+            FrameError::Truncated
         ));
     }
 
@@ -397,11 +425,11 @@ mod tests {
         let mut src = BytesMut::from(&header[..]);
         let error = codec.decode(&mut src).unwrap_err();
         assert!(matches!(
-            frame_error(&error),
-            Some(FrameError::TooLarge {
+            error,
+            FrameError::TooLarge {
                 cap: MAX_OPENING_BODY,
                 ..
-            })
+            }
         ));
         assert!(src.capacity() < 1024, "nothing reserved for the claim");
         codec.end_opening();

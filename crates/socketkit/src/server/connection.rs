@@ -1,9 +1,12 @@
 //! One accepted connection as a handler sees it: a byte stream with its
-//! addresses, byte counters, an idle deadline and a way to stop the server.
+//! addresses, byte counters, an idle deadline and a way to stop the server;
+//! and its two halves ([`Connection::split`], [`Connection::lines`]), which
+//! keep the counters and the idle deadline of the whole.
 
 use std::future::{poll_fn, Future as _};
 use std::io;
 use std::pin::Pin;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::task::{ready, Context, Poll};
 use std::time::Duration;
 
@@ -13,8 +16,9 @@ use tokio_util::sync::CancellationToken;
 
 use super::ServerHandle;
 use crate::addr::Endpoint;
+use crate::codec::LineReader;
 use crate::tls::Fingerprint;
-use crate::transport::{SocketAddress, Stream};
+use crate::transport::{self, SocketAddress, Stream};
 
 /// After the handler is done, how long the peer gets to read our last bytes
 /// and close its side before we drop the socket.
@@ -111,7 +115,7 @@ impl Connection {
 
     /// The server's idle timeout for this connection, if any.
     pub fn idle_timeout(&self) -> Option<Duration> {
-        self.io.idle.as_ref().map(|idle| idle.limit)
+        self.io.idle.as_ref().map(|idle| idle.clock.limit)
     }
 
     /// Bytes read from the peer so far.
@@ -129,7 +133,70 @@ impl Connection {
     /// Fails with `TimedOut` like a read once the idle timeout passes.
     pub async fn readable(&mut self) -> io::Result<()> {
         let Metered { inner, idle, .. } = &mut self.io;
-        until_idle(idle, inner.readable()).await
+        until_idle(idle.as_mut().map(IdleTimer::parts), inner.readable()).await
+    }
+
+    /// A read half and a write half that can be used at once (reading in
+    /// one branch of a `select!` while writing in another) and that still
+    /// count bytes and share the idle deadline: a connection is idle only
+    /// when neither half moves a byte. TCP and Unix streams split without
+    /// a lock; a TLS session is one state both directions update, so its
+    /// halves take turns on it.
+    pub fn split(&mut self) -> (ReadHalf<'_>, WriteHalf<'_>) {
+        let Metered {
+            inner,
+            read,
+            written,
+            idle,
+        } = &mut self.io;
+        let (reader, writer) = inner.split();
+        let (read_idle, write_idle) = match idle {
+            Some(idle) => {
+                // The write half gets its own timer (the read half keeps
+                // the connection's): each waits on its own, both stamp
+                // the one activity clock.
+                let deadline = idle.clock.deadline();
+                let clock = &idle.clock;
+                let write_timer = Box::pin(tokio::time::sleep_until(deadline));
+                (
+                    Some((clock, HalfTimer::Borrowed(&mut idle.timer))),
+                    Some((clock, HalfTimer::Owned(write_timer))),
+                )
+            }
+            None => (None, None),
+        };
+        (
+            ReadHalf {
+                inner: reader,
+                count: read,
+                idle: read_idle,
+            },
+            WriteHalf {
+                inner: writer,
+                count: written,
+                idle: write_idle,
+            },
+        )
+    }
+
+    /// Lines from the peer, each at most [`Connection::max_line_length`]
+    /// bytes (a longer one is [`Line::TooLong`](crate::codec::Line), and the
+    /// connection goes on), and the write half to answer them:
+    ///
+    /// ```no_run
+    /// # use socketkit::codec::Line;
+    /// # use tokio::io::AsyncWriteExt;
+    /// # async fn f(conn: &mut socketkit::server::Connection) -> socketkit::Result<()> {
+    /// let (mut lines, mut out) = conn.lines();
+    /// while let Some(Line::Text(line)) = lines.next_line().await? {
+    ///     out.write_all(&line).await?;
+    /// }
+    /// # Ok(()) }
+    /// ```
+    pub fn lines(&mut self) -> (LineReader<ReadHalf<'_>>, WriteHalf<'_>) {
+        let limit = self.max_line_length;
+        let (reader, writer) = self.split();
+        (LineReader::new(reader, limit), writer)
     }
 
     /// Ends the connection without losing data in flight: flush, send FIN,
@@ -182,6 +249,110 @@ impl AsyncWrite for Connection {
     }
 }
 
+/// The read half of a [`Connection`] (see [`Connection::split`]).
+#[derive(Debug)]
+pub struct ReadHalf<'a> {
+    inner: transport::ReadHalf<'a>,
+    /// The connection's count of bytes read.
+    count: &'a mut u64,
+    idle: Option<(&'a IdleClock, HalfTimer<'a>)>,
+}
+
+/// The write half of a [`Connection`] (see [`Connection::split`]);
+/// `shutdown` sends FIN and leaves the read half open.
+#[derive(Debug)]
+pub struct WriteHalf<'a> {
+    inner: transport::WriteHalf<'a>,
+    /// The connection's count of bytes written.
+    count: &'a mut u64,
+    idle: Option<(&'a IdleClock, HalfTimer<'a>)>,
+}
+
+/// A half's idle timer: the read half borrows the connection's, the write
+/// half has its own.
+#[derive(Debug)]
+enum HalfTimer<'a> {
+    Borrowed(&'a mut Pin<Box<Sleep>>),
+    Owned(Pin<Box<Sleep>>),
+}
+
+impl HalfTimer<'_> {
+    fn get(&mut self) -> &mut Pin<Box<Sleep>> {
+        match self {
+            HalfTimer::Borrowed(timer) => timer,
+            HalfTimer::Owned(timer) => timer,
+        }
+    }
+}
+
+/// The idle view of one half: its clock and its timer.
+fn half_parts<'b>(
+    idle: &'b mut Option<(&IdleClock, HalfTimer<'_>)>,
+) -> Option<(&'b IdleClock, &'b mut Pin<Box<Sleep>>)> {
+    idle.as_mut().map(|(clock, timer)| (&**clock, timer.get()))
+}
+
+fn stamp(idle: &Option<(&IdleClock, HalfTimer<'_>)>) {
+    if let Some((clock, _)) = idle {
+        clock.touch();
+    }
+}
+
+impl AsyncRead for ReadHalf<'_> {
+    fn poll_read(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        let this = self.get_mut();
+        let before = buf.filled().len();
+        match Pin::new(&mut this.inner).poll_read(cx, buf) {
+            Poll::Ready(Ok(())) => {
+                *this.count += (buf.filled().len() - before) as u64;
+                stamp(&this.idle);
+                Poll::Ready(Ok(()))
+            }
+            Poll::Ready(Err(e)) => Poll::Ready(Err(e)),
+            Poll::Pending => poll_idle(half_parts(&mut this.idle), cx).map(Err),
+        }
+    }
+}
+
+impl AsyncWrite for WriteHalf<'_> {
+    fn poll_write(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        let this = self.get_mut();
+        match Pin::new(&mut this.inner).poll_write(cx, buf) {
+            Poll::Ready(Ok(n)) => {
+                *this.count += n as u64;
+                stamp(&this.idle);
+                Poll::Ready(Ok(n))
+            }
+            Poll::Ready(Err(e)) => Poll::Ready(Err(e)),
+            Poll::Pending => poll_idle(half_parts(&mut this.idle), cx).map(Err),
+        }
+    }
+
+    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        let this = self.get_mut();
+        match Pin::new(&mut this.inner).poll_flush(cx) {
+            Poll::Pending => poll_idle(half_parts(&mut this.idle), cx).map(Err),
+            done => done,
+        }
+    }
+
+    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        let this = self.get_mut();
+        match Pin::new(&mut this.inner).poll_shutdown(cx) {
+            Poll::Pending => poll_idle(half_parts(&mut this.idle), cx).map(Err),
+            done => done,
+        }
+    }
+}
+
 /// A stream that counts bytes and enforces the idle timeout.
 ///
 /// Hand-written rather than tokio-io-timeout because it also counts, and
@@ -198,9 +369,39 @@ struct Metered {
 
 #[derive(Debug)]
 struct IdleTimer {
-    limit: Duration,
-    last_activity: Instant,
+    clock: IdleClock,
     timer: Pin<Box<Sleep>>,
+}
+
+impl IdleTimer {
+    fn parts(&mut self) -> (&IdleClock, &mut Pin<Box<Sleep>>) {
+        (&self.clock, &mut self.timer)
+    }
+}
+
+/// When a byte last moved. An atomic offset from `start` rather than an
+/// `Instant`, so the two halves of a split connection can both stamp it
+/// through shared references, without a lock.
+#[derive(Debug)]
+struct IdleClock {
+    limit: Duration,
+    start: Instant,
+    /// Nanoseconds from `start` to the last activity.
+    last_activity: AtomicU64,
+}
+
+impl IdleClock {
+    fn touch(&self) {
+        // Saturating: u64 nanoseconds last 584 years.
+        let since = u64::try_from(self.start.elapsed().as_nanos()).unwrap_or(u64::MAX);
+        self.last_activity.store(since, Ordering::Relaxed);
+    }
+
+    /// When the connection will have been idle for `limit`.
+    fn deadline(&self) -> Instant {
+        let since = Duration::from_nanos(self.last_activity.load(Ordering::Relaxed));
+        self.start + since + self.limit
+    }
 }
 
 impl Metered {
@@ -208,8 +409,11 @@ impl Metered {
         let idle = idle_timeout.map(|limit| {
             let now = Instant::now();
             IdleTimer {
-                limit,
-                last_activity: now,
+                clock: IdleClock {
+                    limit,
+                    start: now,
+                    last_activity: AtomicU64::new(0),
+                },
                 timer: Box::pin(tokio::time::sleep_until(now + limit)),
             }
         });
@@ -222,8 +426,8 @@ impl Metered {
     }
 
     fn touch(&mut self) {
-        if let Some(idle) = &mut self.idle {
-            idle.last_activity = Instant::now();
+        if let Some(idle) = &self.idle {
+            idle.clock.touch();
         }
     }
 }
@@ -231,12 +435,12 @@ impl Metered {
 /// Waits for `ready` (a readiness future of the stream) unless the
 /// connection has been idle too long, which fails with `TimedOut`.
 async fn until_idle(
-    idle: &mut Option<IdleTimer>,
+    mut idle: Option<(&IdleClock, &mut Pin<Box<Sleep>>)>,
     ready: impl std::future::Future<Output = io::Result<()>>,
 ) -> io::Result<()> {
     tokio::pin!(ready);
     poll_fn(|cx| match ready.as_mut().poll(cx) {
-        Poll::Pending => poll_idle(idle, cx).map(Err),
+        Poll::Pending => poll_idle(idle.as_mut().map(|(c, t)| (&**c, &mut **t)), cx).map(Err),
         done => done,
     })
     .await
@@ -244,20 +448,23 @@ async fn until_idle(
 
 /// Called when the stream is not ready: `Ready` with an error once the
 /// connection has been idle too long.
-fn poll_idle(idle: &mut Option<IdleTimer>, cx: &mut Context<'_>) -> Poll<io::Error> {
-    let Some(idle) = idle else {
+fn poll_idle(
+    idle: Option<(&IdleClock, &mut Pin<Box<Sleep>>)>,
+    cx: &mut Context<'_>,
+) -> Poll<io::Error> {
+    let Some((clock, timer)) = idle else {
         return Poll::Pending;
     };
     loop {
-        ready!(idle.timer.as_mut().poll(cx));
-        let deadline = idle.last_activity + idle.limit;
-        if deadline <= idle.timer.deadline() {
+        ready!(timer.as_mut().poll(cx));
+        let deadline = clock.deadline();
+        if deadline <= timer.deadline() {
             return Poll::Ready(io::Error::new(
                 io::ErrorKind::TimedOut,
-                format!("idle for {:?}", idle.limit),
+                format!("idle for {:?}", clock.limit),
             ));
         }
-        idle.timer.as_mut().reset(deadline);
+        timer.as_mut().reset(deadline);
     }
 }
 
@@ -276,7 +483,7 @@ impl AsyncRead for Metered {
                 Poll::Ready(Ok(()))
             }
             Poll::Ready(Err(e)) => Poll::Ready(Err(e)),
-            Poll::Pending => poll_idle(&mut this.idle, cx).map(Err),
+            Poll::Pending => poll_idle(this.idle.as_mut().map(IdleTimer::parts), cx).map(Err),
         }
     }
 }
@@ -295,7 +502,7 @@ impl AsyncWrite for Metered {
                 Poll::Ready(Ok(n))
             }
             Poll::Ready(Err(e)) => Poll::Ready(Err(e)),
-            Poll::Pending => poll_idle(&mut this.idle, cx).map(Err),
+            Poll::Pending => poll_idle(this.idle.as_mut().map(IdleTimer::parts), cx).map(Err),
         }
     }
 
@@ -305,7 +512,7 @@ impl AsyncWrite for Metered {
     fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
         let this = self.get_mut();
         match Pin::new(&mut this.inner).poll_flush(cx) {
-            Poll::Pending => poll_idle(&mut this.idle, cx).map(Err),
+            Poll::Pending => poll_idle(this.idle.as_mut().map(IdleTimer::parts), cx).map(Err),
             done => done,
         }
     }
@@ -313,7 +520,7 @@ impl AsyncWrite for Metered {
     fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
         let this = self.get_mut();
         match Pin::new(&mut this.inner).poll_shutdown(cx) {
-            Poll::Pending => poll_idle(&mut this.idle, cx).map(Err),
+            Poll::Pending => poll_idle(this.idle.as_mut().map(IdleTimer::parts), cx).map(Err),
             done => done,
         }
     }

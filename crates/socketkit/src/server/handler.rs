@@ -1,24 +1,38 @@
 //! The handler traits a service implements, and what a handler is given.
 //!
-//! A stream handler follows socketserver's `BaseRequestHandler`: `setup`,
-//! `handle`, then `finish`, which runs whatever happened before it. A
-//! datagram handler gets one datagram at a time and may fill in a reply that
-//! the server sends back to the sender. One type can implement both, so a
-//! service is written once for TCP and UDP.
+//! A stream handler follows socketserver's `BaseRequestHandler`: `setup`
+//! makes the connection's [`StreamHandler::Session`], `handle` serves with
+//! it, then `finish` gets it back, whatever happened before. A datagram
+//! handler gets one datagram at a time and may fill in a reply that the
+//! server sends back to the sender. A [`MessageHandler`] is the short form
+//! for services that answer message by message: one body serves chunks or
+//! lines of a stream and datagrams alike, so echo is written once.
 
 use std::future::Future;
 use std::sync::Arc;
 
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tracing::debug;
+
 use super::{Connection, ServerHandle};
+use super::{Lease, RELAY_BUFFER};
 use crate::addr::{Endpoint, SocketKind};
+use crate::codec::Line;
 use crate::error::{Error, ErrorKind, Result};
 use crate::transport::{DatagramSocket, SocketAddress};
 
 /// A service on stream sockets (TCP, Unix stream).
 ///
 /// One value serves every connection (it is shared, like a Python handler
-/// class), so per-connection state lives in locals of `handle`.
+/// class); what belongs to one connection is its [`Session`](Self::Session),
+/// made by `setup` and lent to `handle` and `finish`.
 pub trait StreamHandler: Send + Sync + 'static {
+    /// Per-connection state (socketserver's attributes set on `self` in
+    /// `setup`): `()` for a stateless service. `Default` so that a handler
+    /// without `setup` still has one; a service whose state has no sensible
+    /// default builds it in `setup` all the same.
+    type Session: Default + Send;
+
     /// Admission check before anything is read (socketserver's
     /// `verify_request`). A refused connection is closed at once. Default:
     /// admit everyone.
@@ -27,26 +41,189 @@ pub trait StreamHandler: Send + Sync + 'static {
         true
     }
 
-    /// Runs first; an error skips `handle`. Default: nothing.
-    fn setup(&self, conn: &mut Connection) -> impl Future<Output = Result<()>> + Send {
+    /// Runs first and makes the session; an error skips `handle`.
+    /// Default: `Session::default()`.
+    fn setup(&self, conn: &mut Connection) -> impl Future<Output = Result<Self::Session>> + Send {
         let _ = conn;
-        async { Ok(()) }
+        async { Ok(Self::Session::default()) }
     }
 
     /// Serves the connection until done. Returning ends the connection: the
     /// server flushes, half-closes and lets the peer finish.
-    fn handle(&self, conn: &mut Connection) -> impl Future<Output = Result<()>> + Send;
+    fn handle(
+        &self,
+        conn: &mut Connection,
+        session: &mut Self::Session,
+    ) -> impl Future<Output = Result<()>> + Send;
 
-    /// Always runs last, with the outcome of `setup`/`handle` (an error, the
-    /// peer gone, an idle timeout, or the drain deadline's abort). Default:
-    /// nothing.
+    /// Always runs last, with the session (`None` if `setup` failed) and
+    /// the outcome of `setup`/`handle` (an error, the peer gone, an idle
+    /// timeout, or the drain deadline's abort). Default: nothing.
     fn finish(
         &self,
         conn: &mut Connection,
+        session: Option<Self::Session>,
         outcome: &Result<()>,
     ) -> impl Future<Output = ()> + Send {
-        let _ = (conn, outcome);
+        let _ = (conn, session, outcome);
         async {}
+    }
+}
+
+/// A service that answers message by message, written once for streams
+/// and datagrams (socketserver's one handler for TCP and UDP).
+///
+/// On a datagram socket each datagram is a message. On a stream the
+/// [`Framing`] says what a message is; each reply is written back in
+/// order, and the connection ends when the peer finishes sending (or at
+/// once, for [`Framing::Connect`]). Every type that implements this is a
+/// [`StreamHandler`] and a [`DatagramHandler`], so `server.serve(MyService)`
+/// and `Handlers::both(MyService)` take it as it is.
+pub trait MessageHandler: Send + Sync + 'static {
+    /// What a message is on a stream. Default: [`Framing::Chunks`].
+    fn framing(&self) -> Framing {
+        Framing::Chunks
+    }
+
+    /// Answers one message: put the answer in `reply` (or
+    /// [`Reply::echo`] the message, which may be changed in place); leave
+    /// `reply` alone to answer nothing. An error ends a stream connection;
+    /// on a datagram socket it is logged and the next datagram is served.
+    fn respond(
+        &self,
+        message: Message<'_>,
+        reply: &mut Reply,
+    ) -> impl Future<Output = Result<()>> + Send;
+}
+
+/// What a [`MessageHandler`] takes as one message on a stream.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Framing {
+    /// Whatever one read returned (binary-safe; message boundaries are
+    /// wherever the network put them): echo, discard.
+    Chunks,
+    /// One line, without its `\n` or `\r\n`, at most the server's
+    /// [`max_line_length`](super::ServerConfig::max_line_length) (a longer
+    /// line is skipped, unanswered, and the connection goes on); a reply is
+    /// written with `\n` after it. On a datagram socket a datagram is one
+    /// line too: one trailing line ending is removed, and `\n` added to the
+    /// reply.
+    Lines,
+    /// The connection itself is the one message, empty, answered as soon as
+    /// it opens; then the connection closes without reading (RFC 867's
+    /// daytime, quote of the day).
+    Connect,
+}
+
+/// One message for a [`MessageHandler`] and where it came from.
+#[derive(Debug)]
+#[non_exhaustive]
+pub struct Message<'a> {
+    /// The payload; a handler may change it in place and
+    /// [`echo`](Reply::echo) it.
+    pub data: &'a mut [u8],
+    /// The sender.
+    pub peer: &'a SocketAddress,
+    /// The socket it arrived on.
+    pub local: &'a Endpoint,
+    /// Shuts the server down when asked.
+    pub server: &'a ServerHandle,
+}
+
+impl<'a> Message<'a> {
+    fn new(
+        data: &'a mut [u8],
+        peer: &'a SocketAddress,
+        local: &'a Endpoint,
+        server: &'a ServerHandle,
+    ) -> Message<'a> {
+        Message {
+            data,
+            peer,
+            local,
+            server,
+        }
+    }
+}
+
+impl<M: MessageHandler> StreamHandler for M {
+    type Session = ();
+
+    async fn handle(&self, conn: &mut Connection, _session: &mut ()) -> Result<()> {
+        let (peer, local, server) = (
+            conn.peer_addr().clone(),
+            conn.local_endpoint().clone(),
+            conn.server().clone(),
+        );
+        let mut reply = Reply::default();
+        match self.framing() {
+            Framing::Chunks => loop {
+                // The buffer is taken only once there is something to read,
+                // so an idle connection holds none (see `Lease`).
+                conn.readable().await?;
+                let mut buf = Lease::take(RELAY_BUFFER);
+                if conn.read_buf(&mut buf.0).await? == 0 {
+                    return Ok(());
+                }
+                self.respond(Message::new(&mut buf.0, &peer, &local, &server), &mut reply)
+                    .await?;
+                if let Some(answer) = reply.take(&buf.0) {
+                    conn.write_all(answer).await?;
+                }
+            },
+            Framing::Lines => {
+                let (mut lines, mut out) = conn.lines();
+                let mut text = Vec::new();
+                while let Some(line) = lines.next_line().await? {
+                    let Line::Text(line) = line else {
+                        debug!(%peer, "line over the limit skipped");
+                        continue;
+                    };
+                    text.clear();
+                    text.extend_from_slice(&line);
+                    self.respond(Message::new(&mut text, &peer, &local, &server), &mut reply)
+                        .await?;
+                    if let Some(answer) = reply.take_line(&text) {
+                        out.write_all(answer).await?;
+                    }
+                }
+                Ok(())
+            }
+            Framing::Connect => {
+                self.respond(Message::new(&mut [], &peer, &local, &server), &mut reply)
+                    .await?;
+                if let Some(answer) = reply.take(&[]) {
+                    conn.write_all(answer).await?;
+                }
+                Ok(())
+            }
+        }
+    }
+}
+
+impl<M: MessageHandler> DatagramHandler for M {
+    async fn handle_datagram(&self, request: Datagram<'_>, reply: &mut Reply) -> Result<()> {
+        // The datagram is copied out of the receive loop's buffer so the
+        // handler may change it in place; at most 64 KiB, from a buffer the
+        // reply keeps.
+        let mut data = std::mem::take(&mut reply.message);
+        data.clear();
+        data.extend_from_slice(request.data);
+        let lines = self.framing() == Framing::Lines;
+        if lines {
+            let ending = match data.as_slice() {
+                [.., b'\r', b'\n'] => 2,
+                [.., b'\n'] => 1,
+                _ => 0,
+            };
+            data.truncate(data.len().saturating_sub(ending));
+        }
+        let message = Message::new(&mut data, request.peer, request.local, request.server);
+        let outcome = self.respond(message, reply).await;
+        reply.settle(&mut data, lines);
+        reply.message = data;
+        outcome
     }
 }
 
@@ -106,12 +283,26 @@ impl DatagramSender {
     }
 }
 
-/// The answer to a datagram. Empty-but-sent is distinct from not sent: RFC
-/// 862 echoes a zero-length datagram with a zero-length one.
+/// The answer to a datagram or message. Empty-but-sent is distinct from
+/// not sent: RFC 862 echoes a zero-length datagram with a zero-length one.
 #[derive(Debug, Default)]
 pub struct Reply {
     buf: Vec<u8>,
-    armed: bool,
+    armed: Armed,
+    /// The message handed to a [`MessageHandler`] on a datagram socket,
+    /// kept to reuse its allocation.
+    message: Vec<u8>,
+}
+
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+enum Armed {
+    /// Nothing to send.
+    #[default]
+    No,
+    /// Send `buf`.
+    Buffer,
+    /// Send the message itself (a [`MessageHandler`]'s echo).
+    Message,
 }
 
 impl Reply {
@@ -124,12 +315,56 @@ impl Reply {
     /// stays empty.
     pub fn buffer(&mut self) -> &mut Vec<u8> {
         self.buf.clear();
-        self.armed = true;
+        self.armed = Armed::Buffer;
         &mut self.buf
     }
 
-    pub(crate) fn take(&mut self) -> Option<&[u8]> {
-        std::mem::take(&mut self.armed).then_some(self.buf.as_slice())
+    /// For a [`MessageHandler`]: replies with the message's own bytes as
+    /// they are when the handler returns (changed in place or not), without
+    /// a copy.
+    pub fn echo(&mut self) {
+        self.armed = Armed::Message;
+    }
+
+    /// The answer to `message`, if one was given; disarms.
+    pub(crate) fn take<'a>(&'a mut self, message: &'a [u8]) -> Option<&'a [u8]> {
+        match std::mem::take(&mut self.armed) {
+            Armed::No => None,
+            Armed::Buffer => Some(&self.buf),
+            Armed::Message => Some(message),
+        }
+    }
+
+    /// [`Reply::take`] for a line: the answer with `\n` after it.
+    fn take_line(&mut self, message: &[u8]) -> Option<&[u8]> {
+        match std::mem::take(&mut self.armed) {
+            Armed::No => return None,
+            Armed::Message => {
+                self.buf.clear();
+                self.buf.extend_from_slice(message);
+            }
+            Armed::Buffer => {}
+        }
+        self.buf.push(b'\n');
+        Some(&self.buf)
+    }
+
+    /// After a [`MessageHandler`] answered a datagram: an echo becomes the
+    /// buffer by a swap (the message does not outlive the handler call, its
+    /// allocation goes on in the buffer's place) and, for lines, the answer
+    /// ends with `\n`.
+    fn settle(&mut self, message: &mut Vec<u8>, lines: bool) {
+        match self.armed {
+            Armed::No => return,
+            Armed::Message => {
+                std::mem::swap(&mut self.buf, message);
+                self.armed = Armed::Buffer;
+            }
+            Armed::Buffer => {}
+        }
+        if lines {
+            self.buf.push(b'\n');
+        }
     }
 }
 
@@ -195,7 +430,9 @@ impl<S: StreamHandler> From<S> for Handlers<S, Unsupported> {
 pub enum Unsupported {}
 
 impl StreamHandler for Unsupported {
-    async fn handle(&self, _conn: &mut Connection) -> Result<()> {
+    type Session = ();
+
+    async fn handle(&self, _conn: &mut Connection, _session: &mut ()) -> Result<()> {
         match *self {}
     }
 }

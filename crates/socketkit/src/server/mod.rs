@@ -1,9 +1,11 @@
 //! The server: binding, the accept loop, running handlers, limits and
 //! graceful shutdown.
 //!
-//! [`Server::bind`] binds every endpoint (so port 0 is known before serving);
-//! [`Server::serve`] runs until shutdown; [`Server::handle_request`] serves
-//! exactly one connection or datagram. The life of a connection:
+//! [`Server::bind`] binds every endpoint (so port 0 is known before serving,
+//! see [`Server::local_addrs`]); [`Server::serve`] runs until shutdown,
+//! [`Server::serve_until`] until a future completes (say
+//! [`shutdown_signal`]); [`Server::handle_request`] serves exactly one
+//! connection or datagram. The life of a connection:
 //!
 //! 1. the accept loop takes a connection permit, *then* waits on every stream
 //!    listener at once, so the limit holds without starving any listener;
@@ -13,8 +15,9 @@
 //!    access list judges the client its header names (step 2's task);
 //! 2. the connection is dispatched per [`Mode`]: a task, a thread, or
 //!    (sequential) a task that holds the only permit;
-//! 3. the handler runs `setup → handle → finish`; `finish` runs whatever
-//!    `handle` returned and also after an abort;
+//! 3. the handler runs `setup → handle → finish`: `setup` makes the
+//!    connection's session, which `handle` uses and `finish` gets back;
+//!    `finish` runs whatever `handle` returned and also after an abort;
 //! 4. the connection closes gently (flush, FIN, drain the peer's leftovers).
 //!
 //! Shutdown is a [`CancellationToken`] inside [`ServerHandle`], reachable
@@ -26,8 +29,11 @@ mod access;
 mod config;
 mod connection;
 mod handler;
+mod lease;
 mod nofile;
 mod proxy;
+mod signal;
+pub(crate) use self::lease::{Lease, RELAY_BUFFER};
 pub(crate) use self::nofile::original_open_files_limit;
 
 use std::future::poll_fn;
@@ -48,11 +54,13 @@ use tracing::{debug, info, warn};
 
 pub use access::{AccessList, Rule};
 pub use config::{Mode, ServerConfig};
-pub use connection::Connection;
+pub use connection::{Connection, ReadHalf, WriteHalf};
 pub use handler::{
-    Datagram, DatagramHandler, DatagramSender, Handlers, Reply, StreamHandler, Unsupported,
+    Datagram, DatagramHandler, DatagramSender, Framing, Handlers, Message, MessageHandler, Reply,
+    StreamHandler, Unsupported,
 };
 pub use proxy::ProxyProtocol;
+pub use signal::shutdown_signal;
 
 use crate::addr::Endpoint;
 use crate::error::{Error, ErrorKind, Result};
@@ -168,6 +176,18 @@ impl Server {
         self.sockets.iter().map(BoundSocket::endpoint)
     }
 
+    /// The socket addresses actually bound (port 0 replaced by the real
+    /// port), one per socket: `server.local_addrs()[0]` is where a client
+    /// connects to a one-address server.
+    pub fn local_addrs(&self) -> Vec<SocketAddress> {
+        self.sockets
+            .iter()
+            // getsockname on a socket this server holds open can fail only
+            // for a bad descriptor, which it cannot have.
+            .filter_map(|socket| socket.local_addr().ok())
+            .collect()
+    }
+
     /// A handle to shut the server down from elsewhere.
     pub fn handle(&self) -> ServerHandle {
         self.handle.clone()
@@ -186,6 +206,29 @@ impl Server {
         D: DatagramHandler,
     {
         self.run(handlers.into(), false).await
+    }
+
+    /// Serves until `shutdown` completes (or shutdown is requested another
+    /// way), then drains like [`Server::serve`]. mini-redis's
+    /// `server::run(listener, shutdown)`: a program passes
+    /// [`shutdown_signal()`], a test any future it controls.
+    pub async fn serve_until<S, D>(
+        self,
+        handlers: impl Into<Handlers<S, D>>,
+        shutdown: impl std::future::Future<Output = ()>,
+    ) -> Result<Summary>
+    where
+        S: StreamHandler,
+        D: DatagramHandler,
+    {
+        let handle = self.handle();
+        let serving = self.serve(handlers);
+        tokio::pin!(serving);
+        tokio::select! {
+            summary = &mut serving => return summary,
+            () = shutdown => handle.shutdown(),
+        }
+        serving.await
     }
 
     /// Serves exactly one connection or datagram to completion, then closes
@@ -476,17 +519,18 @@ impl<S: StreamHandler, D: DatagramHandler> Shared<S, D> {
         conn.set_proxy_addr(proxy);
         let opened = Instant::now();
         debug!(peer = %conn.peer_addr(), local = %conn.local_endpoint(), "connection opened");
+        let mut session = None;
         let outcome = tokio::select! {
             outcome = async {
-                handler.setup(&mut conn).await?;
-                handler.handle(&mut conn).await
+                let session = session.insert(handler.setup(&mut conn).await?);
+                handler.handle(&mut conn, session).await
             } => outcome,
             () = abort.cancelled() => {
                 self.stats.aborted.fetch_add(1, Ordering::Relaxed);
                 Err(Error::new(ErrorKind::Aborted, "aborted at the drain deadline"))
             }
         };
-        handler.finish(&mut conn, &outcome).await;
+        handler.finish(&mut conn, session, &outcome).await;
         // Boxed: the close future (its timer, its scratch reads) exists only
         // at the end, and inline it would size every connection's task.
         Box::pin(conn.close(abort)).await;
@@ -495,10 +539,10 @@ impl<S: StreamHandler, D: DatagramHandler> Shared<S, D> {
         match &outcome {
             Ok(()) => debug!(%peer, secs, bytes_in, bytes_out, "connection closed"),
             Err(e) if e.is_peer_gone() || e.is_timeout() || e.kind() == ErrorKind::Aborted => {
-                debug!(%peer, secs, bytes_in, bytes_out, error = %ErrorChain(e), "connection closed")
+                debug!(%peer, secs, bytes_in, bytes_out, error = %format_args!("{e:#}"), "connection closed")
             }
             Err(e) => {
-                warn!(%peer, secs, bytes_in, bytes_out, error = %ErrorChain(e), "connection failed")
+                warn!(%peer, secs, bytes_in, bytes_out, error = %format_args!("{e:#}"), "connection failed")
             }
         }
     }
@@ -617,9 +661,9 @@ impl<S: StreamHandler, D: DatagramHandler> Shared<S, D> {
                     sender: &sender,
                 };
                 if let Err(error) = handler.handle_datagram(request, &mut reply).await {
-                    debug!(%peer, error = %ErrorChain(&error), "datagram handler failed");
+                    debug!(%peer, error = %format_args!("{error:#}"), "datagram handler failed");
                 }
-                if let Some(answer) = reply.take() {
+                if let Some(answer) = reply.take(&[]) {
                     send_reply(socket, answer, &peer).await;
                 }
             }
@@ -817,19 +861,4 @@ fn is_per_connection_error(error: &io::Error) -> bool {
             | io::ErrorKind::ConnectionReset
             | io::ErrorKind::Interrupted
     ) || matches!(error.raw_os_error(), Some(libc::EPROTO | libc::EPERM))
-}
-
-/// Formats an error with its causes on one line, for log fields.
-pub(crate) struct ErrorChain<'a>(pub(crate) &'a Error);
-
-impl std::fmt::Display for ErrorChain<'_> {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "{}", self.0)?;
-        let mut source = std::error::Error::source(self.0);
-        while let Some(cause) = source {
-            write!(f, ": {cause}")?;
-            source = cause.source();
-        }
-        Ok(())
-    }
 }

@@ -5,6 +5,7 @@
 //! penalty that makes guessing slow.
 
 use std::collections::HashMap;
+use std::fmt;
 use std::net::{IpAddr, Ipv6Addr};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
@@ -132,7 +133,11 @@ impl AuthPolicy {
 
     /// Decides on a client from what its connection proves and the token it
     /// offered. `Err` says why it is refused (for the log, not the client).
-    pub(crate) fn admit(&self, proof: &Proof, token: Option<&str>) -> Result<Identity, String> {
+    pub(crate) fn admit(
+        &self,
+        proof: &Proof,
+        token: Option<&str>,
+    ) -> std::result::Result<Identity, Unadmitted> {
         match proof {
             Proof::Uid(uid) => {
                 let ours = current_uid();
@@ -142,7 +147,7 @@ impl AuthPolicy {
                         allowed_commands: None,
                     })
                 } else {
-                    Err(format!("peer uid {uid} is not this server's uid {ours}"))
+                    Err(Unadmitted::ForeignUid { uid: *uid, ours })
                 }
             }
             Proof::Certificate(fingerprint) => self.admit_certificate(fingerprint),
@@ -151,18 +156,21 @@ impl AuthPolicy {
                     label: "token".to_owned(),
                     allowed_commands: None,
                 }),
-                (Some(_), Some(_)) => Err("wrong token".to_owned()),
-                (Some(_), None) => Err("no token offered".to_owned()),
+                (Some(_), Some(_)) => Err(Unadmitted::WrongToken),
+                (Some(_), None) => Err(Unadmitted::NoToken),
                 (None, _) if self.allow_anonymous => Ok(Identity {
                     label: "anonymous".to_owned(),
                     allowed_commands: None,
                 }),
-                (None, _) => Err("no way to authenticate this connection".to_owned()),
+                (None, _) => Err(Unadmitted::NoMethod),
             },
         }
     }
 
-    fn admit_certificate(&self, fingerprint: &Fingerprint) -> Result<Identity, String> {
+    fn admit_certificate(
+        &self,
+        fingerprint: &Fingerprint,
+    ) -> std::result::Result<Identity, Unadmitted> {
         let label = format!("certificate {fingerprint}");
         match &self.authorized_certificates {
             None => Ok(Identity {
@@ -174,8 +182,40 @@ impl AuthPolicy {
                     label,
                     allowed_commands: commands.clone(),
                 }),
-                None => Err(format!("{label} is not in the authorized list")),
+                None => Err(Unadmitted::UnlistedCertificate { label }),
             },
+        }
+    }
+}
+
+/// Why [`AuthPolicy::admit`] refused a client: for the server's log (the
+/// client hears only that its credentials were not accepted).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum Unadmitted {
+    /// A Unix peer running as another user.
+    ForeignUid { uid: u32, ours: u32 },
+    /// A certificate not in the authorized list.
+    UnlistedCertificate { label: String },
+    /// A token that is not the server's.
+    WrongToken,
+    /// No token, where one is required.
+    NoToken,
+    /// Nothing this server accepts (no token configured, anonymous off).
+    NoMethod,
+}
+
+impl fmt::Display for Unadmitted {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Unadmitted::ForeignUid { uid, ours } => {
+                write!(f, "peer uid {uid} is not this server's uid {ours}")
+            }
+            Unadmitted::UnlistedCertificate { label } => {
+                write!(f, "{label} is not in the authorized list")
+            }
+            Unadmitted::WrongToken => f.write_str("wrong token"),
+            Unadmitted::NoToken => f.write_str("no token offered"),
+            Unadmitted::NoMethod => f.write_str("no way to authenticate this connection"),
         }
     }
 }

@@ -110,15 +110,14 @@ impl CmdPolicy {
             Program::Argv(argv) => argv.clone(),
             Program::Shell(_) if !self.allow_shell => {
                 return Err(config(
-                    "a shell line needs --allow-shell (or give the program as argv)".to_owned(),
+                    "a shell line needs the policy's allow_shell (or give the program as argv)"
+                        .to_owned(),
                 ))
             }
             Program::Shell(line) => vec!["/bin/sh".to_owned(), "-c".to_owned(), line.clone()],
         };
         let Some(program) = argv.first() else {
-            return Err(config(
-                "no program to run (hint: serve cmd ADDR -- PROG [ARGS...])".to_owned(),
-            ));
+            return Err(config("no program to run".to_owned()));
         };
         find_program(program, &self.cwd).map_err(config)?;
         Ok(argv)
@@ -145,7 +144,7 @@ pub fn check_exposure(
         return Err(Error::new(
             ErrorKind::Config,
             format!(
-                "refusing to serve a command on {endpoint}: anyone who can reach it could run it (hint: --allow CIDR to admit only those peers, or tls:// with --client-ca FILE; loopback addresses need neither)"
+                "refusing to serve a command on {endpoint}: anyone who can reach it could run it; admit only some peers, or require client certificates on tls://"
             ),
         ));
     }
@@ -221,7 +220,9 @@ fn find_program(program: &str, cwd: &Path) -> std::result::Result<PathBuf, Strin
 }
 
 impl StreamHandler for Cmd {
-    async fn handle(&self, conn: &mut Connection) -> Result<()> {
+    type Session = ();
+
+    async fn handle(&self, conn: &mut Connection, _session: &mut ()) -> Result<()> {
         let peer = conn.peer_addr().clone();
         let local = conn.local_addr().ok();
         let proto = match conn.local_endpoint() {

@@ -2,10 +2,8 @@
 
 use std::time::SystemTime;
 
-use tokio::io::AsyncWriteExt;
-
 use crate::error::Result;
-use crate::server::{Connection, Datagram, DatagramHandler, Reply, StreamHandler};
+use crate::server::{Framing, Message, MessageHandler, Reply};
 
 /// Sends the time in the HTTP date format (`Sat, 21 Nov 2026 22:55:52 GMT`,
 /// UTC, unambiguous) followed by CRLF, then closes. Over datagrams, any
@@ -13,20 +11,14 @@ use crate::server::{Connection, Datagram, DatagramHandler, Reply, StreamHandler}
 #[derive(Debug, Clone, Copy, Default)]
 pub struct Daytime;
 
-fn now_line() -> String {
-    format!("{}\r\n", httpdate::fmt_http_date(SystemTime::now()))
-}
-
-impl StreamHandler for Daytime {
-    async fn handle(&self, conn: &mut Connection) -> Result<()> {
-        conn.write_all(now_line().as_bytes()).await?;
-        Ok(())
+impl MessageHandler for Daytime {
+    fn framing(&self) -> Framing {
+        Framing::Connect
     }
-}
 
-impl DatagramHandler for Daytime {
-    async fn handle_datagram(&self, _request: Datagram<'_>, reply: &mut Reply) -> Result<()> {
-        reply.send(now_line().as_bytes());
+    async fn respond(&self, _message: Message<'_>, reply: &mut Reply) -> Result<()> {
+        let now = httpdate::fmt_http_date(SystemTime::now());
+        reply.send(format!("{now}\r\n").as_bytes());
         Ok(())
     }
 }

@@ -1,8 +1,7 @@
 //! Echo (RFC 862): every byte back, binary-safe, any size.
 
-use super::relay_back;
 use crate::error::Result;
-use crate::server::{Connection, Datagram, DatagramHandler, Reply, StreamHandler};
+use crate::server::{Message, MessageHandler, Reply};
 
 /// The echo service. On a stream it echoes until the client half-closes and
 /// then closes its side; it keeps echoing through a graceful shutdown until
@@ -12,15 +11,9 @@ use crate::server::{Connection, Datagram, DatagramHandler, Reply, StreamHandler}
 #[derive(Debug, Clone, Copy, Default)]
 pub struct Echo;
 
-impl StreamHandler for Echo {
-    async fn handle(&self, conn: &mut Connection) -> Result<()> {
-        relay_back(conn, |_| {}).await
-    }
-}
-
-impl DatagramHandler for Echo {
-    async fn handle_datagram(&self, request: Datagram<'_>, reply: &mut Reply) -> Result<()> {
-        reply.send(request.data);
+impl MessageHandler for Echo {
+    async fn respond(&self, _message: Message<'_>, reply: &mut Reply) -> Result<()> {
+        reply.echo();
         Ok(())
     }
 }

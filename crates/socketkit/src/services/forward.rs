@@ -145,7 +145,9 @@ impl Forward {
 }
 
 impl StreamHandler for Forward {
-    async fn handle(&self, conn: &mut Connection) -> Result<()> {
+    type Session = ();
+
+    async fn handle(&self, conn: &mut Connection, _session: &mut ()) -> Result<()> {
         let Inner {
             target,
             options,

@@ -39,7 +39,9 @@ impl Hello {
 }
 
 impl StreamHandler for Hello {
-    async fn handle(&self, conn: &mut Connection) -> Result<()> {
+    type Session = ();
+
+    async fn handle(&self, conn: &mut Connection, _session: &mut ()) -> Result<()> {
         let server = conn.server().clone();
         let limit = conn.max_line_length();
         conn.write_all(b"Welcome!\n").await?;

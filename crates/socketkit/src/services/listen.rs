@@ -21,9 +21,7 @@ use crate::client::{relay, RelayOptions};
 use crate::codec::{Line, LineReader};
 use crate::error::{Error, ErrorKind, Result};
 use crate::hexdump::{HexDump, Tapped};
-use crate::server::{
-    Connection, Datagram, DatagramHandler, DatagramSender, ErrorChain, Reply, StreamHandler,
-};
+use crate::server::{Connection, Datagram, DatagramHandler, DatagramSender, Reply, StreamHandler};
 use crate::transport::SocketAddress;
 
 /// The nc -l service: relays each connection (or datagram) to `input` and
@@ -105,7 +103,7 @@ impl<I: AsyncRead + Unpin + Send + 'static, O> Listen<I, O> {
                     // One undeliverable line (an ICMP refusal, a peer the
                     // inetd rule will not answer) does not end the listener.
                     if let Err(error) = sender.send_to(&line, &peer).await {
-                        tracing::warn!(%peer, error = %ErrorChain(&error), "line not sent");
+                        tracing::warn!(%peer, error = %format_args!("{error:#}"), "line not sent");
                         continue;
                     }
                     if let Some(dump) = &hexdump {
@@ -122,7 +120,9 @@ where
     I: AsyncRead + Unpin + Send + 'static,
     O: AsyncWrite + Unpin + Send + 'static,
 {
-    async fn handle(&self, conn: &mut Connection) -> Result<()> {
+    type Session = ();
+
+    async fn handle(&self, conn: &mut Connection, _session: &mut ()) -> Result<()> {
         let peer = conn.peer_addr().to_string();
         let mut input = self.input.lock().await;
         let mut output = self.output.lock().await;
@@ -139,19 +139,19 @@ where
             // log line would say it a second time.
             self.fail(Error::new(
                 error.kind(),
-                format!("connection from {peer}: {}", ErrorChain(&error)),
+                format!("connection from {peer}: {error:#}"),
             ));
         }
         Ok(())
     }
 
-    async fn finish(&self, conn: &mut Connection, outcome: &Result<()>) {
+    async fn finish(&self, conn: &mut Connection, _session: Option<()>, outcome: &Result<()>) {
         // Only an abort (the drain deadline) gets here with an error.
         if let Err(error) = outcome {
             let peer = conn.peer_addr();
             self.fail(Error::new(
                 error.kind(),
-                format!("connection from {peer}: {}", ErrorChain(error)),
+                format!("connection from {peer}: {error:#}"),
             ));
         }
     }

@@ -13,7 +13,7 @@ use tracing::{debug, warn};
 use super::auth::{AuthPolicy, Gate, Identity, Proof};
 use crate::error::{Error, ErrorKind, Result};
 use crate::protocol::exec::{ClientHello, ErrorMessage, Ready, Refusal, ServerHello};
-use crate::protocol::{frame_error, Frame, FrameCodec, FrameError, FrameType, VERSION};
+use crate::protocol::{Frame, FrameCodec, FrameError, FrameType, VERSION};
 use crate::server::Connection;
 use crate::transport::SocketAddress;
 
@@ -89,9 +89,9 @@ impl Opening<'_> {
             Ok(Some(frame)) => frame?,
         };
         if answer.kind != FrameType::HELLO {
-            return Err(io_error(FrameError::Unexpected { kind: answer.kind }));
+            return Err(FrameError::Unexpected { kind: answer.kind }.into());
         }
-        let answer: ClientHello = answer.parse().map_err(io_error)?;
+        let answer: ClientHello = answer.parse()?;
         if answer.protocol != VERSION {
             let message = format!(
                 "this server speaks protocol {VERSION}, not {}",
@@ -137,11 +137,6 @@ impl Opening<'_> {
     }
 }
 
-/// A frame problem as this crate's error.
-pub(crate) fn io_error(problem: FrameError) -> Error {
-    std::io::Error::from(problem).into()
-}
-
 /// Sends an `ERROR`; the peer may already be gone, which changes nothing.
 pub(crate) async fn refuse(wire: &mut Wire<'_>, kind: Refusal, message: impl Into<String>) {
     refuse_for(wire, kind, message, None).await;
@@ -161,21 +156,15 @@ async fn refuse_for(
     let _ = wire.send(Frame::control(FrameType::ERROR, &error)).await;
 }
 
-/// A frame error gets an `ERROR` of kind `protocol` before the connection
-/// closes; the stream is never read again after it. Other errors pass.
+/// A frame error (the peer's, not the socket's) gets an `ERROR` of kind
+/// `protocol` before the connection closes; the stream is never read again
+/// after it. The error is returned either way.
 pub(crate) async fn answer_protocol_error(wire: &mut Wire<'_>, error: Error) -> Result<()> {
-    let frame_problem = std::error::Error::source(&error)
-        .and_then(|source| source.downcast_ref::<std::io::Error>())
-        .and_then(frame_error)
-        .cloned();
-    match frame_problem {
-        Some(problem) => {
-            refuse(wire, Refusal::Protocol, problem.to_string()).await;
-            Err(Error::new(
-                ErrorKind::Protocol,
-                format!("protocol error: {problem}"),
-            ))
-        }
-        None => Err(error),
+    if let Some(problem) = error
+        .find_source::<FrameError>()
+        .filter(|problem| problem.is_protocol())
+    {
+        refuse(wire, Refusal::Protocol, problem.to_string()).await;
     }
+    Err(error)
 }

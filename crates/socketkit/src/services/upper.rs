@@ -1,8 +1,7 @@
 //! Upper: the textbook uppercase server, done byte-exactly.
 
-use super::relay_back;
 use crate::error::Result;
-use crate::server::{Connection, Datagram, DatagramHandler, Reply, StreamHandler};
+use crate::server::{Message, MessageHandler, Reply};
 
 /// Upper-cases ASCII letters and passes every other byte through, as
 /// Python's `bytes.upper()` does, so binary data and lengths are preserved
@@ -11,17 +10,10 @@ use crate::server::{Connection, Datagram, DatagramHandler, Reply, StreamHandler}
 #[derive(Debug, Clone, Copy, Default)]
 pub struct Upper;
 
-impl StreamHandler for Upper {
-    async fn handle(&self, conn: &mut Connection) -> Result<()> {
-        relay_back(conn, <[u8]>::make_ascii_uppercase).await
-    }
-}
-
-impl DatagramHandler for Upper {
-    async fn handle_datagram(&self, request: Datagram<'_>, reply: &mut Reply) -> Result<()> {
-        let answer = reply.buffer();
-        answer.extend_from_slice(request.data);
-        answer.make_ascii_uppercase();
+impl MessageHandler for Upper {
+    async fn respond(&self, message: Message<'_>, reply: &mut Reply) -> Result<()> {
+        message.data.make_ascii_uppercase();
+        reply.echo();
         Ok(())
     }
 }

@@ -36,7 +36,7 @@ fn tls_error(
     context: impl Into<String>,
     source: impl Into<Box<dyn std::error::Error + Send + Sync>>,
 ) -> Error {
-    Error::with_source(ErrorKind::Tls, context, io::Error::other(source))
+    Error::with_source(ErrorKind::Tls, context, source)
 }
 
 fn file_error(what: &str, path: &Path, source: io::Error) -> Error {
@@ -398,7 +398,7 @@ fn system_roots() -> Result<RootCertStore> {
     if added == 0 {
         return Err(Error::new(
             ErrorKind::Tls,
-            "no trusted root certificates found on this system (hint: pass --ca FILE or --pin)",
+            "no trusted root certificates found on this system",
         ));
     }
     Ok(roots)
@@ -472,9 +472,7 @@ pub(crate) fn handshake_error(context: String, error: io::Error) -> Error {
             _ => None,
         });
     match seen {
-        Some(seen) => {
-            Error::with_source(ErrorKind::Tls, context, io::Error::other(seen.to_string()))
-        }
+        Some(seen) => Error::with_source(ErrorKind::Tls, context, seen.to_string()),
         None => Error::with_source(ErrorKind::Tls, context, error),
     }
 }

@@ -18,7 +18,7 @@ use rustls::pki_types::ServerName;
 use tokio_rustls::TlsConnector;
 
 use crate::addr::{self, Endpoint, Family, Host, HostPort, SocketKind, SourceAddress};
-use crate::error::{Error, ErrorKind, Result};
+use crate::error::{BoxError, Error, ErrorKind, Result};
 use crate::tls::{self, ClientTls, Verification};
 
 /// How a client connects. The defaults follow RFC 8305 and common tools.
@@ -168,7 +168,7 @@ fn unix_source_error(endpoint: &Endpoint) -> Error {
     )
 }
 
-fn connect_error(endpoint: &Endpoint, source: io::Error) -> Error {
+fn connect_error(endpoint: &Endpoint, source: impl Into<BoxError>) -> Error {
     Error::with_source(
         ErrorKind::Connect,
         format!("cannot connect to {endpoint}"),
@@ -219,11 +219,14 @@ async fn candidates(
 /// RFC 8305: attempts go out in interleaved family order; each new attempt
 /// starts when the previous one failed or after `attempt_delay`, whichever is
 /// first; the first to connect wins and the rest are dropped (aborted).
-async fn race_connects(addrs: Vec<SocketAddr>, options: &ConnectOptions) -> io::Result<TcpStream> {
+async fn race_connects(
+    addrs: Vec<SocketAddr>,
+    options: &ConnectOptions,
+) -> std::result::Result<TcpStream, BoxError> {
     if let [only] = addrs[..] {
         // Nothing to race: no task and no timer (a port scan makes
         // thousands of these).
-        return connect_from(only, options.source).await;
+        return Ok(connect_from(only, options.source).await?);
     }
     let mut waiting = interleave_families(addrs).into_iter();
     let mut attempts = JoinSet::new();
@@ -239,15 +242,15 @@ async fn race_connects(addrs: Vec<SocketAddr>, options: &ConnectOptions) -> io::
                 Some(joined) = attempts.join_next() => match joined {
                     Ok(Ok(stream)) => return Ok(stream),
                     Ok(Err(e)) => {
-                        last_error = Some(e);
+                        last_error = Some(e.into());
                         break;
                     }
-                    Err(join_error) => last_error = Some(io::Error::other(join_error)),
+                    Err(join_error) => last_error = Some(join_error.into()),
                 },
                 () = &mut delay, if waiting.len() > 0 => break,
                 else => {
                     return Err(last_error.unwrap_or_else(|| {
-                        io::Error::new(io::ErrorKind::AddrNotAvailable, "no address to connect to")
+                        io::Error::new(io::ErrorKind::AddrNotAvailable, "no address to connect to").into()
                     }))
                 }
             }

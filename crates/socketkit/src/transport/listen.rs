@@ -66,6 +66,14 @@ impl BoundSocket {
             BoundSocket::Datagram(d) => d.endpoint(),
         }
     }
+
+    /// The socket's own address (`getsockname`).
+    pub fn local_addr(&self) -> io::Result<SocketAddress> {
+        match self {
+            BoundSocket::Stream(l) => l.local_addr(),
+            BoundSocket::Datagram(d) => d.local_addr(),
+        }
+    }
 }
 
 /// Binds every socket `endpoint` stands for: one per resolved address for
@@ -333,6 +341,16 @@ impl Listener {
         &self.endpoint
     }
 
+    /// The socket's own address (`getsockname`).
+    pub fn local_addr(&self) -> io::Result<SocketAddress> {
+        match &self.inner {
+            ListenerInner::Tcp(l) => l.local_addr().map(SocketAddress::Inet),
+            ListenerInner::Unix { listener, .. } => {
+                listener.local_addr().map(|a| SocketAddress::from_unix(&a))
+            }
+        }
+    }
+
     /// Polls for one incoming connection; lets one task wait on several
     /// listeners at once.
     pub fn poll_accept(&self, cx: &mut Context<'_>) -> Poll<io::Result<(Stream, SocketAddress)>> {
@@ -394,6 +412,16 @@ impl DatagramSocket {
     /// The bound address, with the real port.
     pub fn endpoint(&self) -> &Endpoint {
         &self.endpoint
+    }
+
+    /// The socket's own address (`getsockname`).
+    pub fn local_addr(&self) -> io::Result<SocketAddress> {
+        match &self.inner {
+            DatagramInner::Udp(s) => s.local_addr().map(SocketAddress::Inet),
+            DatagramInner::Unix { socket, .. } => {
+                socket.local_addr().map(|a| SocketAddress::from_unix(&a))
+            }
+        }
     }
 
     /// Receives one datagram and says who sent it.

@@ -226,5 +226,5 @@ fn request_error(url: &HttpUrl, error: hyper::Error) -> Error {
     } else {
         (ErrorKind::Io, format!("request to {url} failed"))
     };
-    Error::with_source(kind, context, io::Error::other(error))
+    Error::with_source(kind, context, error)
 }

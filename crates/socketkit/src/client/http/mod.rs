@@ -301,7 +301,7 @@ impl Response {
                 format!("connection failed while reading the body from {url}"),
             ),
         };
-        Error::with_source(kind, context, std::io::Error::other(error))
+        Error::with_source(kind, context, error)
     }
 }
 
@@ -501,7 +501,7 @@ fn build_request(
             Error::with_source(
                 ErrorKind::InvalidAddress,
                 format!("cannot build a request for {url}"),
-                std::io::Error::other(e),
+                e,
             )
         })?;
     *request.headers_mut() = headers;

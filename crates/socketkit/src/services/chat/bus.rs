@@ -378,7 +378,7 @@ impl Bus {
         if parsed.fragment() == Some("insecure") {
             return Err(Error::new(
                 ErrorKind::InvalidAddress,
-                format!("invalid bus address {shown}: #insecure would not verify the server; use --bus-ca FILE for a private CA"),
+                format!("invalid bus address {shown}: #insecure would not verify the server; trust a private CA instead"),
             ));
         }
         let client = redis::Client::open(url).map_err(|e| invalid(&shown, e))?;

@@ -20,7 +20,7 @@ use super::config::ChatConfig;
 use super::event::{Event, EventKind, RoomInfo};
 use super::outbox::Outbox;
 use super::roomlog::{PendingWake, RoomLog};
-use super::text::{check_nick, check_room, fold};
+use super::text::{check_nick, check_room, fold, ChatRefusal};
 
 /// The room everyone starts in.
 pub(crate) const DEFAULT_ROOM: &str = "lobby";
@@ -179,11 +179,11 @@ impl Hub {
         member
     }
 
-    fn check_free(state: &State, nick: &str) -> Result<(), String> {
+    fn check_free(state: &State, nick: &str) -> Result<(), ChatRefusal> {
         let key = fold(nick);
         let remote = state.remote.values().any(|n| n.contains_key(&key));
         if state.nicks.contains_key(&key) || remote {
-            return Err(format!("the nickname {nick} is taken"));
+            return Err(ChatRefusal::NickTaken(nick.to_owned()));
         }
         Ok(())
     }
@@ -313,16 +313,16 @@ impl Hub {
     }
 
     /// `/join`: leave the current room for `requested`.
-    pub(crate) fn switch_room(&self, id: u64, requested: &str) -> Result<(), String> {
+    pub(crate) fn switch_room(&self, id: u64, requested: &str) -> Result<(), ChatRefusal> {
         let name = check_room(requested)?;
         let key = fold(name);
         let mut state = self.lock();
         let current = state.seats.get(&id).map(|s| s.room.clone());
         if current.as_deref() == Some(key.as_str()) {
-            return Err(format!("you are already in #{name}"));
+            return Err(ChatRefusal::AlreadyIn(name.to_owned()));
         }
         if !state.rooms.contains_key(&key) && !make_room_space(&mut state, &self.config) {
-            return Err("too many rooms; join an existing one (/rooms lists them)".into());
+            return Err(ChatRefusal::TooManyRooms);
         }
         self.exit(&mut state, id, None, false);
         self.enter(&mut state, id, &key, name);
@@ -330,7 +330,7 @@ impl Hub {
     }
 
     /// `/nick`: a new unique nickname, announced to the member's room.
-    pub(crate) fn rename(&self, id: u64, new: &str) -> Result<(), String> {
+    pub(crate) fn rename(&self, id: u64, new: &str) -> Result<(), ChatRefusal> {
         check_nick(new)?;
         let mut state = self.lock();
         let Some(seat) = state.seats.get(&id) else {
@@ -368,7 +368,7 @@ impl Hub {
     }
 
     /// `/msg`: a private message to a member here or on a linked server.
-    pub(crate) fn private(&self, id: u64, to: &str, text: &str) -> Result<(), String> {
+    pub(crate) fn private(&self, id: u64, to: &str, text: &str) -> Result<(), ChatRefusal> {
         let state = self.lock();
         let Some(seat) = state.seats.get(&id) else {
             return Ok(());
@@ -395,7 +395,7 @@ impl Hub {
                 self.federate(&state, wire);
                 presence.nick.clone()
             }
-            (None, None) => return Err(format!("no one called {to} is here")),
+            (None, None) => return Err(ChatRefusal::NoSuchNick(to.to_owned())),
         };
         seat.member.tell(EventKind::Private {
             from: seat.nick.clone(),
@@ -544,7 +544,7 @@ impl Hub {
             _ => false,
         };
         if too_long {
-            tracing::debug!("dropped a linked server's line longer than --max-message");
+            tracing::debug!("dropped a linked server's line longer than the message limit");
             return;
         }
         let mut state = self.lock();

@@ -15,7 +15,7 @@ use super::event::{Event, EventKind};
 use super::hub::{Hub, Member};
 use super::outbox::{Closed, Drained};
 use super::roomlog::{PendingWake, RoomLog, Sink};
-use super::text::clean;
+use super::text::{clean, ChatRefusal};
 
 /// What the connection should do after a line.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -156,8 +156,8 @@ impl Participant {
                 self.help();
                 Ok(())
             }
-            Command::Usage(usage) => Err(format!("usage: {usage}")),
-            Command::Unknown(name) => Err(format!("unknown command /{name}; /help lists them")),
+            Command::Usage(usage) => Err(ChatRefusal::Usage(usage.to_string())),
+            Command::Unknown(name) => Err(ChatRefusal::UnknownCommand(name.to_string())),
             Command::Quit(message) => {
                 self.leave(message.map(str::to_owned), false);
                 self.member.tell(EventKind::Notice {
@@ -167,7 +167,7 @@ impl Participant {
             }
         };
         if let Err(why) = result {
-            self.error(&why);
+            self.error(&why.to_string());
         }
         false
     }

@@ -29,7 +29,9 @@ const FAREWELL_DEADLINE: Duration = Duration::from_secs(1);
 const OUT_BUFFER_KEEP: usize = 16 * 1024;
 
 impl StreamHandler for Chat {
-    async fn handle(&self, conn: &mut Connection) -> Result<()> {
+    type Session = ();
+
+    async fn handle(&self, conn: &mut Connection, _session: &mut ()) -> Result<()> {
         let server = conn.server().clone();
         let (read, write) = tokio::io::split(conn);
         let mut lines = LineReader::new(read, self.hub.config().max_message);

@@ -7,6 +7,8 @@
 //! overrides. [`sanitize`] removes whole sequences, not just the ESC byte, so
 //! no half-sequence is left to print as garbage.
 
+use std::fmt;
+
 /// Longest nickname, in characters.
 pub const MAX_NICK_CHARS: usize = 32;
 /// Longest room name, in characters (without the leading `#`).
@@ -84,36 +86,94 @@ fn is_unsafe(c: char) -> bool {
         || matches!(c, '\u{200e}' | '\u{200f}' | '\u{202a}'..='\u{202e}' | '\u{2066}'..='\u{2069}')
 }
 
-/// Why a nickname was refused.
-pub fn check_nick(nick: &str) -> Result<(), String> {
+/// Why a name or a chat command was refused; its `Display` is what the
+/// member is told.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum ChatRefusal {
+    /// An empty nickname.
+    EmptyNick,
+    /// A nickname over [`MAX_NICK_CHARS`] characters.
+    NickTooLong,
+    /// A nickname starting with a character commands and rooms use.
+    NickStart,
+    /// A nickname with characters outside the allowed set.
+    NickChars,
+    /// A room name that is empty, too long or has other characters.
+    RoomName,
+    /// Someone here or on a linked server has the nickname.
+    NickTaken(String),
+    /// `/join` of the room the member is in.
+    AlreadyIn(String),
+    /// No room for another room.
+    TooManyRooms,
+    /// `/msg` to a nickname no one has.
+    NoSuchNick(String),
+    /// A command with the wrong arguments: its usage.
+    Usage(String),
+    /// A command that does not exist.
+    UnknownCommand(String),
+}
+
+impl fmt::Display for ChatRefusal {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            ChatRefusal::EmptyNick => f.write_str("a nickname cannot be empty"),
+            ChatRefusal::NickTooLong => {
+                write!(f, "nicknames are at most {MAX_NICK_CHARS} characters")
+            }
+            ChatRefusal::NickStart => f.write_str("a nickname cannot start with # / ! * or -"),
+            ChatRefusal::NickChars => {
+                f.write_str("nicknames use letters, digits and - _ . [ ] { } | ^ ` only")
+            }
+            ChatRefusal::RoomName => write!(
+                f,
+                "room names are 1 to {MAX_ROOM_CHARS} letters, digits, - or _ (an optional # in front)"
+            ),
+            ChatRefusal::NickTaken(nick) => write!(f, "the nickname {nick} is taken"),
+            ChatRefusal::AlreadyIn(room) => write!(f, "you are already in #{room}"),
+            ChatRefusal::TooManyRooms => {
+                f.write_str("too many rooms; join an existing one (/rooms lists them)")
+            }
+            ChatRefusal::NoSuchNick(nick) => write!(f, "no one called {nick} is here"),
+            ChatRefusal::Usage(usage) => write!(f, "usage: {usage}"),
+            ChatRefusal::UnknownCommand(name) => {
+                write!(f, "unknown command /{name}; /help lists them")
+            }
+        }
+    }
+}
+
+impl std::error::Error for ChatRefusal {}
+
+/// Checks a nickname; `Err` says why it is refused.
+pub fn check_nick(nick: &str) -> Result<(), ChatRefusal> {
     let count = nick.chars().count();
     if count == 0 {
-        return Err("a nickname cannot be empty".into());
+        return Err(ChatRefusal::EmptyNick);
     }
     if count > MAX_NICK_CHARS {
-        return Err(format!("nicknames are at most {MAX_NICK_CHARS} characters"));
+        return Err(ChatRefusal::NickTooLong);
     }
     if nick.starts_with(['#', '/', '!', '*', '-']) {
-        return Err("a nickname cannot start with # / ! * or -".into());
+        return Err(ChatRefusal::NickStart);
     }
     let allowed = |c: char| c.is_alphanumeric() || "-_.[]{}|^`".contains(c);
     if !nick.chars().all(allowed) {
-        return Err("nicknames use letters, digits and - _ . [ ] { } | ^ ` only".into());
+        return Err(ChatRefusal::NickChars);
     }
     Ok(())
 }
 
 /// A room name without its `#`, checked; `Err` says why not.
-pub fn check_room(room: &str) -> Result<&str, String> {
+pub fn check_room(room: &str) -> Result<&str, ChatRefusal> {
     let name = room.strip_prefix('#').unwrap_or(room);
     let valid_chars = name
         .chars()
         .all(|c| c.is_alphanumeric() || c == '-' || c == '_');
     let count = name.chars().count();
     if count == 0 || count > MAX_ROOM_CHARS || !valid_chars {
-        return Err(format!(
-            "room names are 1 to {MAX_ROOM_CHARS} letters, digits, - or _ (an optional # in front)"
-        ));
+        return Err(ChatRefusal::RoomName);
     }
     Ok(name)
 }

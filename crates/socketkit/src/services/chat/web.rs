@@ -162,7 +162,9 @@ struct Page {
 }
 
 impl StreamHandler for Page {
-    async fn handle(&self, conn: &mut Connection) -> Result<()> {
+    type Session = ();
+
+    async fn handle(&self, conn: &mut Connection, _session: &mut ()) -> Result<()> {
         let (scheme, default_port) = match conn.local_endpoint() {
             Endpoint::Tls(_) => (Some("https"), 443),
             Endpoint::Tcp(_) => (Some("http"), 80),

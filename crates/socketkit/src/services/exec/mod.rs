@@ -38,10 +38,10 @@ pub use super::contain::{Containment, ContainmentMode};
 use self::audit::{escape, Audit};
 use self::process::Limits;
 use super::auth::Gate;
-use super::session::{answer_protocol_error, io_error, proof_of, refuse, Opening, Wire};
+use super::session::{answer_protocol_error, proof_of, refuse, Opening, Wire};
 use crate::error::Result;
 use crate::protocol::exec::{Refusal, Run, Started};
-use crate::protocol::{frame_error, Frame, FrameCodec, FrameError, FrameType};
+use crate::protocol::{Frame, FrameCodec, FrameError, FrameType};
 use crate::server::{Connection, StreamHandler};
 use crate::transport::SocketAddress;
 
@@ -116,7 +116,7 @@ impl Exec {
         }
     }
 
-    /// Runs one `RUN` request. `Ok(false)`: the connection must end.
+    /// Runs one `RUN` request; says whether the connection goes on.
     async fn run(
         &self,
         wire: &mut Wire<'_>,
@@ -124,10 +124,11 @@ impl Exec {
         identity: &Identity,
         peer: &SocketAddress,
         server: &crate::server::ServerHandle,
-    ) -> Result<bool> {
+    ) -> Result<AfterRun> {
         let mut command = match process::build(&self.policy, identity, &request) {
             Ok(command) => command,
-            Err((kind, message)) => {
+            Err(denial) => {
+                let message = denial.to_string();
                 info!(
                     peer = %escape(&peer.to_string()),
                     identity = %escape(&identity.label),
@@ -135,8 +136,12 @@ impl Exec {
                     message = %escape(&message),
                     "exec refused"
                 );
-                refuse(wire, kind, message).await;
-                return Ok(kind.keeps_connection());
+                refuse(wire, denial.kind(), message).await;
+                return Ok(if denial.kind().keeps_connection() {
+                    AfterRun::Next
+                } else {
+                    AfterRun::Close
+                });
             }
         };
         let Ok(_slot) = self.running.clone().try_acquire_owned() else {
@@ -145,7 +150,7 @@ impl Exec {
                 self.policy.max_commands
             );
             refuse(wire, Refusal::Busy, message).await;
-            return Ok(true);
+            return Ok(AfterRun::Next);
         };
         let mut contained = match self.containment.spawn(&mut command) {
             Ok(contained) => contained,
@@ -156,7 +161,7 @@ impl Exec {
                     format!("{}: {error}", request.describe()),
                 )
                 .await;
-                return Ok(true);
+                return Ok(AfterRun::Next);
             }
         };
         let pid = contained.pid();
@@ -174,20 +179,29 @@ impl Exec {
         contained.end().await;
         audit.finished(&outcome);
         if let Some(error) = outcome.client_gone {
-            return match frame_error(&error) {
-                Some(_) => Err(error.into()),
-                None if process::is_disconnect(&error) => Ok(false),
-                None => Err(error.into()),
+            return match error {
+                FrameError::Io(error) if process::is_disconnect(&error) => Ok(AfterRun::Close),
+                error => Err(error.into()),
             };
         }
         wire.send(Frame::control(FrameType::EXIT, &outcome.exit))
             .await?;
-        Ok(true)
+        Ok(AfterRun::Next)
     }
 }
 
+/// What the connection does after a `RUN`.
+enum AfterRun {
+    /// Read the next request.
+    Next,
+    /// End: the client is gone, or the refusal closes the connection.
+    Close,
+}
+
 impl StreamHandler for Exec {
-    async fn handle(&self, conn: &mut Connection) -> Result<()> {
+    type Session = ();
+
+    async fn handle(&self, conn: &mut Connection, _session: &mut ()) -> Result<()> {
         let peer = conn.peer_addr().clone();
         let server = conn.server().clone();
         let proof = proof_of(conn);
@@ -213,14 +227,14 @@ impl StreamHandler for Exec {
                 None => return Ok(()),
                 Some(Ok(frame)) if frame.kind == FrameType::RUN => match frame.parse::<Run>() {
                     Ok(request) => request,
-                    Err(error) => return answer_protocol_error(&mut wire, io_error(error)).await,
+                    Err(error) => return answer_protocol_error(&mut wire, error.into()).await,
                 },
                 // Input and signals for a command that has just ended may
                 // still be in flight: not an error.
                 Some(Ok(frame)) if is_late_input(frame.kind) => continue,
                 Some(Ok(frame)) => {
-                    let error = io_error(FrameError::Unexpected { kind: frame.kind });
-                    return answer_protocol_error(&mut wire, error).await;
+                    let error = FrameError::Unexpected { kind: frame.kind };
+                    return answer_protocol_error(&mut wire, error.into()).await;
                 }
                 Some(Err(error)) => return answer_protocol_error(&mut wire, error.into()).await,
             };
@@ -228,8 +242,8 @@ impl StreamHandler for Exec {
                 .run(&mut wire, request, &identity, &peer, &server)
                 .await
             {
-                Ok(true) => {}
-                Ok(false) => return Ok(()),
+                Ok(AfterRun::Next) => {}
+                Ok(AfterRun::Close) => return Ok(()),
                 Err(error) => return answer_protocol_error(&mut wire, error).await,
             }
         }

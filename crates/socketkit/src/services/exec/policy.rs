@@ -257,14 +257,73 @@ impl EnvAllowList {
     }
 }
 
-/// Decides whether `request` may run for `identity`; `Err` is the refusal
-/// to send (kind `denied`, or `protocol` for a malformed request).
+/// Why a `RUN` does not run; sent to the client as an `ERROR` of
+/// [`Denial::kind`].
+#[derive(Debug)]
+pub(super) enum Denial {
+    /// `RUN` had neither or both of argv and shell: malformed.
+    Malformed,
+    /// An argv with no program.
+    EmptyArgv,
+    /// No allow-list entry admits the argv.
+    NotListed {
+        argv: Vec<String>,
+        interpreter: bool,
+    },
+    /// An interpreter as the program, on a server without shells.
+    Interpreter { program: String },
+    /// A shell line, on a server without shells.
+    ShellLine,
+    /// A shell line, where an allow-list pins argv.
+    ShellWithList,
+    /// An environment variable the policy does not allow.
+    Env { name: String },
+    /// The working directory (the server's or the requested one) cannot
+    /// be used: the message says why.
+    WorkingDir(String),
+}
+
+impl Denial {
+    /// The `ERROR` kind: `protocol` for a malformed request (which ends
+    /// the connection), `denied` for the rest.
+    pub(super) fn kind(&self) -> Refusal {
+        match self {
+            Denial::Malformed => Refusal::Protocol,
+            _ => Refusal::Denied,
+        }
+    }
+}
+
+impl std::fmt::Display for Denial {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Denial::Malformed => f.write_str("RUN needs exactly one of argv and shell"),
+            Denial::EmptyArgv => f.write_str("empty argv"),
+            Denial::NotListed { argv, interpreter } => {
+                write!(f, "command {} is not allowed", shell_words::join(argv))?;
+                if *interpreter {
+                    f.write_str(" (an interpreter runs only with the arguments an entry names)")?;
+                }
+                Ok(())
+            }
+            Denial::Interpreter { program } => write!(
+                f,
+                "'{program}' is an interpreter: running it is a shell, and this server does not run shells"
+            ),
+            Denial::ShellLine => f.write_str("this server does not run shell lines"),
+            Denial::ShellWithList => f.write_str("shell lines are not allowed with a command list"),
+            Denial::Env { name } => write!(f, "environment variable '{name}' is not allowed"),
+            Denial::WorkingDir(why) => f.write_str(why),
+        }
+    }
+}
+
+/// Decides whether `request` may run for `identity`.
 pub(super) fn check(
     policy: &ExecPolicy,
     identity: &Identity,
     request: &Run,
-) -> std::result::Result<(), (Refusal, String)> {
-    let denied = |why: String| Err((Refusal::Denied, why));
+) -> std::result::Result<(), Denial> {
     let lists: Vec<&CommandList> = [&policy.allowed_commands, &identity.allowed_commands]
         .into_iter()
         .flatten()
@@ -272,48 +331,36 @@ pub(super) fn check(
     match (&request.argv, &request.shell) {
         (Some(argv), None) => {
             let Some(program) = argv.first() else {
-                return denied("empty argv".to_owned());
+                return Err(Denial::EmptyArgv);
             };
             if lists.iter().any(|list| !list.admits(argv)) {
-                let detail = if is_interpreter(program) {
-                    " (an interpreter runs only with the arguments an entry names)"
-                } else {
-                    ""
-                };
-                return denied(format!(
-                    "command {} is not allowed{detail}",
-                    shell_words::join(argv)
-                ));
+                return Err(Denial::NotListed {
+                    argv: argv.clone(),
+                    interpreter: is_interpreter(program),
+                });
             }
             if lists.is_empty() && is_interpreter(program) && !policy.allow_shell {
-                return denied(format!(
-                    "'{program}' is an interpreter: running it is a shell, and this server does not run shells (no --allow-shell)"
-                ));
+                return Err(Denial::Interpreter {
+                    program: program.clone(),
+                });
             }
         }
         (None, Some(_)) => {
             if !policy.allow_shell {
-                return denied(
-                    "this server does not run shell lines (no --allow-shell)".to_owned(),
-                );
+                return Err(Denial::ShellLine);
             }
             if !lists.is_empty() {
-                return denied("shell lines are not allowed with a command list".to_owned());
+                return Err(Denial::ShellWithList);
             }
         }
-        _ => {
-            return Err((
-                Refusal::Protocol,
-                "RUN needs exactly one of argv and shell".to_owned(),
-            ))
-        }
+        _ => return Err(Denial::Malformed),
     }
     if let Some(name) = request
         .env
         .keys()
         .find(|name| !policy.allowed_env.contains(name))
     {
-        return denied(format!("environment variable '{name}' is not allowed"));
+        return Err(Denial::Env { name: name.clone() });
     }
     Ok(())
 }

@@ -16,8 +16,9 @@ use tokio::sync::mpsc;
 use tokio::task::JoinSet;
 use tokio::time::Instant;
 
+use super::policy::Denial;
 use super::ExecPolicy;
-use crate::protocol::exec::{Exit, Refusal, Run, SignalRequest};
+use crate::protocol::exec::{Exit, Run, SignalRequest};
 use crate::protocol::{Frame, FrameError, FrameType, DATA_CHUNK};
 use crate::server::ServerHandle;
 use crate::services::auth::Identity;
@@ -46,14 +47,11 @@ pub(super) fn build(
     policy: &ExecPolicy,
     identity: &Identity,
     request: &Run,
-) -> Result<Command, (Refusal, String)> {
+) -> Result<Command, Denial> {
     super::policy::check(policy, identity, request)?;
-    let denied = |why: String| (Refusal::Denied, why);
     let mut command = match (&request.argv, &request.shell) {
         (Some(argv), None) => {
-            let (program, args) = argv
-                .split_first()
-                .ok_or_else(|| denied("empty argv".to_owned()))?;
+            let (program, args) = argv.split_first().ok_or(Denial::EmptyArgv)?;
             let mut command = Command::new(program);
             command.args(args);
             command
@@ -63,15 +61,10 @@ pub(super) fn build(
             command.arg("-c").arg(line);
             command
         }
-        _ => {
-            return Err((
-                Refusal::Protocol,
-                "RUN needs exactly one of argv and shell".to_owned(),
-            ))
-        }
+        _ => return Err(Denial::Malformed),
     };
     base_environment(&mut command)
-        .current_dir(working_dir(&policy.cwd, request.cwd.as_deref()).map_err(denied)?)
+        .current_dir(working_dir(&policy.cwd, request.cwd.as_deref()).map_err(Denial::WorkingDir)?)
         .stdin(if request.stdin {
             Stdio::piped()
         } else {
@@ -113,7 +106,7 @@ pub(super) struct Outcome {
     /// Output bytes forwarded.
     pub bytes_out: u64,
     /// The client disconnected (or broke the protocol) mid-command.
-    pub client_gone: Option<io::Error>,
+    pub client_gone: Option<FrameError>,
 }
 
 /// Limits applied to one running command.
@@ -171,10 +164,10 @@ pub(super) async fn supervise(
             },
             () = sleep_until_some(write_deadline) => {
                 outbox = Outbox::default();
-                state.client_gone = Some(io::Error::new(
+                state.client_gone = Some(FrameError::Io(io::Error::new(
                     io::ErrorKind::TimedOut,
                     "the client took no output for the idle timeout",
-                ));
+                )));
                 state.terminate(command, Duration::ZERO);
             }
             sent = feed(&mut stdin) => if !sent { stdin = None },
@@ -241,11 +234,11 @@ impl Outbox {
 /// What happened on the client's socket.
 enum Exchange {
     /// A frame from the client (or its end).
-    Received(Option<io::Result<Frame>>),
+    Received(Option<Result<Frame, FrameError>>),
     /// The outbox is written out.
     Sent,
     /// Writing failed (the client is gone, or stalled past the idle timeout).
-    Failed(io::Error),
+    Failed(FrameError),
 }
 
 /// Moves the outbox towards the socket and, when `reading`, waits for a
@@ -296,7 +289,7 @@ struct State {
     deadline: Instant,
     kill_at: Option<Instant>,
     shutting_down: bool,
-    client_gone: Option<io::Error>,
+    client_gone: Option<FrameError>,
     /// After the command exited: how long its output may still trickle in.
     output_deadline: Option<Instant>,
 }
@@ -365,7 +358,7 @@ impl State {
         match status {
             Some(Ok(status)) => describe_status(&mut self.exit, status),
             Some(Err(error)) => {
-                self.client_gone.get_or_insert(error);
+                self.client_gone.get_or_insert(error.into());
             }
             None => {}
         }
@@ -408,18 +401,18 @@ fn signal_name(signal: i32) -> String {
 /// Acts on a frame from the client while a command runs. `Err` means the
 /// client is gone or broke the protocol: the command must end.
 fn handle_client_frame(
-    frame: Option<io::Result<Frame>>,
+    frame: Option<Result<Frame, FrameError>>,
     stdin: &mut Option<StdinFeeder>,
     command: &Contained,
-) -> io::Result<()> {
+) -> Result<(), FrameError> {
     let frame = match frame {
         Some(Ok(frame)) => frame,
         Some(Err(error)) => return Err(error),
         None => {
-            return Err(io::Error::new(
+            return Err(FrameError::Io(io::Error::new(
                 io::ErrorKind::UnexpectedEof,
                 "client disconnected",
-            ))
+            )))
         }
     };
     match frame.kind {
@@ -439,13 +432,12 @@ fn handle_client_frame(
                     return Err(FrameError::BadBody {
                         kind: frame.kind,
                         reason: format!("unknown signal '{}'", request.signal),
-                    }
-                    .into())
+                    })
                 }
             };
             command.signal_group(signal);
         }
-        kind => return Err(FrameError::Unexpected { kind }.into()),
+        kind => return Err(FrameError::Unexpected { kind }),
     }
     Ok(())
 }

@@ -18,7 +18,7 @@ use tokio_util::codec::Framed;
 use tracing::{info, warn};
 
 use super::auth::{AuthPolicy, Gate, Identity};
-use super::session::{answer_protocol_error, io_error, proof_of, refuse, Opening, Wire};
+use super::session::{answer_protocol_error, proof_of, refuse, Opening, Wire};
 use crate::error::{Error, ErrorKind, Result};
 use crate::protocol::exec::Refusal;
 use crate::protocol::transfer::{Accept, Digest, Offer, Start};
@@ -173,8 +173,98 @@ impl Recv {
     }
 }
 
-/// A refusal to send back before any data moved.
-type Refused = (Refusal, String);
+/// Why the receiver turns a file down, before or during its data; sent
+/// to the sender as an `ERROR` of [`Refused::kind`].
+#[derive(Debug)]
+enum Refused {
+    /// Not a plain, safe file name.
+    UnsafeName { name: String, why: &'static str },
+    /// A name starting with `.`, which the policy refuses.
+    Dotfile { name: String },
+    /// The offered size is over the per-file limit.
+    OfferTooLarge { size: u64, max: u64 },
+    /// The file exists and the receiver does not overwrite.
+    Exists { name: String },
+    /// Another sender holds the file's part.
+    Busy { name: String },
+    /// The offer does not fit in the free space.
+    NoRoom { needed: u64, free: u64 },
+    /// Opening, measuring or hashing the part failed.
+    Io { name: String, error: std::io::Error },
+    /// The blocking task preparing the part failed.
+    Task(tokio::task::JoinError),
+    /// More than the per-file limit arrived (an offer of unknown size).
+    ArrivedTooLarge { max: u64 },
+    /// A file of known size no longer fits.
+    RanOutOfRoom { remaining: u64, free: u64 },
+    /// A file of unknown size would leave less than the reserve.
+    NearlyFull { received: u64, free: u64 },
+    /// Writing failed for lack of space.
+    DiskFull(std::io::Error),
+    /// Writing failed.
+    WriteFailed(store::WriteError),
+    /// Moving the verified file into place failed (it may have appeared
+    /// meanwhile).
+    Store { name: String, error: std::io::Error },
+}
+
+impl Refused {
+    /// The `ERROR` kind the sender sees.
+    fn kind(&self) -> Refusal {
+        match self {
+            Refused::UnsafeName { .. } | Refused::Dotfile { .. } => Refusal::Name,
+            Refused::OfferTooLarge { .. } | Refused::ArrivedTooLarge { .. } => Refusal::TooLarge,
+            Refused::Exists { .. } => Refusal::Exists,
+            Refused::Store { error, .. } if error.kind() == std::io::ErrorKind::AlreadyExists => {
+                Refusal::Exists
+            }
+            Refused::Store { .. } => Refusal::Io,
+            Refused::Busy { .. } => Refusal::Busy,
+            Refused::NoRoom { .. }
+            | Refused::RanOutOfRoom { .. }
+            | Refused::NearlyFull { .. }
+            | Refused::DiskFull(_) => Refusal::NoSpace,
+            Refused::Io { .. } | Refused::Task(_) | Refused::WriteFailed(_) => Refusal::Io,
+        }
+    }
+}
+
+/// The `ERROR` message: for the sender, so it names its file, not our paths.
+impl std::fmt::Display for Refused {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Refused::UnsafeName { name, why } => write!(f, "'{}': {why}", name.escape_debug()),
+            Refused::Dotfile { name } => write!(
+                f,
+                "'{}': names starting with '.' are refused",
+                name.escape_debug()
+            ),
+            Refused::OfferTooLarge { size, max } => {
+                write!(f, "{size} bytes is over the {max}-byte limit")
+            }
+            Refused::Exists { name } => {
+                write!(f, "'{name}' exists (the receiver does not overwrite)")
+            }
+            Refused::Busy { name } => {
+                write!(f, "'{name}' is being received from another sender")
+            }
+            Refused::NoRoom { needed, free } => write!(f, "{needed} bytes needed, {free} free"),
+            Refused::Io { name, error } => write!(f, "'{name}': {error}"),
+            Refused::Task(error) => write!(f, "{error}"),
+            Refused::ArrivedTooLarge { max } => write!(f, "more than the {max}-byte limit arrived"),
+            Refused::RanOutOfRoom { remaining, free } => {
+                write!(f, "{remaining} more bytes needed, {free} free")
+            }
+            Refused::NearlyFull { received, free } => write!(
+                f,
+                "the disk is nearly full after {received} bytes ({free} bytes free, the receiver keeps {FREE_SPACE_RESERVE})"
+            ),
+            Refused::DiskFull(error) => write!(f, "the disk filled up: {error}"),
+            Refused::WriteFailed(error) => write!(f, "write failed: {error}"),
+            Refused::Store { name, error } => write!(f, "cannot store '{name}': {error}"),
+        }
+    }
+}
 
 /// A file being received.
 struct Incoming {
@@ -195,26 +285,17 @@ impl Recv {
         resumable: bool,
     ) -> std::result::Result<Incoming, Refused> {
         if let Some(why) = store::unsafe_name(&offer.name) {
-            return Err((
-                Refusal::Name,
-                format!("'{}': {why}", offer.name.escape_debug()),
-            ));
+            return Err(Refused::UnsafeName {
+                name: offer.name,
+                why,
+            });
         }
         if offer.name.starts_with('.') && !self.policy.allow_dotfiles {
-            return Err((
-                Refusal::Name,
-                format!(
-                    "'{}': names starting with '.' are refused (the receiver allows them with --allow-dotfiles)",
-                    offer.name.escape_debug()
-                ),
-            ));
+            return Err(Refused::Dotfile { name: offer.name });
         }
         if let (Some(size), Some(max)) = (offer.size, self.policy.max_size) {
             if size > max {
-                return Err((
-                    Refusal::TooLarge,
-                    format!("{size} bytes is over the {max}-byte limit"),
-                ));
+                return Err(Refused::OfferTooLarge { size, max });
             }
         }
         let dir = self.policy.dir.clone();
@@ -224,7 +305,7 @@ impl Recv {
             open_incoming(dir, offer, overwrite, resumable.then_some(&*prefixes))
         })
         .await
-        .map_err(|e| (Refusal::Io, e.to_string()))?
+        .map_err(Refused::Task)?
     }
 
     /// Receives one offered file. Only an authenticated sender may resume
@@ -242,9 +323,9 @@ impl Recv {
         let name = offer.name.clone();
         let incoming = match self.prepare(offer, !anonymous).await {
             Ok(incoming) => incoming,
-            Err((kind, message)) => {
-                info!(%peer, name = %name.escape_debug(), %message, "file refused");
-                refuse(wire, kind, message).await;
+            Err(refused) => {
+                info!(%peer, name = %name.escape_debug(), message = %refused, "file refused");
+                refuse(wire, refused.kind(), refused.to_string()).await;
                 return Ok(());
             }
         };
@@ -285,18 +366,18 @@ impl Recv {
         let part_path = &incoming.part.path;
         let (end, written) = match receive_data(wire, writer, offset, &limits, &watch).await? {
             Received::Complete { end, written } => (end, written),
-            Received::Refused(kind, message) => {
+            Received::Refused(refused) => {
                 if anonymous {
                     self.discard(part_path); // it would never be resumed
                 }
-                info!(%peer, name = %name.escape_debug(), %message, "transfer failed");
-                refuse(wire, kind, message).await;
+                info!(%peer, name = %name.escape_debug(), message = %refused, "transfer failed");
+                refuse(wire, refused.kind(), refused.to_string()).await;
                 return Ok(());
             }
-            Received::Stopped(kind, message) => {
+            Received::Stopped(refused) => {
                 self.discard(part_path);
-                info!(%peer, name = %name.escape_debug(), %message, "transfer stopped");
-                refuse(wire, kind, message).await;
+                info!(%peer, name = %name.escape_debug(), message = %refused, "transfer stopped");
+                refuse(wire, refused.kind(), refused.to_string()).await;
                 return drain_to_end(wire).await;
             }
             Received::Overrun(message) => {
@@ -349,16 +430,17 @@ impl Recv {
         let committed = tokio::task::spawn_blocking(move || {
             store::commit(&part_path, &file, &dir, &stored_name, mode, overwrite)
         })
-        .await
-        .map_err(std::io::Error::other)
-        .and_then(|r| r);
-        if let Err(error) = committed {
-            let kind = if error.kind() == std::io::ErrorKind::AlreadyExists {
-                Refusal::Exists
-            } else {
-                Refusal::Io
-            };
-            refuse(wire, kind, format!("cannot store '{name}': {error}")).await;
+        .await;
+        let failed = match committed {
+            Ok(Ok(())) => None,
+            Ok(Err(error)) => Some(Refused::Store {
+                name: name.clone(),
+                error,
+            }),
+            Err(error) => Some(Refused::Task(error)),
+        };
+        if let Some(refused) = failed {
+            refuse(wire, refused.kind(), refused.to_string()).await;
             return Ok(());
         }
         let secs = started.elapsed().as_secs_f64();
@@ -430,12 +512,12 @@ fn open_incoming(
 ) -> std::result::Result<Incoming, Refused> {
     let target = dir.join(&offer.name);
     if !overwrite && std::fs::symlink_metadata(&target).is_ok() {
-        return Err((
-            Refusal::Exists,
-            format!("'{}' exists (the receiver does not overwrite)", offer.name),
-        ));
+        return Err(Refused::Exists { name: offer.name });
     }
-    let io = |e: std::io::Error| (Refusal::Io, format!("'{}': {e}", offer.name));
+    let io = |error: std::io::Error| Refused::Io {
+        name: offer.name.clone(),
+        error,
+    };
     // A sender that may not resume gets a part of its own: sharing the
     // resumable one would let it truncate what an authenticated sender
     // left to resume. (NUL never appears in a file name, so no name maps
@@ -446,10 +528,9 @@ fn open_incoming(
     };
     let mut part = Part::open(&dir, &part_key).map_err(|e| {
         if e.kind() == std::io::ErrorKind::WouldBlock {
-            (
-                Refusal::Busy,
-                format!("'{}' is being received from another sender", offer.name),
-            )
+            Refused::Busy {
+                name: offer.name.clone(),
+            }
         } else {
             io(e)
         }
@@ -463,10 +544,7 @@ fn open_incoming(
         let free = store::free_space(&dir).map_err(io)?;
         let needed = size - held;
         if needed > free {
-            return Err((
-                Refusal::NoSpace,
-                format!("{needed} bytes needed, {free} free"),
-            ));
+            return Err(Refused::NoRoom { needed, free });
         }
     }
     let prefix = match resume {
@@ -504,7 +582,7 @@ impl Limits<'_> {
     /// or one of unknown size that would leave less than
     /// [`FREE_SPACE_RESERVE`]. A failed measurement stops nothing (a full
     /// disk still fails the write).
-    async fn space_problem(&self, received: u64) -> Option<String> {
+    async fn space_problem(&self, received: u64) -> Option<Refused> {
         let dir = self.dir.to_path_buf();
         let free = tokio::task::spawn_blocking(move || store::free_space(&dir))
             .await
@@ -513,13 +591,9 @@ impl Limits<'_> {
         match self.offered {
             Some(size) => {
                 let remaining = size.saturating_sub(received);
-                (free < remaining).then(|| format!("{remaining} more bytes needed, {free} free"))
+                (free < remaining).then_some(Refused::RanOutOfRoom { remaining, free })
             }
-            None => (free < FREE_SPACE_RESERVE).then(|| {
-                format!(
-                    "the disk is nearly full after {received} bytes ({free} bytes free, the receiver keeps {FREE_SPACE_RESERVE})"
-                )
-            }),
+            None => (free < FREE_SPACE_RESERVE).then_some(Refused::NearlyFull { received, free }),
         }
     }
 }
@@ -532,12 +606,13 @@ enum Received {
         /// (boxed: the hasher state is large).
         written: Box<(std::fs::File, blake3::Hasher, u64)>,
     },
-    Refused(Refusal, String),
+    /// The data arrived but could not be kept.
+    Refused(Refused),
     /// A limit stopped the transfer mid-file; the sender is still sending.
-    Stopped(Refusal, String),
+    Stopped(Refused),
     /// The sender disconnected mid-file: what the writer kept (boxed as
     /// above).
-    Vanished(std::io::Result<Box<(std::fs::File, blake3::Hasher, u64)>>),
+    Vanished(std::result::Result<Box<(std::fs::File, blake3::Hasher, u64)>, store::WriteError>),
     /// The sender sent more than it offered and is still sending: after
     /// the refusal the stream cannot be resynchronised, so it ends.
     Overrun(String),
@@ -573,14 +648,13 @@ async fn receive_data(
                 }
                 if let Some(max) = limits.max_size.filter(|max| received > *max) {
                     let _ = writer.finish().await;
-                    let message = format!("more than the {max}-byte limit arrived");
-                    return Ok(Received::Stopped(Refusal::TooLarge, message));
+                    return Ok(Received::Stopped(Refused::ArrivedTooLarge { max }));
                 }
                 if received >= next_space_check {
                     next_space_check = received.saturating_add(FREE_SPACE_STEP);
-                    if let Some(message) = limits.space_problem(received).await {
+                    if let Some(refused) = limits.space_problem(received).await {
                         let _ = writer.finish().await;
-                        return Ok(Received::Stopped(Refusal::NoSpace, message));
+                        return Ok(Received::Stopped(refused));
                     }
                 }
                 watch.advanced(frame.body.len() as u64);
@@ -588,8 +662,8 @@ async fn receive_data(
                     writer_alive = writer.write(frame.body).await;
                 }
             }
-            FrameType::END => break frame.parse().map_err(io_error)?,
-            kind => return Err(io_error(FrameError::Unexpected { kind })),
+            FrameType::END => break frame.parse()?,
+            kind => return Err(FrameError::Unexpected { kind }.into()),
         }
     };
     match writer.finish().await {
@@ -597,14 +671,10 @@ async fn receive_data(
             end,
             written: Box::new(written),
         }),
-        Err(error) if error.raw_os_error() == Some(libc::ENOSPC) => Ok(Received::Refused(
-            Refusal::NoSpace,
-            format!("the disk filled up: {error}"),
-        )),
-        Err(error) => Ok(Received::Refused(
-            Refusal::Io,
-            format!("write failed: {error}"),
-        )),
+        Err(store::WriteError::Io(error)) if error.raw_os_error() == Some(libc::ENOSPC) => {
+            Ok(Received::Refused(Refused::DiskFull(error)))
+        }
+        Err(error) => Ok(Received::Refused(Refused::WriteFailed(error))),
     }
 }
 
@@ -646,7 +716,7 @@ async fn drain_to_end(wire: &mut Wire<'_>) -> Result<()> {
                 }
             }
             FrameType::END => return Ok(()),
-            kind => return Err(io_error(FrameError::Unexpected { kind })),
+            kind => return Err(FrameError::Unexpected { kind }.into()),
         }
     }
     Ok(())
@@ -660,16 +730,18 @@ async fn expect_control<T: serde::de::DeserializeOwned>(
         Some(frame) => {
             let frame = frame?;
             if frame.kind != kind {
-                return Err(io_error(FrameError::Unexpected { kind: frame.kind }));
+                return Err(FrameError::Unexpected { kind: frame.kind }.into());
             }
-            frame.parse().map_err(io_error)
+            Ok(frame.parse()?)
         }
         None => Err(Error::new(ErrorKind::Io, "the sender disconnected")),
     }
 }
 
 impl StreamHandler for Recv {
-    async fn handle(&self, conn: &mut Connection) -> Result<()> {
+    type Session = ();
+
+    async fn handle(&self, conn: &mut Connection, _session: &mut ()) -> Result<()> {
         let peer = conn.peer_addr().clone();
         let proof = proof_of(conn);
         let mut wire = Framed::new(conn, FrameCodec::opening());
@@ -693,9 +765,9 @@ impl StreamHandler for Recv {
                         self.receive(&mut wire, offer, &peer, &identity, anonymous)
                             .await
                     }
-                    Err(problem) => Err(io_error(problem)),
+                    Err(problem) => Err(problem.into()),
                 },
-                Ok(frame) => Err(io_error(FrameError::Unexpected { kind: frame.kind })),
+                Ok(frame) => Err(FrameError::Unexpected { kind: frame.kind }.into()),
                 Err(error) => Err(error.into()),
             };
             if let Err(error) = outcome {

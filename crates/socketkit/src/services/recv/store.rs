@@ -362,9 +362,30 @@ impl Writer {
     }
 
     /// Waits for every queued chunk to be written.
-    pub(crate) async fn finish(self) -> io::Result<(File, blake3::Hasher, u64)> {
+    pub(crate) async fn finish(self) -> Result<(File, blake3::Hasher, u64), WriteError> {
         drop(self.chunks);
-        self.task.await.map_err(io::Error::other)?
+        self.task
+            .await
+            .map_err(WriteError::Task)?
+            .map_err(WriteError::Io)
+    }
+}
+
+/// Why the writer thread did not write everything.
+#[derive(Debug)]
+pub(crate) enum WriteError {
+    /// Writing or seeking failed.
+    Io(io::Error),
+    /// The thread itself failed (it panicked).
+    Task(tokio::task::JoinError),
+}
+
+impl std::fmt::Display for WriteError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            WriteError::Io(error) => error.fmt(f),
+            WriteError::Task(error) => error.fmt(f),
+        }
     }
 }
 
