@@ -365,6 +365,8 @@ pub struct ServeArgs {
     pub tls: ServerTlsArgs,
     #[command(flatten)]
     pub access: AccessArgs,
+    #[command(flatten)]
+    pub proxy: crate::proxy_protocol::ProxyProtocolArgs,
 }
 
 /// Which IP peers a server admits; for every command that accepts peers.
@@ -544,9 +546,9 @@ pub struct ServerTlsArgs {
     /// Mutual TLS: require client certificates issued by a CA in FILE.
     #[arg(long, value_name = "FILE", help_heading = "TLS")]
     pub client_ca: Option<PathBuf>,
-    /// Deadline for a client to complete the TLS handshake (and, on the
-    /// chat's web page, to send a request head, or the next on a kept-alive
-    /// connection).
+    /// Deadline for a client to complete the TLS handshake (and to send its
+    /// --proxy-protocol header; on the chat's web page, to send a request
+    /// head, or the next on a kept-alive connection).
     #[arg(long, value_name = "DURATION", default_value = duration_text(server::ServerConfig::DEFAULT_HANDSHAKE_TIMEOUT), value_parser = parse_duration, help_heading = "TLS")]
     pub handshake_timeout: Duration,
 }

@@ -62,6 +62,10 @@ pub struct ForwardArgs {
     /// forward: verify the target's certificate against NAME (and send it as SNI).
     #[arg(long, value_name = "NAME", help_heading = "forward")]
     pub to_servername: Option<String>,
+    /// forward: start each connection to the target with a PROXY protocol
+    /// header carrying the client's address (HAProxy's send-proxy / -v2).
+    #[arg(long, value_enum, value_name = "VERSION", help_heading = "forward")]
+    pub send_proxy: Option<crate::proxy_protocol::SendProxy>,
     /// -4/-6: which of the target's addresses to connect to.
     #[command(flatten, next_help_heading = "forward")]
     pub family: FamilyArgs,
@@ -108,8 +112,14 @@ pub fn service(args: &ForwardServeArgs) -> anyhow::Result<Forward> {
     options.tls = tls;
     options.server_name = forward.to_servername.clone();
     options.family = forward.family.family();
-    let forward_service = Forward::new(target, options)
+    if forward.send_proxy.is_some() && target.kind() == SocketKind::Datagram {
+        bail!("--send-proxy writes a header on streams; {target} is a datagram target");
+    }
+    let mut forward_service = Forward::new(target, options)
         .with_datagram_limits(common.max_conns, crate::args::optional(common.idle_timeout));
+    if let Some(version) = forward.send_proxy {
+        forward_service = forward_service.with_send_proxy(version.into());
+    }
     Ok(match crate::hexdump::open(&forward.hexdump)? {
         Some(dump) => forward_service.with_hexdump(dump),
         None => forward_service,

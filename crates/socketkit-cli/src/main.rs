@@ -24,6 +24,7 @@ mod listen;
 mod metrics;
 mod pki;
 mod progress;
+mod proxy_protocol;
 mod send;
 mod serve;
 mod stdout;

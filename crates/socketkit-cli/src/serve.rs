@@ -223,6 +223,7 @@ impl Serve {
         // Handlers go in before anything is printed: a script may signal us as
         // soon as it reads the first `listening on` line.
         let access = access_list(&args.access)?;
+        let proxy = crate::proxy_protocol::config(&args.proxy, &args.addrs)?;
         let signals = Signals::install().context("cannot install signal handlers")?;
         let tls = tls::server(&args.tls, &args.addrs, self.tls13_only)?;
         let fingerprint = tls.as_ref().map(ServerTls::fingerprint);
@@ -232,6 +233,9 @@ impl Serve {
         }
         if self.private_sockets {
             config = config.unix_mode(0o600);
+        }
+        if let Some(proxy) = proxy {
+            config = config.proxy_protocol(proxy);
         }
         let exposition = match &args.metrics {
             Some(endpoint) => {

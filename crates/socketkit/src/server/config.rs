@@ -3,7 +3,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use super::{AccessList, Metrics};
+use super::{AccessList, Metrics, ProxyProtocol};
 #[cfg(feature = "tls")]
 use crate::tls::ServerTls;
 use crate::transport::BindOptions;
@@ -45,6 +45,7 @@ pub struct ServerConfig {
     pub(crate) handshake_timeout: Duration,
     pub(crate) access: AccessList,
     pub(crate) metrics: Option<Arc<Metrics>>,
+    pub(crate) proxy_protocol: Option<ProxyProtocol>,
 }
 
 impl Default for ServerConfig {
@@ -62,6 +63,7 @@ impl Default for ServerConfig {
             handshake_timeout: ServerConfig::DEFAULT_HANDSHAKE_TIMEOUT,
             access: AccessList::default(),
             metrics: None,
+            proxy_protocol: None,
         }
     }
 }
@@ -163,6 +165,16 @@ impl ServerConfig {
     /// not IP peers and are always served.
     pub fn access(mut self, access: AccessList) -> ServerConfig {
         self.access = access;
+        self
+    }
+
+    /// Stream connections come through proxies that speak the PROXY
+    /// protocol: only peers `proxy_protocol` trusts may connect, each must
+    /// send a header within [`ServerConfig::handshake_timeout`] (before any
+    /// TLS), and the client it names is the connection's peer from then on
+    /// (for the access list too). Default: off.
+    pub fn proxy_protocol(mut self, proxy_protocol: ProxyProtocol) -> ServerConfig {
+        self.proxy_protocol = Some(proxy_protocol);
         self
     }
 

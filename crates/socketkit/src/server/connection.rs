@@ -37,6 +37,8 @@ pub struct Connection {
     local: Endpoint,
     server: ServerHandle,
     max_line_length: usize,
+    /// The proxy's own address, under the PROXY protocol.
+    proxy: Option<SocketAddress>,
 }
 
 impl Connection {
@@ -54,12 +56,24 @@ impl Connection {
             local,
             server,
             max_line_length,
+            proxy: None,
         }
     }
 
-    /// The client's address.
+    pub(crate) fn set_proxy_addr(&mut self, proxy: Option<SocketAddress>) {
+        self.proxy = proxy;
+    }
+
+    /// The client's address: under the PROXY protocol, the one the
+    /// proxy's header gives (the proxy's own when it gives none).
     pub fn peer_addr(&self) -> &SocketAddress {
         &self.peer
+    }
+
+    /// The proxy's own address, when the connection came through the PROXY
+    /// protocol ([`super::ServerConfig::proxy_protocol`]).
+    pub fn proxy_addr(&self) -> Option<&SocketAddress> {
+        self.proxy.as_ref()
     }
 
     /// The listener this connection arrived on.
@@ -91,8 +105,14 @@ impl Connection {
         self.io.inner.peer_certificate()
     }
 
-    /// The client's user id on a Unix socket (SO_PEERCRED).
+    /// The client's user id on a Unix socket (SO_PEERCRED). `None` under
+    /// the PROXY protocol: the socket's credentials are the proxy's, and
+    /// taking them for the client's would let anyone through the proxy pass
+    /// as its user.
     pub fn peer_uid(&self) -> Option<u32> {
+        if self.proxy.is_some() {
+            return None;
+        }
         self.io.inner.peer_uid()
     }
 

@@ -10,7 +10,9 @@
 //! 1. the accept loop takes a connection permit, *then* waits on every stream
 //!    listener at once, so the limit holds without starving any listener;
 //!    a peer the [`AccessList`] refuses is closed at once (no TLS, no
-//!    handler byte) and the permit taken again;
+//!    handler byte) and the permit taken again; with the PROXY protocol
+//!    ([`ProxyProtocol`]) the peer must be a trusted proxy instead, and the
+//!    access list judges the client its header names (step 2's task);
 //! 2. the connection is dispatched per [`Mode`]: a task, a thread, or
 //!    (sequential) a task that holds the only permit;
 //! 3. the handler runs `setup → handle → finish`: `setup` makes the
@@ -30,6 +32,7 @@ mod handler;
 mod lease;
 mod metrics;
 mod nofile;
+mod proxy;
 mod signal;
 pub(crate) use self::lease::{Lease, RELAY_BUFFER};
 #[cfg(feature = "exec")]
@@ -60,6 +63,7 @@ pub use handler::{
     StreamHandler, Unsupported,
 };
 pub use metrics::{Metrics, MetricsSnapshot};
+pub use proxy::ProxyProtocol;
 pub use signal::shutdown_signal;
 
 use crate::addr::Endpoint;
@@ -367,7 +371,26 @@ impl<S: StreamHandler, D: DatagramHandler> Shared<S, D> {
             return true;
         }
         self.stats.refused();
-        log.refused(peer, local);
+        log.refused(peer, local, "peer refused by the access list");
+        false
+    }
+
+    /// [`Shared::admits`] for a stream peer: under the PROXY protocol the
+    /// peer is a proxy, judged by the trusted list (the access list judges
+    /// its client, once the header names it).
+    fn admits_stream(&self, peer: &SocketAddress, local: &Endpoint, log: &mut RefusalLog) -> bool {
+        let Some(proxy_protocol) = &self.config.proxy_protocol else {
+            return self.admits(peer, local, log);
+        };
+        if proxy_protocol.trusts(peer) {
+            return true;
+        }
+        self.stats.refused();
+        log.refused(
+            peer,
+            local,
+            "peer refused: not a trusted PROXY protocol source",
+        );
         false
     }
 
@@ -395,7 +418,7 @@ impl<S: StreamHandler, D: DatagramHandler> Shared<S, D> {
             match accepted {
                 Ok((stream, peer, local)) => {
                     backoff.succeeded();
-                    if !self.admits(&peer, &local, &mut refusals) {
+                    if !self.admits_stream(&peer, &local, &mut refusals) {
                         // Dropping closes it: nothing was read or written,
                         // so the peer sees a FIN and no byte, and the permit
                         // goes back with it.
@@ -426,7 +449,8 @@ impl<S: StreamHandler, D: DatagramHandler> Shared<S, D> {
         local: Endpoint,
         permit: OwnedSemaphorePermit,
     ) {
-        if !handler.verify(&peer) {
+        // Under the PROXY protocol, verify sees the client, after the header.
+        if self.config.proxy_protocol.is_none() && !handler.verify(&peer) {
             debug!(%peer, %local, "connection refused by the handler's verify");
             return;
         }
@@ -481,6 +505,12 @@ impl<S: StreamHandler, D: DatagramHandler> Shared<S, D> {
                 warn!(%error, "cannot move the connection to its thread's event loop");
             }
         }
+        let Some((peer, proxy)) = self
+            .proxied(&handler, &mut stream, peer, &local, abort)
+            .await
+        else {
+            return;
+        };
         let Some(stream) = self.secure(stream, &peer, &local, abort).await else {
             return;
         };
@@ -492,6 +522,7 @@ impl<S: StreamHandler, D: DatagramHandler> Shared<S, D> {
             self.config.idle_timeout,
             self.config.max_line_length,
         );
+        conn.set_proxy_addr(proxy);
         let opened = Instant::now();
         debug!(peer = %conn.peer_addr(), local = %conn.local_endpoint(), "connection opened");
         let mut session = None;
@@ -522,6 +553,32 @@ impl<S: StreamHandler, D: DatagramHandler> Shared<S, D> {
                 warn!(%peer, secs, bytes_in, bytes_out, error = %format_args!("{e:#}"), "connection failed")
             }
         }
+    }
+
+    /// Under the PROXY protocol, reads the header (before TLS, under the
+    /// handshake deadline) and judges the client it names by the access
+    /// list and `verify`. The peer to serve and the proxy's address; `None`
+    /// closes the connection. Without the protocol, the peer as it is.
+    async fn proxied(
+        &self,
+        handler: &S,
+        stream: &mut Stream,
+        peer: SocketAddress,
+        local: &Endpoint,
+        abort: &CancellationToken,
+    ) -> Option<(SocketAddress, Option<SocketAddress>)> {
+        let Some(proxy_protocol) = &self.config.proxy_protocol else {
+            return Some((peer, None));
+        };
+        let deadline = self.config.handshake_timeout;
+        let client =
+            proxy::accept_header(proxy_protocol, stream, &peer, local, deadline, abort).await?;
+        if !self.config.access.permits(&client) || !handler.verify(&client) {
+            self.stats.refused();
+            debug!(peer = %client, proxy = %peer, %local, "peer refused by the access list");
+            return None;
+        }
+        Some((client, Some(peer)))
     }
 
     /// The TLS handshake for connections on `tls://` listeners, under the
@@ -760,7 +817,7 @@ struct RefusalLog {
 const REFUSALS_LOGGED: u32 = 10;
 
 impl RefusalLog {
-    fn refused(&mut self, peer: &SocketAddress, local: &Endpoint) {
+    fn refused(&mut self, peer: &SocketAddress, local: &Endpoint, why: &'static str) {
         let now = Instant::now();
         if self
             .window
@@ -778,7 +835,7 @@ impl RefusalLog {
         }
         if self.logged < REFUSALS_LOGGED {
             self.logged += 1;
-            debug!(%peer, %local, "peer refused by the access list");
+            debug!(%peer, %local, "{why}");
         } else {
             self.suppressed = self.suppressed.saturating_add(1);
         }

@@ -4,7 +4,9 @@
 //! The server layer does the listening side (TLS termination, limits, access
 //! lists, drain); the transport layer opens the target (resolution, Happy
 //! Eyeballs, the connect timeout, TLS origination verified like any client);
-//! [`both_ways`] relays between them. Forwarding to one fixed target is not
+//! [`both_ways`] relays between them. With [`Forward::with_send_proxy`] the
+//! target's stream first gets a PROXY protocol header naming the client
+//! (before TLS, as HAProxy's `send-proxy` does). Forwarding to one fixed target is not
 //! an open relay: clients cannot choose where their bytes go.
 //!
 //! Datagrams (`udp://`, `unixgram:` to a datagram target) are forwarded
@@ -23,10 +25,13 @@ use crate::addr::Endpoint;
 use crate::client::{both_ways, BothWaysOptions};
 use crate::error::{Error, ErrorKind, Result};
 use crate::hexdump::{HexDump, Tapped};
+use crate::protocol::proxy_header::{ProxyHeader, Version};
 use crate::server::{
     Connection, Datagram, DatagramHandler, DatagramSender, Reply, ServerHandle, StreamHandler,
 };
-use crate::transport::{connect, connect_datagram, ConnectOptions, DatagramSocket, SocketAddress};
+use crate::transport::{
+    connect, connect_datagram, start_tls, ConnectOptions, DatagramSocket, SocketAddress, Stream,
+};
 
 /// Relay buffer per direction while bytes are in flight: larger than the
 /// echo services' because a forward pays two sockets per byte each way.
@@ -71,6 +76,8 @@ struct Inner {
     target: Endpoint,
     options: ConnectOptions,
     dump: Option<HexDump>,
+    /// Write a PROXY protocol header of this version toward the target.
+    send_proxy: Option<Version>,
 }
 
 impl Forward {
@@ -82,6 +89,7 @@ impl Forward {
                 target,
                 options,
                 dump: None,
+                send_proxy: None,
             }),
             sessions: Arc::new(Sessions {
                 max: 1024,
@@ -108,15 +116,24 @@ impl Forward {
     /// Dumps both legs of every forward (`-x`), each chunk labelled with
     /// the client's or the target's address.
     pub fn with_hexdump(self, dump: HexDump) -> Forward {
-        let Inner {
-            target, options, ..
-        } = Arc::unwrap_or_clone(self.inner);
+        let mut inner = Arc::unwrap_or_clone(self.inner);
+        inner.dump = Some(dump);
         Forward {
-            inner: Arc::new(Inner {
-                target,
-                options,
-                dump: Some(dump),
-            }),
+            inner: Arc::new(inner),
+            sessions: self.sessions,
+        }
+    }
+
+    /// Starts every stream toward the target with a PROXY protocol header
+    /// of `version` carrying the client's address and the local address it
+    /// connected to (HAProxy's `send-proxy` / `send-proxy-v2`), so a target
+    /// that accepts the protocol sees the real client. Datagram forwarding
+    /// is unaffected.
+    pub fn with_send_proxy(self, version: Version) -> Forward {
+        let mut inner = Arc::unwrap_or_clone(self.inner);
+        inner.send_proxy = Some(version);
+        Forward {
+            inner: Arc::new(inner),
             sessions: self.sessions,
         }
     }
@@ -135,12 +152,22 @@ impl StreamHandler for Forward {
             target,
             options,
             dump,
+            send_proxy,
         } = &*self.inner;
         let started = Instant::now();
         let client = conn.peer_addr().clone();
         // An unreachable target ends the handler at once: the server closes
         // the client and logs the error, which names the target and reason.
-        let upstream = connect(target, options).await?;
+        let upstream = match send_proxy {
+            None => connect(target, options).await?,
+            Some(version) => {
+                let local = conn.local_addr().map_err(|e| {
+                    Error::with_source(ErrorKind::Io, "cannot read the client's local address", e)
+                })?;
+                let header = ProxyHeader::proxied(&client, &local).encode(*version);
+                connect_with_header(target, options, &header).await?
+            }
+        };
         let relay = BothWaysOptions {
             // The connection times out on its own reads; this also covers a
             // client that half-closed while the target stays silent.
@@ -164,6 +191,34 @@ impl StreamHandler for Forward {
             "forward ended"
         );
         Ok(())
+    }
+}
+
+/// Connects to `target` and writes `header` first: for a `tls://` target
+/// on the TCP stream before the TLS handshake, where a receiving proxy
+/// expects it.
+async fn connect_with_header(
+    target: &Endpoint,
+    options: &ConnectOptions,
+    header: &[u8],
+) -> Result<Stream> {
+    let (plain, tls) = match target {
+        Endpoint::Tls(hp) => (Endpoint::Tcp(hp.clone()), Some(hp)),
+        other => (other.clone(), None),
+    };
+    let mut stream = connect(&plain, options).await?;
+    tokio::io::AsyncWriteExt::write_all(&mut stream, header)
+        .await
+        .map_err(|e| {
+            Error::with_source(
+                ErrorKind::Io,
+                format!("cannot send the PROXY header to {target}"),
+                e,
+            )
+        })?;
+    match tls {
+        Some(hp) => start_tls(stream, hp, options).await,
+        None => Ok(stream),
     }
 }
 
