@@ -11,7 +11,7 @@ use socketkit::client::{self, BenchOptions, BenchReport, Progress, Workload};
 use socketkit::transport::ConnectOptions;
 use socketkit::Endpoint;
 
-use crate::args::{parse_duration, parse_endpoint, LogArgs};
+use crate::args::{parse_duration, parse_endpoint, LogArgs, ProxyArgs};
 
 #[derive(Debug, Args)]
 pub struct BenchArgs {
@@ -56,6 +56,8 @@ pub struct BenchArgs {
     /// One JSON line instead of a table.
     #[arg(long)]
     pub json: bool,
+    #[command(flatten)]
+    pub proxy: ProxyArgs,
     #[command(flatten)]
     pub log: LogArgs,
 }
@@ -109,6 +111,7 @@ fn options(args: &BenchArgs) -> anyhow::Result<BenchOptions> {
         bulk_bytes: args.bytes,
         connect: ConnectOptions {
             timeout: args.timeout,
+            proxy: args.proxy.proxy.clone(),
             ..ConnectOptions::default()
         },
         reply_timeout: args.reply_timeout,

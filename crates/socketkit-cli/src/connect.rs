@@ -29,6 +29,7 @@ pub async fn run(args: ConnectArgs) -> anyhow::Result<()> {
         server_name: args.tls.servername.clone(),
         source: args.source,
         family: args.family.family(),
+        proxy: args.proxy.proxy.clone(),
         ..ConnectOptions::default()
     };
     let (stdin, stdout) = (tokio::io::stdin(), tokio::io::stdout());

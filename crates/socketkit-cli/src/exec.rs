@@ -44,6 +44,7 @@ pub async fn run(args: ExecArgs) -> anyhow::Result<u8> {
             _ => None,
         },
         server_name: args.tls.servername.clone(),
+        proxy: args.proxy.proxy.clone(),
         ..ConnectOptions::default()
     };
     let stream = transport::connect(&endpoint, &options)

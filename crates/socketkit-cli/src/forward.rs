@@ -6,14 +6,14 @@ use clap::Args;
 use socketkit::addr::SocketKind;
 use socketkit::services::Forward;
 use socketkit::tls::Fingerprint;
-use socketkit::transport::ConnectOptions;
+use socketkit::transport::{ConnectOptions, ProxyUrl};
 use socketkit::Endpoint;
 use std::path::PathBuf;
 use std::time::Duration;
 
 use crate::args::{
-    parse_duration, parse_endpoint, parse_fingerprint, ClientTlsArgs, FamilyArgs, HexdumpArgs,
-    ServeArgs, Service,
+    parse_duration, parse_endpoint, parse_fingerprint, parse_proxy, ClientTlsArgs, FamilyArgs,
+    HexdumpArgs, ServeArgs, Service,
 };
 
 /// Options of the forward service (the target side).
@@ -53,6 +53,11 @@ pub struct ForwardArgs {
     /// forward: verify the target's certificate against NAME (and send it as SNI).
     #[arg(long, value_name = "NAME", help_heading = "forward")]
     pub to_servername: Option<String>,
+    /// forward: reach the target through a proxy: socks5://, socks5h://
+    /// (the proxy resolves the name) or http:// (CONNECT), USER:PASSWORD@
+    /// if needed; a tls:// target's TLS runs inside the tunnel.
+    #[arg(long, value_name = "URL", value_parser = parse_proxy, help_heading = "forward")]
+    pub to_proxy: Option<ProxyUrl>,
     /// -4/-6: which of the target's addresses to connect to.
     #[command(flatten, next_help_heading = "forward")]
     pub family: FamilyArgs,
@@ -66,8 +71,12 @@ pub fn service(args: &ServeArgs) -> anyhow::Result<Option<Forward>> {
     let forward = &args.forward;
     if !matches!(args.service, Service::Forward) {
         let dump = forward.hexdump.hexdump || forward.hexdump.hexdump_file.is_some();
-        if forward.to.is_some() || forward.family.family().is_some() || dump {
-            bail!("--to, -4/-6 and -x belong to the forward service (hint: socketkit serve forward ADDR --to TARGET)");
+        if forward.to.is_some()
+            || forward.to_proxy.is_some()
+            || forward.family.family().is_some()
+            || dump
+        {
+            bail!("--to, --to-proxy, -4/-6 and -x belong to the forward service (hint: socketkit serve forward ADDR --to TARGET)");
         }
         return Ok(None);
     }
@@ -91,6 +100,9 @@ pub fn service(args: &ServeArgs) -> anyhow::Result<Option<Forward>> {
     if tls_flags && !matches!(target, Endpoint::Tls(_)) {
         bail!("--to-ca, --to-pin, --to-insecure, --to-cert and --to-servername need a tls:// target, not {target}");
     }
+    if forward.to_proxy.is_some() && !matches!(target, Endpoint::Tcp(_) | Endpoint::Tls(_)) {
+        bail!("--to-proxy needs a tcp:// or tls:// target, not {target}");
+    }
     let tls = match target {
         Endpoint::Tls(_) => Some(crate::tls::client(&ClientTlsArgs {
             ca: forward.to_ca.clone(),
@@ -107,6 +119,7 @@ pub fn service(args: &ServeArgs) -> anyhow::Result<Option<Forward>> {
         tls,
         server_name: forward.to_servername.clone(),
         family: forward.family.family(),
+        proxy: forward.to_proxy.clone(),
         ..ConnectOptions::default()
     };
     let forward_service = Forward::new(target, options)

@@ -32,6 +32,7 @@ pub async fn run(args: SendArgs) -> anyhow::Result<()> {
             _ => None,
         },
         server_name: args.tls.servername.clone(),
+        proxy: args.proxy.proxy.clone(),
         ..ConnectOptions::default()
     };
     let stream = transport::connect(&args.addr, &options).await?;

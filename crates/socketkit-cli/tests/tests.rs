@@ -22,6 +22,7 @@ mod forward;
 mod get;
 mod lifecycle;
 mod listen;
+mod proxy_client;
 mod services;
 mod source;
 mod tls;

@@ -1,8 +1,10 @@
 //! Connecting: name resolution, Happy Eyeballs (RFC 8305) and the connect
 //! timeout for streams; a connected socket for datagrams. Both honour a
 //! family restriction (`-4`/`-6`) and a source address bound before
-//! connecting.
+//! connecting. A stream may go through a proxy ([`super::proxy`]); TLS then
+//! runs inside the tunnel.
 
+use std::future::Future;
 use std::io;
 use std::net::SocketAddr;
 use std::path::Path;
@@ -13,6 +15,7 @@ use tokio::net::{TcpSocket, TcpStream, UdpSocket, UnixDatagram, UnixStream};
 use tokio::task::JoinSet;
 
 use super::listen::UnixSocketFile;
+use super::proxy::{self, ProxyUrl};
 use super::{DatagramSocket, Stream};
 use rustls::pki_types::ServerName;
 use tokio_rustls::TlsConnector;
@@ -44,6 +47,11 @@ pub struct ConnectOptions {
     pub source: Option<SourceAddress>,
     /// Try only addresses of this family. Default: both.
     pub family: Option<Family>,
+    /// Reach `tcp://` and `tls://` endpoints through this proxy (the
+    /// source address and family then apply to the proxy's connection,
+    /// and the family also to a `socks5://` destination this host
+    /// resolves). Datagram and Unix endpoints refuse a proxy. Default none.
+    pub proxy: Option<ProxyUrl>,
 }
 
 impl Default for ConnectOptions {
@@ -56,6 +64,7 @@ impl Default for ConnectOptions {
             server_name: None,
             source: None,
             family: None,
+            proxy: None,
         }
     }
 }
@@ -65,24 +74,15 @@ impl Default for ConnectOptions {
 pub async fn connect(endpoint: &Endpoint, options: &ConnectOptions) -> Result<Stream> {
     let attempt = async {
         match endpoint {
-            Endpoint::Tcp(hp) => {
-                let addrs = candidates(endpoint, hp, options).await?;
-                let stream = race_connects(addrs, options)
-                    .await
-                    .map_err(|e| connect_error(endpoint, e))?;
-                stream
-                    .set_nodelay(options.nodelay)
-                    .map_err(|e| connect_error(endpoint, e))?;
-                Ok(Stream::Tcp(stream))
-            }
+            Endpoint::Tcp(hp) => Ok(Stream::Tcp(connect_tcp(endpoint, hp, options).await?)),
             Endpoint::Tls(hp) => {
-                let addrs = candidates(endpoint, hp, options).await?;
-                let tcp = race_connects(addrs, options)
-                    .await
-                    .map_err(|e| connect_error(endpoint, e))?;
-                tcp.set_nodelay(options.nodelay)
-                    .map_err(|e| connect_error(endpoint, e))?;
+                let tcp = connect_tcp(endpoint, hp, options).await?;
                 tls_handshake(endpoint, hp, tcp, options).await
+            }
+            Endpoint::Unix(_) | Endpoint::UnixDatagram(_) | Endpoint::Udp(_)
+                if options.proxy.is_some() =>
+            {
+                Err(proxy_unsupported(endpoint))
             }
             Endpoint::Unix(_) if options.source.is_some() => Err(unix_source_error(endpoint)),
             Endpoint::Unix(path) => UnixStream::connect(path)
@@ -98,6 +98,36 @@ pub async fn connect(endpoint: &Endpoint, options: &ConnectOptions) -> Result<St
     tokio::time::timeout(options.timeout, attempt)
         .await
         .unwrap_or_else(|_| Err(timeout_error(endpoint, options.timeout)))
+}
+
+/// A TCP connection to `hp`, directly or through the proxy, with
+/// TCP_NODELAY set as asked.
+async fn connect_tcp(
+    endpoint: &Endpoint,
+    hp: &HostPort,
+    options: &ConnectOptions,
+) -> Result<TcpStream> {
+    let stream = match &options.proxy {
+        Some(proxy) => proxy::open(proxy, hp, options).await?,
+        None => {
+            let addrs = candidates(endpoint, hp, options).await?;
+            race_connects(addrs, options)
+                .await
+                .map_err(|e| connect_error(endpoint, e))?
+        }
+    };
+    stream
+        .set_nodelay(options.nodelay)
+        .map_err(|e| connect_error(endpoint, e))?;
+    Ok(stream)
+}
+
+/// A proxy tunnels TCP only; saying so beats connecting around it.
+fn proxy_unsupported(endpoint: &Endpoint) -> Error {
+    Error::new(
+        ErrorKind::Unsupported,
+        format!("a proxy carries tcp:// and tls:// connections, not {endpoint}"),
+    )
 }
 
 /// Upgrades a TCP stream opened by [`connect`] to TLS, verifying the server
@@ -186,7 +216,7 @@ fn timeout_error(endpoint: &Endpoint, after: Duration) -> Error {
 /// The resolved addresses of `hp` that `options` lets us try: of the
 /// requested family, and of the source address's family when one is bound.
 /// None left is a resolution error naming why.
-async fn candidates(
+pub(super) async fn candidates(
     endpoint: &Endpoint,
     hp: &HostPort,
     options: &ConnectOptions,
@@ -216,23 +246,53 @@ async fn candidates(
     Ok(addrs)
 }
 
-/// RFC 8305: attempts go out in interleaved family order; each new attempt
-/// starts when the previous one failed or after `attempt_delay`, whichever is
-/// first; the first to connect wins and the rest are dropped (aborted).
-async fn race_connects(addrs: Vec<SocketAddr>, options: &ConnectOptions) -> io::Result<TcpStream> {
+/// Races direct TCP connections to `addrs` ([`race`]).
+pub(super) async fn race_connects(
+    addrs: Vec<SocketAddr>,
+    options: &ConnectOptions,
+) -> io::Result<TcpStream> {
     if let [only] = addrs[..] {
         // Nothing to race: no task and no timer (a port scan makes
         // thousands of these).
         return connect_from(only, options.source).await;
     }
+    let source = options.source;
+    race(addrs, options.attempt_delay, move |addr| {
+        connect_from(addr, source)
+    })
+    .await
+    .map_err(|last| {
+        last.unwrap_or_else(|| {
+            io::Error::new(io::ErrorKind::AddrNotAvailable, "no address to connect to")
+        })
+    })
+}
+
+/// RFC 8305: attempts go out in interleaved family order; each new attempt
+/// starts when the previous one failed or after `attempt_delay`, whichever is
+/// first; the first to succeed wins and the rest are dropped (aborted). An
+/// attempt is a TCP connect, or (through a `socks5://` proxy) a connection
+/// to the proxy plus its handshake for one address. All failing gives the
+/// last error (`None` when there was no address).
+pub(super) async fn race<T, E, F, Fut>(
+    addrs: Vec<SocketAddr>,
+    attempt_delay: Duration,
+    attempt: F,
+) -> std::result::Result<T, Option<E>>
+where
+    F: Fn(SocketAddr) -> Fut,
+    Fut: Future<Output = std::result::Result<T, E>> + Send + 'static,
+    T: Send + 'static,
+    E: From<io::Error> + Send + 'static,
+{
     let mut waiting = interleave_families(addrs).into_iter();
     let mut attempts = JoinSet::new();
     let mut last_error = None;
     loop {
         if let Some(addr) = waiting.next() {
-            attempts.spawn(connect_from(addr, options.source));
+            attempts.spawn(attempt(addr));
         }
-        let delay = tokio::time::sleep(options.attempt_delay);
+        let delay = tokio::time::sleep(attempt_delay);
         tokio::pin!(delay);
         loop {
             tokio::select! {
@@ -242,14 +302,10 @@ async fn race_connects(addrs: Vec<SocketAddr>, options: &ConnectOptions) -> io::
                         last_error = Some(e);
                         break;
                     }
-                    Err(join_error) => last_error = Some(io::Error::other(join_error)),
+                    Err(join_error) => last_error = Some(E::from(io::Error::other(join_error))),
                 },
                 () = &mut delay, if waiting.len() > 0 => break,
-                else => {
-                    return Err(last_error.unwrap_or_else(|| {
-                        io::Error::new(io::ErrorKind::AddrNotAvailable, "no address to connect to")
-                    }))
-                }
+                else => return Err(last_error),
             }
         }
     }
@@ -305,6 +361,9 @@ pub async fn connect_datagram(
 ) -> Result<DatagramSocket> {
     let attempt = async {
         match endpoint {
+            Endpoint::Udp(_) | Endpoint::UnixDatagram(_) if options.proxy.is_some() => {
+                Err(proxy_unsupported(endpoint))
+            }
             Endpoint::Udp(hp) => {
                 let addrs = candidates(endpoint, hp, options).await?;
                 let peer = addrs[0];

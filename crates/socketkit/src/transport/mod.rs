@@ -4,11 +4,13 @@
 //! listeners and datagram sockets ([`bind`]) or into a connected stream
 //! ([`connect`]), sets socket options through socket2 (backlog, SO_REUSEADDR,
 //! SO_REUSEPORT, IPV6_V6ONLY, TCP_NODELAY) and hides the TCP/Unix difference
-//! behind [`Stream`]. It knows nothing of handlers, limits or shutdown; the
+//! behind [`Stream`]. A stream may be opened through a SOCKS5 or HTTP
+//! proxy ([`proxy`]). It knows nothing of handlers, limits or shutdown; the
 //! server layer drives it.
 
 mod connect;
 mod listen;
+pub mod proxy;
 
 use std::fmt;
 use std::io;
@@ -26,6 +28,7 @@ use crate::tls::Fingerprint;
 
 pub use connect::{connect, connect_datagram, start_tls, ConnectOptions};
 pub use listen::{bind, BindOptions, BoundSocket, DatagramSocket, Listener};
+pub use proxy::{ProxyError, ProxyScheme, ProxyUrl};
 
 /// The address of one end of a connection or datagram: an internet address or
 /// a Unix socket path (Unix clients are often unnamed).
