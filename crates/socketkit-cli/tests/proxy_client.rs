@@ -115,6 +115,22 @@ fn echo() -> Server {
     Server::start(&["serve", "echo", "tcp://127.0.0.1:0"], 1)
 }
 
+/// `serve forward` on a free port to `target` through `proxy`.
+fn forward_via(target: &str, proxy: &str) -> Server {
+    Server::start(
+        &[
+            "serve",
+            "forward",
+            "tcp://127.0.0.1:0",
+            "--to",
+            target,
+            "--to-proxy",
+            proxy,
+        ],
+        1,
+    )
+}
+
 /// `socketkit connect --proxy PROXY TARGET EXTRA...` with `input`.
 fn connect(proxy: &str, target: &str, extra: &[&str], input: &[u8]) -> Output {
     let mut args = vec!["connect", "--proxy", proxy, target];
@@ -260,18 +276,7 @@ fn get_and_forward_through_microsocks_and_dante_to_nginx_and_echo() {
             assert_success(&format!("get via {name} {scheme}"), &out);
             assert!(out.stdout == data, "get via {name} {scheme}: byte-exact");
         }
-        let forward = Server::start(
-            &[
-                "serve",
-                "forward",
-                "tcp://127.0.0.1:0",
-                "--to",
-                target.addr(),
-                "--to-proxy",
-                &proxy.url("socks5h", ""),
-            ],
-            1,
-        );
+        let forward = forward_via(target.addr(), &proxy.url("socks5h", ""));
         assert!(
             py_echo_exact(forward.addr(), &data) == data,
             "forward via {name}: byte-exact"
@@ -335,18 +340,7 @@ fn tinyproxy_connect_tunnels_with_and_without_basic_auth() {
     }
 
     // Forward's target through the authenticated tunnel, byte-exact.
-    let forward = Server::start(
-        &[
-            "serve",
-            "forward",
-            "tcp://127.0.0.1:0",
-            "--to",
-            target.addr(),
-            "--to-proxy",
-            &auth.url("http", "alice:s3cret@"),
-        ],
-        1,
-    );
+    let forward = forward_via(target.addr(), &auth.url("http", "alice:s3cret@"));
     let data = random_bytes(1024 * 1024, 5);
     assert!(
         py_echo_exact(forward.addr(), &data) == data,

@@ -3,9 +3,9 @@
 //!
 //! This module owns the proxy URL ([`ProxyUrl`]: `socks5://`, `socks5h://`,
 //! `http://`, with `user:password@` credentials that are never printed),
-//! the two client handshakes ([`socks5`] and [`http`], each a small bounded
+//! the two client handshakes (`socks5.rs` and `http.rs`, each a small bounded
 //! decoder of the proxy's reply) and their typed failures ([`ProxyError`]).
-//! [`connect`](super::connect) calls [`open`] when
+//! [`connect`](super::connect) calls `open` when
 //! [`ConnectOptions::proxy`](super::ConnectOptions::proxy) is set, and puts
 //! TLS on top of the tunnel exactly as on a direct TCP connection, so every
 //! client (`connect`, `exec`, `send`, `get`, `bench`, the forward service)
@@ -15,6 +15,7 @@
 mod http;
 mod socks5;
 
+pub use http::{MAX_CONNECT_HEAD, MAX_CONNECT_HEADERS};
 use std::fmt;
 use std::io;
 use std::net::SocketAddr;
@@ -245,7 +246,7 @@ pub enum ProxyError {
     /// The reply broke the protocol (wrong version, unknown address type,
     /// an unparsable HTTP head).
     Malformed(String),
-    /// The HTTP proxy's response head passed [`http::MAX_CONNECT_HEAD`].
+    /// The HTTP proxy's response head passed [`MAX_CONNECT_HEAD`].
     HeadTooLarge,
     /// The proxy closed the connection before its reply was complete.
     Closed {
