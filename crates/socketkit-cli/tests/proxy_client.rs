@@ -486,7 +486,7 @@ fn https_always_tunnels_and_tls_runs_end_to_end() {
 }
 
 #[test]
-fn bench_and_exec_go_through_the_proxy_too() {
+fn bench_exec_and_send_go_through_the_proxy_too() {
     let target = echo();
     let socks = Proxy::microsocks(None);
     let out = run_socketkit(
@@ -540,6 +540,45 @@ fn bench_and_exec_go_through_the_proxy_too() {
     );
     assert_success("exec via socks5", &out);
     assert_eq!(text(&out.stdout), "via the proxy\n");
+
+    // A file to `serve recv` through tinyproxy's CONNECT, byte-exact.
+    let inbox = dir.path().join("inbox");
+    std::fs::create_dir(&inbox).unwrap();
+    let recv = Server::start(
+        &[
+            "serve",
+            "recv",
+            "127.0.0.1:0",
+            "--dir",
+            inbox.to_str().unwrap(),
+        ],
+        1,
+    );
+    let data = random_bytes(2 * 1024 * 1024 + 3, 9);
+    let file = dir.path().join("payload.bin");
+    std::fs::write(&file, &data).unwrap();
+    let tiny = Proxy::tinyproxy("");
+    let out = run_socketkit(
+        &[
+            "send",
+            recv.addr(),
+            file.to_str().unwrap(),
+            "--proxy",
+            &tiny.url("http", ""),
+        ],
+        b"",
+    );
+    assert_success("send via tinyproxy", &out);
+    assert!(
+        std::fs::read(inbox.join("payload.bin")).unwrap() == data,
+        "sent byte-exact"
+    );
+    tiny.proc.stdout.wait_for("send's CONNECT", |l| {
+        l.contains(&format!(
+            "CONNECT {} HTTP/1.1",
+            crate::util::host_port(recv.addr())
+        ))
+    });
 }
 
 /// A Python proxy that misbehaves as `mode` says, on its first connection.
