@@ -8,7 +8,7 @@ use socketkit::addr::{Family, SourceAddress};
 use socketkit::client::http::{GetOptions, HttpUrl};
 use socketkit::services::exec::StartupLimits;
 use socketkit::tls::Fingerprint;
-use socketkit::transport::ConnectOptions;
+use socketkit::transport::{ConnectOptions, ProxyUrl};
 use socketkit::Endpoint;
 use socketkit::{client, server};
 
@@ -145,6 +145,8 @@ pub struct SendArgs {
     #[arg(long, value_name = "DURATION", default_value = duration_text(ConnectOptions::DEFAULT_TIMEOUT), value_parser = parse_duration)]
     pub timeout: Duration,
     #[command(flatten)]
+    pub proxy: ProxyArgs,
+    #[command(flatten)]
     pub tls: ClientTlsArgs,
 }
 
@@ -206,6 +208,8 @@ pub struct ExecArgs {
     /// Connect timeout.
     #[arg(long, value_name = "DURATION", default_value = duration_text(ConnectOptions::DEFAULT_TIMEOUT), value_parser = parse_duration)]
     pub timeout: Duration,
+    #[command(flatten)]
+    pub proxy: ProxyArgs,
     #[command(flatten)]
     pub tls: ClientTlsArgs,
 }
@@ -614,6 +618,8 @@ pub struct ConnectArgs {
     #[command(flatten)]
     pub hexdump: HexdumpArgs,
     #[command(flatten)]
+    pub proxy: ProxyArgs,
+    #[command(flatten)]
     pub tls: ClientTlsArgs,
 }
 
@@ -639,6 +645,21 @@ pub struct ListenArgs {
     pub tls: ServerTlsArgs,
     #[command(flatten)]
     pub access: AccessArgs,
+}
+
+/// `--proxy URL`, for the clients that reach one destination.
+#[derive(Debug, Args)]
+pub struct ProxyArgs {
+    /// Connect through a proxy: socks5://[USER:PASSWORD@]HOST[:PORT] (this
+    /// host resolves the destination), socks5h://… (the proxy resolves it)
+    /// or http://… (HTTP CONNECT); port 1080 by default. TLS (tls://) runs
+    /// end to end inside the tunnel.
+    #[arg(long, value_name = "URL", value_parser = parse_proxy, help_heading = "Proxy")]
+    pub proxy: Option<ProxyUrl>,
+}
+
+pub(crate) fn parse_proxy(text: &str) -> Result<ProxyUrl, String> {
+    text.parse().map_err(|e: socketkit::Error| e.to_string())
 }
 
 /// `-x`: dump every chunk each way, as `hexdump -C` would.
@@ -695,6 +716,16 @@ pub struct GetArgs {
     /// otherwise on stderr so it never mixes with the body.
     #[arg(short = 'w', long)]
     pub json: bool,
+    /// Use this proxy: socks5://, socks5h:// (the proxy resolves names) or
+    /// http:// (http:// URLs in absolute form, https:// through CONNECT),
+    /// with USER:PASSWORD@ if needed; '' for none. Default, as curl:
+    /// $http_proxy, $https_proxy or $HTTPS_PROXY, then $all_proxy or $ALL_PROXY.
+    #[arg(long, value_name = "URL", help_heading = "Proxy")]
+    pub proxy: Option<String>,
+    /// Hosts reached without the proxy: comma-separated names (subdomains
+    /// included), IP addresses, CIDRs, or '*'. Replaces $no_proxy/$NO_PROXY.
+    #[arg(long, value_name = "LIST", help_heading = "Proxy")]
+    pub noproxy: Option<String>,
     #[command(flatten)]
     pub tls: ClientTlsArgs,
 }

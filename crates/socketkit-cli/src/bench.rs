@@ -11,7 +11,7 @@ use socketkit::client::{self, BenchOptions, BenchReport, Progress, Workload};
 use socketkit::transport::ConnectOptions;
 use socketkit::Endpoint;
 
-use crate::args::{duration_text, parse_duration, parse_endpoint};
+use crate::args::{duration_text, parse_duration, parse_endpoint, ProxyArgs};
 
 #[derive(Debug, Args)]
 pub struct BenchArgs {
@@ -56,6 +56,8 @@ pub struct BenchArgs {
     /// One JSON line instead of a table.
     #[arg(long)]
     pub json: bool,
+    #[command(flatten)]
+    pub proxy: ProxyArgs,
 }
 
 #[derive(Debug, Clone, Copy, ValueEnum)]
@@ -106,6 +108,7 @@ fn options(args: &BenchArgs) -> anyhow::Result<BenchOptions> {
     options.messages = args.count;
     options.bulk_bytes = args.bytes;
     options.connect.timeout = args.timeout;
+    options.connect.proxy = args.proxy.proxy.clone();
     options.reply_timeout = args.reply_timeout;
     Ok(options)
 }

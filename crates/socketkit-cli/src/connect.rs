@@ -29,6 +29,7 @@ pub async fn run(args: ConnectArgs) -> anyhow::Result<()> {
     options.server_name = args.tls.servername.clone();
     options.source = args.source;
     options.family = args.family.family();
+    options.proxy = args.proxy.proxy.clone();
     let (stdin, stdout) = (tokio::io::stdin(), crate::stdout::tokio());
     let report = match args.addr.kind() {
         SocketKind::Stream => {

@@ -33,6 +33,7 @@ pub async fn run(args: ExecArgs) -> anyhow::Result<u8> {
     let mut options = ConnectOptions::default();
     options.timeout = args.timeout;
     options.server_name = args.tls.servername.clone();
+    options.proxy = args.proxy.proxy.clone();
     options.tls = match (&endpoint, &known_hosts, recorded) {
         (Endpoint::Tls(_), Some(_), Some(fingerprint)) => Some(ClientTls::new(
             &Verification::Pin(fingerprint),

@@ -6,14 +6,14 @@ use clap::Args;
 use socketkit::addr::SocketKind;
 use socketkit::services::Forward;
 use socketkit::tls::Fingerprint;
-use socketkit::transport::ConnectOptions;
+use socketkit::transport::{ConnectOptions, ProxyUrl};
 use socketkit::Endpoint;
 use std::path::PathBuf;
 use std::time::Duration;
 
 use crate::args::{
-    duration_text, parse_duration, parse_endpoint, parse_fingerprint, ClientTlsArgs, FamilyArgs,
-    HexdumpArgs, ServeArgs,
+    duration_text, parse_duration, parse_endpoint, parse_fingerprint, parse_proxy, ClientTlsArgs,
+    FamilyArgs, HexdumpArgs, ServeArgs,
 };
 
 /// `serve forward`'s flags: the common ones and the target side's.
@@ -66,6 +66,11 @@ pub struct ForwardArgs {
     /// header carrying the client's address (HAProxy's send-proxy / -v2).
     #[arg(long, value_enum, value_name = "VERSION", help_heading = "forward")]
     pub send_proxy: Option<crate::proxy_protocol::SendProxy>,
+    /// forward: reach the target through a proxy: socks5://, socks5h://
+    /// (the proxy resolves the name) or http:// (CONNECT), USER:PASSWORD@
+    /// if needed; a tls:// target's TLS runs inside the tunnel.
+    #[arg(long, value_name = "URL", value_parser = parse_proxy, help_heading = "forward")]
+    pub to_proxy: Option<ProxyUrl>,
     /// -4/-6: which of the target's addresses to connect to.
     #[command(flatten, next_help_heading = "forward")]
     pub family: FamilyArgs,
@@ -96,6 +101,9 @@ pub fn service(args: &ForwardServeArgs) -> anyhow::Result<Forward> {
     if tls_flags && !matches!(target, Endpoint::Tls(_)) {
         bail!("--to-ca, --to-pin, --to-insecure, --to-cert and --to-servername need a tls:// target, not {target}");
     }
+    if forward.to_proxy.is_some() && !matches!(target, Endpoint::Tcp(_) | Endpoint::Tls(_)) {
+        bail!("--to-proxy needs a tcp:// or tls:// target, not {target}");
+    }
     let tls = match target {
         Endpoint::Tls(_) => Some(crate::tls::client(&ClientTlsArgs {
             ca: forward.to_ca.clone(),
@@ -112,6 +120,7 @@ pub fn service(args: &ForwardServeArgs) -> anyhow::Result<Forward> {
     options.tls = tls;
     options.server_name = forward.to_servername.clone();
     options.family = forward.family.family();
+    options.proxy = forward.to_proxy.clone();
     if forward.send_proxy.is_some() && target.kind() == SocketKind::Datagram {
         bail!("--send-proxy writes a header on streams; {target} is a datagram target");
     }

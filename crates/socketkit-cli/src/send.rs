@@ -30,6 +30,7 @@ pub async fn run(args: SendArgs) -> anyhow::Result<()> {
     let mut options = ConnectOptions::default();
     options.timeout = args.timeout;
     options.server_name = args.tls.servername.clone();
+    options.proxy = args.proxy.proxy.clone();
     options.tls = match args.addr {
         Endpoint::Tls(_) => Some(tls::client(&args.tls)?),
         _ => None,

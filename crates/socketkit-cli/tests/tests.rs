@@ -23,6 +23,7 @@ mod forward;
 mod get;
 mod lifecycle;
 mod listen;
+mod proxy_client;
 mod proxy_protocol;
 mod services;
 mod source;

@@ -45,6 +45,10 @@ pub enum ErrorKind {
     /// A setting is invalid or unsafe (a malformed limit, an allow-list
     /// entry or environment name the policy refuses); found at start.
     Config,
+    /// A proxy between us and the destination refused or broke the
+    /// handshake (a SOCKS5 reply code, an HTTP status to `CONNECT`); the
+    /// source is a [`ProxyError`](crate::transport::ProxyError).
+    Proxy,
 }
 
 /// A boxed cause: any error, from any crate, that may cross threads.

@@ -1,6 +1,6 @@
 //! Entry points for the fuzz targets in `fuzz/` that need something the
-//! public API does not show: the chat command parser and the chat bus
-//! decoder. Everything else the targets reach through the public API.
+//! public API does not show: the chat command parser, the chat bus
+//! decoder and the proxy clients' reply parsers. Everything else the targets reach through the public API.
 //!
 //! The module exists only under `--cfg fuzzing`, which `cargo fuzz` sets
 //! for every crate it builds, so it is no part of socketkit's API and an
@@ -8,6 +8,8 @@
 //! public module, would ship fuzz hooks in every build and make crate
 //! internals public-by-accident.) The checks here are the fuzz targets'
 //! invariants: a failed one is a bug the fuzzer found.
+
+use std::future::Future;
 
 use crate::services::chat::text::sanitize;
 use crate::services::chat::{bus, command, hub::Hub, participant::Participant, ChatConfig};
@@ -64,4 +66,18 @@ pub fn chat_bus(payload: &[u8]) {
             "a control character reaches a terminal: {line:?}"
         );
     }
+}
+
+/// Runs the SOCKS5 and HTTP `CONNECT` client handshakes against a proxy
+/// whose every reply byte is `reply` (then the end of the stream): each
+/// ends in success or a typed error, never a panic, and an HTTP status
+/// line shown to the user has no control characters. The reads come from
+/// memory, so one poll runs the handshakes to the end.
+pub fn proxy_replies(reply: &[u8]) {
+    let mut handshakes = std::pin::pin!(crate::transport::proxy::fuzz_handshakes(reply));
+    let mut context = std::task::Context::from_waker(std::task::Waker::noop());
+    assert!(
+        handshakes.as_mut().poll(&mut context).is_ready(),
+        "an in-memory handshake waited"
+    );
 }

@@ -12,7 +12,7 @@ use std::time::Duration;
 use anyhow::Context;
 use indicatif::ProgressBar;
 use serde_json::json;
-use socketkit::client::http::{self, GetOptions, Response, WireCopy};
+use socketkit::client::http::{self, GetOptions, ProxyRules, Response, WireCopy};
 use tokio::signal::unix::{signal, SignalKind};
 
 use crate::args::{optional, ClientTlsArgs, GetArgs};
@@ -65,6 +65,10 @@ fn options(args: &GetArgs) -> anyhow::Result<GetOptions> {
         .then(|| tls::client(&args.tls))
         .transpose()?;
     options.connect.server_name = args.tls.servername.clone();
+    // The environment is read here; which variable wins is the library's rule.
+    options.proxy = ProxyRules::new(args.proxy.as_deref(), args.noproxy.as_deref(), |name| {
+        std::env::var(name).ok()
+    })?;
     options.wire = args.raw.then(|| {
         Arc::new(Mutex::new(WireCopy {
             sent: Box::new(io::stderr()),

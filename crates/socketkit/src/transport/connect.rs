@@ -1,8 +1,10 @@
 //! Connecting: name resolution, Happy Eyeballs (RFC 8305) and the connect
 //! timeout for streams; a connected socket for datagrams. Both honour a
 //! family restriction (`-4`/`-6`) and a source address bound before
-//! connecting.
+//! connecting. A stream may go through a proxy ([`super::proxy`]); TLS then
+//! runs inside the tunnel.
 
+use std::future::Future;
 use std::io;
 use std::net::SocketAddr;
 use std::path::Path;
@@ -13,6 +15,8 @@ use tokio::net::{TcpSocket, TcpStream, UdpSocket, UnixDatagram, UnixStream};
 use tokio::task::JoinSet;
 
 use super::listen::UnixSocketFile;
+#[cfg(feature = "proxy-client")]
+use super::proxy::{self, ProxyUrl};
 use super::{DatagramSocket, Stream};
 #[cfg(feature = "tls")]
 use rustls::pki_types::ServerName;
@@ -52,6 +56,13 @@ pub struct ConnectOptions {
     pub source: Option<SourceAddress>,
     /// Try only addresses of this family. Default: both.
     pub family: Option<Family>,
+    /// Reach `tcp://` and `tls://` endpoints through this proxy (the
+    /// source address and family then apply to the proxy's connection,
+    /// and the family also to a `socks5://` destination this host
+    /// resolves). Datagram and Unix endpoints refuse a proxy. Default none.
+    #[cfg(feature = "proxy-client")]
+    #[cfg_attr(docsrs, doc(cfg(feature = "proxy-client")))]
+    pub proxy: Option<ProxyUrl>,
 }
 
 impl Default for ConnectOptions {
@@ -65,6 +76,8 @@ impl Default for ConnectOptions {
             server_name: None,
             source: None,
             family: None,
+            #[cfg(feature = "proxy-client")]
+            proxy: None,
         }
     }
 }
@@ -75,6 +88,14 @@ impl ConnectOptions {
     /// Default of [`attempt_delay`](ConnectOptions::attempt_delay): 250 ms
     /// (RFC 8305).
     pub const DEFAULT_ATTEMPT_DELAY: Duration = Duration::from_millis(250);
+
+    /// Whether a proxy is set (always false without `proxy-client`).
+    fn proxied(&self) -> bool {
+        #[cfg(feature = "proxy-client")]
+        return self.proxy.is_some();
+        #[cfg(not(feature = "proxy-client"))]
+        false
+    }
 }
 
 /// Opens a stream to `endpoint`, trying every resolved address Happy
@@ -82,28 +103,19 @@ impl ConnectOptions {
 pub async fn connect(endpoint: &Endpoint, options: &ConnectOptions) -> Result<Stream> {
     let attempt = async {
         match endpoint {
-            Endpoint::Tcp(hp) => {
-                let addrs = candidates(endpoint, hp, options).await?;
-                let stream = race_connects(addrs, options)
-                    .await
-                    .map_err(|e| connect_error(endpoint, e))?;
-                stream
-                    .set_nodelay(options.nodelay)
-                    .map_err(|e| connect_error(endpoint, e))?;
-                Ok(Stream::Tcp(stream))
-            }
+            Endpoint::Tcp(hp) => Ok(Stream::Tcp(connect_tcp(endpoint, hp, options).await?)),
             #[cfg(feature = "tls")]
             Endpoint::Tls(hp) => {
-                let addrs = candidates(endpoint, hp, options).await?;
-                let tcp = race_connects(addrs, options)
-                    .await
-                    .map_err(|e| connect_error(endpoint, e))?;
-                tcp.set_nodelay(options.nodelay)
-                    .map_err(|e| connect_error(endpoint, e))?;
+                let tcp = connect_tcp(endpoint, hp, options).await?;
                 tls_handshake(endpoint, hp, tcp, options).await
             }
             #[cfg(not(feature = "tls"))]
             Endpoint::Tls(_) => Err(super::tls_unsupported(endpoint)),
+            Endpoint::Unix(_) | Endpoint::UnixDatagram(_) | Endpoint::Udp(_)
+                if options.proxied() =>
+            {
+                Err(proxy_unsupported(endpoint))
+            }
             Endpoint::Unix(_) if options.source.is_some() => Err(unix_source_error(endpoint)),
             Endpoint::Unix(path) => UnixStream::connect(path)
                 .await
@@ -118,6 +130,39 @@ pub async fn connect(endpoint: &Endpoint, options: &ConnectOptions) -> Result<St
     tokio::time::timeout(options.timeout, attempt)
         .await
         .unwrap_or_else(|_| Err(timeout_error(endpoint, options.timeout)))
+}
+
+/// A TCP connection to `hp`, directly or through the proxy, with
+/// TCP_NODELAY set as asked.
+async fn connect_tcp(
+    endpoint: &Endpoint,
+    hp: &HostPort,
+    options: &ConnectOptions,
+) -> Result<TcpStream> {
+    #[cfg(feature = "proxy-client")]
+    if let Some(proxy) = &options.proxy {
+        let stream = proxy::open(proxy, hp, options).await?;
+        stream
+            .set_nodelay(options.nodelay)
+            .map_err(|e| connect_error(endpoint, e))?;
+        return Ok(stream);
+    }
+    let addrs = candidates(endpoint, hp, options).await?;
+    let stream = race_connects(addrs, options)
+        .await
+        .map_err(|e| connect_error(endpoint, e))?;
+    stream
+        .set_nodelay(options.nodelay)
+        .map_err(|e| connect_error(endpoint, e))?;
+    Ok(stream)
+}
+
+/// A proxy tunnels TCP only; saying so beats connecting around it.
+fn proxy_unsupported(endpoint: &Endpoint) -> Error {
+    Error::new(
+        ErrorKind::Unsupported,
+        format!("a proxy carries tcp:// and tls:// connections, not {endpoint}"),
+    )
 }
 
 /// Upgrades a TCP stream opened by [`connect`] to TLS, verifying the server
@@ -210,7 +255,7 @@ fn timeout_error(endpoint: &Endpoint, after: Duration) -> Error {
 /// The resolved addresses of `hp` that `options` lets us try: of the
 /// requested family, and of the source address's family when one is bound.
 /// None left is a resolution error naming why.
-async fn candidates(
+pub(super) async fn candidates(
     endpoint: &Endpoint,
     hp: &HostPort,
     options: &ConnectOptions,
@@ -240,43 +285,66 @@ async fn candidates(
     Ok(addrs)
 }
 
-/// RFC 8305: attempts go out in interleaved family order; each new attempt
-/// starts when the previous one failed or after `attempt_delay`, whichever is
-/// first; the first to connect wins and the rest are dropped (aborted).
-async fn race_connects(
+/// Races direct TCP connections to `addrs` ([`race`]).
+pub(crate) async fn race_connects(
     addrs: Vec<SocketAddr>,
     options: &ConnectOptions,
-) -> std::result::Result<TcpStream, BoxError> {
+) -> io::Result<TcpStream> {
     if let [only] = addrs[..] {
         // Nothing to race: no task and no timer (a port scan makes
         // thousands of these).
-        return Ok(connect_from(only, options.source).await?);
+        return connect_from(only, options.source).await;
     }
+    let source = options.source;
+    race(addrs, options.attempt_delay, move |addr| {
+        connect_from(addr, source)
+    })
+    .await
+    .map_err(|last| {
+        last.unwrap_or_else(|| {
+            io::Error::new(io::ErrorKind::AddrNotAvailable, "no address to connect to")
+        })
+    })
+}
+
+/// RFC 8305: attempts go out in interleaved family order; each new attempt
+/// starts when the previous one failed or after `attempt_delay`, whichever is
+/// first; the first to succeed wins and the rest are dropped (aborted). An
+/// attempt is a TCP connect, or (through a `socks5://` proxy) a connection
+/// to the proxy plus its handshake for one address. All failing gives the
+/// last error (`None` when there was no address).
+pub(super) async fn race<T, E, F, Fut>(
+    addrs: Vec<SocketAddr>,
+    attempt_delay: Duration,
+    attempt: F,
+) -> std::result::Result<T, Option<E>>
+where
+    F: Fn(SocketAddr) -> Fut,
+    Fut: Future<Output = std::result::Result<T, E>> + Send + 'static,
+    T: Send + 'static,
+    E: From<io::Error> + Send + 'static,
+{
     let mut waiting = interleave_families(addrs).into_iter();
     let mut attempts = JoinSet::new();
     let mut last_error = None;
     loop {
         if let Some(addr) = waiting.next() {
-            attempts.spawn(connect_from(addr, options.source));
+            attempts.spawn(attempt(addr));
         }
-        let delay = tokio::time::sleep(options.attempt_delay);
+        let delay = tokio::time::sleep(attempt_delay);
         tokio::pin!(delay);
         loop {
             tokio::select! {
                 Some(joined) = attempts.join_next() => match joined {
                     Ok(Ok(stream)) => return Ok(stream),
                     Ok(Err(e)) => {
-                        last_error = Some(e.into());
+                        last_error = Some(e);
                         break;
                     }
-                    Err(join_error) => last_error = Some(join_error.into()),
+                    Err(join_error) => last_error = Some(E::from(io::Error::other(join_error))),
                 },
                 () = &mut delay, if waiting.len() > 0 => break,
-                else => {
-                    return Err(last_error.unwrap_or_else(|| {
-                        io::Error::new(io::ErrorKind::AddrNotAvailable, "no address to connect to").into()
-                    }))
-                }
+                else => return Err(last_error),
             }
         }
     }
@@ -332,6 +400,9 @@ pub async fn connect_datagram(
 ) -> Result<DatagramSocket> {
     let attempt = async {
         match endpoint {
+            Endpoint::Udp(_) | Endpoint::UnixDatagram(_) if options.proxied() => {
+                Err(proxy_unsupported(endpoint))
+            }
             Endpoint::Udp(hp) => {
                 let addrs = candidates(endpoint, hp, options).await?;
                 let peer = addrs[0];

@@ -4,11 +4,15 @@
 //! listeners and datagram sockets ([`bind`]) or into a connected stream
 //! ([`connect`]), sets socket options through socket2 (backlog, SO_REUSEADDR,
 //! SO_REUSEPORT, IPV6_V6ONLY, TCP_NODELAY) and hides the TCP/Unix difference
-//! behind [`Stream`]. It knows nothing of handlers, limits or shutdown; the
+//! behind [`Stream`]. A stream may be opened through a SOCKS5 or HTTP
+//! proxy ([`proxy`]). It knows nothing of handlers, limits or shutdown; the
 //! server layer drives it.
 
 mod connect;
 mod listen;
+#[cfg(feature = "proxy-client")]
+#[cfg_attr(docsrs, doc(cfg(feature = "proxy-client")))]
+pub mod proxy;
 
 use std::fmt;
 use std::io;
@@ -30,6 +34,8 @@ use crate::tls::Fingerprint;
 pub use connect::start_tls;
 pub use connect::{connect, connect_datagram, ConnectOptions};
 pub use listen::{bind, BindOptions, BoundSocket, DatagramSocket, Listener};
+#[cfg(feature = "proxy-client")]
+pub use proxy::{ProxyError, ProxyScheme, ProxyUrl};
 
 /// The error for a `tls://` endpoint in a build without the `tls` feature:
 /// the address parses (it is valid), but this build cannot serve or reach it.

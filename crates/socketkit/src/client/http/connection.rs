@@ -19,7 +19,7 @@ use tokio_util::task::AbortOnDropHandle;
 use super::target::HttpUrl;
 use crate::error::{Error, ErrorKind, Result};
 use crate::hexdump::{Tap, Watch};
-use crate::transport::{self, ConnectOptions, SocketAddress};
+use crate::transport::{self, ConnectOptions, ProxyUrl, SocketAddress};
 
 /// Largest response header section (status line and headers, and each
 /// chunked trailer section) accepted: 64 KiB, like common servers' limits.
@@ -118,21 +118,38 @@ pub(crate) struct Connection {
     wire: Arc<Wire>,
     /// The URL it was opened for; any URL of the same origin may reuse it.
     pub(crate) opened_for: HttpUrl,
+    /// The HTTP proxy it is connected to, which takes requests in
+    /// absolute form; `None` for a connection to the origin (or a tunnel).
+    pub(crate) forward_proxy: Option<ProxyUrl>,
     /// Address and timings of the connect, for the response's timings.
     pub(crate) info: ConnectionInfo,
 }
 
 impl Connection {
-    /// Connects to `url`'s host: the TCP connect and the TLS handshake
-    /// together within `options.timeout`, timed apart.
+    /// Connects to `url`'s host (or to `forward_proxy`, an HTTP proxy that
+    /// will take the requests in absolute form): the TCP connect and the
+    /// TLS handshake together within `options.timeout`, timed apart.
     pub(crate) async fn open(
         url: &HttpUrl,
         options: &ConnectOptions,
+        forward_proxy: Option<ProxyUrl>,
         copies: Option<Arc<Mutex<WireCopy>>>,
     ) -> Result<Connection> {
         let host_port = url.host_port();
         let started = Instant::now();
-        let tcp = transport::connect(&crate::Endpoint::Tcp(host_port.clone()), options).await?;
+        let tcp = match &forward_proxy {
+            Some(proxy) => {
+                let endpoint = crate::Endpoint::Tcp(proxy.host_port().clone());
+                transport::connect(&endpoint, options).await.map_err(|e| {
+                    Error::with_source(
+                        e.kind(),
+                        format!("cannot connect to proxy {proxy}"),
+                        io::Error::other(e),
+                    )
+                })?
+            }
+            None => transport::connect(&crate::Endpoint::Tcp(host_port.clone()), options).await?,
+        };
         let connect = started.elapsed();
         let remote = tcp.peer_addr().ok();
         let (stream, tls) = if url.is_https() {
@@ -170,6 +187,7 @@ impl Connection {
             _driver: AbortOnDropHandle::new(driver),
             wire,
             opened_for: url.clone(),
+            forward_proxy,
             info: ConnectionInfo {
                 remote,
                 connect,

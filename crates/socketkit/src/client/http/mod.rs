@@ -6,9 +6,13 @@
 //! trailers, close-delimited, 1xx interim responses, HEAD, 204/304) belong
 //! to hyper's client connection, which runs over socketkit's own connected
 //! [`Stream`](crate::transport::Stream): resolution, Happy Eyeballs, the
-//! connect timeout and the TLS client are the transport layer's. This
-//! module owns the request, redirects (and which credentials survive
-//! them), connection reuse, the timings, and errors in words.
+//! connect timeout, the TLS client and proxy tunnels are the transport
+//! layer's. This module owns the request, redirects (and which credentials
+//! survive them), connection reuse, the timings, errors in words, and
+//! which proxy a URL goes through ([`ProxyRules`], curl's `*_proxy`
+//! conventions): through an HTTP proxy an `http://` URL is requested in
+//! absolute form (`GET http://host/path`), an `https://` one always
+//! through a `CONNECT` tunnel; through SOCKS5, both tunnel.
 //!
 //! [`get`] returns a [`Response`] once its head arrived; the caller pulls
 //! the body with [`Response::chunk`] and decides where it goes. Limits:
@@ -17,6 +21,7 @@
 //! dropped instead of reused).
 
 mod connection;
+mod proxy;
 mod target;
 
 use std::fmt;
@@ -32,10 +37,11 @@ use hyper::{Method, Request, StatusCode, Version};
 
 use crate::error::{Error, ErrorKind, Result};
 use crate::tls::{ClientTls, Verification};
-use crate::transport::ConnectOptions;
+use crate::transport::{ConnectOptions, ProxyScheme, ProxyUrl};
 use connection::Connection;
 
 pub use connection::{ConnectionInfo, WireCopy, MAX_HEADERS, MAX_HEADER_BYTES};
+pub use proxy::ProxyRules;
 pub use target::HttpUrl;
 
 /// How much of a redirect's body is read so its connection can carry the
@@ -66,6 +72,9 @@ pub struct GetOptions {
     pub connect: ConnectOptions,
     /// Copies of every byte sent and received (`--raw`). Default none.
     pub wire: Option<Arc<Mutex<WireCopy>>>,
+    /// Which proxy each URL (each redirect's too) goes through; it
+    /// overrides `connect.proxy`. Default: none.
+    pub proxy: ProxyRules,
     /// Extra request headers, from [`add_header`](GetOptions::add_header).
     headers: HeaderMap,
 }
@@ -78,6 +87,7 @@ impl Default for GetOptions {
             max_redirects: GetOptions::DEFAULT_MAX_REDIRECTS,
             connect: ConnectOptions::default(),
             wire: None,
+            proxy: ProxyRules::default(),
             headers: HeaderMap::new(),
         }
     }
@@ -315,7 +325,13 @@ pub async fn get(url: &HttpUrl, options: &GetOptions) -> Result<Response> {
     let mut hops = Hops::new(url, options);
     loop {
         let (mut connection, reused) = hops.connection().await?;
-        let request = build_request(&hops.url, options.head, &hops.headers, &hops.interim)?;
+        let request = build_request(
+            &hops.url,
+            options.head,
+            &hops.headers,
+            &hops.interim,
+            connection.forward_proxy.as_ref(),
+        )?;
         let (response, first_byte) = connection.send(&hops.url, request).await?;
         let (head, body) = hops.received(response);
         match hops.redirect(&head)? {
@@ -395,8 +411,15 @@ impl<'a> Hops<'a> {
     /// The previous hop's connection if it can serve this URL (keep-alive),
     /// else a new one; and whether it was reused.
     async fn connection(&mut self) -> Result<(Connection, bool)> {
+        let proxy = self.options.proxy.proxy_for(&self.url).cloned();
+        // An HTTP proxy takes http:// requests in absolute form on a
+        // connection to itself; anything else tunnels through the proxy.
+        let (forward, tunnel) = match proxy {
+            Some(p) if p.scheme() == ProxyScheme::Http && !self.url.is_https() => (Some(p), None),
+            tunnel => (None, tunnel),
+        };
         if let Some(mut idle) = self.idle.take() {
-            if idle.reusable_for(&self.url).await {
+            if idle.forward_proxy == forward && idle.reusable_for(&self.url).await {
                 tracing::debug!(url = %self.url, "reusing the connection (keep-alive)");
                 return Ok((idle, true));
             }
@@ -404,7 +427,12 @@ impl<'a> Hops<'a> {
         if self.url.is_https() && self.connect.tls.is_none() {
             self.connect.tls = Some(ClientTls::new(&Verification::SystemRoots, None)?);
         }
-        let opened = Connection::open(&self.url, &self.connect, self.options.wire.clone()).await?;
+        if let Some(proxy) = forward.as_ref().or(tunnel.as_ref()) {
+            tracing::debug!(url = %self.url, %proxy, absolute_form = forward.is_some(), "through a proxy");
+        }
+        self.connect.proxy = tunnel;
+        let opened =
+            Connection::open(&self.url, &self.connect, forward, self.options.wire.clone()).await?;
         Ok((opened, false))
     }
 
@@ -465,12 +493,15 @@ fn is_redirect(status: StatusCode) -> bool {
 /// The request for `url`: `Host`, `User-Agent` and `Accept` unless the
 /// caller gave its own, credentials in the URL (a redirect's) unless there
 /// is an `Authorization` already, then the caller's headers. No `Connection: close`, so a
-/// redirect to the same origin can reuse the connection.
+/// redirect to the same origin can reuse the connection. To an HTTP
+/// `proxy` the target is in absolute form, with `Proxy-Authorization`
+/// from the proxy URL's credentials.
 fn build_request(
     url: &HttpUrl,
     head: bool,
     extra: &HeaderMap,
     interim: &Arc<Mutex<Vec<ResponseHead>>>,
+    proxy: Option<&ProxyUrl>,
 ) -> Result<Request<Empty<Bytes>>> {
     let mut headers = HeaderMap::new();
     let defaults = [
@@ -482,7 +513,14 @@ fn build_request(
         (header::ACCEPT, "*/*".to_owned()),
     ];
     let credentials = url.basic_auth().map(|auth| (header::AUTHORIZATION, auth));
-    for (name, value) in defaults.into_iter().chain(credentials) {
+    let proxy_credentials = proxy
+        .and_then(ProxyUrl::basic_auth)
+        .map(|auth| (header::PROXY_AUTHORIZATION, auth));
+    for (name, value) in defaults
+        .into_iter()
+        .chain(credentials)
+        .chain(proxy_credentials)
+    {
         if !extra.contains_key(&name) {
             let value = HeaderValue::from_str(&value).map_err(|_| {
                 Error::new(
@@ -497,9 +535,13 @@ fn build_request(
         headers.append(name, value.clone());
     }
     let method = if head { Method::HEAD } else { Method::GET };
+    let target = match proxy {
+        Some(_) => url.absolute_form(),
+        None => url.request_target().to_owned(),
+    };
     let mut request = Request::builder()
         .method(method)
-        .uri(url.request_target())
+        .uri(target)
         .body(Empty::new())
         .map_err(|e| {
             Error::with_source(

@@ -83,6 +83,18 @@ impl HttpUrl {
         &self.0[Position::BeforePath..Position::AfterQuery]
     }
 
+    /// The request target in absolute form, for an HTTP proxy:
+    /// scheme, host, port if not the default, path and query; never the
+    /// credentials or the fragment.
+    pub(crate) fn absolute_form(&self) -> String {
+        format!(
+            "{}://{}{}",
+            self.0.scheme(),
+            self.host_header(),
+            self.request_target()
+        )
+    }
+
     /// `Basic` credentials from `user:password@` in the URL, if any.
     pub(crate) fn basic_auth(&self) -> Option<String> {
         let (user, password) = (self.0.username(), self.0.password());
@@ -144,6 +156,10 @@ mod tests {
         assert_eq!(plain.host_port().to_string(), "example.com:80");
         assert_eq!(plain.host_header(), "example.com");
         assert_eq!(plain.request_target(), "/a/b?q=1");
+        assert_eq!(
+            url("http://u:pw@[::1]:8080/a?q#f").absolute_form(),
+            "http://[::1]:8080/a?q"
+        );
         let tls = url("https://example.com");
         assert_eq!(tls.host_port().port, 443);
         assert_eq!(tls.request_target(), "/");
