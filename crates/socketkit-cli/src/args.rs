@@ -231,6 +231,9 @@ pub enum Service {
     Cmd,
     /// Port forwarding: each connection relayed to --to TARGET (see forward options).
     Forward,
+    /// An HTTP/1.1 forward proxy: CONNECT tunnels and absolute-form requests
+    /// (`curl --proxy http://ADDR`); see http-proxy options.
+    HttpProxy,
 }
 
 #[derive(Debug, Clone, Copy, ValueEnum)]

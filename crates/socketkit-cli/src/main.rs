@@ -17,6 +17,7 @@ mod exec;
 mod forward;
 mod get;
 mod hexdump;
+mod http_proxy;
 mod listen;
 mod pki;
 mod progress;

@@ -65,6 +65,10 @@ pub async fn run(mut args: ServeArgs) -> anyhow::Result<()> {
             let service = cmd_service(&args)?;
             serve(args, Handlers::stream(service)).await
         }
+        Service::HttpProxy => {
+            let proxy = crate::http_proxy::service(&args)?;
+            serve(args, Handlers::stream(proxy)).await
+        }
         Service::Forward => match forward {
             Some(forward) => serve(args, Handlers::both(forward)).await,
             None => bail!("serve forward needs --to TARGET"),
@@ -203,6 +207,7 @@ fn service_name(service: Service) -> &'static str {
         Service::Chat => "chat",
         Service::Cmd => "cmd",
         Service::Forward => "forward",
+        Service::HttpProxy => "http-proxy",
     }
 }
 

@@ -20,6 +20,7 @@ mod errors;
 mod exec;
 mod forward;
 mod get;
+mod http_proxy;
 mod lifecycle;
 mod listen;
 mod services;

@@ -35,6 +35,7 @@ use crate::tls::{ClientTls, Verification};
 use crate::transport::ConnectOptions;
 use connection::Connection;
 
+pub(crate) use connection::handshake;
 pub use connection::{ConnectionInfo, WireCopy, MAX_HEADERS, MAX_HEADER_BYTES};
 pub use target::HttpUrl;
 

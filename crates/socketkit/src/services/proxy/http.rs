@@ -1,0 +1,656 @@
+//! `serve http-proxy`: an HTTP/1.1 forward proxy (RFC 9110, RFC 9112) on
+//! socketkit's own [`Server`](crate::server::Server), with hyper parsing
+//! HTTP as on the chat's web page.
+//!
+//! Each accepted connection is a [`StreamHandler`] call, so the server's
+//! protections hold as for any service: the connection permit taken before
+//! `accept()`, `--allow/--deny`, the idle timeout, TLS, the drain. hyper
+//! reads request heads under the handshake deadline (the first head, and
+//! the wait for the next on a kept-alive connection), bounded as `get`
+//! bounds responses ([`MAX_HEADER_BYTES`], [`MAX_HEADERS`]; a larger head
+//! is answered `431` by hyper itself).
+//!
+//! Two kinds of request are served:
+//! - `CONNECT host:port` opens a tunnel: the connection to the destination
+//!   is made (transport's Happy Eyeballs and connect timeout), `200` goes
+//!   back, hyper hands the client's socket back (with anything the client
+//!   sent early) and [`both_ways`] relays until both sides closed.
+//! - absolute-form requests (`GET http://host/path`) are forwarded with
+//!   hyper's client over a socketkit connection (the one `get` uses), the
+//!   connection to the last origin kept for the next request of the same
+//!   client connection; hop-by-hop headers (RFC 9110 §7.6.1, with those the
+//!   `Connection` header names) are removed both ways and `Via` added.
+//!
+//! Requests to the proxy itself (origin-form, `GET /`) are answered `400`;
+//! failures get their status: `403` a destination the policy denies, `407`
+//! missing or wrong credentials, `502` an upstream that refused or broke,
+//! `504` an upstream connect that timed out. This module owns the HTTP
+//! mechanics only: who may use the proxy and where it may connect are
+//! [`ProxyAuth`] and [`Destinations`] (shared with SOCKS5).
+
+use std::future::{poll_fn, Future};
+use std::pin::Pin;
+use std::sync::{Arc, Mutex, PoisonError};
+use std::task::{Context, Poll};
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use http_body_util::{Either, Full};
+use hyper::body::{Body, Frame, Incoming, SizeHint};
+use hyper::client::conn::http1::SendRequest;
+use hyper::header::{self, HeaderMap, HeaderName, HeaderValue};
+use hyper::{Method, Request, Response, StatusCode, Uri, Version};
+use hyper_util::rt::{TokioIo, TokioTimer};
+use tokio::io::AsyncWriteExt;
+use tokio_util::task::AbortOnDropHandle;
+use tracing::debug;
+
+use crate::addr::{Host, HostPort};
+use crate::client::http::{handshake, MAX_HEADERS, MAX_HEADER_BYTES};
+use crate::client::{both_ways, BothWaysOptions};
+use crate::error::{ErrorKind, Result};
+use crate::server::{Connection, StreamHandler};
+use crate::transport::{self, ConnectOptions, SocketAddress, Stream};
+
+/// Relay buffer per direction of a tunnel, as `serve forward`'s: a tunnel
+/// pays two sockets per byte each way.
+const TUNNEL_BUFFER: usize = 64 * 1024;
+
+/// How long a kept upstream connection may take to be ready for the next
+/// request before a new one is opened instead (as `get` waits).
+const REUSE_WAIT: Duration = Duration::from_secs(1);
+
+/// The proxy's `Via` pseudonym (RFC 9110 §7.6.3), after the protocol version.
+const VIA_NAME: &str = "socketkit";
+
+/// Headers meaningful for one connection only (RFC 9110 §7.6.1), removed
+/// from what is forwarded either way, besides those `Connection` names.
+/// `Proxy-Connection` and `Keep-Alive` are the pre-standard ones clients
+/// still send; `Proxy-Authorization` is ours and never goes upstream.
+const HOP_BY_HOP: [HeaderName; 9] = [
+    header::CONNECTION,
+    HeaderName::from_static("proxy-connection"),
+    HeaderName::from_static("keep-alive"),
+    header::TE,
+    header::TRAILER,
+    header::TRANSFER_ENCODING,
+    header::UPGRADE,
+    header::PROXY_AUTHORIZATION,
+    header::PROXY_AUTHENTICATE,
+];
+
+/// The HTTP proxy service. Cheap to clone; one value serves every
+/// connection.
+#[derive(Debug, Clone)]
+pub struct HttpProxy {
+    inner: Arc<Inner>,
+}
+
+#[derive(Debug)]
+struct Inner {
+    /// How destinations are connected to: the connect timeout (`504` past
+    /// it), the address family.
+    connect: ConnectOptions,
+    /// The deadline on every request head (hyper's header read timeout).
+    handshake_timeout: Duration,
+}
+
+impl HttpProxy {
+    /// A proxy connecting to destinations with `connect` (its timeout is
+    /// the upstream connect timeout), reading each request head within
+    /// `handshake_timeout`.
+    pub fn new(connect: ConnectOptions, handshake_timeout: Duration) -> HttpProxy {
+        HttpProxy {
+            inner: Arc::new(Inner {
+                connect,
+                handshake_timeout,
+            }),
+        }
+    }
+}
+
+impl StreamHandler for HttpProxy {
+    async fn handle(&self, conn: &mut Connection) -> Result<()> {
+        let stopping = conn.server().clone();
+        let state = Arc::new(State {
+            proxy: Arc::clone(&self.inner),
+            client: conn.peer_addr().clone(),
+            tunnel: Mutex::new(None),
+            upstream: Mutex::new(None),
+        });
+        let requests = Requests(Arc::clone(&state));
+        let mut http = hyper::server::conn::http1::Builder::new()
+            .timer(TokioTimer::new())
+            .title_case_headers(true)
+            .header_read_timeout(self.inner.handshake_timeout)
+            // Both: the buffer bounds a head still arriving, the header
+            // size one that arrived whole in a single large read.
+            .max_buf_size(MAX_HEADER_BYTES)
+            .max_header_size(MAX_HEADER_BYTES)
+            .max_headers(MAX_HEADERS)
+            .serve_connection(TokioIo::new(&mut *conn), requests);
+        // As on the chat page, without hyper's upgrade machinery (it would
+        // need to own the socket): after a `200` to CONNECT, hyper ends the
+        // connection future and hands back the socket and what the client
+        // sent after its request head.
+        let served = tokio::select! {
+            served = poll_fn(|cx| http.poll_without_shutdown(cx)) => served,
+            () = stopping.shutdown_requested() => {
+                // Finish the request in flight; an idle connection closes.
+                Pin::new(&mut http).graceful_shutdown();
+                poll_fn(|cx| http.poll_without_shutdown(cx)).await
+            }
+        };
+        if let Err(error) = served {
+            // A head that never came, a malformed request, a peer gone.
+            drop(http);
+            debug!(client = %conn.peer_addr(), %error, "http-proxy connection ended");
+            return Ok(());
+        }
+        let parts = http.into_parts();
+        let early = parts.read_buf;
+        let Some(tunnel) = lock(&state.tunnel).take() else {
+            return Ok(());
+        };
+        tunnel.relay(conn, &early).await
+    }
+}
+
+/// What one client connection's requests share.
+#[derive(Debug)]
+struct State {
+    proxy: Arc<Inner>,
+    client: SocketAddress,
+    /// A tunnel a CONNECT opened, for [`HttpProxy::handle`] to relay once
+    /// hyper has sent the `200` and handed the socket back.
+    tunnel: Mutex<Option<Tunnel>>,
+    /// The connection to the last origin forwarded to, for the next
+    /// request to the same one (keep-alive upstream).
+    upstream: Mutex<Option<Upstream>>,
+}
+
+/// An open CONNECT tunnel's far end, and what its log line needs.
+#[derive(Debug)]
+struct Tunnel {
+    stream: Stream,
+    client: SocketAddress,
+    user: Option<String>,
+    destination: HostPort,
+    started: Instant,
+}
+
+impl Tunnel {
+    /// Relays the client's socket and the destination until both sides
+    /// closed; `early` is what the client sent after the CONNECT head
+    /// (a TLS ClientHello sent without waiting for the `200`).
+    async fn relay(mut self, conn: &mut Connection, early: &[u8]) -> Result<()> {
+        if !early.is_empty() {
+            if let Err(error) = self.stream.write_all(early).await {
+                debug!(client = %self.client, destination = %self.destination, %error, "tunnel ended");
+                return Ok(());
+            }
+        }
+        let options = BothWaysOptions {
+            idle_timeout: conn.idle_timeout(),
+            buffer_size: TUNNEL_BUFFER,
+        };
+        let relayed = both_ways(&mut *conn, self.stream, &options).await;
+        let (up, down) = relayed
+            .as_ref()
+            .map_or((0, 0), |report| (report.a_to_b, report.b_to_a));
+        debug!(
+            client = %self.client,
+            user = self.user.as_deref().unwrap_or("-"),
+            method = "CONNECT",
+            destination = %self.destination,
+            status = 200,
+            to_destination = up.saturating_add(early.len() as u64),
+            to_client = down,
+            secs = self.started.elapsed().as_secs_f64(),
+            "http-proxy tunnel ended"
+        );
+        relayed.map(|_| ())
+    }
+}
+
+/// The connection to one origin, kept between requests.
+#[derive(Debug)]
+struct Upstream {
+    destination: HostPort,
+    sender: SendRequest<Incoming>,
+    /// Drives the connection; aborted on drop.
+    _driver: AbortOnDropHandle<()>,
+}
+
+/// hyper's service for one client connection.
+struct Requests(Arc<State>);
+
+/// What the proxy answers: its own short texts, or an origin's body as it
+/// streams (counted for the log line).
+type ProxyBody = Either<Full<Bytes>, Counted>;
+
+type BoxFuture<T> = Pin<Box<dyn Future<Output = T> + Send>>;
+
+impl hyper::service::Service<Request<Incoming>> for Requests {
+    type Response = Response<ProxyBody>;
+    type Error = std::convert::Infallible;
+    type Future = BoxFuture<std::result::Result<Response<ProxyBody>, Self::Error>>;
+
+    fn call(&self, request: Request<Incoming>) -> Self::Future {
+        let state = Arc::clone(&self.0);
+        Box::pin(async move { Ok(state.serve(request).await) })
+    }
+}
+
+/// The facts of one request for its log line.
+struct Exchange<'a> {
+    client: &'a SocketAddress,
+    user: Option<String>,
+    method: Method,
+    destination: Option<HostPort>,
+    started: Instant,
+}
+
+impl Exchange<'_> {
+    fn log(&self, status: StatusCode, bytes: u64) {
+        debug!(
+            client = %self.client,
+            user = self.user.as_deref().unwrap_or("-"),
+            method = %self.method,
+            destination = %self.destination.as_ref().map_or_else(|| "-".to_owned(), ToString::to_string),
+            status = status.as_u16(),
+            bytes,
+            secs = self.started.elapsed().as_secs_f64(),
+            "http-proxy request"
+        );
+    }
+
+    /// Our own answer, logged. After a malformed request the connection
+    /// closes (what follows it cannot be trusted to be a request); after
+    /// other refusals it stays open, so a client can answer a `407`.
+    fn answer(&self, status: StatusCode, text: &'static str) -> Response<ProxyBody> {
+        self.log(status, text.len() as u64);
+        let mut response = plain(status, text);
+        if status == StatusCode::BAD_REQUEST {
+            response
+                .headers_mut()
+                .insert(header::CONNECTION, HeaderValue::from_static("close"));
+        }
+        response
+    }
+}
+
+impl State {
+    async fn serve(&self, request: Request<Incoming>) -> Response<ProxyBody> {
+        let mut exchange = Exchange {
+            client: &self.client,
+            user: None,
+            method: request.method().clone(),
+            destination: None,
+            started: Instant::now(),
+        };
+        let destination = match destination(&request) {
+            Ok(destination) => destination,
+            Err(why) => return exchange.answer(StatusCode::BAD_REQUEST, why),
+        };
+        exchange.destination = Some(destination.clone());
+        if request.method() != Method::CONNECT {
+            return self.forward(request, destination, exchange).await;
+        }
+        let stream = match self.open(&destination).await {
+            Ok(stream) => stream,
+            Err((status, why)) => return exchange.answer(status, why),
+        };
+        *lock(&self.tunnel) = Some(Tunnel {
+            stream,
+            client: self.client.clone(),
+            user: exchange.user.take(),
+            destination,
+            started: exchange.started,
+        });
+        // hyper sends no body and no framing headers after a 2xx to
+        // CONNECT, then hands the socket back.
+        Response::new(Either::Left(Full::default()))
+    }
+
+    /// The kept connection if it goes to `destination` and the origin kept
+    /// it open after the last response, else a new one.
+    async fn upstream(
+        &self,
+        destination: &HostPort,
+    ) -> std::result::Result<Upstream, (StatusCode, &'static str)> {
+        let kept = lock(&self.upstream).take();
+        if let Some(mut kept) = kept.filter(|kept| kept.destination == *destination) {
+            // The previous response was sent in full before hyper read
+            // this request: a live connection is ready at once, or as
+            // soon as its driver has seen the end of that response.
+            let ready = tokio::time::timeout(REUSE_WAIT, kept.sender.ready()).await;
+            if matches!(ready, Ok(Ok(()))) {
+                return Ok(kept);
+            }
+        }
+        let stream = self.open(destination).await?;
+        let (sender, driver) = handshake::<_, Incoming>(stream)
+            .await
+            .map_err(|_| (StatusCode::BAD_GATEWAY, "the destination failed\n"))?;
+        Ok(Upstream {
+            destination: destination.clone(),
+            sender,
+            _driver: driver,
+        })
+    }
+
+    /// Opens the stream to `destination`, or the status and words to
+    /// answer with.
+    async fn open(
+        &self,
+        destination: &HostPort,
+    ) -> std::result::Result<Stream, (StatusCode, &'static str)> {
+        let endpoint = crate::Endpoint::Tcp(destination.clone());
+        transport::connect(&endpoint, &self.proxy.connect)
+            .await
+            .map_err(|error| {
+                debug!(client = %self.client, %destination, %error, "http-proxy upstream failed");
+                match error.kind() {
+                    ErrorKind::Timeout => (
+                        StatusCode::GATEWAY_TIMEOUT,
+                        "timed out connecting to the destination\n",
+                    ),
+                    _ => (
+                        StatusCode::BAD_GATEWAY,
+                        "cannot connect to the destination\n",
+                    ),
+                }
+            })
+    }
+
+    /// Sends an absolute-form request on to its origin and streams the
+    /// response back.
+    async fn forward(
+        &self,
+        request: Request<Incoming>,
+        destination: HostPort,
+        exchange: Exchange<'_>,
+    ) -> Response<ProxyBody> {
+        let mut upstream = match self.upstream(&destination).await {
+            Ok(upstream) => upstream,
+            Err((status, why)) => return exchange.answer(status, why),
+        };
+        let upstream_request = match outgoing(request, &destination) {
+            Ok(request) => request,
+            Err(why) => return exchange.answer(StatusCode::BAD_REQUEST, why),
+        };
+        let response = match upstream.sender.send_request(upstream_request).await {
+            Ok(response) => response,
+            Err(error) => {
+                debug!(client = %self.client, %destination, %error, "http-proxy upstream failed");
+                let status = if error.is_timeout() {
+                    StatusCode::GATEWAY_TIMEOUT
+                } else {
+                    StatusCode::BAD_GATEWAY
+                };
+                return exchange.answer(status, "the destination did not answer properly\n");
+            }
+        };
+        *lock(&self.upstream) = Some(upstream);
+        let (mut parts, body) = response.into_parts();
+        strip_hop_by_hop(&mut parts.headers);
+        add_via(&mut parts.headers, parts.version);
+        // The client hears our version (RFC 9110 §6.2): an HTTP/1.0 origin
+        // does not end the client's kept-alive connection.
+        parts.version = Version::HTTP_11;
+        let status = parts.status;
+        let counted = Counted {
+            body,
+            bytes: 0,
+            status,
+            exchange: Some(exchange.into_owned()),
+        };
+        Response::from_parts(parts, Either::Right(counted))
+    }
+}
+
+/// Where a request goes: `CONNECT`'s authority, or the authority of an
+/// absolute-form `http://` URI. Origin-form requests (for the proxy
+/// itself) and other schemes are errors, in words for the `400`.
+fn destination<B>(request: &Request<B>) -> std::result::Result<HostPort, &'static str> {
+    let uri = request.uri();
+    if request.method() == Method::CONNECT {
+        let authority = uri
+            .authority()
+            .filter(|_| uri.scheme().is_none() && uri.path_and_query().is_none());
+        let Some(authority) = authority else {
+            return Err("CONNECT needs host:port\n");
+        };
+        return host_port(authority.host(), authority.port_u16())
+            .ok_or("CONNECT needs host:port\n");
+    }
+    match (uri.scheme_str(), uri.authority()) {
+        (Some(scheme), Some(authority)) if scheme.eq_ignore_ascii_case("http") => {
+            host_port(authority.host(), Some(authority.port_u16().unwrap_or(80)))
+                .ok_or("the URL names no host\n")
+        }
+        (Some(_), _) => Err("only http:// URLs are forwarded (use CONNECT for https)\n"),
+        (None, _) => Err("this is a proxy: ask for an absolute URL (GET http://host/path)\n"),
+    }
+}
+
+/// A destination from a URI's host (IPv6 literals in brackets) and port;
+/// `None` without a port or host.
+fn host_port(host: &str, port: Option<u16>) -> Option<HostPort> {
+    let port = port.filter(|&port| port != 0)?;
+    let host = match host.strip_prefix('[').and_then(|h| h.strip_suffix(']')) {
+        Some(v6) => Host::Ip(std::net::IpAddr::V6(v6.parse().ok()?)),
+        None if host.is_empty() => return None,
+        None => match host.parse() {
+            Ok(ip) => Host::Ip(ip),
+            Err(_) => Host::Name(host.to_ascii_lowercase()),
+        },
+    };
+    Some(HostPort { host, port })
+}
+
+/// The request as the origin gets it: origin-form target, `Host` from the
+/// URI (RFC 9112 §3.2.2), hop-by-hop headers gone, `Via` added.
+fn outgoing(
+    request: Request<Incoming>,
+    destination: &HostPort,
+) -> std::result::Result<Request<Incoming>, &'static str> {
+    let (mut parts, body) = request.into_parts();
+    let received = parts.version;
+    let target = parts
+        .uri
+        .path_and_query()
+        .map_or("/", |target| target.as_str());
+    parts.uri = Uri::try_from(target).map_err(|_| "malformed request target\n")?;
+    parts.version = Version::HTTP_11;
+    strip_hop_by_hop(&mut parts.headers);
+    let host = match (&destination.host, destination.port) {
+        (host, 80) => host_text(host),
+        (host, port) => format!("{}:{port}", host_text(host)),
+    };
+    let host = HeaderValue::from_str(&host).map_err(|_| "the URL's host cannot be sent\n")?;
+    parts.headers.insert(header::HOST, host);
+    add_via(&mut parts.headers, received);
+    Ok(Request::from_parts(parts, body))
+}
+
+fn host_text(host: &Host) -> String {
+    match host {
+        Host::Ip(std::net::IpAddr::V6(v6)) => format!("[{v6}]"),
+        Host::Ip(ip) => ip.to_string(),
+        Host::Name(name) => name.clone(),
+        Host::Any => String::new(),
+    }
+}
+
+/// Removes the hop-by-hop headers, those named by `Connection` first.
+fn strip_hop_by_hop(headers: &mut HeaderMap) {
+    let named: Vec<HeaderName> = headers
+        .get_all(header::CONNECTION)
+        .iter()
+        .filter_map(|value| value.to_str().ok())
+        .flat_map(|value| value.split(','))
+        .filter_map(|token| HeaderName::from_bytes(token.trim().as_bytes()).ok())
+        .collect();
+    for name in named.iter().chain(HOP_BY_HOP.iter()) {
+        headers.remove(name);
+    }
+}
+
+/// Appends this hop to `Via`, with the version the message arrived in.
+fn add_via(headers: &mut HeaderMap, received: Version) {
+    let via = match received {
+        Version::HTTP_10 => "1.0 socketkit",
+        _ => "1.1 socketkit",
+    };
+    debug_assert!(via.ends_with(VIA_NAME));
+    headers.append(header::VIA, HeaderValue::from_static(via));
+}
+
+fn plain(status: StatusCode, text: &'static str) -> Response<ProxyBody> {
+    let mut response = Response::new(Either::Left(Full::new(Bytes::from_static(text.as_bytes()))));
+    *response.status_mut() = status;
+    response.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("text/plain; charset=utf-8"),
+    );
+    response
+}
+
+fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    mutex.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
+/// An [`Exchange`] that outlives the request's borrow of the connection
+/// state, for the body that logs it once done.
+#[derive(Debug)]
+struct Logged {
+    client: SocketAddress,
+    user: Option<String>,
+    method: Method,
+    destination: Option<HostPort>,
+    started: Instant,
+}
+
+impl Exchange<'_> {
+    fn into_owned(self) -> Logged {
+        Logged {
+            client: self.client.clone(),
+            user: self.user,
+            method: self.method,
+            destination: self.destination,
+            started: self.started,
+        }
+    }
+}
+
+/// An origin's response body on its way to the client, counted; the
+/// request's log line goes out when it ends (or is dropped unfinished).
+#[derive(Debug)]
+struct Counted {
+    body: Incoming,
+    bytes: u64,
+    status: StatusCode,
+    exchange: Option<Logged>,
+}
+
+impl Body for Counted {
+    type Data = Bytes;
+    type Error = hyper::Error;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<std::result::Result<Frame<Bytes>, hyper::Error>>> {
+        let polled = Pin::new(&mut self.body).poll_frame(cx);
+        if let Poll::Ready(Some(Ok(frame))) = &polled {
+            let len = frame.data_ref().map_or(0, Bytes::len);
+            self.bytes = self.bytes.saturating_add(len as u64);
+        }
+        polled
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.body.is_end_stream()
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        self.body.size_hint()
+    }
+}
+
+impl Drop for Counted {
+    fn drop(&mut self) {
+        if let Some(logged) = self.exchange.take() {
+            Exchange {
+                client: &logged.client,
+                user: logged.user,
+                method: logged.method,
+                destination: logged.destination,
+                started: logged.started,
+            }
+            .log(self.status, self.bytes);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn request(method: Method, uri: &str) -> Request<()> {
+        Request::builder().method(method).uri(uri).body(()).unwrap()
+    }
+
+    #[test]
+    fn destinations_come_from_connect_authorities_and_absolute_urls() {
+        let dest = |method, uri| destination(&request(method, uri)).map(|d| d.to_string());
+        assert_eq!(
+            dest(Method::CONNECT, "example.com:443").unwrap(),
+            "example.com:443"
+        );
+        assert_eq!(dest(Method::CONNECT, "[::1]:8443").unwrap(), "[::1]:8443");
+        assert!(dest(Method::CONNECT, "example.com").is_err(), "no port");
+        assert_eq!(
+            dest(Method::GET, "http://Example.COM/x?y").unwrap(),
+            "example.com:80"
+        );
+        assert_eq!(
+            dest(Method::GET, "http://127.0.0.1:8080/").unwrap(),
+            "127.0.0.1:8080"
+        );
+        assert!(dest(Method::GET, "/index.html").is_err(), "origin-form");
+        assert!(dest(Method::GET, "https://example.com/").is_err());
+        assert!(dest(Method::GET, "ftp://example.com/").is_err());
+        assert!(dest(Method::GET, "http://example.com:0/").is_err());
+    }
+
+    #[test]
+    fn hop_by_hop_headers_and_those_connection_names_are_removed() {
+        let mut headers = HeaderMap::new();
+        for (name, value) in [
+            ("connection", "keep-alive, X-Secret"),
+            ("connection", "x-other"),
+            ("keep-alive", "timeout=5"),
+            ("proxy-connection", "keep-alive"),
+            ("proxy-authorization", "Basic eDp5"),
+            ("te", "trailers"),
+            ("upgrade", "h2c"),
+            ("x-secret", "1"),
+            ("x-other", "2"),
+            ("x-kept", "3"),
+            ("content-length", "5"),
+        ] {
+            headers.append(
+                HeaderName::from_static(name),
+                HeaderValue::from_static(value),
+            );
+        }
+        strip_hop_by_hop(&mut headers);
+        let left: Vec<_> = headers.keys().map(HeaderName::as_str).collect();
+        assert_eq!(left, ["x-kept", "content-length"]);
+        add_via(&mut headers, Version::HTTP_11);
+        assert_eq!(headers[header::VIA], "1.1 socketkit");
+    }
+}
