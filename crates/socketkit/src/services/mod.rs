@@ -14,6 +14,7 @@
 //! | [`Forward`] | stream | each connection relayed to a fixed target (port forwarding, TLS wrap/unwrap) |
 //! | [`Listen`] | stream | nc -l: each connection relayed to one input and output (stdin/stdout) |
 //! | [`Chat`] | stream (+ web page) | multi-room chat for `nc` and browsers, federated over Redis |
+//! | [`proxy`] | stream (+ UDP relay) | proxy servers: SOCKS5, with users and a destination policy |
 
 pub mod auth;
 pub mod chat;
@@ -26,6 +27,7 @@ pub mod exec;
 mod forward;
 mod hello;
 mod listen;
+pub mod proxy;
 pub mod recv;
 mod session;
 mod upper;
