@@ -14,7 +14,7 @@
 //! | [`Forward`] | stream | each connection relayed to a fixed target (port forwarding, TLS wrap/unwrap) |
 //! | [`Listen`] | stream | nc -l: each connection relayed to one input and output (stdin/stdout) |
 //! | [`Chat`] | stream (+ web page) | multi-room chat for `nc` and browsers, federated over Redis |
-//! | [`proxy::HttpProxy`] | stream | an HTTP/1.1 forward proxy: `CONNECT` tunnels and absolute-form requests |
+//! | [`proxy`] | stream (+ UDP relay) | proxy servers: SOCKS5 and HTTP ([`proxy::HttpProxy`]), with users and a destination policy |
 
 pub mod auth;
 pub mod chat;

@@ -24,6 +24,7 @@ use tokio_rustls::TlsStream;
 
 use crate::tls::Fingerprint;
 
+pub(crate) use connect::connect_resolved;
 pub use connect::{connect, connect_datagram, start_tls, ConnectOptions};
 pub use listen::{bind, BindOptions, BoundSocket, DatagramSocket, Listener};
 

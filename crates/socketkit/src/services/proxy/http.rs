@@ -25,8 +25,9 @@
 //! failures get their status: `403` a destination the policy denies, `407`
 //! missing or wrong credentials, `502` an upstream that refused or broke,
 //! `504` an upstream connect that timed out. This module owns the HTTP
-//! mechanics only: who may use the proxy and where it may connect are
-//! [`ProxyAuth`] and [`Destinations`] (shared with SOCKS5).
+//! mechanics only: who may use the proxy and where it may connect are the
+//! [`ProxyConfig`] it shares with SOCKS5 (users with their penalties, the
+//! destination policy with its SSRF guard).
 
 use std::future::{poll_fn, Future};
 use std::pin::Pin;
@@ -45,12 +46,16 @@ use tokio::io::AsyncWriteExt;
 use tokio_util::task::AbortOnDropHandle;
 use tracing::debug;
 
+use base64::Engine as _;
+
+use super::users::MAX_CREDENTIAL;
+use super::{DestFailure, ProxyConfig};
 use crate::addr::{Host, HostPort};
 use crate::client::http::{handshake, MAX_HEADERS, MAX_HEADER_BYTES};
 use crate::client::{both_ways, BothWaysOptions};
-use crate::error::{ErrorKind, Result};
+use crate::error::Result;
 use crate::server::{Connection, StreamHandler};
-use crate::transport::{self, ConnectOptions, SocketAddress, Stream};
+use crate::transport::{SocketAddress, Stream};
 
 /// Relay buffer per direction of a tunnel, as `serve forward`'s: a tunnel
 /// pays two sockets per byte each way.
@@ -83,28 +88,16 @@ const HOP_BY_HOP: [HeaderName; 9] = [
 /// connection.
 #[derive(Debug, Clone)]
 pub struct HttpProxy {
-    inner: Arc<Inner>,
-}
-
-#[derive(Debug)]
-struct Inner {
-    /// How destinations are connected to: the connect timeout (`504` past
-    /// it), the address family.
-    connect: ConnectOptions,
-    /// The deadline on every request head (hyper's header read timeout).
-    handshake_timeout: Duration,
+    config: Arc<ProxyConfig>,
 }
 
 impl HttpProxy {
-    /// A proxy connecting to destinations with `connect` (its timeout is
-    /// the upstream connect timeout), reading each request head within
-    /// `handshake_timeout`.
-    pub fn new(connect: ConnectOptions, handshake_timeout: Duration) -> HttpProxy {
+    /// A proxy under `config`: its users, destination policy, connect
+    /// timeout (`504` past it) and handshake deadline (every request
+    /// head). Call [`ProxyConfig::check_start`] with the endpoints first.
+    pub fn new(config: ProxyConfig) -> HttpProxy {
         HttpProxy {
-            inner: Arc::new(Inner {
-                connect,
-                handshake_timeout,
-            }),
+            config: Arc::new(config),
         }
     }
 }
@@ -113,7 +106,9 @@ impl StreamHandler for HttpProxy {
     async fn handle(&self, conn: &mut Connection) -> Result<()> {
         let stopping = conn.server().clone();
         let state = Arc::new(State {
-            proxy: Arc::clone(&self.inner),
+            proxy: Arc::clone(&self.config),
+            anonymous: self.config.anonymous_allowed(conn),
+            verified: Mutex::new(None),
             client: conn.peer_addr().clone(),
             tunnel: Mutex::new(None),
             upstream: Mutex::new(None),
@@ -122,7 +117,7 @@ impl StreamHandler for HttpProxy {
         let mut http = hyper::server::conn::http1::Builder::new()
             .timer(TokioTimer::new())
             .title_case_headers(true)
-            .header_read_timeout(self.inner.handshake_timeout)
+            .header_read_timeout(self.config.handshake_timeout)
             // Both: the buffer bounds a head still arriving, the header
             // size one that arrived whole in a single large read.
             .max_buf_size(MAX_HEADER_BYTES)
@@ -159,7 +154,14 @@ impl StreamHandler for HttpProxy {
 /// What one client connection's requests share.
 #[derive(Debug)]
 struct State {
-    proxy: Arc<Inner>,
+    proxy: Arc<ProxyConfig>,
+    /// This client may use the proxy without credentials (loopback or
+    /// `--allow` without `--users`: [`ProxyConfig::anonymous_allowed`]).
+    anonymous: bool,
+    /// The `Proxy-Authorization` value last verified on this connection
+    /// and its user: a kept-alive client sends it with every request, and
+    /// argon2id per request would cost tens of milliseconds each.
+    verified: Mutex<Option<(HeaderValue, String)>>,
     client: SocketAddress,
     /// A tunnel a CONNECT opened, for [`HttpProxy::handle`] to relay once
     /// hyper has sent the `200` and handed the socket back.
@@ -294,6 +296,13 @@ impl State {
             Err(why) => return exchange.answer(StatusCode::BAD_REQUEST, why),
         };
         exchange.destination = Some(destination.clone());
+        match self.authorize(request.headers()).await {
+            Ok(user) => exchange.user = user,
+            Err(refusal) => {
+                exchange.log(refusal.status(), 0);
+                return refusal;
+            }
+        }
         if request.method() != Method::CONNECT {
             return self.forward(request, destination, exchange).await;
         }
@@ -340,19 +349,80 @@ impl State {
         })
     }
 
-    /// Opens the stream to `destination`, or the status and words to
-    /// answer with.
+    /// The user a request is made for (`None`: anonymous), or the answer
+    /// refusing it: `407` asking for Basic credentials when they are
+    /// missing, malformed or wrong (wrong ones penalise the source, as
+    /// SOCKS5's do), `503` while too many clients are authenticating.
+    async fn authorize(
+        &self,
+        headers: &HeaderMap,
+    ) -> std::result::Result<Option<String>, Response<ProxyBody>> {
+        if self.anonymous {
+            return Ok(None);
+        }
+        let ask = || {
+            let mut response = plain(
+                StatusCode::PROXY_AUTHENTICATION_REQUIRED,
+                "this proxy needs a user name and password\n",
+            );
+            response.headers_mut().insert(
+                header::PROXY_AUTHENTICATE,
+                HeaderValue::from_static("Basic realm=\"socketkit\""),
+            );
+            response
+        };
+        // Without users a client that may not go anonymous has no way in
+        // (the server's access list refused it before any byte anyway).
+        let (Some(users), Some(offered)) = (
+            self.proxy.users.as_deref(),
+            headers.get(header::PROXY_AUTHORIZATION),
+        ) else {
+            return Err(ask());
+        };
+        if let Some((value, user)) = &*lock(&self.verified) {
+            if value == offered {
+                return Ok(Some(user.clone()));
+            }
+        }
+        let Some((name, password)) = basic_credentials(offered) else {
+            debug!(client = %self.client, "http-proxy: Proxy-Authorization is not Basic credentials");
+            return Err(ask());
+        };
+        let Some(_slot) = users.enter(&self.client) else {
+            debug!(client = %self.client, "http-proxy client refused: too many connections authenticating");
+            return Err(plain(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "too many clients are logging in; try again\n",
+            ));
+        };
+        // A name that is not UTF-8 cannot be in the file; it is still
+        // checked (against the dummy hash) so that it costs the same.
+        let text = std::str::from_utf8(&name).unwrap_or_default();
+        users
+            .check(&self.client, text, &password)
+            .await
+            .map_err(|_| ask())?;
+        let user = text.to_owned();
+        *lock(&self.verified) = Some((offered.clone(), user.clone()));
+        Ok(Some(user))
+    }
+
+    /// Opens the stream to `destination` through the proxy's policy, or
+    /// the status and words to answer with.
     async fn open(
         &self,
         destination: &HostPort,
     ) -> std::result::Result<Stream, (StatusCode, &'static str)> {
-        let endpoint = crate::Endpoint::Tcp(destination.clone());
-        transport::connect(&endpoint, &self.proxy.connect)
-            .await
-            .map_err(|error| {
-                debug!(client = %self.client, %destination, %error, "http-proxy upstream failed");
-                match error.kind() {
-                    ErrorKind::Timeout => (
+        match self.proxy.connect(&destination.host, destination.port).await {
+            Ok((stream, _reached)) => Ok(stream),
+            Err(error) => {
+                debug!(client = %self.client, %destination, %error, "http-proxy destination refused or failed");
+                Err(match error.failure {
+                    DestFailure::Denied => (
+                        StatusCode::FORBIDDEN,
+                        "this proxy does not connect there\n",
+                    ),
+                    DestFailure::TimedOut => (
                         StatusCode::GATEWAY_TIMEOUT,
                         "timed out connecting to the destination\n",
                     ),
@@ -360,8 +430,9 @@ impl State {
                         StatusCode::BAD_GATEWAY,
                         "cannot connect to the destination\n",
                     ),
-                }
-            })
+                })
+            }
+        }
     }
 
     /// Sends an absolute-form request on to its origin and streams the
@@ -473,6 +544,31 @@ fn outgoing(
     parts.headers.insert(header::HOST, host);
     add_via(&mut parts.headers, received);
     Ok(Request::from_parts(parts, body))
+}
+
+/// `Basic base64(name:password)` (RFC 7617), each part at most
+/// [`MAX_CREDENTIAL`] bytes as SOCKS5 carries them; `None` for any other
+/// scheme or a malformed value.
+fn basic_credentials(value: &HeaderValue) -> Option<(Vec<u8>, Vec<u8>)> {
+    let value = value.to_str().ok()?.trim();
+    let (scheme, encoded) = value.split_once(' ')?;
+    if !scheme.eq_ignore_ascii_case("basic") {
+        return None;
+    }
+    let encoded = encoded.trim();
+    // Both parts at their longest, the colon, base64's 4/3, padding.
+    if encoded.len() > (2 * MAX_CREDENTIAL + 1).div_ceil(3) * 4 {
+        return None;
+    }
+    let decoded = base64::engine::general_purpose::STANDARD
+        .decode(encoded)
+        .ok()?;
+    let colon = decoded.iter().position(|&b| b == b':')?;
+    let (name, password) = (&decoded[..colon], &decoded[colon.saturating_add(1)..]);
+    if name.len() > MAX_CREDENTIAL || password.len() > MAX_CREDENTIAL {
+        return None;
+    }
+    Some((name.to_vec(), password.to_vec()))
 }
 
 fn host_text(host: &Host) -> String {
@@ -624,6 +720,29 @@ mod tests {
         assert!(dest(Method::GET, "https://example.com/").is_err());
         assert!(dest(Method::GET, "ftp://example.com/").is_err());
         assert!(dest(Method::GET, "http://example.com:0/").is_err());
+    }
+
+    #[test]
+    fn basic_credentials_are_decoded_and_bounded() {
+        let basic = |value: &str| basic_credentials(&HeaderValue::from_str(value).unwrap());
+        // "alice:open sesame:x" — the password may hold colons.
+        assert_eq!(
+            basic("Basic YWxpY2U6b3BlbiBzZXNhbWU6eA=="),
+            Some((b"alice".to_vec(), b"open sesame:x".to_vec()))
+        );
+        assert_eq!(
+            basic("basic   YWxpY2U6"),
+            Some((b"alice".to_vec(), Vec::new()))
+        );
+        assert_eq!(basic("Bearer YWxpY2U6eA=="), None, "another scheme");
+        assert_eq!(basic("Basic YWxpY2U="), None, "no colon");
+        assert_eq!(basic("Basic !!!"), None, "not base64");
+        assert_eq!(basic("Basic"), None);
+        let long = base64::engine::general_purpose::STANDARD.encode(format!("a:{}", "x".repeat(256)));
+        assert_eq!(basic(&format!("Basic {long}")), None, "password past 255 bytes");
+        let longest = base64::engine::general_purpose::STANDARD
+            .encode(format!("{}:{}", "n".repeat(255), "p".repeat(255)));
+        assert!(basic(&format!("Basic {longest}")).is_some());
     }
 
     #[test]
