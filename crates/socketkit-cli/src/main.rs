@@ -20,6 +20,7 @@ mod hexdump;
 mod listen;
 mod pki;
 mod progress;
+mod proxy;
 mod send;
 mod serve;
 mod tls;
@@ -46,7 +47,8 @@ fn main() -> ExitCode {
         | Command::Exec(_)
         | Command::Send(_)
         | Command::Get(_)
-        | Command::Pki(_) => tokio::runtime::Builder::new_current_thread()
+        | Command::Pki(_)
+        | Command::Passwd(_) => tokio::runtime::Builder::new_current_thread()
             .enable_all()
             .build(),
         Command::Bench(args) => runtime(Some(args.threads)),
@@ -102,6 +104,10 @@ fn main() -> ExitCode {
             Command::Bench(args) => {
                 init_logging(&args.log, "warn", false);
                 bench::run(args).await.map(|()| ExitCode::SUCCESS)
+            }
+            Command::Passwd(args) => {
+                init_logging(&args.log, "warn", false);
+                proxy::passwd(&args).map(|()| ExitCode::SUCCESS)
             }
         }
     });

@@ -12,7 +12,10 @@
 //! [`DestFailure`] to its own error replies.
 
 pub mod policy;
+pub mod socks5;
 pub mod users;
+
+pub use socks5::Socks5;
 
 use std::fmt;
 use std::net::{IpAddr, SocketAddr};
