@@ -97,6 +97,11 @@ pub enum Command {
     /// Prints a table or one --json line; exits 1 if any echo differed from
     /// what was sent or nothing was echoed.
     Bench(BenchArgs),
+    /// Print a users-file line for a proxy's --users: `NAME:HASH` (argon2id).
+    ///
+    /// Reads the password from the first line of stdin:
+    /// `echo 's3cret' | socketkit passwd alice >> users`.
+    Passwd(crate::proxy::PasswdArgs),
 }
 
 #[derive(Debug, Args)]
@@ -231,8 +236,13 @@ pub enum Service {
     Cmd,
     /// Port forwarding: each connection relayed to --to TARGET (see forward options).
     Forward,
-    /// An HTTP/1.1 forward proxy: CONNECT tunnels and absolute-form requests
-    /// (`curl --proxy http://ADDR`); see http-proxy options.
+    /// SOCKS5 proxy (RFC 1928, 1929): CONNECT and UDP ASSOCIATE, default
+    /// 127.0.0.1:1080. Off loopback it needs --users FILE or --allow CIDR
+    /// (see proxy options).
+    Socks5,
+    /// HTTP/1.1 forward proxy: CONNECT tunnels and absolute-form requests
+    /// (`curl --proxy http://ADDR`), default 127.0.0.1:3128. Off loopback it
+    /// needs --users FILE or --allow CIDR (see proxy options).
     HttpProxy,
 }
 
@@ -305,6 +315,8 @@ pub struct ServeArgs {
     pub chat: Box<crate::chat::ChatArgs>,
     #[command(flatten)]
     pub forward: Box<crate::forward::ForwardArgs>,
+    #[command(flatten)]
+    pub proxy: Box<crate::proxy::ProxyArgs>,
     #[command(flatten)]
     pub log: LogArgs,
 }

@@ -22,7 +22,7 @@ pub struct ForwardArgs {
     /// forward: where each client is connected (tcp://HOST:PORT, tls://HOST:PORT, unix:PATH).
     #[arg(long = "to", value_name = "TARGET", value_parser = parse_endpoint, help_heading = "forward")]
     pub to: Option<Endpoint>,
-    /// forward: limit on resolving and connecting to the target.
+    /// forward, socks5, http-proxy: limit on resolving and connecting to the target (a proxy's destination).
     #[arg(long, value_name = "DURATION", default_value = "10s", value_parser = parse_duration, help_heading = "forward")]
     pub connect_timeout: Duration,
     /// forward: trust only CAs in FILE (PEM) for a tls:// target.

@@ -17,10 +17,10 @@ mod exec;
 mod forward;
 mod get;
 mod hexdump;
-mod http_proxy;
 mod listen;
 mod pki;
 mod progress;
+mod proxy;
 mod send;
 mod serve;
 mod tls;
@@ -47,7 +47,8 @@ fn main() -> ExitCode {
         | Command::Exec(_)
         | Command::Send(_)
         | Command::Get(_)
-        | Command::Pki(_) => tokio::runtime::Builder::new_current_thread()
+        | Command::Pki(_)
+        | Command::Passwd(_) => tokio::runtime::Builder::new_current_thread()
             .enable_all()
             .build(),
         Command::Bench(args) => runtime(Some(args.threads)),
@@ -103,6 +104,10 @@ fn main() -> ExitCode {
             Command::Bench(args) => {
                 init_logging(&args.log, "warn", false);
                 bench::run(args).await.map(|()| ExitCode::SUCCESS)
+            }
+            Command::Passwd(args) => {
+                init_logging(&args.log, "warn", false);
+                proxy::passwd(&args).map(|()| ExitCode::SUCCESS)
             }
         }
     });

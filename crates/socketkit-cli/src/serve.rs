@@ -13,6 +13,7 @@ use socketkit::services::cmd::{self, Cmd, CmdPolicy, Program};
 use socketkit::services::exec::{
     self, AuthPolicy, CommandList, Containment, EnvAllowList, Exec, ExecPolicy, Token,
 };
+use socketkit::services::proxy::{HttpProxy, Socks5};
 use socketkit::services::recv::{Recv, RecvPolicy};
 use socketkit::services::{Daytime, Discard, Echo, Hello, Upper};
 use socketkit::tls::{Fingerprint, ServerTls};
@@ -28,6 +29,12 @@ use crate::{tls, token};
 /// interface.
 pub(crate) const DEFAULT_ADDR: &str = "tcp://127.0.0.1:7007";
 
+/// SOCKS5's conventional port, on loopback.
+const SOCKS5_DEFAULT_ADDR: &str = "tcp://127.0.0.1:1080";
+
+/// An HTTP proxy's conventional port (Squid's), on loopback.
+const HTTP_PROXY_DEFAULT_ADDR: &str = "tcp://127.0.0.1:3128";
+
 pub async fn run(mut args: ServeArgs) -> anyhow::Result<()> {
     if args.addrs.is_empty() {
         args.addrs = vec![default_endpoint(args.service)?];
@@ -40,6 +47,10 @@ pub async fn run(mut args: ServeArgs) -> anyhow::Result<()> {
         bail!("a program after --, --shell and --stderr-to-peer belong to serve cmd (hint: socketkit serve cmd ADDR -- PROG [ARGS...])");
     }
     let forward = crate::forward::service(&args)?;
+    crate::proxy::reject_outside_proxies(
+        &args,
+        matches!(args.service, Service::Socks5 | Service::HttpProxy),
+    )?;
     match args.service {
         Service::Echo => serve(args, Handlers::both(Echo)).await,
         Service::Upper => serve(args, Handlers::both(Upper)).await,
@@ -66,19 +77,25 @@ pub async fn run(mut args: ServeArgs) -> anyhow::Result<()> {
             serve(args, Handlers::stream(service)).await
         }
         Service::HttpProxy => {
-            let proxy = crate::http_proxy::service(&args)?;
-            serve(args, Handlers::stream(proxy)).await
+            let config = crate::proxy::config(&args, "HTTP")?;
+            serve(args, Handlers::stream(HttpProxy::new(config))).await
         }
         Service::Forward => match forward {
             Some(forward) => serve(args, Handlers::both(forward)).await,
             None => bail!("serve forward needs --to TARGET"),
         },
+        Service::Socks5 => {
+            let config = crate::proxy::config(&args, "SOCKS5")?;
+            serve(args, Handlers::stream(Socks5::new(config))).await
+        }
     }
 }
 
 fn default_endpoint(service: Service) -> anyhow::Result<Endpoint> {
     match service {
         Service::Exec => Ok(Endpoint::Unix(exec::prepare_default_socket()?)),
+        Service::Socks5 => Ok(SOCKS5_DEFAULT_ADDR.parse()?),
+        Service::HttpProxy => Ok(HTTP_PROXY_DEFAULT_ADDR.parse()?),
         _ => Ok(DEFAULT_ADDR.parse()?),
     }
 }
@@ -207,6 +224,7 @@ fn service_name(service: Service) -> &'static str {
         Service::Chat => "chat",
         Service::Cmd => "cmd",
         Service::Forward => "forward",
+        Service::Socks5 => "socks5",
         Service::HttpProxy => "http-proxy",
     }
 }

@@ -116,7 +116,7 @@ fn absolute_form_and_tunnels_carry_100_mib_byte_exact_to_nginx() {
         .proc
         .stderr
         .wait_for("the tunnel's log line", |line| {
-            line.contains("method=\"CONNECT\"")
+            line.contains("method=CONNECT")
                 && line.contains(&format!("destination=127.0.0.1:{port}"))
                 && line.contains("to_client=")
         });
@@ -325,4 +325,121 @@ fn an_unfinished_head_is_closed_at_the_handshake_deadline() {
     // Ends (EOF, or a 408 then EOF) well before WAIT; a read timeout fails.
     conn.read_to_end(&mut answer)
         .expect("the proxy closes a head that never completes");
+}
+
+/// A users file with alice (password `wonder`), made by `socketkit passwd`.
+fn users_file(dir: &Path) -> String {
+    let out = util::run_socketkit(&["passwd", "alice"], b"wonder\n");
+    util::assert_success("passwd", &out);
+    let path = dir.join("users");
+    std::fs::write(&path, &out.stdout).unwrap();
+    path.to_str().unwrap().to_owned()
+}
+
+fn status_line(out: &Output) -> String {
+    util::text(&out.stdout)
+        .lines()
+        .next()
+        .unwrap_or_default()
+        .to_owned()
+}
+
+#[test]
+fn with_users_every_request_needs_basic_credentials() {
+    let nginx = site(|_| {});
+    let dir = util::tempdir();
+    let users = users_file(dir.path());
+    let server = proxy(&["--users", &users]);
+    let url = nginx.url(0, "/hello.txt");
+    // Right credentials first: a failure delays the source's next attempt.
+    let out = curl(&server, &["--proxy-user", "alice:wonder", &url]);
+    util::assert_success("curl", &out);
+    assert_eq!(util::text(&out.stdout), "hello, world\n");
+    let out = curl(
+        &server,
+        &["--proxy-user", "alice:wonder", "--proxytunnel", &url],
+    );
+    util::assert_success("curl --proxytunnel", &out);
+    assert_eq!(util::text(&out.stdout), "hello, world\n");
+    server.proc.stderr.wait_for("the user in the log", |line| {
+        line.contains("http-proxy request")
+            && line.contains("user=alice")
+            && line.contains("status=200")
+    });
+
+    let out = curl(&server, &["-i", &url]);
+    assert!(status_line(&out).starts_with("HTTP/1.1 407 "), "{out:?}");
+    assert!(
+        util::text(&out.stdout).contains("Proxy-Authenticate: Basic realm=\"socketkit\"\r\n"),
+        "{out:?}"
+    );
+    let out = curl(&server, &["--proxytunnel", &url]);
+    assert!(
+        util::text(&out.stderr).contains("CONNECT tunnel failed, response 407"),
+        "{out:?}"
+    );
+    let out = curl(&server, &["-i", "--proxy-user", "alice:wrong", &url]);
+    assert!(status_line(&out).starts_with("HTTP/1.1 407 "), "{out:?}");
+    server
+        .proc
+        .stderr
+        .wait_for("the failure, penalised", |line| {
+            line.contains("proxy authentication failed")
+                && line.contains("alice")
+                && line.contains("penalty_ms=")
+        });
+    assert!(!server.stderr().contains("wrong"), "no password in the log");
+}
+
+#[test]
+fn denied_destinations_get_403_and_an_exposed_proxy_guards_loopback() {
+    let nginx = site(|_| {});
+    let url = nginx.url(0, "/hello.txt");
+    let server = proxy(&["--deny-dest", "127.0.0.0/8", "--deny-dest", "blocked.test"]);
+    let out = curl(&server, &["-i", &url]);
+    assert!(status_line(&out).starts_with("HTTP/1.1 403 "), "{out:?}");
+    let out = curl(&server, &["--proxytunnel", &url]);
+    assert!(
+        util::text(&out.stderr).contains("CONNECT tunnel failed, response 403"),
+        "{out:?}"
+    );
+    // Refused by name, before any resolution.
+    let out = curl(&server, &["-i", "http://www.blocked.test/"]);
+    assert!(status_line(&out).starts_with("HTTP/1.1 403 "), "{out:?}");
+
+    // Listening on every interface (clients admitted by --allow), the SSRF
+    // guard refuses this host's own addresses unless --allow-dest names them.
+    for (extra, expected) in [
+        (None, "HTTP/1.1 403 "),
+        (Some("127.0.0.0/8"), "HTTP/1.1 200 "),
+    ] {
+        let mut args = vec![
+            "serve",
+            "http-proxy",
+            "tcp://0.0.0.0:0",
+            "--allow",
+            "127.0.0.1",
+        ];
+        if let Some(cidr) = extra {
+            args.extend(["--allow-dest", cidr]);
+        }
+        let exposed = Server::start(&args, 1);
+        let mut cmd = Command::new("curl");
+        cmd.args(["-q", "-sS", "-i", "--max-time", "20", "--proxy"])
+            .arg(format!("http://127.0.0.1:{}", exposed.port()))
+            .arg(&url);
+        let out = run(cmd, b"");
+        assert!(
+            status_line(&out).starts_with(expected),
+            "{extra:?}: {out:?}"
+        );
+    }
+}
+
+#[test]
+fn an_open_proxy_off_loopback_refuses_to_start() {
+    let out = util::run_socketkit(&["serve", "http-proxy", "tcp://0.0.0.0:0"], b"");
+    let line = util::assert_one_error_line(&out, 1);
+    assert!(line.contains("open HTTP proxy"), "{line}");
+    assert!(line.contains("--users"), "{line}");
 }

@@ -202,8 +202,8 @@ impl Tunnel {
             .map_or((0, 0), |report| (report.a_to_b, report.b_to_a));
         debug!(
             client = %self.client,
-            user = self.user.as_deref().unwrap_or("-"),
-            method = "CONNECT",
+            user = %self.user.as_deref().unwrap_or("-"),
+            method = %Method::CONNECT,
             destination = %self.destination,
             status = 200,
             to_destination = up.saturating_add(early.len() as u64),
@@ -257,7 +257,7 @@ impl Exchange<'_> {
     fn log(&self, status: StatusCode, bytes: u64) {
         debug!(
             client = %self.client,
-            user = self.user.as_deref().unwrap_or("-"),
+            user = %self.user.as_deref().unwrap_or("-"),
             method = %self.method,
             destination = %self.destination.as_ref().map_or_else(|| "-".to_owned(), ToString::to_string),
             status = status.as_u16(),
@@ -413,15 +413,18 @@ impl State {
         &self,
         destination: &HostPort,
     ) -> std::result::Result<Stream, (StatusCode, &'static str)> {
-        match self.proxy.connect(&destination.host, destination.port).await {
+        match self
+            .proxy
+            .connect(&destination.host, destination.port)
+            .await
+        {
             Ok((stream, _reached)) => Ok(stream),
             Err(error) => {
                 debug!(client = %self.client, %destination, %error, "http-proxy destination refused or failed");
                 Err(match error.failure {
-                    DestFailure::Denied => (
-                        StatusCode::FORBIDDEN,
-                        "this proxy does not connect there\n",
-                    ),
+                    DestFailure::Denied => {
+                        (StatusCode::FORBIDDEN, "this proxy does not connect there\n")
+                    }
                     DestFailure::TimedOut => (
                         StatusCode::GATEWAY_TIMEOUT,
                         "timed out connecting to the destination\n",
@@ -738,10 +741,18 @@ mod tests {
         assert_eq!(basic("Basic YWxpY2U="), None, "no colon");
         assert_eq!(basic("Basic !!!"), None, "not base64");
         assert_eq!(basic("Basic"), None);
-        let long = base64::engine::general_purpose::STANDARD.encode(format!("a:{}", "x".repeat(256)));
-        assert_eq!(basic(&format!("Basic {long}")), None, "password past 255 bytes");
-        let longest = base64::engine::general_purpose::STANDARD
-            .encode(format!("{}:{}", "n".repeat(255), "p".repeat(255)));
+        let long =
+            base64::engine::general_purpose::STANDARD.encode(format!("a:{}", "x".repeat(256)));
+        assert_eq!(
+            basic(&format!("Basic {long}")),
+            None,
+            "password past 255 bytes"
+        );
+        let longest = base64::engine::general_purpose::STANDARD.encode(format!(
+            "{}:{}",
+            "n".repeat(255),
+            "p".repeat(255)
+        ));
         assert!(basic(&format!("Basic {longest}")).is_some());
     }
 

@@ -13,9 +13,11 @@
 
 pub mod http;
 pub mod policy;
+pub mod socks5;
 pub mod users;
 
 pub use http::HttpProxy;
+pub use socks5::Socks5;
 
 use std::fmt;
 use std::net::{IpAddr, SocketAddr};

@@ -148,7 +148,6 @@ impl Users {
 
     /// A place among the connections authenticating now, or `None` when
     /// `peer`'s source or the server has as many as the limits allow.
-    #[allow(dead_code)] // until the SOCKS5 handler uses it
     pub(crate) fn enter(&self, peer: &SocketAddress) -> Option<StartupSlot<'_>> {
         self.gate.enter(peer)
     }
