@@ -38,6 +38,8 @@ pub enum Command {
     /// forward relays each connection to --to TARGET (tcp://, tls:// or
     /// unix:): `serve forward tls://:8443 --self-signed --to tcp://127.0.0.1:8080`
     /// terminates TLS in front of a plaintext server.
+    /// http-proxy is an HTTP/1.1 forward proxy for `curl --proxy
+    /// http://127.0.0.1:3128` (CONNECT and absolute-form requests).
     /// SIGINT/SIGTERM shut down gracefully; a second signal exits at once.
     Serve(Box<ServeArgs>),
     /// Connect stdin/stdout to a socket, like nc.
@@ -474,7 +476,7 @@ pub struct ServerTlsArgs {
     #[arg(long, value_name = "FILE", help_heading = "TLS")]
     pub client_ca: Option<PathBuf>,
     /// Deadline for a client to complete the TLS handshake (and, on the
-    /// chat's web page, to send a request head, or the next on a kept-alive
+    /// chat's web page and http-proxy, to send a request head, or the next on a kept-alive
     /// connection).
     #[arg(long, value_name = "DURATION", default_value = "10s", value_parser = parse_duration, help_heading = "TLS")]
     pub handshake_timeout: Duration,

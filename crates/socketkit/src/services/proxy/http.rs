@@ -11,15 +11,22 @@
 //! is answered `431` by hyper itself).
 //!
 //! Two kinds of request are served:
-//! - `CONNECT host:port` opens a tunnel: the connection to the destination
-//!   is made (transport's Happy Eyeballs and connect timeout), `200` goes
-//!   back, hyper hands the client's socket back (with anything the client
-//!   sent early) and [`both_ways`] relays until both sides closed.
+//! - `CONNECT host:port` opens a tunnel: the destination is connected
+//!   through [`ProxyConfig::connect`] (policy, resolution, policy on every
+//!   address, Happy Eyeballs, the connect timeout), `200` goes back, hyper
+//!   hands the client's socket back (with anything the client sent early)
+//!   and [`both_ways`] relays until both sides closed.
 //! - absolute-form requests (`GET http://host/path`) are forwarded with
-//!   hyper's client over a socketkit connection (the one `get` uses), the
-//!   connection to the last origin kept for the next request of the same
-//!   client connection; hop-by-hop headers (RFC 9110 §7.6.1, with those the
-//!   `Connection` header names) are removed both ways and `Via` added.
+//!   hyper's client (set up as `get`'s is) over a stream opened the same
+//!   way; the connection to the last origin is kept for the next request
+//!   of the same client connection. Hop-by-hop headers (RFC 9110 §7.6.1,
+//!   with those the `Connection` header names) are removed both ways,
+//!   `Via` is added both ways, `Host` comes from the URL, and the client
+//!   hears HTTP/1.1 whatever the origin spoke (keep-alive to the client).
+//!
+//! Credentials (`Proxy-Authorization: Basic`) are checked per request
+//! unless the connection already proved the same ones; they never go
+//! upstream.
 //!
 //! Requests to the proxy itself (origin-form, `GET /`) are answered `400`;
 //! failures get their status: `403` a destination the policy denies, `407`
@@ -487,7 +494,7 @@ impl State {
 /// Where a request goes: `CONNECT`'s authority, or the authority of an
 /// absolute-form `http://` URI. Origin-form requests (for the proxy
 /// itself) and other schemes are errors, in words for the `400`.
-fn destination<B>(request: &Request<B>) -> std::result::Result<HostPort, &'static str> {
+pub(crate) fn destination<B>(request: &Request<B>) -> std::result::Result<HostPort, &'static str> {
     let uri = request.uri();
     if request.method() == Method::CONNECT {
         let authority = uri
@@ -526,10 +533,10 @@ fn host_port(host: &str, port: Option<u16>) -> Option<HostPort> {
 
 /// The request as the origin gets it: origin-form target, `Host` from the
 /// URI (RFC 9112 §3.2.2), hop-by-hop headers gone, `Via` added.
-fn outgoing(
-    request: Request<Incoming>,
+pub(crate) fn outgoing<B>(
+    request: Request<B>,
     destination: &HostPort,
-) -> std::result::Result<Request<Incoming>, &'static str> {
+) -> std::result::Result<Request<B>, &'static str> {
     let (mut parts, body) = request.into_parts();
     let received = parts.version;
     let target = parts
@@ -552,7 +559,7 @@ fn outgoing(
 /// `Basic base64(name:password)` (RFC 7617), each part at most
 /// [`MAX_CREDENTIAL`] bytes as SOCKS5 carries them; `None` for any other
 /// scheme or a malformed value.
-fn basic_credentials(value: &HeaderValue) -> Option<(Vec<u8>, Vec<u8>)> {
+pub(crate) fn basic_credentials(value: &HeaderValue) -> Option<(Vec<u8>, Vec<u8>)> {
     let value = value.to_str().ok()?.trim();
     let (scheme, encoded) = value.split_once(' ')?;
     if !scheme.eq_ignore_ascii_case("basic") {
@@ -584,7 +591,7 @@ fn host_text(host: &Host) -> String {
 }
 
 /// Removes the hop-by-hop headers, those named by `Connection` first.
-fn strip_hop_by_hop(headers: &mut HeaderMap) {
+pub(crate) fn strip_hop_by_hop(headers: &mut HeaderMap) {
     let named: Vec<HeaderName> = headers
         .get_all(header::CONNECTION)
         .iter()
