@@ -10,21 +10,13 @@ use std::net::TcpStream;
 use std::path::Path;
 use std::process::{Command, Output};
 
-use crate::util::http::{Canned, Nginx, Reply};
+use crate::util::http::{nginx_pki, Canned, Nginx, Reply, COUNTING_SITE};
 use crate::util::{self, full_backlog_listener, host_port, run, Server, WAIT};
 
-/// nginx's site: a file, and a page saying how many requests its
+/// nginx's site: a file, and `/conn` saying how many requests its
 /// connection has carried (keep-alive upstream shows as `requests=2`).
-const SITE: &str = r#"
-  server {
-    listen 127.0.0.1:{port0};
-    root {root};
-    location = /conn { default_type text/plain; return 200 "requests=$connection_requests\n"; }
-  }
-"#;
-
 fn site(prepare: impl Fn(&Path)) -> Nginx {
-    Nginx::start(SITE, |dir| {
+    Nginx::start(COUNTING_SITE, |dir| {
         std::fs::write(dir.join("www/hello.txt"), "hello, world\n").unwrap();
         prepare(dir);
     })
@@ -160,15 +152,7 @@ fn https_goes_through_a_connect_tunnel_to_nginx_tls() {
 "#,
         |dir| {
             std::fs::write(dir.join("www/hello.txt"), "hello over tls\n").unwrap();
-            let pki = dir.join("pki");
-            util::assert_success(
-                "pki init",
-                &util::run_socketkit(&["pki", "init", pki.to_str().unwrap()], b""),
-            );
-            use std::os::unix::fs::PermissionsExt;
-            let key = pki.join("server-key.pem");
-            std::fs::set_permissions(&key, std::fs::Permissions::from_mode(0o644)).unwrap();
-            std::fs::set_permissions(&pki, std::fs::Permissions::from_mode(0o755)).unwrap();
+            nginx_pki(dir, "pki", &[]);
         },
     );
     let server = proxy(&[]);
