@@ -266,6 +266,14 @@ fn refused_and_silent_upstreams_are_502_and_504() {
         util::text(&out.stdout).starts_with("HTTP/1.1 504 "),
         "{out:?}"
     );
+
+    // An origin that accepts and never answers: the client's connection is
+    // idle too, and ends at --idle-timeout (and so does the origin's).
+    let idle = proxy(&["--idle-timeout", "1s"]);
+    let silent = Canned::serve("127.0.0.1:0", vec![Reply::Hold(Vec::new())]);
+    let out = curl(&idle, &["-i", &silent.url("/")]);
+    assert!(!out.status.success() && out.stdout.is_empty(), "{out:?}");
+    silent.requests();
 }
 
 #[test]
