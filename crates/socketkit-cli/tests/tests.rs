@@ -23,6 +23,7 @@ mod get;
 mod lifecycle;
 mod listen;
 mod services;
+mod socks5;
 mod source;
 mod tls;
 mod transfer;
