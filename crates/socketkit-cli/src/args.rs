@@ -415,7 +415,7 @@ pub struct ExecServiceArgs {
     /// Commands running at once; beyond it clients get a `busy` error.
     #[arg(long, value_name = "N", default_value_t = 64, help_heading = "exec")]
     pub max_commands: usize,
-    /// exec and recv: connections still authenticating, per source address and
+    /// exec, recv and socks5 --users: connections still authenticating, per source address and
     /// in total; more are closed at once.
     #[arg(
         long,
@@ -476,8 +476,9 @@ pub struct ServerTlsArgs {
     #[arg(long, value_name = "FILE", help_heading = "TLS")]
     pub client_ca: Option<PathBuf>,
     /// Deadline for a client to complete the TLS handshake (and, on the
-    /// chat's web page and http-proxy, to send a request head, or the next on a kept-alive
-    /// connection).
+    /// chat's web page and http-proxy, to send a request head, or the next on
+    /// a kept-alive connection; for socks5, to finish greeting, login and
+    /// request).
     #[arg(long, value_name = "DURATION", default_value = "10s", value_parser = parse_duration, help_heading = "TLS")]
     pub handshake_timeout: Duration,
 }

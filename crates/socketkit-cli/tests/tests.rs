@@ -24,6 +24,7 @@ mod http_proxy;
 mod lifecycle;
 mod listen;
 mod services;
+mod socks5;
 mod source;
 mod tls;
 mod transfer;

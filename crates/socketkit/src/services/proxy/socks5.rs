@@ -686,14 +686,13 @@ impl Association<'_> {
         let server = conn.server().clone();
         loop {
             tokio::select! {
-                readable = conn.readable() => match readable {
-                    // The TCP connection carries nothing after the reply:
-                    // read only to see it end.
-                    Ok(()) => match conn.read(&mut scratch).await {
-                        Ok(0) => return "the client closed the TCP connection",
-                        Ok(_) => {}
-                        Err(_) => return "the TCP connection failed",
-                    },
+                // The TCP connection carries nothing after the reply: read
+                // only to see it end. (Not `readable()`: readiness left over
+                // from the negotiation's exact reads would report it ready
+                // while a read would wait, and starve the datagrams.)
+                read = conn.read(&mut scratch) => match read {
+                    Ok(0) => return "the client closed the TCP connection",
+                    Ok(_) => {}
                     Err(error) if error.kind() == io::ErrorKind::TimedOut => {
                         // Idle on TCP is normal while datagrams flow: the
                         // association is idle only when they stop too.
