@@ -108,6 +108,11 @@ pub enum Command {
     ///
     /// `socketkit man ~/.local/share/man/man1` then `man socketkit-serve`.
     Man(ManArgs),
+    /// Print a users-file line for a proxy's --users: `NAME:HASH` (argon2id).
+    ///
+    /// Reads the password from the first line of stdin:
+    /// `echo 's3cret' | socketkit passwd alice >> users`.
+    Passwd(crate::proxy::PasswdArgs),
 }
 
 #[derive(Debug, Args)]
@@ -286,6 +291,16 @@ pub enum Service {
     /// terminates TLS in front of a plaintext server; udp:// forwards
     /// datagrams.
     Forward(Box<crate::forward::ForwardServeArgs>),
+    /// SOCKS5 proxy (RFC 1928, 1929): CONNECT and UDP ASSOCIATE.
+    ///
+    /// Default 127.0.0.1:1080. Off loopback it needs --users FILE or
+    /// --allow CIDR (no open proxy by accident).
+    Socks5(Box<crate::proxy::ProxyServeArgs>),
+    /// HTTP/1.1 forward proxy: CONNECT tunnels and absolute-form requests.
+    ///
+    /// `curl --proxy http://127.0.0.1:3128 URL`; default 127.0.0.1:3128. Off
+    /// loopback it needs --users FILE or --allow CIDR.
+    HttpProxy(Box<crate::proxy::ProxyServeArgs>),
 }
 
 impl Service {
@@ -302,6 +317,7 @@ impl Service {
             Service::Chat(args) => &args.common,
             Service::Cmd(args) => &args.common,
             Service::Forward(args) => &args.common,
+            Service::Socks5(args) | Service::HttpProxy(args) => &args.common,
         }
     }
 }

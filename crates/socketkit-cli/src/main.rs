@@ -24,6 +24,7 @@ mod listen;
 mod metrics;
 mod pki;
 mod progress;
+mod proxy;
 mod proxy_protocol;
 mod send;
 mod serve;
@@ -84,6 +85,7 @@ fn main() -> ExitCode {
             Command::Bench(args) => bench::run(args).await.map(|()| ExitCode::SUCCESS),
             Command::Completions(args) => docs::completions(args.shell).map(|()| ExitCode::SUCCESS),
             Command::Man(args) => docs::man_pages(&args.dir).map(|()| ExitCode::SUCCESS),
+            Command::Passwd(args) => proxy::passwd(&args).map(|()| ExitCode::SUCCESS),
         }
     });
     // A blocking stdin read may still be pending (the peer closed first);

@@ -14,6 +14,7 @@ use socketkit::services::exec::{
     self, AuthPolicy, CommandList, Containment, EnvAllowList, Exec, ExecPolicy, Token,
 };
 use socketkit::services::exposure::{self, Guards, UnsafeTransport};
+use socketkit::services::proxy::{HttpProxy, Socks5};
 use socketkit::services::recv::{Recv, RecvPolicy};
 use socketkit::services::{Daytime, Discard, Echo, Hello, Upper};
 use socketkit::tls::{Fingerprint, ServerTls};
@@ -31,6 +32,12 @@ use crate::{metrics, tls, token};
 /// Where services listen when no address is given: loopback, never every
 /// interface.
 pub(crate) const DEFAULT_ADDR: &str = "tcp://127.0.0.1:7007";
+
+/// SOCKS5's conventional port, on loopback.
+const SOCKS5_DEFAULT_ADDR: &str = "tcp://127.0.0.1:1080";
+
+/// An HTTP proxy's conventional port (Squid's), on loopback.
+const HTTP_PROXY_DEFAULT_ADDR: &str = "tcp://127.0.0.1:3128";
 
 /// The one dispatch from a service's flags to its handler.
 pub async fn run(service: Service) -> anyhow::Result<()> {
@@ -103,6 +110,26 @@ pub async fn run(service: Service) -> anyhow::Result<()> {
             let forward = crate::forward::service(&args)?;
             Serve::new("forward", args.common)
                 .run(Handlers::both(forward))
+                .await
+        }
+        Service::Socks5(args) => {
+            let mut args = *args;
+            if args.common.addrs.is_empty() {
+                args.common.addrs = vec![SOCKS5_DEFAULT_ADDR.parse()?];
+            }
+            let config = crate::proxy::config(&args, "SOCKS5")?;
+            Serve::new("socks5", args.common)
+                .run(Handlers::stream(Socks5::new(config)))
+                .await
+        }
+        Service::HttpProxy(args) => {
+            let mut args = *args;
+            if args.common.addrs.is_empty() {
+                args.common.addrs = vec![HTTP_PROXY_DEFAULT_ADDR.parse()?];
+            }
+            let config = crate::proxy::config(&args, "HTTP")?;
+            Serve::new("http-proxy", args.common)
+                .run(Handlers::stream(HttpProxy::new(config)))
                 .await
         }
     }

@@ -8,7 +8,7 @@ use std::net::{Shutdown, TcpStream};
 use std::process::Command;
 use std::time::Instant;
 
-use crate::util::http::Nginx;
+use crate::util::http::{Nginx, COUNTING_SITE};
 use crate::util::{
     py_roundtrip, python_ok, random_bytes, run, socketkit, spawn_python_server, Proc, Server, WAIT,
 };
@@ -347,14 +347,7 @@ fn bad_forward_command_lines_are_one_line_errors() {
 /// connection) and a 200 MiB body byte-exact.
 #[test]
 fn curl_through_a_forward_to_nginx() {
-    const SITE: &str = r#"
-  server {
-    listen 127.0.0.1:{port0};
-    root {root};
-    location = /conn { default_type text/plain; return 200 "requests=$connection_requests\n"; }
-  }
-"#;
-    let nginx = Nginx::start(SITE, |dir| {
+    let nginx = Nginx::start(COUNTING_SITE, |dir| {
         let data = random_bytes(200 << 20, 7);
         std::fs::write(dir.join("www/big.bin"), data).unwrap();
     });

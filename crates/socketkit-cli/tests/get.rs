@@ -8,7 +8,9 @@ use std::io::Read;
 use std::path::Path;
 use std::process::Command;
 
-use crate::util::http::{fails, files_in, get, ok, stderr, stdout, Canned, Nginx, Reply};
+use crate::util::http::{
+    fails, files_in, get, nginx_pki, ok, stderr, stdout, Canned, Nginx, Reply,
+};
 use crate::util::{run, socketkit, Proc, RUN_LIMIT};
 
 /// nginx's test site: static files, redirects, header echoes.
@@ -533,19 +535,8 @@ fn https_with_a_private_ca_sni_and_clear_verification_failures() {
 "#,
         |dir| {
             std::fs::write(dir.join("www/hello.txt"), "hello over tls\n").unwrap();
-            for (sub, names) in [("pki", vec![]), ("other", vec!["--name", "other.example"])] {
-                let path = dir.join(sub);
-                let mut args = vec!["pki", "init", path.to_str().unwrap()];
-                args.extend(names);
-                ok(&crate::util::run_socketkit(&args, b""));
-            }
-            use std::os::unix::fs::PermissionsExt;
-            for sub in ["pki", "other"] {
-                let key = dir.join(sub).join("server-key.pem");
-                std::fs::set_permissions(&key, std::fs::Permissions::from_mode(0o644)).unwrap();
-                std::fs::set_permissions(dir.join(sub), std::fs::Permissions::from_mode(0o755))
-                    .unwrap();
-            }
+            nginx_pki(dir, "pki", &[]);
+            nginx_pki(dir, "other", &["other.example"]);
         },
     );
     let ca = nginx.dir.path().join("pki/ca.pem");

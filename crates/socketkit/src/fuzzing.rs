@@ -1,6 +1,6 @@
 //! Entry points for the fuzz targets in `fuzz/` that need something the
 //! public API does not show: the chat command parser, the chat bus
-//! decoder and the proxy clients' reply parsers. Everything else the targets reach through the public API.
+//! decoder, the proxy clients' reply parsers, and what the HTTP proxy makes of a request head. Everything else the targets reach through the public API.
 //!
 //! The module exists only under `--cfg fuzzing`, which `cargo fuzz` sets
 //! for every crate it builds, so it is no part of socketkit's API and an
@@ -80,4 +80,92 @@ pub fn proxy_replies(reply: &[u8]) {
         handshakes.as_mut().poll(&mut context).is_ready(),
         "an in-memory handshake waited"
     );
+}
+
+/// What the HTTP proxy does with one request head, without a socket:
+/// `data` is a method line's target, a newline, then `Name: value` header
+/// lines. The destination is taken as CONNECT and as an absolute-form GET
+/// would take it, `Proxy-Authorization` decoded, and the request rewritten
+/// for the origin; the rewrite must leave no hop-by-hop header, none the
+/// client's `Connection` named, one `Host`, our `Via` last, and an
+/// origin-form target.
+pub fn http_proxy_head(data: &[u8]) {
+    use crate::services::proxy::http::{basic_credentials, destination, outgoing};
+    use hyper::header::{self, HeaderName, HeaderValue};
+    use hyper::{Method, Request, Uri};
+
+    let (target, rest) = match data.iter().position(|&b| b == b'\n') {
+        Some(at) => (&data[..at], &data[at + 1..]),
+        None => (data, &[][..]),
+    };
+    let Ok(uri) = Uri::try_from(target) else {
+        return;
+    };
+    let mut builder = Request::builder().uri(uri);
+    for line in rest.split(|&b| b == b'\n') {
+        let Some(colon) = line.iter().position(|&b| b == b':') else {
+            continue;
+        };
+        let (Ok(name), Ok(value)) = (
+            HeaderName::from_bytes(&line[..colon]),
+            HeaderValue::from_bytes(line[colon + 1..].trim_ascii()),
+        ) else {
+            continue;
+        };
+        builder = builder.header(name, value);
+    }
+    let Ok(mut request) = builder.body(()) else {
+        return;
+    };
+    if let Some(value) = request.headers().get(header::PROXY_AUTHORIZATION) {
+        if let Some((name, password)) = basic_credentials(value) {
+            assert!(name.len() <= 255 && password.len() <= 255);
+        }
+    }
+    *request.method_mut() = Method::CONNECT;
+    if let Ok(to) = destination(&request) {
+        assert_ne!(to.port, 0);
+    }
+    *request.method_mut() = Method::GET;
+    let Ok(to) = destination(&request) else {
+        return;
+    };
+    assert_ne!(to.port, 0);
+    let named: Vec<String> = request
+        .headers()
+        .get_all(header::CONNECTION)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .map(|t| t.trim().to_ascii_lowercase())
+        .collect();
+    let Ok(sent) = outgoing(request, &to) else {
+        return;
+    };
+    let headers = sent.headers();
+    for gone in [
+        "connection",
+        "proxy-connection",
+        "keep-alive",
+        "te",
+        "trailer",
+        "transfer-encoding",
+        "upgrade",
+        "proxy-authorization",
+        "proxy-authenticate",
+    ] {
+        assert!(!headers.contains_key(gone), "{gone} forwarded");
+    }
+    for name in &named {
+        if name != "host" && name != "via" {
+            assert!(
+                !headers.contains_key(name.as_str()),
+                "{name} named by Connection, forwarded"
+            );
+        }
+    }
+    assert_eq!(headers.get_all(header::HOST).iter().count(), 1);
+    let via = headers.get_all(header::VIA).iter().last();
+    assert!(via.is_some_and(|v| v.as_bytes().ends_with(b" socketkit")));
+    assert!(sent.uri().scheme().is_none() && sent.uri().authority().is_none());
 }

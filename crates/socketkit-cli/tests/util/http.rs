@@ -163,6 +163,32 @@ impl Drop for Nginx {
     }
 }
 
+/// An nginx site (`{port0}`, `{root}`) with a page saying how many requests
+/// its connection has carried: `requests=2` proves keep-alive.
+pub const COUNTING_SITE: &str = r#"
+  server {
+    listen 127.0.0.1:{port0};
+    root {root};
+    location = /conn { default_type text/plain; return 200 "requests=$connection_requests\n"; }
+  }
+"#;
+
+/// `socketkit pki init DIR/SUB` (with `--name` per entry of `names`) for an
+/// nginx TLS listener: `SUB/server.pem` and `SUB/server-key.pem`, the key
+/// made readable whatever user nginx runs as (test keys only).
+pub fn nginx_pki(dir: &Path, sub: &str, names: &[&str]) {
+    let path = dir.join(sub);
+    let mut args = vec!["pki", "init", path.to_str().unwrap()];
+    for name in names {
+        args.extend(["--name", name]);
+    }
+    util::assert_success("pki init", &util::run_socketkit(&args, b""));
+    use std::os::unix::fs::PermissionsExt;
+    let readable = std::fs::Permissions::from_mode(0o644);
+    std::fs::set_permissions(path.join("server-key.pem"), readable).unwrap();
+    std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o755)).unwrap();
+}
+
 /// What a [`Canned`] server does on one connection, after reading the
 /// request head.
 pub enum Reply {

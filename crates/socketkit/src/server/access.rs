@@ -119,6 +119,19 @@ impl AccessList {
         !self.allow.is_empty()
     }
 
+    /// Whether an allow rule matches `ip` (not merely "no rule refuses
+    /// it"): what overrides a default refusal, such as a proxy's guard.
+    pub fn allows(&self, ip: IpAddr) -> bool {
+        let ip = ip.to_canonical();
+        self.allow.iter().any(|net| net.contains(&ip))
+    }
+
+    /// Whether a deny rule matches `ip`.
+    pub fn denies(&self, ip: IpAddr) -> bool {
+        let ip = ip.to_canonical();
+        self.deny.iter().any(|net| net.contains(&ip))
+    }
+
     /// Whether `peer` may talk to the server. Unix peers always may.
     pub fn permits(&self, peer: &SocketAddress) -> bool {
         match peer {

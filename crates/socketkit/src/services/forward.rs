@@ -35,7 +35,7 @@ use crate::transport::{
 
 /// Relay buffer per direction while bytes are in flight: larger than the
 /// echo services' because a forward pays two sockets per byte each way.
-const FORWARD_BUFFER: usize = 64 * 1024;
+pub(crate) const FORWARD_BUFFER: usize = 64 * 1024;
 
 /// The forwarding service: every stream connection is relayed to `target`.
 #[derive(Debug, Clone)]

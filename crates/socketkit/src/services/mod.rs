@@ -14,6 +14,7 @@
 //! | [`Forward`] | stream | each connection relayed to a fixed target (port forwarding, TLS wrap/unwrap) |
 //! | [`Listen`] | stream | nc -l: each connection relayed to one input and output (stdin/stdout) |
 //! | [`Chat`] | stream (+ web page) | multi-room chat for `nc` and browsers, federated over Redis |
+//! | [`proxy`] | stream (+ UDP relay) | proxy servers: SOCKS5 and HTTP ([`proxy::HttpProxy`]), with users and a destination policy |
 
 #[cfg(feature = "exec")]
 #[cfg_attr(docsrs, doc(cfg(feature = "exec")))]
@@ -41,6 +42,9 @@ mod forward;
 mod hello;
 #[cfg(feature = "listen")]
 mod listen;
+#[cfg(feature = "proxy")]
+#[cfg_attr(docsrs, doc(cfg(feature = "proxy")))]
+pub mod proxy;
 #[cfg(feature = "transfer")]
 #[cfg_attr(docsrs, doc(cfg(feature = "transfer")))]
 pub mod recv;

@@ -285,6 +285,25 @@ pub(super) async fn candidates(
     Ok(addrs)
 }
 
+/// Opens a TCP stream to one of `addrs`, already resolved (and vetted, by
+/// a proxy's destination policy), Happy Eyeballs style as [`connect`]
+/// does, within `options.timeout`. The error keeps the operating system's
+/// reason (refused, unreachable, timed out) for the caller to map.
+#[cfg(feature = "proxy")]
+pub(crate) async fn connect_resolved(
+    addrs: Vec<SocketAddr>,
+    options: &ConnectOptions,
+) -> io::Result<Stream> {
+    let attempt = async {
+        let stream = race_connects(addrs, options).await?;
+        stream.set_nodelay(options.nodelay)?;
+        Ok(Stream::Tcp(stream))
+    };
+    tokio::time::timeout(options.timeout, attempt)
+        .await
+        .unwrap_or_else(|_| Err(io::Error::from(io::ErrorKind::TimedOut)))
+}
+
 /// Races direct TCP connections to `addrs` ([`race`]).
 pub(crate) async fn race_connects(
     addrs: Vec<SocketAddr>,

@@ -30,6 +30,8 @@ use tokio_rustls::TlsStream;
 #[cfg(feature = "tls")]
 use crate::tls::Fingerprint;
 
+#[cfg(feature = "proxy")]
+pub(crate) use connect::connect_resolved;
 #[cfg(feature = "tls")]
 pub use connect::start_tls;
 pub use connect::{connect, connect_datagram, ConnectOptions};

@@ -10,10 +10,11 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use http_body_util::Empty;
-use hyper::body::Incoming;
+use hyper::body::{Body, Incoming};
 use hyper::client::conn::http1::{Builder, SendRequest};
 use hyper::{Request, Response};
 use hyper_util::rt::TokioIo;
+use tokio::io::{AsyncRead, AsyncWrite};
 use tokio_util::task::AbortOnDropHandle;
 
 use super::target::HttpUrl;
@@ -168,23 +169,13 @@ impl Connection {
             copies,
         });
         let tap = Tap::new(stream, Arc::clone(&wire));
-        let (sender, connection) = Builder::new()
-            .title_case_headers(true)
-            .max_header_size(MAX_HEADER_BYTES)
-            .max_headers(MAX_HEADERS)
-            .handshake(TokioIo::new(tap))
-            .await
-            .map_err(|e| request_error(url, e))?;
+        let (sender, driver) = handshake(tap).await.map_err(|e| request_error(url, e))?;
         if let Some(remote) = &remote {
             tracing::debug!(%url, %remote, ?connect, ?tls, "connected");
         }
-        // Errors of the connection reach the request or body that hit them.
-        let driver = tokio::spawn(async move {
-            let _ = connection.await;
-        });
         Ok(Connection {
             sender,
-            _driver: AbortOnDropHandle::new(driver),
+            _driver: driver,
             wire,
             opened_for: url.clone(),
             forward_proxy,
@@ -225,6 +216,30 @@ impl Connection {
         let first = Duration::from_nanos(self.wire.first_read.load(Ordering::Relaxed));
         Ok((response, first.saturating_sub(sent)))
     }
+}
+
+/// hyper's client side of one HTTP/1.1 connection over `io`, with the head
+/// limits above ([`MAX_HEADER_BYTES`], [`MAX_HEADERS`]). The connection's
+/// driver runs in a task that is aborted when the returned handle drops;
+/// its errors reach the request or body that hit them. `get` and the HTTP
+/// proxy's forwarded requests both talk to servers through here.
+pub(crate) async fn handshake<T, B>(io: T) -> hyper::Result<(SendRequest<B>, AbortOnDropHandle<()>)>
+where
+    T: AsyncRead + AsyncWrite + Send + Unpin + 'static,
+    B: Body + Send + 'static,
+    B::Data: Send,
+    B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+{
+    let (sender, connection) = Builder::new()
+        .title_case_headers(true)
+        .max_header_size(MAX_HEADER_BYTES)
+        .max_headers(MAX_HEADERS)
+        .handshake(TokioIo::new(io))
+        .await?;
+    let driver = tokio::spawn(async move {
+        let _ = connection.await;
+    });
+    Ok((sender, AbortOnDropHandle::new(driver)))
 }
 
 /// A failure before the response head was complete, in words.

@@ -40,6 +40,7 @@ use crate::tls::{ClientTls, Verification};
 use crate::transport::{ConnectOptions, ProxyScheme, ProxyUrl};
 use connection::Connection;
 
+pub(crate) use connection::handshake;
 pub use connection::{ConnectionInfo, WireCopy, MAX_HEADERS, MAX_HEADER_BYTES};
 pub use proxy::ProxyRules;
 pub use target::HttpUrl;
