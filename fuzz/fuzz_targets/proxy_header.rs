@@ -7,7 +7,7 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use socketkit::protocol::proxy_header::{
+use socketkit::proxy_header::{
     decode, Decoded, ProxyHeader, MIN_MAX_LEN, V1_MAX_LEN, V2_MAX_LEN,
 };
 
@@ -62,8 +62,8 @@ fuzz_target!(|data: &[u8]| {
 
 fn reencode(header: &ProxyHeader, cap: usize) {
     for version in [
-        socketkit::protocol::proxy_header::Version::V1,
-        socketkit::protocol::proxy_header::Version::V2,
+        socketkit::proxy_header::Version::V1,
+        socketkit::proxy_header::Version::V2,
     ] {
         let bytes = header.encode(version);
         let Ok(Decoded::Header { header: again, len }) = decode(&bytes, cap) else {
@@ -71,10 +71,10 @@ fn reencode(header: &ProxyHeader, cap: usize) {
         };
         assert_eq!(len, bytes.len());
         // v1 cannot carry Unix paths; either way no address is invented.
-        let v1_unix = version == socketkit::protocol::proxy_header::Version::V1
+        let v1_unix = version == socketkit::proxy_header::Version::V1
             && matches!(
                 header.addresses,
-                socketkit::protocol::proxy_header::Addresses::Unix { .. }
+                socketkit::proxy_header::Addresses::Unix { .. }
             );
         if v1_unix {
             assert_eq!(again.source(), None);

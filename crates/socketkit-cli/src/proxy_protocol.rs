@@ -6,7 +6,7 @@
 use anyhow::bail;
 use clap::{Args, ValueEnum};
 use socketkit::addr::SocketKind;
-use socketkit::protocol::proxy_header::Version;
+use socketkit::proxy_header::Version;
 use socketkit::server::{AccessList, ProxyProtocol, Rule};
 use socketkit::Endpoint;
 

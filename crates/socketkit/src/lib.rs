@@ -44,6 +44,7 @@
 //! - [`server`]: accept loop, handler lifecycle, concurrency, limits, shutdown;
 //! - [`codec`]: bounded framing;
 //! - [`protocol`]: the framed protocol of PROTOCOL.md;
+//! - [`proxy_header`]: the PROXY protocol header (HAProxy v1/v2), decoded and encoded;
 //! - [`services`]: the ready-made services, each a handler;
 //! - [`client`]: relay, datagram exchange, port checks;
 //! - [`hexdump`]: `-x`, a tap that dumps every chunk a stream carries;
@@ -73,6 +74,7 @@ pub mod hexdump;
 #[cfg(feature = "protocol")]
 #[cfg_attr(docsrs, doc(cfg(feature = "protocol")))]
 pub mod protocol;
+pub mod proxy_header;
 pub mod server;
 pub mod services;
 #[cfg(feature = "tls")]

@@ -18,7 +18,6 @@
 #![deny(clippy::arithmetic_side_effects)]
 
 pub mod exec;
-pub mod proxy_header;
 pub mod transfer;
 
 use std::fmt;

@@ -10,7 +10,7 @@
 //! bytes clears the socket's readiness, so waiting for the rest of a
 //! header sleeps until more arrives instead of spinning.
 //!
-//! The bytes belong to `protocol::proxy_header`; the server decides what
+//! The bytes belong to `proxy_header`; the server decides what
 //! a header means for the connection (`Shared::drive` in `server/mod.rs`).
 
 use std::fmt;
@@ -24,8 +24,8 @@ use tracing::{debug, warn};
 
 use super::AccessList;
 use crate::addr::Endpoint;
-use crate::protocol::proxy_header::{decode, Decoded, ProxyHeader, ProxyHeaderError};
-use crate::protocol::proxy_header::{DEFAULT_MAX_LEN, V1_MAX_LEN};
+use crate::proxy_header::{decode, Decoded, ProxyHeader, ProxyHeaderError};
+use crate::proxy_header::{DEFAULT_MAX_LEN, V1_MAX_LEN};
 use crate::transport::{SocketAddress, Stream};
 
 /// The first peek's size: any version 1 header, and a version 2 header with
@@ -143,6 +143,7 @@ async fn peek_header(stream: &Stream, max_len: usize) -> Result<(ProxyHeader, us
             Stream::Tcp(s) => s.ready(Interest::READABLE).await,
             Stream::Unix(s) => s.ready(Interest::READABLE).await,
             // The server reads the header before any TLS handshake.
+            #[cfg(feature = "tls")]
             Stream::Tls(_) => return Err(Failure::Io(io::ErrorKind::Unsupported.into())),
         }
         .map_err(Failure::Io)?;
@@ -151,6 +152,7 @@ async fn peek_header(stream: &Stream, max_len: usize) -> Result<(ProxyHeader, us
             Stream::Unix(s) => {
                 s.try_io(Interest::READABLE, || peek_more(s.as_fd(), &mut buf, seen))
             }
+            #[cfg(feature = "tls")]
             Stream::Tls(_) => return Err(Failure::Io(io::ErrorKind::Unsupported.into())),
         };
         match peeked {
@@ -206,7 +208,7 @@ async fn consume(stream: &mut Stream, len: usize) -> io::Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::protocol::proxy_header::{ProxyHeader, Version};
+    use crate::proxy_header::{ProxyHeader, Version};
     use tokio::io::AsyncWriteExt;
     use tokio::net::{TcpListener, TcpStream, UnixStream};
 

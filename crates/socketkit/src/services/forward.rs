@@ -25,7 +25,7 @@ use crate::addr::Endpoint;
 use crate::client::{both_ways, BothWaysOptions};
 use crate::error::{Error, ErrorKind, Result};
 use crate::hexdump::{HexDump, Tapped};
-use crate::protocol::proxy_header::{ProxyHeader, Version};
+use crate::proxy_header::{ProxyHeader, Version};
 use crate::server::{
     Connection, Datagram, DatagramHandler, DatagramSender, Reply, ServerHandle, StreamHandler,
 };
