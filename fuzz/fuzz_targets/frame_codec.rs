@@ -71,7 +71,10 @@ fn decode(opening: bool, pieces: &[&[u8]]) -> Outcome {
 }
 
 fn failed(frames: Vec<Frame>, error: FrameError) -> Outcome {
-    assert!(error.is_protocol(), "a decode error is the bytes' fault: {error}");
+    assert!(
+        error.is_protocol(),
+        "a decode error is the bytes' fault: {error}"
+    );
     Outcome {
         frames,
         error: Some(error.to_string()),

@@ -7,9 +7,7 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use socketkit::proxy_header::{
-    decode, Decoded, ProxyHeader, MIN_MAX_LEN, V1_MAX_LEN, V2_MAX_LEN,
-};
+use socketkit::proxy_header::{decode, Decoded, ProxyHeader, MIN_MAX_LEN, V1_MAX_LEN, V2_MAX_LEN};
 
 /// Above this, checking every prefix costs quadratic time; sample instead.
 const EVERY_PREFIX: usize = 300;
@@ -40,7 +38,10 @@ fuzz_target!(|data: &[u8]| {
             for n in cuts {
                 match decode(&buf[..n], cap) {
                     Ok(Decoded::Incomplete { at_least }) => {
-                        assert!(at_least > n && at_least <= len, "{n}: at least {at_least}, header {len}")
+                        assert!(
+                            at_least > n && at_least <= len,
+                            "{n}: at least {at_least}, header {len}"
+                        )
                     }
                     other => panic!("prefix {n} of a {len}-byte header: {other:?}"),
                 }
@@ -56,7 +57,10 @@ fuzz_target!(|data: &[u8]| {
     // An error is final: a prefix that failed keeps failing with more bytes.
     let cut = usize::from(cut).min(buf.len());
     if decode(&buf[..cut], cap).is_err() {
-        assert!(outcome.is_err(), "prefix {cut} failed, the whole did not: {outcome:?}");
+        assert!(
+            outcome.is_err(),
+            "prefix {cut} failed, the whole did not: {outcome:?}"
+        );
     }
 });
 

@@ -43,7 +43,11 @@ fuzz_target!(|data: &[u8]| {
     read_as_server(data, decode_credentials);
     read_as_server(data, decode_request);
     // Whole buffers too: a decoder must not depend on being fed exactly.
-    let _ = (decode_greeting(data), decode_credentials(data), decode_request(data));
+    let _ = (
+        decode_greeting(data),
+        decode_credentials(data),
+        decode_request(data),
+    );
     if let Ok(packet) = decode_udp(data) {
         assert!(packet.payload_at <= data.len());
         if let Host::Ip(ip) = packet.destination.host {
