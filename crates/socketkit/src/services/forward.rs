@@ -29,8 +29,10 @@ use crate::proxy_header::{ProxyHeader, Version};
 use crate::server::{
     Connection, Datagram, DatagramHandler, DatagramSender, Reply, ServerHandle, StreamHandler,
 };
+#[cfg(feature = "tls")]
+use crate::transport::start_tls;
 use crate::transport::{
-    connect, connect_datagram, start_tls, ConnectOptions, DatagramSocket, SocketAddress, Stream,
+    connect, connect_datagram, ConnectOptions, DatagramSocket, SocketAddress, Stream,
 };
 
 /// Relay buffer per direction while bytes are in flight: larger than the
@@ -203,8 +205,11 @@ async fn connect_with_header(
     header: &[u8],
 ) -> Result<Stream> {
     let (plain, tls) = match target {
+        #[cfg(feature = "tls")]
         Endpoint::Tls(hp) => (Endpoint::Tcp(hp.clone()), Some(hp)),
-        other => (other.clone(), None),
+        // Without TLS, `connect` refuses the tls:// target with its own
+        // typed error.
+        other => (other.clone(), None::<&crate::addr::HostPort>),
     };
     let mut stream = connect(&plain, options).await?;
     tokio::io::AsyncWriteExt::write_all(&mut stream, header)
@@ -217,8 +222,9 @@ async fn connect_with_header(
             )
         })?;
     match tls {
+        #[cfg(feature = "tls")]
         Some(hp) => start_tls(stream, hp, options).await,
-        None => Ok(stream),
+        _ => Ok(stream),
     }
 }
 

@@ -40,6 +40,7 @@ use crate::tls::{ClientTls, Verification};
 use crate::transport::{ConnectOptions, ProxyScheme, ProxyUrl};
 use connection::Connection;
 
+#[cfg(feature = "proxy")]
 pub(crate) use connection::handshake;
 pub use connection::{ConnectionInfo, WireCopy, MAX_HEADERS, MAX_HEADER_BYTES};
 pub use proxy::ProxyRules;
