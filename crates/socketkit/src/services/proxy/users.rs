@@ -181,10 +181,14 @@ impl Users {
     /// Verifies `password` against `hash` on the blocking pool, a few at a
     /// time.
     async fn verify(&self, hash: String, password: Vec<u8>) -> bool {
-        let Ok(_turn) = self.verifying.clone().acquire_owned().await else {
+        let Ok(turn) = self.verifying.clone().acquire_owned().await else {
             return false;
         };
+        // The permit moves into the task: a client that gives up (the
+        // deadline drops this future) does not free its turn before the
+        // verification it started has finished.
         tokio::task::spawn_blocking(move || {
+            let _turn = turn;
             PasswordHash::new(&hash).is_ok_and(|parsed| {
                 Argon2::default()
                     .verify_password(&password, &parsed)
