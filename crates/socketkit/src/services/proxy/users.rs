@@ -6,7 +6,7 @@
 //! A check costs the same whether or not the user exists (an unknown name
 //! is verified against a dummy hash with the same parameters), runs on the
 //! blocking pool (argon2id is tens of milliseconds of CPU and ~19 MiB by
-//! design), a few at a time, and behind the per-source [`Gate`] that exec
+//! design), a few at a time, and behind the per-source gate (`auth.rs`) that exec
 //! uses: a failure is logged with the peer and the user and delays that
 //! source's next attempt. Names and passwords never reach a log unescaped,
 //! and passwords never reach one at all.
