@@ -158,10 +158,13 @@ def main():
     parser.add_argument("--bulk-mib", type=int, default=1024)
     parser.add_argument("--requests", type=int, default=2000)
     parser.add_argument("--servers", default="socketkit,microsocks,dante")
+    parser.add_argument("--no-build", action="store_true",
+                        help="use target/release/socketkit as it is")
     args = parser.parse_args()
     servers = args.servers.split(",")
-    subprocess.run(["cargo", "build", "--release", "-q", "-p", "socketkit-cli"],
-                   cwd=ROOT, check=True)
+    if not args.no_build:
+        subprocess.run(["cargo", "build", "--release", "-q", "-p", "socketkit-cli"],
+                       cwd=ROOT, check=True)
     results = {name: {"bulk": [], "conns": []} for name in servers}
     with tempfile.TemporaryDirectory() as tmp:
         nginx, nginx_port = start_nginx(tmp, args.bulk_mib)

@@ -13,8 +13,8 @@
 //! many bytes it needs in total ([`Decoded::Need`]) and the reader reads
 //! exactly those, so bytes a client pipelines after its request (RFC 1928
 //! allows none before the reply, but clients do) stay in the socket for
-//! the relay. The longest message is a request with a 255-byte name: 262
-//! bytes.
+//! the relay. The longest message is an RFC 1929 request with a 255-byte
+//! name and password: 513 bytes.
 //!
 //! UDP ASSOCIATE (RFC 1928 §7): the relay socket is bound on the address
 //! the client reached the server at; only datagrams from the client's IP
@@ -65,8 +65,9 @@ const ATYP_IPV4: u8 = 1;
 const ATYP_DOMAIN: u8 = 3;
 const ATYP_IPV6: u8 = 4;
 
-/// The longest message a client sends: a request with a 255-byte name.
-pub const MAX_MESSAGE: usize = 4 + 1 + 255 + 2;
+/// The longest message a client sends: an RFC 1929 request with a
+/// 255-byte name and a 255-byte password (a request is at most 262).
+pub const MAX_MESSAGE: usize = 2 + 255 + 1 + 255;
 
 /// Largest UDP payload relayed, with room for the SOCKS header.
 const MAX_DATAGRAM: usize = 64 * 1024 + MAX_MESSAGE;
@@ -925,6 +926,20 @@ mod tests {
         assert_eq!(credentials.name, b"bob");
         assert_eq!(credentials.password, b"pw");
         assert!(!format!("{credentials:?}").contains("pw\""));
+        // The longest: 255-byte name and password (found by the fuzzer:
+        // the bound once was the request's 262 bytes).
+        let mut longest = vec![1, 255];
+        longest.extend_from_slice(&[b'n'; 255]);
+        longest.push(255);
+        longest.extend_from_slice(&[b'p'; 255]);
+        assert_eq!(
+            decode_credentials(&longest[..258]),
+            Ok(Decoded::Need(MAX_MESSAGE))
+        );
+        assert!(matches!(
+            decode_credentials(&longest),
+            Ok(Decoded::Done(_, MAX_MESSAGE))
+        ));
     }
 
     #[test]

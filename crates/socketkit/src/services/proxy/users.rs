@@ -6,7 +6,7 @@
 //! A check costs the same whether or not the user exists (an unknown name
 //! is verified against a dummy hash with the same parameters), runs on the
 //! blocking pool (argon2id is tens of milliseconds of CPU and ~19 MiB by
-//! design), a few at a time, and behind the per-source `Gate` that exec
+//! design), a few at a time, and behind the per-source gate (`auth.rs`) that exec
 //! uses: a failure is logged with the peer and the user and delays that
 //! source's next attempt. Names and passwords never reach a log unescaped,
 //! and passwords never reach one at all.
@@ -181,10 +181,14 @@ impl Users {
     /// Verifies `password` against `hash` on the blocking pool, a few at a
     /// time.
     async fn verify(&self, hash: String, password: Vec<u8>) -> bool {
-        let Ok(_turn) = self.verifying.clone().acquire_owned().await else {
+        let Ok(turn) = self.verifying.clone().acquire_owned().await else {
             return false;
         };
+        // The permit moves into the task: a client that gives up (the
+        // deadline drops this future) does not free its turn before the
+        // verification it started has finished.
         tokio::task::spawn_blocking(move || {
+            let _turn = turn;
             PasswordHash::new(&hash).is_ok_and(|parsed| {
                 Argon2::default()
                     .verify_password(&password, &parsed)
