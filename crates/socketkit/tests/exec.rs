@@ -20,13 +20,22 @@ use util::PATIENCE;
 
 const TOKEN: &str = "library-test-token";
 
+/// One exec server at a time in this test process: the subreaper
+/// containment is process-wide (a server's sweep reaps whatever is left
+/// under the process), so two servers in one process would end each
+/// other's commands. The CLI runs one server per process; here the tests
+/// take turns.
+static ONE_SERVER: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+
 /// The server and the directory its commands run in.
 struct Running {
     server: util::Running,
     _dir: tempfile::TempDir,
+    _turn: tokio::sync::MutexGuard<'static, ()>,
 }
 
 async fn start(configure: impl FnOnce(&mut ExecPolicy)) -> Running {
+    let turn = ONE_SERVER.lock().await;
     let dir = tempfile::tempdir().unwrap();
     let mut policy = ExecPolicy::default();
     policy.auth.token = Some(Token::new(TOKEN));
@@ -39,6 +48,7 @@ async fn start(configure: impl FnOnce(&mut ExecPolicy)) -> Running {
     Running {
         server: util::start(|server| server.serve(exec)).await,
         _dir: dir,
+        _turn: turn,
     }
 }
 
