@@ -328,7 +328,9 @@ fn a_process_that_leaves_the_session_dies_when_the_command_ends() {
 #[test]
 fn a_process_that_leaves_the_session_dies_at_the_time_limit() {
     for containment in CONTAINMENTS {
-        let fx = Fixture::start(&["--containment", containment, "--cmd-timeout", "1s"]);
+        // Long enough for the escapee to start and report on a loaded
+        // machine (a python3 double fork took over 1 s under CI's load).
+        let fx = Fixture::start(&["--containment", containment, "--cmd-timeout", "3s"]);
         for (how, script) in escape_scripts("sleep 30") {
             let _ = std::fs::remove_file(fx.path("escaped"));
             let out = fx.exec(&["sh", "-c", &script], b"");
@@ -338,7 +340,12 @@ fn a_process_that_leaves_the_session_dies_at_the_time_limit() {
                 "{how}: {}",
                 stderr_of(&out)
             );
-            let pid: u32 = stdout_of(&out).trim().parse().unwrap();
+            let reported = stdout_of(&out);
+            let pid: u32 = reported.trim().parse().unwrap_or_else(|_| {
+                panic!(
+                    "{how}: the command was ended before its escapee reported a pid: {reported:?}"
+                )
+            });
             wait_until_dead(pid, &format!("{how} escapee under {containment}"));
         }
     }

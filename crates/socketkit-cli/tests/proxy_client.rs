@@ -1,8 +1,8 @@
 //! `--proxy` on the clients and `--to-proxy` on `serve forward`, through
 //! real proxies on loopback: microsocks (SOCKS5, with and without
-//! username/password), dante (SOCKS5, and its username method for a
-//! refusal), tinyproxy (HTTP CONNECT and absolute-form requests, with and
-//! without Basic auth), and Python proxies that break the protocol. The
+//! username/password), dante (SOCKS5, and its username method with a
+//! user of its own), tinyproxy (HTTP CONNECT and absolute-form requests,
+//! with and without Basic auth), and Python proxies that break the protocol. The
 //! targets are our echo, nginx (plain and TLS) and a closed port. Each
 //! proxy's own log shows what it was asked for (a name or an address, an
 //! absolute-form request or a CONNECT).
@@ -63,8 +63,12 @@ impl Proxy {
     }
 
     /// dante with `socksmethod` (`none`, or `username` checked against
-    /// the system's users: none is added, so only refusals are tested).
-    fn dante(socksmethod: &str) -> Proxy {
+    /// the system's users). With `account`, dante runs in a mount namespace
+    /// of its own whose /etc/passwd and /etc/shadow add that user and
+    /// password (crypt SHA-512 from `openssl passwd -6`): dante's username
+    /// method reads only the system's accounts, and the machine's own stay
+    /// untouched.
+    fn dante(socksmethod: &str, account: Option<(&str, &str)>) -> Proxy {
         Proxy::start("danted", true, |port, dir| {
             let config = format!(
                 "logoutput: stderr\ninternal: 127.0.0.1 port = {port}\nexternal: 127.0.0.1\n\
@@ -74,11 +78,33 @@ impl Proxy {
                  socks pass {{\n  from: 127.0.0.0/8 to: 0.0.0.0/0\n  command: connect\n  log: connect error\n}}\n"
             );
             std::fs::write(dir.join("danted.conf"), config).unwrap();
-            let mut cmd = Command::new("/usr/sbin/danted");
-            cmd.arg("-f")
-                .arg(dir.join("danted.conf"))
-                .arg("-p")
-                .arg(dir.join("danted.pid"));
+            let danted = format!(
+                "exec /usr/sbin/danted -f '{0}/danted.conf' -p '{0}/danted.pid'",
+                dir.display()
+            );
+            let Some((user, password)) = account else {
+                let mut cmd = Command::new("sh");
+                cmd.arg("-c").arg(danted);
+                return cmd;
+            };
+            let mut openssl = Command::new("openssl");
+            openssl.args(["passwd", "-6", "-stdin"]);
+            let hash = run(openssl, password.as_bytes());
+            assert_success("openssl passwd", &hash);
+            let hash = text(&hash.stdout);
+            let mut passwd = std::fs::read_to_string("/etc/passwd").unwrap();
+            passwd.push_str(&format!(
+                "{user}:x:64999:65534::/nonexistent:/usr/sbin/nologin\n"
+            ));
+            let mut shadow = std::fs::read_to_string("/etc/shadow").unwrap();
+            shadow.push_str(&format!("{user}:{}:19000:0:99999:7:::\n", hash.trim()));
+            std::fs::write(dir.join("passwd"), passwd).unwrap();
+            std::fs::write(dir.join("shadow"), shadow).unwrap();
+            let mut cmd = Command::new("unshare");
+            cmd.args(["--mount", "sh", "-c"]).arg(format!(
+                "mount --bind '{0}/passwd' /etc/passwd && mount --bind '{0}/shadow' /etc/shadow && {danted}",
+                dir.display()
+            ));
             cmd
         })
     }
@@ -268,7 +294,7 @@ fn get_and_forward_through_microsocks_and_dante_to_nginx_and_echo() {
     let nginx = nginx_with_file(&data);
     let target = echo();
     let microsocks = Proxy::microsocks(None);
-    let dante = Proxy::dante("none");
+    let dante = Proxy::dante("none", None);
     for (name, proxy) in [("microsocks", &microsocks), ("dante", &dante)] {
         for scheme in ["socks5", "socks5h"] {
             let url = proxy.url(scheme, "");
@@ -288,19 +314,41 @@ fn get_and_forward_through_microsocks_and_dante_to_nginx_and_echo() {
 }
 
 #[test]
-fn dante_refuses_an_unknown_user_and_a_client_without_credentials() {
+fn dante_username_method_admits_its_user_and_refuses_the_rest() {
     let target = echo();
-    // No system user is added: `nobody` has no password dante accepts.
-    let dante = Proxy::dante("username");
-    let out = connect(
-        &dante.url("socks5", "nobody:guess@"),
-        target.addr(),
-        &[],
-        b"x\n",
+    let data = random_bytes(512 * 1024 + 3, crate::util::fresh_seed());
+    let nginx = nginx_with_file(&data);
+    let password = "p@ss:w0rd %";
+    let dante = Proxy::dante("username", Some(("skuser", password)));
+    let good = dante.url("socks5h", "skuser:p%40ss%3Aw0rd%20%25@");
+
+    echo_through(&good, target.addr(), "logged in");
+    let out = run_socketkit(&["get", "--proxy", &good, &nginx.url(0, "/big.bin")], b"");
+    assert_success("get via dante with a password", &out);
+    assert!(out.stdout == data, "get via dante: byte-exact");
+    let forward = forward_via(target.addr(), &good);
+    assert!(
+        py_echo_exact(forward.addr(), &data) == data,
+        "forward via dante with a password: byte-exact"
     );
-    error_naming(&out, &["rejected the user name or password"], "guess");
+    dante
+        .proc
+        .stderr
+        .wait_for("dante's pass line for the user", |l| {
+            l.contains("tcp/connect") && l.contains("username%skuser@")
+        });
+
+    for credentials in ["skuser:wrong@", "nobody:guess@"] {
+        let out = connect(
+            &dante.url("socks5", credentials),
+            target.addr(),
+            &[],
+            b"x\n",
+        );
+        error_naming(&out, &["rejected the user name or password"], "p@ss");
+    }
     let out = connect(&dante.url("socks5", ""), target.addr(), &[], b"x\n");
-    error_naming(&out, &["requires authentication"], "guess");
+    error_naming(&out, &["requires authentication"], "p@ss");
 }
 
 #[test]
