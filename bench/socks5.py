@@ -82,7 +82,8 @@ http {{ access_log off; sendfile on; keepalive_timeout 0;
 def start_server(name, tmp, port):
     if name == "socketkit":
         cmd = [os.path.join(ROOT, "target/release/socketkit"), "serve", "socks5",
-               f"127.0.0.1:{port}", "-q", "--max-conns", "4096"]
+               f"127.0.0.1:{port}", "-q", "--max-conns", "4096",
+               *os.environ.get("SOCKETKIT_FLAGS", "").split()]
     elif name == "microsocks":
         cmd = ["microsocks", "-i", "127.0.0.1", "-p", str(port)]
     elif name == "dante":

@@ -40,6 +40,7 @@ ROOT = Path(__file__).resolve().parent.parent
 TARGET = ROOT / "target"
 SOCKETKIT = TARGET / "release" / "socketkit"
 TOKIO_ECHO = TARGET / "bench" / "release" / "tokio-echo"
+STD_ECHO = TARGET / "bench" / "release" / "std-threads-echo"
 C_ECHO = TARGET / "bench" / "c-epoll-echo"
 ECHO_BENCH_DIR = Path(os.environ.get("ECHO_BENCH_DIR", ROOT.parent / "shared" / "tools" / "echo-bench"))
 ECHO_BENCH = TARGET / "echo-bench" / "release" / "echo-bench"
@@ -73,6 +74,8 @@ def build(quick):
 
     run("cargo", "build", "--release", "-p", "socketkit-cli")
     run("cargo", "build", "--release", "--manifest-path", "bench/tokio-echo/Cargo.toml",
+        "--target-dir", "target/bench")
+    run("cargo", "build", "--release", "--manifest-path", "bench/std-threads-echo/Cargo.toml",
         "--target-dir", "target/bench")
     C_ECHO.parent.mkdir(parents=True, exist_ok=True)
     run("cc", "-O2", "-Wall", "-o", str(C_ECHO), "bench/c-epoll-echo.c")
@@ -241,6 +244,9 @@ def servers():
                only={"1"}),
         Server("C epoll", [C_ECHO, 0], prints=2, udp=True),
         Server("tokio", [TOKIO_ECHO, 0], prints=2, udp=True),
+        # What a ThreadingMixIn user writes in Rust: std, a thread per
+        # connection, blocking reads and writes (`--mode threads`' peer).
+        Server("std threads", [STD_ECHO, 0], prints=1),
         Server("Python ThreadingTCPServer", [sys.executable, ROOT / "bench" / "textbook_echo.py", 0],
                prints=1),
         # socat's PIPE and ncat's --exec cat stop echoing in full-duplex bulk
@@ -538,6 +544,35 @@ def targets(results, idle):
         rows.append((f"{mode}: connections refused or unserved at 1000", str(refused),
                      "met" if runs and refused == 0 else "**missed**"))
     lines = ["### Targets (issue 7)", "", "| target | this run | |", "|---|---:|---|"]
+    lines += [f"| {a} | {b} | {c} |" for a, b, c in rows]
+
+    # Issue 15: the framework costs nothing over the hand-written server
+    # of the same runtime shape.
+    def p99_vs(key, name, base):
+        a = median_of(results.get((key, name, "socketkit"), []), "p99_us")
+        b = median_of(results.get((key, base, "socketkit"), []), "p99_us")
+        return a / b if a and b else None
+
+    rows = []
+    for key in ("1", "50", "1000", "4k", "udp", "bulk", "churn"):
+        if key not in LEVEL_BY_KEY:
+            continue
+        check(f"tasks vs tokio: {LEVEL_BY_KEY[key]['title']} (≥ 1.0)",
+              ratio(key, "socketkit tasks", "tokio"), 1.0)
+    for key in ("1", "50", "1000"):
+        check(f"tasks: p99 at {key} conn(s) vs tokio's (≤ 1.1)",
+              p99_vs(key, "socketkit tasks", "tokio"), 1.1, higher_is_better=False)
+    for key in ("1", "50", "1000"):
+        check(f"--threads 1 vs C epoll: {key} conn(s) (≥ 1.0)",
+              ratio(key, "socketkit tasks, 1 thread", "C epoll"), 1.0)
+        check(f"--threads 1: p99 at {key} conn(s) vs C epoll's (≤ 1.1)",
+              p99_vs(key, "socketkit tasks, 1 thread", "C epoll"), 1.1, higher_is_better=False)
+    for key in ("1", "50", "1000"):
+        check(f"--mode threads vs std threads: {key} conn(s) (≥ 1.0)",
+              ratio(key, "socketkit threads", "std threads"), 1.0)
+    check("RSS per idle connection at 10,000 (≤ 2048 B)", idle.get("socketkit tasks"), 2048,
+          higher_is_better=False, unit="B")
+    lines += ["", "### Targets (issue 15)", "", "| target | this run | |", "|---|---:|---|"]
     lines += [f"| {a} | {b} | {c} |" for a, b, c in rows]
     return "\n".join(lines)
 

@@ -493,12 +493,10 @@ impl Direction {
                         // All written: the buffer goes back before the next read.
                         self.pending = None;
                     }
-                    let mut buf = Lease::take(self.size);
-                    match tokio_util::io::poll_read_buf(Pin::new(&mut *reader), cx, &mut buf.0) {
+                    match Lease::poll_read(reader, cx, self.size) {
                         Poll::Pending => {
                             // Nothing to read: flush what was written (the
                             // buffer is already back in the pool).
-                            drop(buf);
                             if self.unflushed {
                                 ready!(Pin::new(&mut *writer).poll_flush(cx))?;
                                 self.unflushed = false;
@@ -506,9 +504,9 @@ impl Direction {
                             return Poll::Pending;
                         }
                         Poll::Ready(Err(e)) => return Poll::Ready(Err(e)),
-                        Poll::Ready(Ok(0)) => self.state = State::ShuttingDown,
-                        Poll::Ready(Ok(n)) => {
-                            self.moved += n as u64;
+                        Poll::Ready(Ok(None)) => self.state = State::ShuttingDown,
+                        Poll::Ready(Ok(Some(buf))) => {
+                            self.moved += buf.0.len() as u64;
                             activity.touch();
                             self.pending = Some((buf, 0));
                         }

@@ -8,10 +8,10 @@
 //! for services that answer message by message: one body serves chunks or
 //! lines of a stream and datagrams alike, so echo is written once.
 
-use std::future::Future;
+use std::future::{poll_fn, Future};
 use std::sync::Arc;
 
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::io::AsyncWriteExt;
 use tracing::debug;
 
 use super::{Connection, ServerHandle};
@@ -159,45 +159,22 @@ impl<M: MessageHandler> StreamHandler for M {
         let mut reply = Reply::default();
         match self.framing() {
             Framing::Chunks => loop {
-                // The buffer is taken only once there is something to read,
-                // so an idle connection holds none (see `Lease`).
-                conn.readable().await?;
-                let mut buf = Lease::take(RELAY_BUFFER);
-                if conn.read_buf(&mut buf.0).await? == 0 {
+                // The buffer is taken only for a read that finds bytes, so
+                // an idle connection holds none (see `Lease`).
+                let read = poll_fn(|cx| Lease::poll_read(conn, cx, RELAY_BUFFER)).await;
+                let Some(mut buf) = read? else {
                     return Ok(());
-                }
+                };
                 let message = Message::of(&mut buf.0, conn);
                 self.respond(message, &mut reply).await?;
                 if let Some(answer) = reply.take(&buf.0) {
                     conn.write_all(answer).await?;
                 }
             },
-            Framing::Lines => {
-                // The halves borrow the connection for the whole loop, so
-                // the message's addresses are copies (a line service is not
-                // the byte path whose idle connections must stay small).
-                let (peer, local, server) = (
-                    conn.peer_addr().clone(),
-                    conn.local_endpoint().clone(),
-                    conn.server().clone(),
-                );
-                let (mut lines, mut out) = conn.lines();
-                let mut text = Vec::new();
-                while let Some(line) = lines.next_line().await? {
-                    let Line::Text(line) = line else {
-                        debug!(%peer, "line over the limit skipped");
-                        continue;
-                    };
-                    text.clear();
-                    text.extend_from_slice(&line);
-                    let message = Message::new(&mut text, &peer, &local, &server);
-                    self.respond(message, &mut reply).await?;
-                    if let Some(answer) = reply.take_line(&text) {
-                        out.write_all(answer).await?;
-                    }
-                }
-                Ok(())
-            }
+            // Boxed: the line reader's state is several times the byte
+            // path's, and inline it would size every connection's task of
+            // every message service, echo's included.
+            Framing::Lines => Box::pin(serve_lines(self, conn, &mut reply)).await,
             Framing::Connect => {
                 self.respond(Message::of(&mut [], conn), &mut reply).await?;
                 if let Some(answer) = reply.take(&[]) {
@@ -207,6 +184,39 @@ impl<M: MessageHandler> StreamHandler for M {
             }
         }
     }
+}
+
+/// [`Framing::Lines`] on a stream: each line is a message, each reply a
+/// line.
+async fn serve_lines<M: MessageHandler>(
+    handler: &M,
+    conn: &mut Connection,
+    reply: &mut Reply,
+) -> Result<()> {
+    // The halves borrow the connection for the whole loop, so the
+    // message's addresses are copies (a line service is not the byte path
+    // whose idle connections must stay small).
+    let (peer, local, server) = (
+        conn.peer_addr().clone(),
+        conn.local_endpoint().clone(),
+        conn.server().clone(),
+    );
+    let (mut lines, mut out) = conn.lines();
+    let mut text = Vec::new();
+    while let Some(line) = lines.next_line().await? {
+        let Line::Text(line) = line else {
+            debug!(%peer, "line over the limit skipped");
+            continue;
+        };
+        text.clear();
+        text.extend_from_slice(&line);
+        let message = Message::new(&mut text, &peer, &local, &server);
+        handler.respond(message, reply).await?;
+        if let Some(answer) = reply.take_line(&text) {
+            out.write_all(answer).await?;
+        }
+    }
+    Ok(())
 }
 
 impl<M: MessageHandler> DatagramHandler for M {

@@ -2,6 +2,11 @@
 //! threads of a busy server reuse theirs instead of allocating per read.
 
 use std::cell::Cell;
+use std::io;
+use std::pin::Pin;
+use std::task::{Context, Poll};
+
+use tokio::io::AsyncRead;
 
 /// Read buffer of the byte-relaying paths (echo, upper, discard, the
 /// relay). Measured with bulk echo through one connection (BENCHMARKS.md):
@@ -29,6 +34,26 @@ impl Lease {
         let mut spare = SPARE.take().unwrap_or_default();
         spare.reserve(size);
         Lease(spare)
+    }
+
+    /// Reads what `reader` has into a buffer of `size` taken for this read
+    /// only: `Pending` gives it straight back, so a connection waiting for
+    /// its peer holds none (and no extra readiness wait is needed before the
+    /// read). `None` at end of stream. The read loops of
+    /// [`MessageHandler`](super::MessageHandler) and the relay both go
+    /// through here.
+    pub(crate) fn poll_read<R: AsyncRead + Unpin>(
+        reader: &mut R,
+        cx: &mut Context<'_>,
+        size: usize,
+    ) -> Poll<io::Result<Option<Lease>>> {
+        let mut buf = Lease::take(size);
+        match tokio_util::io::poll_read_buf(Pin::new(reader), cx, &mut buf.0) {
+            Poll::Pending => Poll::Pending,
+            Poll::Ready(Err(e)) => Poll::Ready(Err(e)),
+            Poll::Ready(Ok(0)) => Poll::Ready(Ok(None)),
+            Poll::Ready(Ok(_)) => Poll::Ready(Ok(Some(buf))),
+        }
     }
 }
 

@@ -38,12 +38,13 @@ pub(crate) use self::lease::{Lease, RELAY_BUFFER};
 #[cfg(feature = "exec")]
 pub(crate) use self::nofile::original_open_files_limit;
 
-use std::future::poll_fn;
+use std::future::{poll_fn, Future};
 use std::io;
 use std::net::IpAddr;
+use std::pin::Pin;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
-use std::task::Poll;
+use std::task::{Context, Poll, Waker};
 use std::time::Duration;
 
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
@@ -277,6 +278,7 @@ impl Server {
             handle: self.handle,
             abort_shards: (0..ABORT_SHARDS).map(|_| abort.child_token()).collect(),
             abort,
+            aborted: AtomicBool::new(false),
             tracker: TaskTracker::new(),
             permits: Arc::new(Semaphore::new(self.config.permits())),
             config: self.config,
@@ -325,6 +327,9 @@ struct Shared<S, D> {
     stop_accepting: CancellationToken,
     /// Cancelled when the drain deadline passes.
     abort: CancellationToken,
+    /// Set just before `abort` is cancelled: what a connection's wakeups
+    /// read instead of locking the token (see `Shared::until_aborted`).
+    aborted: AtomicBool,
     /// Children of `abort`, one per connection in turn. Polling a token
     /// locks it: one shared token would be a lock every connection takes on
     /// every wakeup, and a child per connection would cost each one an
@@ -482,77 +487,139 @@ impl<S: StreamHandler, D: DatagramHandler> Shared<S, D> {
     }
 
     /// Runs one connection's lifecycle; the permit is released on return.
-    async fn drive(
+    /// An `async move` block rather than an `async fn`: rustc keeps an async
+    /// fn's arguments twice in its state (as passed, and moved into the
+    /// body), which every connection's task would carry for its whole life.
+    #[expect(
+        clippy::manual_async_fn,
+        reason = "an async fn would hold its arguments twice (see above)"
+    )]
+    fn drive(
         self: Arc<Self>,
         handler: Arc<S>,
-        stream: Stream,
+        mut stream: Stream,
         peer: SocketAddress,
         local: Endpoint,
-        _permit: OwnedSemaphorePermit,
-    ) {
-        let number = self.stats.opened();
-        let mut counted = metrics::OpenConnection {
-            metrics: &self.stats,
-            bytes: (0, 0),
-            failed: false,
-        };
-        let abort = &self.abort_shards[number as usize % ABORT_SHARDS];
-        let mut stream = stream;
-        if self.config.mode == Mode::Threads {
-            // Before any TLS handshake, so that runs on this thread's own
-            // event loop too.
-            if let Err(error) = stream.move_to_current_runtime() {
-                warn!(%error, "cannot move the connection to its thread's event loop");
+        permit: OwnedSemaphorePermit,
+    ) -> impl Future<Output = ()> + Send + 'static {
+        async move {
+            // Named, so the block captures it and holds it to the end.
+            let _permit = permit;
+            let number = self.stats.opened();
+            let mut counted = metrics::OpenConnection {
+                metrics: &self.stats,
+                bytes: (0, 0),
+                failed: false,
+            };
+            let abort = &self.abort_shards[number as usize % ABORT_SHARDS];
+            if self.config.mode == Mode::Threads {
+                // Before any TLS handshake, so that runs on this thread's own
+                // event loop too.
+                if let Err(error) = stream.move_to_current_runtime() {
+                    warn!(%error, "cannot move the connection to its thread's event loop");
+                }
+            }
+            let Some((peer, proxy)) = self
+                .proxied(&handler, &mut stream, peer, &local, abort)
+                .await
+            else {
+                return;
+            };
+            let Some(stream) = self.secure(stream, &peer, &local, abort).await else {
+                return;
+            };
+            let mut conn = Connection::new(
+                stream,
+                peer,
+                local,
+                self.handle.clone(),
+                self.config.idle_timeout,
+                self.config.max_line_length,
+            );
+            conn.set_proxy_addr(proxy);
+            let opened = Instant::now();
+            debug!(peer = %conn.peer_addr(), local = %conn.local_endpoint(), "connection opened");
+            let mut session = None;
+            let served = {
+                // Pinned in place (see `poll_until_aborted`), and dropped at the
+                // end of this block, before `finish` takes the connection.
+                let mut served = std::pin::pin!(async {
+                    let session = session.insert(handler.setup(&mut conn).await?);
+                    handler.handle(&mut conn, session).await
+                });
+                let mut cancelled = std::pin::pin!(abort.cancelled());
+                let mut registered = None;
+                poll_fn(|cx| {
+                    self.poll_until_aborted(
+                        served.as_mut(),
+                        cancelled.as_mut(),
+                        &mut registered,
+                        cx,
+                    )
+                })
+                .await
+            };
+            let outcome = match served {
+                Some(outcome) => outcome,
+                None => {
+                    self.stats.aborted();
+                    Err(Error::new(
+                        ErrorKind::Aborted,
+                        "aborted at the drain deadline",
+                    ))
+                }
+            };
+            handler.finish(&mut conn, session, &outcome).await;
+            // Boxed: the close future (its timer, its scratch reads) exists only
+            // at the end, and inline it would size every connection's task.
+            Box::pin(conn.close(abort)).await;
+            let (peer, secs) = (conn.peer_addr(), opened.elapsed().as_secs_f64());
+            let (bytes_in, bytes_out) = (conn.bytes_read(), conn.bytes_written());
+            counted.bytes = (bytes_in, bytes_out);
+            match &outcome {
+                Ok(()) => debug!(%peer, secs, bytes_in, bytes_out, "connection closed"),
+                Err(e) if e.is_peer_gone() || e.is_timeout() || e.kind() == ErrorKind::Aborted => {
+                    debug!(%peer, secs, bytes_in, bytes_out, error = %format_args!("{e:#}"), "connection closed")
+                }
+                Err(e) => {
+                    counted.failed = true;
+                    warn!(%peer, secs, bytes_in, bytes_out, error = %format_args!("{e:#}"), "connection failed")
+                }
             }
         }
-        let Some((peer, proxy)) = self
-            .proxied(&handler, &mut stream, peer, &local, abort)
-            .await
-        else {
-            return;
-        };
-        let Some(stream) = self.secure(stream, &peer, &local, abort).await else {
-            return;
-        };
-        let mut conn = Connection::new(
-            stream,
-            peer,
-            local,
-            self.handle.clone(),
-            self.config.idle_timeout,
-            self.config.max_line_length,
-        );
-        conn.set_proxy_addr(proxy);
-        let opened = Instant::now();
-        debug!(peer = %conn.peer_addr(), local = %conn.local_endpoint(), "connection opened");
-        let mut session = None;
-        let outcome = tokio::select! {
-            outcome = async {
-                let session = session.insert(handler.setup(&mut conn).await?);
-                handler.handle(&mut conn, session).await
-            } => outcome,
-            () = abort.cancelled() => {
-                self.stats.aborted();
-                Err(Error::new(ErrorKind::Aborted, "aborted at the drain deadline"))
-            }
-        };
-        handler.finish(&mut conn, session, &outcome).await;
-        // Boxed: the close future (its timer, its scratch reads) exists only
-        // at the end, and inline it would size every connection's task.
-        Box::pin(conn.close(abort)).await;
-        let (peer, secs) = (conn.peer_addr(), opened.elapsed().as_secs_f64());
-        let (bytes_in, bytes_out) = (conn.bytes_read(), conn.bytes_written());
-        counted.bytes = (bytes_in, bytes_out);
-        match &outcome {
-            Ok(()) => debug!(%peer, secs, bytes_in, bytes_out, "connection closed"),
-            Err(e) if e.is_peer_gone() || e.is_timeout() || e.kind() == ErrorKind::Aborted => {
-                debug!(%peer, secs, bytes_in, bytes_out, error = %format_args!("{e:#}"), "connection closed")
-            }
-            Err(e) => {
-                counted.failed = true;
-                warn!(%peer, secs, bytes_in, bytes_out, error = %format_args!("{e:#}"), "connection failed")
-            }
+    }
+
+    /// Polls `future` to its end, or `None` once the drain deadline's abort
+    /// comes. This is on every wakeup of every connection, and polling a
+    /// cancellation token takes its lock (twice: `is_cancelled` and the
+    /// waiter list), so `cancelled` is polled only to register the task's
+    /// waker, again only if the waker changes; every other wakeup reads
+    /// [`Shared::aborted`], one atomic load. `drain` sets that flag
+    /// before it cancels the token, whose wakeup then finds the flag set.
+    /// A poll function over futures pinned in `drive`, not an `async fn`
+    /// taking the future: that would hold the handler's future twice in
+    /// every connection's task (rustc keeps an async fn's argument and its
+    /// pinned copy side by side).
+    fn poll_until_aborted<F: Future>(
+        &self,
+        future: Pin<&mut F>,
+        cancelled: Pin<&mut WaitForCancellationFuture<'_>>,
+        registered: &mut Option<Waker>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<F::Output>> {
+        if let Poll::Ready(output) = future.poll(cx) {
+            return Poll::Ready(Some(output));
         }
+        if self.aborted.load(Ordering::Acquire) {
+            return Poll::Ready(None);
+        }
+        if registered.as_ref().is_none_or(|w| !w.will_wake(cx.waker())) {
+            if cancelled.poll(cx).is_ready() {
+                return Poll::Ready(None);
+            }
+            *registered = Some(cx.waker().clone());
+        }
+        Poll::Pending
     }
 
     /// Under the PROXY protocol, reads the header (before TLS, under the
@@ -571,8 +638,16 @@ impl<S: StreamHandler, D: DatagramHandler> Shared<S, D> {
             return Some((peer, None));
         };
         let deadline = self.config.handshake_timeout;
-        let client =
-            proxy::accept_header(proxy_protocol, stream, &peer, local, deadline, abort).await?;
+        // Boxed, as only connections under the PROXY protocol read one.
+        let client = Box::pin(proxy::accept_header(
+            proxy_protocol,
+            stream,
+            &peer,
+            local,
+            deadline,
+            abort,
+        ))
+        .await?;
         if !self.config.access.permits(&client) || !handler.verify(&client) {
             self.stats.refused();
             debug!(peer = %client, proxy = %peer, %local, "peer refused by the access list");
@@ -599,7 +674,9 @@ impl<S: StreamHandler, D: DatagramHandler> Shared<S, D> {
         let (Stream::Tcp(tcp), Some(tls)) = (stream, &self.config.tls) else {
             return None;
         };
-        let handshake = TlsAcceptor::from(tls.config.clone()).accept(tcp);
+        // Boxed: a rustls handshake in progress is over a kilobyte, and
+        // inline it would size every connection's task, TLS or not.
+        let handshake = Box::pin(TlsAcceptor::from(tls.config.clone()).accept(tcp));
         let outcome = tokio::select! {
             outcome = tokio::time::timeout(self.config.handshake_timeout, handshake) => outcome,
             () = abort.cancelled() => return None,
@@ -718,6 +795,7 @@ impl<S: StreamHandler, D: DatagramHandler> Shared<S, D> {
             connections = self.tracker.len(),
             "drain deadline passed; aborting the remaining connections"
         );
+        self.aborted.store(true, Ordering::Release);
         self.abort.cancel();
         if tokio::time::timeout(ABORT_GRACE, self.tracker.wait())
             .await
