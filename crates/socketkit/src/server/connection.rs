@@ -10,11 +10,11 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::task::{ready, Context, Poll};
 use std::time::Duration;
 
-use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, ReadBuf};
+use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt, ReadBuf};
 use tokio::time::{Instant, Sleep};
 use tokio_util::sync::CancellationToken;
 
-use super::ServerHandle;
+use super::{Lease, ServerHandle};
 use crate::addr::Endpoint;
 use crate::codec::LineReader;
 #[cfg(feature = "tls")]
@@ -24,6 +24,9 @@ use crate::transport::{self, SocketAddress, Stream};
 /// After the handler is done, how long the peer gets to read our last bytes
 /// and close its side before we drop the socket.
 const CLOSE_LINGER: Duration = Duration::from_secs(2);
+
+/// Read size while discarding the peer's leftovers at close.
+const CLOSE_SCRATCH: usize = 4096;
 
 /// An accepted connection: read and write it with tokio's `AsyncReadExt` /
 /// `AsyncWriteExt`, or hand it to a codec.
@@ -211,12 +214,25 @@ impl Connection {
         let goodbye = async {
             self.io.flush().await?;
             self.io.shutdown().await?;
-            // On the heap, and only now: an array here would sit in every
-            // connection's task for its whole life.
-            let mut scratch = vec![0u8; 4096];
-            while self.io.read(&mut scratch).await? != 0 {}
+            // The thread's relay buffer, lent for each read: an array here
+            // would sit in every connection's task for its whole life, and
+            // a fresh one would be an allocation per connection.
+            while poll_fn(|cx| Lease::poll_read(&mut self.io, cx, CLOSE_SCRATCH))
+                .await?
+                .is_some()
+            {}
             io::Result::Ok(())
         };
+        let mut goodbye = std::pin::pin!(goodbye);
+        // Most peers have closed their side by now (the handler saw their
+        // end of stream): then the goodbye is done at its first poll, and
+        // no linger timer is armed for it.
+        if poll_fn(|cx| Poll::Ready(goodbye.as_mut().poll(cx)))
+            .await
+            .is_ready()
+        {
+            return;
+        }
         tokio::select! {
             _ = tokio::time::timeout(CLOSE_LINGER, goodbye) => {}
             () = abort.cancelled() => {}
