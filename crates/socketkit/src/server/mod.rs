@@ -288,19 +288,28 @@ impl Server {
             stats,
         });
         let mut loops = JoinSet::new();
-        if !listeners.is_empty() {
-            loops.spawn(shared.clone().accept_loop(listeners));
-        }
         for socket in datagram_sockets {
             loops.spawn(shared.clone().datagram_loop(socket));
         }
+        // The accept loop runs in this future, not a task of its own: on a
+        // multi-thread runtime driven by `block_on` (the `socketkit`
+        // command, `#[tokio::main]`) it then accepts on that thread, as
+        // hand-written tokio servers do, and the workers only serve.
+        let accepting = async {
+            if !listeners.is_empty() {
+                shared.clone().accept_loop(listeners).await;
+            }
+        };
+        let receiving = async {
+            while let Some(joined) = loops.join_next().await {
+                if let Err(e) = joined {
+                    warn!(error = %e, "a receive loop ended abnormally");
+                }
+            }
+        };
         // The loops own the sockets: once they return, the listeners are
         // closed and the kernel queues no more connections.
-        while let Some(joined) = loops.join_next().await {
-            if let Err(e) = joined {
-                warn!(error = %e, "a receive loop ended abnormally");
-            }
-        }
+        tokio::join!(accepting, receiving);
         shared.drain().await;
         Ok(Summary::from(shared.stats.snapshot()))
     }
