@@ -337,11 +337,12 @@ struct Shared<S, D> {
     /// Cancelled when the drain deadline passes.
     abort: CancellationToken,
     /// Set just before `abort` is cancelled: what a connection's wakeups
-    /// read instead of locking the token (see `Shared::until_aborted`).
+    /// read instead of locking the token (see `Shared::poll_until_aborted`).
     aborted: AtomicBool,
-    /// Children of `abort`, one per connection in turn. Polling a token
-    /// locks it: one shared token would be a lock every connection takes on
-    /// every wakeup, and a child per connection would cost each one an
+    /// Children of `abort`, one per connection in turn. A connection locks
+    /// its token's waiter list when it registers and when it ends: one
+    /// shared token would be a lock every opening and closing connection
+    /// contends for, and a child per connection would cost each one an
     /// allocation that an idle connection cannot afford.
     abort_shards: Box<[CancellationToken]>,
     /// Every running connection, task or thread.
