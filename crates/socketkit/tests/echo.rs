@@ -7,7 +7,10 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use socketkit::addr::{Endpoint, Host};
-use socketkit::server::{Connection, Server, ServerConfig, ServerHandle, StreamHandler};
+use socketkit::server::{
+    Connection, Framing, Message, MessageHandler, Mode, Reply, Server, ServerConfig, ServerHandle,
+    StreamHandler,
+};
 use socketkit::services::Echo;
 use socketkit::Result;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -28,6 +31,11 @@ impl StreamHandler for Counted {
 
     async fn handle(&self, conn: &mut Connection, _session: &mut ()) -> Result<()> {
         Echo.handle(conn, &mut ()).await
+    }
+
+    /// As echo's own: in threads mode the connection reads blocking.
+    fn blocking_reads(&self) -> bool {
+        StreamHandler::blocking_reads(&Echo)
     }
 
     async fn finish(&self, conn: &mut Connection, _session: Option<()>, outcome: &Result<()>) {
@@ -119,7 +127,19 @@ async fn an_idle_echo_connection_times_out_after_an_exchange() {
 
 #[tokio::test]
 async fn bulk_both_ways_then_half_close_gets_every_byte_back_and_counted() {
-    let mut server = start("127.0.0.1:0", ServerConfig::default()).await;
+    bulk_both_ways_then_half_close(ServerConfig::default()).await;
+}
+
+/// Threads mode reads blocking, and writes block while the peer's window
+/// is full: the echo must still come back whole, and the close after the
+/// peer's FIN run on the event loop again.
+#[tokio::test]
+async fn threads_mode_bulk_both_ways_then_half_close_gets_every_byte_back() {
+    bulk_both_ways_then_half_close(ServerConfig::default().mode(Mode::Threads)).await;
+}
+
+async fn bulk_both_ways_then_half_close(config: ServerConfig) {
+    let mut server = start("127.0.0.1:0", config).await;
     let client = server.tcp().await;
     let data: Arc<Vec<u8>> = Arc::new((0..4 << 20).map(|i| (i * 7 % 251) as u8).collect());
     let (mut reader, mut writer) = client.into_split();
@@ -168,7 +188,7 @@ async fn unix_echo_keeps_answering_through_a_graceful_shutdown() {
 #[tokio::test]
 async fn threads_mode_echoes_counts_and_times_out_on_the_connections_own_loop() {
     let config = ServerConfig::default()
-        .mode(socketkit::server::Mode::Threads)
+        .mode(Mode::Threads)
         .idle_timeout(Some(Duration::from_millis(300)));
     let mut server = start("127.0.0.1:0", config).await;
     let mut client = server.tcp().await;
@@ -181,4 +201,97 @@ async fn threads_mode_echoes_counts_and_times_out_on_the_connections_own_loop() 
     assert!(read_until_eof(&mut client).await.is_empty());
     assert_eq!(server.outcome().await, ("timeout".to_owned(), 11, 11));
     server.stop().await;
+}
+
+/// Threads mode, the peer stops reading its echo: the server's write
+/// blocks in the kernel once both windows are full, and the idle timeout
+/// (the socket's send timeout there) must still end it.
+#[tokio::test]
+async fn threads_mode_times_out_a_peer_that_stops_reading() {
+    let config = ServerConfig::default()
+        .mode(Mode::Threads)
+        .idle_timeout(Some(Duration::from_millis(300)));
+    let mut server = start("127.0.0.1:0", config).await;
+    let client = server.tcp().await;
+    let (reader, mut writer) = client.into_split();
+    // Writes until the server gives up on us (a reset) or the test ends;
+    // never reads.
+    let flooding = tokio::spawn(async move {
+        let chunk = vec![b'x'; 64 * 1024];
+        while writer.write_all(&chunk).await.is_ok() {}
+    });
+    let (outcome, read, written) = server.outcome().await;
+    assert_eq!(outcome, "timeout");
+    assert!(
+        read > written,
+        "the echo stalled: read {read}, wrote {written}"
+    );
+    flooding.abort();
+    drop(reader);
+    server.stop().await;
+}
+
+/// Threads mode: a connection whose thread is blocked reading an idle peer
+/// is still ended at the drain deadline; the abort shuts its socket down,
+/// the peer sees the close, and the server stops without leaving it.
+#[tokio::test]
+async fn threads_mode_the_drain_deadline_ends_a_blocked_read() {
+    let config = ServerConfig::default()
+        .mode(Mode::Threads)
+        .idle_timeout(None)
+        .drain_timeout(Duration::from_millis(200));
+    let mut server = start("127.0.0.1:0", config).await;
+    let mut client = server.tcp().await;
+    client.write_all(b"ping").await.unwrap();
+    let mut reply = [0u8; 4];
+    client.read_exact(&mut reply).await.unwrap();
+    server.handle.shutdown();
+    let (outcome, read, written) = server.outcome().await;
+    assert!(outcome.contains("aborted"), "{outcome}");
+    assert_eq!((read, written), (4, 4));
+    assert!(read_until_eof(&mut client).await.is_empty());
+    let summary = tokio::time::timeout(PATIENCE, server.task)
+        .await
+        .expect("server stops in time")
+        .unwrap()
+        .unwrap();
+    assert_eq!((summary.connections, summary.aborted), (1, 1));
+}
+
+/// Upper-cases each line: a line service, for the split halves' path.
+struct ShoutLines;
+
+impl MessageHandler for ShoutLines {
+    fn framing(&self) -> Framing {
+        Framing::Lines
+    }
+
+    async fn respond(&self, message: Message<'_>, reply: &mut Reply) -> Result<()> {
+        message.data.make_ascii_uppercase();
+        reply.echo();
+        Ok(())
+    }
+}
+
+/// Threads mode with line framing: the split halves read blocking too.
+#[tokio::test]
+async fn threads_mode_serves_lines_through_blocking_reads() {
+    let config = ServerConfig::default().mode(Mode::Threads);
+    let server = Server::bind(&["127.0.0.1:0".parse().unwrap()], config)
+        .await
+        .unwrap();
+    let addr = server.local_addrs()[0].to_string();
+    let handle = server.handle();
+    let task = tokio::spawn(server.serve(ShoutLines));
+    let mut client = TcpStream::connect(addr.as_str()).await.unwrap();
+    client.write_all(b"one\ntwo\r\nthr").await.unwrap();
+    client.write_all(b"ee\n").await.unwrap();
+    client.shutdown().await.unwrap();
+    assert_eq!(read_until_eof(&mut client).await, b"ONE\nTWO\nTHREE\n");
+    handle.shutdown();
+    tokio::time::timeout(PATIENCE, task)
+        .await
+        .expect("server stops in time")
+        .unwrap()
+        .unwrap();
 }

@@ -19,7 +19,7 @@ use crate::addr::Endpoint;
 use crate::codec::LineReader;
 #[cfg(feature = "tls")]
 use crate::tls::Fingerprint;
-use crate::transport::{self, SocketAddress, Stream};
+use crate::transport::{self, BlockingRead, SocketAddress, Stream};
 
 /// After the handler is done, how long the peer gets to read our last bytes
 /// and close its side before we drop the socket.
@@ -124,6 +124,24 @@ impl Connection {
         self.io.idle.as_ref().map(|idle| idle.clock.limit)
     }
 
+    /// Threads mode's fast path: the socket is read with blocking system
+    /// calls (one per message instead of the event loop's wait and read),
+    /// reads and writes bounded by the idle timeout; `false` puts it back.
+    /// Only for a handler that waits on nothing but this connection (see
+    /// [`StreamHandler::blocking_reads`](super::StreamHandler::blocking_reads)).
+    pub(crate) fn set_blocking_reads(&mut self, blocking: bool) -> io::Result<()> {
+        let timeout = self.idle_timeout();
+        self.io.inner.set_blocking(blocking, timeout)?;
+        self.io.blocking = blocking;
+        Ok(())
+    }
+
+    /// The socket's descriptor (`None` under TLS), for the server to shut
+    /// a blocked read down at the drain deadline.
+    pub(crate) fn raw_fd(&self) -> Option<std::os::fd::RawFd> {
+        self.io.inner.raw_fd()
+    }
+
     /// Bytes read from the peer so far.
     pub fn bytes_read(&self) -> u64 {
         self.io.read
@@ -154,6 +172,7 @@ impl Connection {
             read,
             written,
             idle,
+            blocking,
         } = &mut self.io;
         let (reader, writer) = inner.split();
         let (read_idle, write_idle) = match idle {
@@ -176,6 +195,7 @@ impl Connection {
                 inner: reader,
                 count: read,
                 idle: read_idle,
+                blocking: *blocking,
             },
             WriteHalf {
                 inner: writer,
@@ -275,6 +295,8 @@ pub struct ReadHalf<'a> {
     /// The connection's count of bytes read.
     count: &'a mut u64,
     idle: Option<(&'a IdleClock, HalfTimer<'a>)>,
+    /// The connection reads in blocking mode.
+    blocking: bool,
 }
 
 /// The write half of a [`Connection`] (see [`Connection::split`]);
@@ -319,7 +341,7 @@ impl AsyncRead for ReadHalf<'_> {
     ) -> Poll<io::Result<()>> {
         let this = self.get_mut();
         let idle = half_parts(&mut this.idle);
-        poll_read_metered(&mut this.inner, this.count, idle, cx, buf)
+        poll_read_metered(&mut this.inner, this.count, idle, this.blocking, cx, buf)
     }
 }
 
@@ -359,6 +381,9 @@ struct Metered {
     read: u64,
     written: u64,
     idle: Option<IdleTimer>,
+    /// The socket is in blocking mode (see
+    /// [`Connection::set_blocking_reads`]).
+    blocking: bool,
 }
 
 #[derive(Debug)]
@@ -416,6 +441,7 @@ impl Metered {
             read: 0,
             written: 0,
             idle,
+            blocking: false,
         }
     }
 }
@@ -447,13 +473,14 @@ fn poll_idle(
         ready!(timer.as_mut().poll(cx));
         let deadline = clock.deadline();
         if deadline <= timer.deadline() {
-            return Poll::Ready(io::Error::new(
-                io::ErrorKind::TimedOut,
-                format!("idle for {:?}", clock.limit),
-            ));
+            return Poll::Ready(idle_error(clock.limit));
         }
         timer.as_mut().reset(deadline);
     }
+}
+
+fn idle_error(limit: Duration) -> io::Error {
+    io::Error::new(io::ErrorKind::TimedOut, format!("idle for {limit:?}"))
 }
 
 impl AsyncRead for Metered {
@@ -464,7 +491,14 @@ impl AsyncRead for Metered {
     ) -> Poll<io::Result<()>> {
         let this = self.get_mut();
         let idle = this.idle.as_mut().map(IdleTimer::parts);
-        poll_read_metered(&mut this.inner, &mut this.read, idle, cx, buf)
+        poll_read_metered(
+            &mut this.inner,
+            &mut this.read,
+            idle,
+            this.blocking,
+            cx,
+            buf,
+        )
     }
 }
 
@@ -498,15 +532,31 @@ impl AsyncWrite for Metered {
 /// A read that counts its bytes and stamps the activity clock; while the
 /// stream is not ready, the idle deadline may end it with `TimedOut`. One
 /// body for the whole connection and its read half.
+///
+/// In blocking mode the read waits in the kernel; the socket's timeout is
+/// the idle limit, and a read started after the last byte moved, so its
+/// timing out is the idle deadline passing.
 fn poll_read_metered(
-    inner: &mut (impl AsyncRead + Unpin),
+    inner: &mut (impl AsyncRead + BlockingRead + Unpin),
     count: &mut u64,
     idle: Option<(&IdleClock, &mut Pin<Box<Sleep>>)>,
+    blocking: bool,
     cx: &mut Context<'_>,
     buf: &mut ReadBuf<'_>,
 ) -> Poll<io::Result<()>> {
     let before = buf.filled().len();
-    let read = Pin::new(inner).poll_read(cx, buf);
+    let read = if blocking {
+        Poll::Ready(
+            inner
+                .read_blocking(buf)
+                .map_err(|e| match (&idle, e.kind()) {
+                    (Some((clock, _)), io::ErrorKind::WouldBlock) => idle_error(clock.limit),
+                    _ => e,
+                }),
+        )
+    } else {
+        Pin::new(inner).poll_read(cx, buf)
+    };
     if let Poll::Ready(Ok(())) = read {
         *count += (buf.filled().len() - before) as u64;
         if let Some((clock, _)) = idle {

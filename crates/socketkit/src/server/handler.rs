@@ -56,6 +56,22 @@ pub trait StreamHandler: Send + Sync + 'static {
         session: &mut Self::Session,
     ) -> impl Future<Output = Result<()>> + Send;
 
+    /// Whether, in [`Mode::Threads`](super::Mode::Threads), the
+    /// connection's thread may wait for its peer in a blocking read, as a
+    /// ThreadingMixIn handler does: one system call per message where an
+    /// event loop needs two (its wait, then the read). Say `true` only if
+    /// `setup` and `handle` wait on nothing but this connection's reads and
+    /// writes: while a read blocks, no other future of the thread is polled
+    /// (no `select!` on a channel or a timer wakes, no task spawned on the
+    /// thread runs). The idle timeout and the drain deadline still end a
+    /// blocked read, and `finish` runs on the event loop as usual. Plain
+    /// TCP and Unix connections only; TLS ones stay on the event loop.
+    /// Default: `false`; a [`MessageHandler`] decides with its own
+    /// [`MessageHandler::blocking_reads`].
+    fn blocking_reads(&self) -> bool {
+        false
+    }
+
     /// Always runs last, with the session (`None` if `setup` failed) and
     /// the outcome of `setup`/`handle` (an error, the peer gone, an idle
     /// timeout, or the drain deadline's abort). Default: nothing.
@@ -83,6 +99,16 @@ pub trait MessageHandler: Send + Sync + 'static {
     /// What a message is on a stream. Default: [`Framing::Chunks`].
     fn framing(&self) -> Framing {
         Framing::Chunks
+    }
+
+    /// Whether, in [`Mode::Threads`](super::Mode::Threads), the server may
+    /// wait for the next message in a blocking read (see
+    /// [`StreamHandler::blocking_reads`]). `respond` runs between reads, so
+    /// it may await anything; what it must not expect is a task it spawned
+    /// on the connection's thread to run while the server waits for the
+    /// peer. Default: `true`.
+    fn blocking_reads(&self) -> bool {
+        true
     }
 
     /// Answers one message: put the answer in `reply` (or
@@ -154,6 +180,10 @@ impl<'a> Message<'a> {
 
 impl<M: MessageHandler> StreamHandler for M {
     type Session = ();
+
+    fn blocking_reads(&self) -> bool {
+        MessageHandler::blocking_reads(self)
+    }
 
     async fn handle(&self, conn: &mut Connection, _session: &mut ()) -> Result<()> {
         let mut reply = Reply::default();

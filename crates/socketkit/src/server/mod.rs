@@ -26,6 +26,7 @@
 //! a [`TaskTracker`]), then the rest are aborted.
 
 mod access;
+mod blocked;
 mod config;
 mod connection;
 mod handler;
@@ -279,6 +280,7 @@ impl Server {
             abort_shards: (0..ABORT_SHARDS).map(|_| abort.child_token()).collect(),
             abort,
             aborted: AtomicBool::new(false),
+            blocked: blocked::Blocked::default(),
             tracker: TaskTracker::new(),
             permits: Arc::new(Semaphore::new(self.config.permits())),
             config: self.config,
@@ -345,6 +347,9 @@ struct Shared<S, D> {
     /// contends for, and a child per connection would cost each one an
     /// allocation that an idle connection cannot afford.
     abort_shards: Box<[CancellationToken]>,
+    /// Threads mode: the sockets a connection's thread may be blocked
+    /// reading, which the abort shuts down.
+    blocked: blocked::Blocked,
     /// Every running connection, task or thread.
     tracker: TaskTracker,
     /// Connection permits, taken before `accept()`.
@@ -547,10 +552,14 @@ impl<S: StreamHandler, D: DatagramHandler> Shared<S, D> {
                 self.config.max_line_length,
             );
             conn.set_proxy_addr(proxy);
+            // Threads mode's fast path (see `StreamHandler::blocking_reads`).
+            let blocking = (self.config.mode == Mode::Threads && handler.blocking_reads())
+                .then(|| self.blocked.enter(number, &mut conn, &self.aborted))
+                .flatten();
             let opened = Instant::now();
             debug!(peer = %conn.peer_addr(), local = %conn.local_endpoint(), "connection opened");
             let mut session = None;
-            let served = {
+            let mut served = {
                 // Pinned in place (see `poll_until_aborted`), and dropped at the
                 // end of this block, before `finish` takes the connection.
                 let mut served = std::pin::pin!(async {
@@ -569,6 +578,17 @@ impl<S: StreamHandler, D: DatagramHandler> Shared<S, D> {
                 })
                 .await
             };
+            if let Some(registered) = blocking {
+                drop(registered);
+                if let Err(error) = conn.set_blocking_reads(false) {
+                    debug!(%error, "cannot switch the connection back to the event loop");
+                }
+                // The abort wakes a blocked read with end of stream, which
+                // the handler takes for the peer's.
+                if self.aborted.load(Ordering::Acquire) {
+                    served = None;
+                }
+            }
             let outcome = match served {
                 Some(outcome) => outcome,
                 None => {
@@ -807,6 +827,7 @@ impl<S: StreamHandler, D: DatagramHandler> Shared<S, D> {
         );
         self.aborted.store(true, Ordering::Release);
         self.abort.cancel();
+        self.blocked.wake_all();
         if tokio::time::timeout(ABORT_GRACE, self.tracker.wait())
             .await
             .is_err()

@@ -16,11 +16,15 @@ pub mod proxy;
 
 use std::fmt;
 use std::io;
+use std::mem::MaybeUninit;
 use std::net::SocketAddr;
-use std::os::fd::AsFd;
+use std::os::fd::{AsFd, AsRawFd, RawFd};
 use std::path::{Path, PathBuf};
 use std::pin::Pin;
 use std::task::{Context, Poll};
+use std::time::Duration;
+
+use socket2::SockRef;
 
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::{TcpStream, UnixStream};
@@ -180,6 +184,44 @@ impl Stream {
         Ok(())
     }
 
+    /// The socket of a plain TCP or Unix stream; `None` under TLS, whose
+    /// bytes go through the session.
+    fn socket(&self) -> Option<SockRef<'_>> {
+        match self {
+            Stream::Tcp(s) => Some(SockRef::from(s)),
+            Stream::Unix(s) => Some(SockRef::from(s)),
+            #[cfg(feature = "tls")]
+            Stream::Tls(_) => None,
+        }
+    }
+
+    /// The descriptor of a plain TCP or Unix stream (`None` under TLS).
+    pub(crate) fn raw_fd(&self) -> Option<RawFd> {
+        self.socket().map(|s| s.as_raw_fd())
+    }
+
+    /// Puts a plain TCP or Unix socket in blocking mode, each read and
+    /// write bounded by `timeout` (after which it fails with `WouldBlock`),
+    /// or back in non-blocking mode (`blocking` false). For a thread that
+    /// serves this one connection: a blocking read waits and reads in one
+    /// system call where the event loop needs two. Only
+    /// [`read_blocking`](BlockingRead::read_blocking) should read a blocking
+    /// socket: tokio reads only when its readiness says so, which a blocking
+    /// read leaves stale. `Unsupported` under TLS.
+    pub(crate) fn set_blocking(&self, blocking: bool, timeout: Option<Duration>) -> io::Result<()> {
+        let Some(socket) = self.socket() else {
+            return Err(io::Error::new(
+                io::ErrorKind::Unsupported,
+                "a TLS stream cannot read in blocking mode",
+            ));
+        };
+        if blocking {
+            socket.set_read_timeout(timeout)?;
+            socket.set_write_timeout(timeout)?;
+        }
+        socket.set_nonblocking(!blocking)
+    }
+
     /// Waits until a read would find bytes (or the end of the stream)
     /// without holding a buffer, so an idle connection needs none. It may
     /// wake spuriously; a stream that buffers internally (as TLS will)
@@ -224,6 +266,56 @@ pub(crate) enum ReadHalf<'a> {
     Unix(tokio::net::unix::ReadHalf<'a>),
     #[cfg(feature = "tls")]
     Tls(tokio::io::ReadHalf<&'a mut TlsStream<TcpStream>>),
+}
+
+/// A read straight from the socket, bypassing the event loop, for a
+/// stream put in blocking mode by [`Stream::set_blocking`]: it waits in the
+/// kernel until bytes come, the peer closes, or the socket's timeout
+/// passes (`WouldBlock`).
+pub(crate) trait BlockingRead {
+    fn read_blocking(&self, buf: &mut ReadBuf<'_>) -> io::Result<()>;
+}
+
+impl BlockingRead for Stream {
+    fn read_blocking(&self, buf: &mut ReadBuf<'_>) -> io::Result<()> {
+        read_socket(self.socket(), buf)
+    }
+}
+
+impl BlockingRead for ReadHalf<'_> {
+    fn read_blocking(&self, buf: &mut ReadBuf<'_>) -> io::Result<()> {
+        let socket = match self {
+            ReadHalf::Tcp(s) => Some(SockRef::from(s.as_ref())),
+            ReadHalf::Unix(s) => Some(SockRef::from(s.as_ref())),
+            #[cfg(feature = "tls")]
+            ReadHalf::Tls(_) => None,
+        };
+        read_socket(socket, buf)
+    }
+}
+
+fn read_socket(socket: Option<SockRef<'_>>, buf: &mut ReadBuf<'_>) -> io::Result<()> {
+    let Some(socket) = socket else {
+        return Err(io::Error::new(
+            io::ErrorKind::Unsupported,
+            "a TLS stream cannot read in blocking mode",
+        ));
+    };
+    loop {
+        // SAFETY: `recv` only writes into the slice, never de-initialises
+        // it, and what it reports as received has been initialised.
+        let unfilled: &mut [MaybeUninit<u8>] = unsafe { buf.unfilled_mut() };
+        match socket.recv(unfilled) {
+            Ok(n) => {
+                // SAFETY: the kernel initialised the `n` bytes it received.
+                unsafe { buf.assume_init(n) };
+                buf.advance(n);
+                return Ok(());
+            }
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
+        }
+    }
 }
 
 /// The write half of a split [`Stream`]; shutting it down sends FIN.
