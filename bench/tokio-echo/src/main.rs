@@ -4,19 +4,32 @@
 //! it is not handicapped by either. UDP on the same port: `recv_from`, then
 //! `send_to`, in one task. No timeouts, no limits.
 //!
-//!     cargo run --release --manifest-path bench/tokio-echo/Cargo.toml -- 0
+//! With `current-thread` after the port it runs on tokio's current-thread
+//! runtime, the shape of `socketkit serve --threads 1`, so the suite can
+//! tell tokio's own cost against the C epoll loop from socketkit's.
+//!
+//!     cargo run --release --manifest-path bench/tokio-echo/Cargo.toml -- 0 [current-thread]
 
 use std::io;
 use std::net::{Ipv4Addr, SocketAddr};
 
 use tokio::net::{TcpSocket, UdpSocket};
 
-#[tokio::main]
-async fn main() -> io::Result<()> {
+fn main() -> io::Result<()> {
     let port = std::env::args()
         .nth(1)
         .and_then(|p| p.parse().ok())
         .unwrap_or(0);
+    let runtime = match std::env::args().nth(2).as_deref() {
+        Some("current-thread") => tokio::runtime::Builder::new_current_thread(),
+        _ => tokio::runtime::Builder::new_multi_thread(),
+    }
+    .enable_all()
+    .build()?;
+    runtime.block_on(serve(port))
+}
+
+async fn serve(port: u16) -> io::Result<()> {
     let socket = TcpSocket::new_v4()?;
     socket.set_reuseaddr(true)?;
     socket.bind(SocketAddr::from((Ipv4Addr::LOCALHOST, port)))?;
