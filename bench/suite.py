@@ -160,6 +160,19 @@ def cpu_ticks(pid):
     return total
 
 
+def stop_process(proc):
+    """Ends a server started in its own session: TERM, then KILL."""
+    try:
+        os.killpg(proc.pid, signal.SIGTERM)
+        proc.wait(timeout=5)
+    except (ProcessLookupError, subprocess.TimeoutExpired):
+        try:
+            os.killpg(proc.pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+        proc.wait(timeout=5)
+
+
 def rss_kib(pid):
     """Resident memory of a server and all its children (socat and ncat fork)."""
     total = 0
@@ -175,12 +188,16 @@ def rss_kib(pid):
 
 class Server:
     """One echo server; `argv` may contain {port}. Servers that print
-    `listening on` lines are given port 0 and read back."""
+    `listening on` lines are given port 0 and read back. With `copies`,
+    that many processes share the port (SO_REUSEPORT): the first is given
+    port 0, the others the port it printed."""
 
-    def __init__(self, name, argv, prints=0, udp=False, bulk=True, only=None):
+    def __init__(self, name, argv, prints=0, udp=False, bulk=True, only=None, copies=1):
         self.name, self.argv, self.prints = name, argv, prints
         self.udp, self.bulk, self.only = udp, bulk, only
+        self.copies = copies
         self.proc = None
+        self.others = []
         self.tcp_addr = self.udp_addr = None
 
     def serves(self, level):
@@ -211,26 +228,31 @@ class Server:
                 self.tcp_addr = addr
             elif scheme == "udp":
                 self.udp_addr = addr
+        port = self.tcp_addr.rsplit(":", 1)[1]
+        for _ in range(self.copies - 1):
+            argv = [str(a).format(port=port) for a in self.argv]
+            other = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,
+                                     stdin=subprocess.DEVNULL, preexec_fn=raise_nofile,
+                                     start_new_session=True, text=True)
+            self.others.append(other)
+            line = other.stdout.readline().strip()
+            if line != f"listening on tcp://{self.tcp_addr}":
+                raise RuntimeError(f"{self.name} (copy) printed {line!r}")
 
     def stop(self):
+        for other in self.others:
+            stop_process(other)
+        self.others = []
         if self.proc is None:
             return
-        try:
-            os.killpg(self.proc.pid, signal.SIGTERM)
-            self.proc.wait(timeout=5)
-        except (ProcessLookupError, subprocess.TimeoutExpired):
-            try:
-                os.killpg(self.proc.pid, signal.SIGKILL)
-            except ProcessLookupError:
-                pass
-            self.proc.wait(timeout=5)
+        stop_process(self.proc)
         self.proc = None
 
     def rss(self):
-        return rss_kib(self.proc.pid)
+        return rss_kib(self.proc.pid) + sum(rss_kib(o.pid) for o in self.others)
 
     def cpu(self):
-        return cpu_ticks(self.proc.pid)
+        return cpu_ticks(self.proc.pid) + sum(cpu_ticks(o.pid) for o in self.others)
 
 
 def servers():
@@ -248,6 +270,13 @@ def servers():
         # itself costs against the C loop.
         Server("tokio, 1 thread", [TOKIO_ECHO, 0, "current-thread"], prints=2,
                only={"1", "50", "1000"}),
+        # Thread-per-core: one single-threaded socketkit per core, sharing
+        # the port through SO_REUSEPORT (the kernel spreads connections by
+        # hash), no work stealing; nginx's worker shape.
+        Server("socketkit per core, SO_REUSEPORT",
+               [SOCKETKIT, "serve", "echo", "tcp://127.0.0.1:{port}", "--reuse-port",
+                "--threads", "1", "--drain-timeout", "1s", "-q"],
+               prints=1, only={"50", "1000", "churn"}, copies=os.cpu_count() or 2),
         # What a ThreadingMixIn user writes in Rust: std, a thread per
         # connection, blocking reads and writes (`--mode threads`' peer).
         Server("std threads", [STD_ECHO, 0], prints=1),
@@ -581,6 +610,11 @@ def targets(results, idle):
                 ratio(key, "tokio, 1 thread", "C epoll"))
         context(f"--threads 1 vs tokio current-thread: {key} conn(s)",
                 ratio(key, "socketkit tasks, 1 thread", "tokio, 1 thread"))
+    for key in ("50", "1000", "churn"):
+        context(f"per core (SO_REUSEPORT) vs default runtime: {key}",
+                ratio(key, "socketkit per core, SO_REUSEPORT", "socketkit tasks"))
+        context(f"per core (SO_REUSEPORT) vs --threads 1: {key}",
+                ratio(key, "socketkit per core, SO_REUSEPORT", "socketkit tasks, 1 thread"))
     for key in ("1", "50", "1000"):
         check(f"--mode threads vs std threads: {key} conn(s) (≥ 1.0)",
               ratio(key, "socketkit threads", "std threads"), 1.0)
