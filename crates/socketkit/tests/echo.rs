@@ -165,9 +165,20 @@ async fn bulk_both_ways_then_half_close(config: ServerConfig) {
 
 #[tokio::test]
 async fn unix_echo_keeps_answering_through_a_graceful_shutdown() {
+    unix_echo_through_a_graceful_shutdown(ServerConfig::default()).await;
+}
+
+/// The same with the connection's thread blocked in `recv` when the
+/// shutdown comes: graceful shutdown leaves it be until the peer is done.
+#[tokio::test]
+async fn threads_mode_unix_echo_keeps_answering_through_a_graceful_shutdown() {
+    unix_echo_through_a_graceful_shutdown(ServerConfig::default().mode(Mode::Threads)).await;
+}
+
+async fn unix_echo_through_a_graceful_shutdown(config: ServerConfig) {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("echo.sock");
-    let config = ServerConfig::default().drain_timeout(PATIENCE);
+    let config = config.drain_timeout(PATIENCE);
     let mut server = start(&format!("unix:{}", path.display()), config).await;
     let mut client = UnixStream::connect(&path).await.unwrap();
     client.write_all(b"one").await.unwrap();

@@ -20,7 +20,12 @@ pub enum Mode {
     /// may block (synchronous file or process I/O) without stalling others.
     /// The connection limit bounds the number of threads. Each thread runs
     /// its own current-thread runtime with the connection's socket on it;
-    /// tasks the handler spawns live there and end with the connection.
+    /// tasks the handler spawns live there and end with the connection. A
+    /// handler that waits on nothing but its connection (every
+    /// [`MessageHandler`](super::MessageHandler), see
+    /// [`StreamHandler::blocking_reads`](super::StreamHandler::blocking_reads))
+    /// reads a plain TCP or Unix socket with blocking system calls, as a
+    /// hand-written thread-per-connection server does.
     Threads,
     /// One connection at a time, in accept order (plain TCPServer); later
     /// clients wait in the listen backlog.
