@@ -381,6 +381,57 @@ fn tls_to_a_plaintext_port_fails_fast() {
     );
 }
 
+/// In threads mode plain connections of echo and upper read blocking; a
+/// TLS session cannot (its bytes go through rustls), so it stays on the
+/// thread's event loop and must serve all the same, next to a plaintext
+/// listener of the same server.
+#[test]
+fn threads_mode_serves_tls_and_plaintext_side_by_side() {
+    let config = tempfile::tempdir().unwrap();
+    for (service, expected) in [("echo", "one\ntwo\n"), ("upper", "ONE\nTWO\n")] {
+        let args = [
+            "serve",
+            service,
+            "tls://127.0.0.1:0",
+            "tcp://127.0.0.1:0",
+            "--self-signed",
+            "--mode",
+            "threads",
+        ];
+        let mut cmd = socketkit(args);
+        cmd.env("XDG_CONFIG_HOME", config.path());
+        let server = Proc::spawn(&args.join(" "), cmd, false);
+        let mut tls = None;
+        let mut tcp = None;
+        while tls.is_none() || tcp.is_none() {
+            let line = server.stdout.wait_for("the listening lines", |l| {
+                l.starts_with("listening on ") || l.starts_with("fingerprint ")
+            });
+            if let Some(addr) = line.strip_prefix("listening on tls://") {
+                tls = Some(format!("tls://{addr}"));
+            } else if let Some(addr) = line.strip_prefix("listening on ") {
+                tcp = Some(addr.to_owned());
+            }
+        }
+        let (tls, tcp) = (tls.unwrap(), tcp.unwrap());
+        let out = connect(&tls, &["--insecure"], b"one\ntwo\n");
+        assert_eq!(
+            stdout_of(&out),
+            expected,
+            "{service} over TLS: {}",
+            stderr_of(&out)
+        );
+        assert!(
+            out.status.success(),
+            "{service} over TLS: {}",
+            stderr_of(&out)
+        );
+        let out = connect(&tcp, &[], b"one\ntwo\n");
+        assert_eq!(stdout_of(&out), expected, "{service}: {}", stderr_of(&out));
+        assert!(out.status.success(), "{service}: {}", stderr_of(&out));
+    }
+}
+
 #[test]
 fn openssl_s_client_talks_to_our_tls_echo() {
     let config = tempfile::tempdir().unwrap();
