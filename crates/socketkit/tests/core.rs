@@ -15,6 +15,8 @@ use socketkit::transport::{connect, ConnectOptions};
 use socketkit::{Endpoint, ErrorKind};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
+mod util;
+
 /// Bound for anything a test waits on: generous, because the machine is
 /// shared; a correct run takes milliseconds.
 const PATIENCE: Duration = Duration::from_secs(10);
@@ -55,10 +57,5 @@ async fn the_core_serves_echo_on_loopback() {
         .expect("the echo ends in time")
         .expect("read the echo");
     assert_eq!(echoed, b"core\n");
-    handle.shutdown();
-    tokio::time::timeout(PATIENCE, task)
-        .await
-        .expect("the server stops in time")
-        .expect("the server task")
-        .expect("the server");
+    util::stop(handle, task, PATIENCE).await;
 }

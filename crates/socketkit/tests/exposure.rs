@@ -17,6 +17,8 @@ use socketkit::services::recv::RecvPolicy;
 use socketkit::transport::{connect, ConnectOptions};
 use socketkit::ErrorKind;
 
+mod util;
+
 /// Bound for anything a test waits on: generous, because the machine is
 /// shared; a correct run takes milliseconds.
 const PATIENCE: Duration = Duration::from_secs(10);
@@ -179,12 +181,7 @@ async fn exec_session(policy: ExecPolicy) -> socketkit::Result<String> {
     })
     .await
     .expect("the handshake ends in time");
-    handle.shutdown();
-    tokio::time::timeout(PATIENCE, task)
-        .await
-        .expect("the server stops in time")
-        .expect("the server task")
-        .expect("the server");
+    util::stop(handle, task, PATIENCE).await;
     session
 }
 

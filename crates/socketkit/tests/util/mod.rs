@@ -2,11 +2,16 @@
 //! TCP (port 0, read back), shut down when the test lets go of it, and how
 //! long a test waits for anything.
 
+// Each test file uses a different subset of these helpers (`core`, a
+// core-only build, only [`stop`]).
+#![allow(dead_code)]
+
 use std::future::Future;
 use std::time::Duration;
 
 use socketkit::server::{Server, ServerConfig, ServerHandle};
 use socketkit::Endpoint;
+use tokio::task::JoinHandle;
 
 /// Bound for anything a test waits on: generous, because the machine is
 /// shared; a correct run takes milliseconds.
@@ -52,4 +57,21 @@ where
     let handle = server.handle();
     tokio::spawn(serve(server));
     Running { endpoint, handle }
+}
+
+/// Shuts the server down through `handle` and waits, at most `patience`,
+/// for its task to end with `serve` returning `Ok`: for the tests that
+/// check a clean stop rather than only letting go of the server (as
+/// dropping a [`Running`] does).
+pub async fn stop<T>(
+    handle: ServerHandle,
+    task: JoinHandle<socketkit::Result<T>>,
+    patience: Duration,
+) {
+    handle.shutdown();
+    tokio::time::timeout(patience, task)
+        .await
+        .expect("the server stops in time")
+        .expect("the server task")
+        .expect("the server");
 }
