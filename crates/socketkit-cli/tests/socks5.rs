@@ -6,7 +6,7 @@
 //! 0x08 replies.
 
 use std::path::Path;
-use std::process::Command;
+use std::process::{Command, Output};
 
 use crate::util::http::Nginx;
 use crate::util::{
@@ -38,10 +38,30 @@ fn socks5(args: &[&str]) -> Server {
 }
 
 /// Runs curl with ARGS; returns its output.
-fn curl(args: &[&str]) -> std::process::Output {
+fn curl(args: &[&str]) -> Output {
     let mut cmd = Command::new("curl");
     cmd.args(["-sS", "--max-time", "60"]).args(args);
     run_with(cmd, b"", RUN_LIMIT * 4)
+}
+
+/// curl fetching nginx's `hello.txt` through `proxy` both ways SOCKS5
+/// names a destination: `--socks5` (curl resolves, the proxy gets
+/// 127.0.0.1) and `--socks5-hostname` (the proxy resolves `localhost`).
+/// Yields each flag with curl's output, one run per step (a test's checks
+/// on the first run come before the second), for the tests that admit and
+/// refuse the same two requests.
+fn hello_both_ways(proxy: &Server, nginx: &Nginx) -> impl Iterator<Item = (&'static str, Output)> {
+    let at = format!("127.0.0.1:{}", proxy.port());
+    let port = nginx.ports[0];
+    [
+        ("--socks5", "127.0.0.1"),
+        ("--socks5-hostname", "localhost"),
+    ]
+    .into_iter()
+    .map(move |(flag, host)| {
+        let url = format!("http://{host}:{port}/hello.txt");
+        (flag, curl(&[flag, &at, &url]))
+    })
 }
 
 fn sha256(path: &Path) -> String {
@@ -70,16 +90,12 @@ fn users_file(dir: &Path) -> std::path::PathBuf {
 fn curl_socks5_and_socks5_hostname_to_nginx_byte_exact() {
     let nginx = site(true);
     let proxy = socks5(&[]);
-    let at = format!("127.0.0.1:{}", proxy.port());
-    let port = nginx.ports[0];
-    for (flag, host) in [
-        ("--socks5", "127.0.0.1"),
-        ("--socks5-hostname", "localhost"),
-    ] {
-        let out = curl(&[flag, &at, &format!("http://{host}:{port}/hello.txt")]);
+    for (flag, out) in hello_both_ways(&proxy, &nginx) {
         assert_success(flag, &out);
         assert_eq!(text(&out.stdout), "hello through socks\n", "{flag}");
     }
+    let at = format!("127.0.0.1:{}", proxy.port());
+    let port = nginx.ports[0];
     let dir = tempdir();
     let copy = dir.path().join("big.bin");
     let out = curl(&[
@@ -143,13 +159,7 @@ fn credentials_are_checked_and_failures_logged() {
 fn a_denied_destination_gets_reply_2() {
     let nginx = site(false);
     let proxy = socks5(&["--deny-dest", "127.0.0.0/8", "--deny-dest", "localhost"]);
-    let at = format!("127.0.0.1:{}", proxy.port());
-    let port = nginx.ports[0];
-    for (flag, host) in [
-        ("--socks5", "127.0.0.1"),
-        ("--socks5-hostname", "localhost"),
-    ] {
-        let out = curl(&[flag, &at, &format!("http://{host}:{port}/hello.txt")]);
+    for (flag, out) in hello_both_ways(&proxy, &nginx) {
         assert_eq!(out.status.code(), Some(97), "{flag}: {}", text(&out.stderr));
         // curl names the reply code it got.
         assert!(
