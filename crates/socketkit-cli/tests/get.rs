@@ -9,7 +9,7 @@ use std::path::Path;
 use std::process::Command;
 
 use crate::util::http::{
-    fails, files_in, get, nginx_pki, ok, stderr, stdout, Canned, Nginx, Reply,
+    fails, files_in, get, nginx_pki, nginx_tls, ok, stderr, stdout, Canned, Nginx, Reply,
 };
 use crate::util::{run, socketkit, Proc, RUN_LIMIT};
 
@@ -517,15 +517,9 @@ fn connect_timeout_and_max_time_bound_the_transfer() {
 /// 127.0.0.1 and ::1; `{port1}` one for other.example only.
 #[test]
 fn https_with_a_private_ca_sni_and_clear_verification_failures() {
-    let nginx = Nginx::start(
+    let nginx = nginx_tls(
+        r#"location = /sni { default_type text/plain; return 200 "sni=[$ssl_server_name]\n"; }"#,
         r#"
-  server {
-    listen 127.0.0.1:{port0} ssl;
-    ssl_certificate {dir}/pki/server.pem;
-    ssl_certificate_key {dir}/pki/server-key.pem;
-    root {root};
-    location = /sni { default_type text/plain; return 200 "sni=[$ssl_server_name]\n"; }
-  }
   server {
     listen 127.0.0.1:{port1} ssl;
     ssl_certificate {dir}/other/server.pem;
@@ -533,11 +527,7 @@ fn https_with_a_private_ca_sni_and_clear_verification_failures() {
     root {root};
   }
 "#,
-        |dir| {
-            std::fs::write(dir.join("www/hello.txt"), "hello over tls\n").unwrap();
-            nginx_pki(dir, "pki", &[]);
-            nginx_pki(dir, "other", &["other.example"]);
-        },
+        |dir| nginx_pki(dir, "other", &["other.example"]),
     );
     let ca = nginx.dir.path().join("pki/ca.pem");
     let ca = ca.to_str().unwrap();

@@ -10,7 +10,7 @@ use std::net::TcpStream;
 use std::path::Path;
 use std::process::{Command, Output};
 
-use crate::util::http::{nginx_pki, Canned, Nginx, Reply, COUNTING_SITE};
+use crate::util::http::{nginx_tls, Canned, Nginx, Reply, COUNTING_SITE};
 use crate::util::{self, full_backlog_listener, host_port, run, Server, WAIT};
 
 /// nginx's site: a file, and `/conn` saying how many requests its
@@ -141,20 +141,7 @@ fn two_urls_share_one_client_connection_and_one_upstream_connection() {
 
 #[test]
 fn https_goes_through_a_connect_tunnel_to_nginx_tls() {
-    let nginx = Nginx::start(
-        r#"
-  server {
-    listen 127.0.0.1:{port0} ssl;
-    ssl_certificate {dir}/pki/server.pem;
-    ssl_certificate_key {dir}/pki/server-key.pem;
-    root {root};
-  }
-"#,
-        |dir| {
-            std::fs::write(dir.join("www/hello.txt"), "hello over tls\n").unwrap();
-            nginx_pki(dir, "pki", &[]);
-        },
-    );
+    let nginx = nginx_tls("", "", |_| {});
     let server = proxy(&[]);
     let ca = nginx.dir.path().join("pki/ca.pem");
     let url = format!("https://localhost:{}/hello.txt", nginx.ports[0]);

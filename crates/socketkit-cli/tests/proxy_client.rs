@@ -11,7 +11,7 @@ use std::net::TcpStream;
 use std::path::Path;
 use std::process::{Command, Output};
 
-use crate::util::http::Nginx;
+use crate::util::http::{nginx_tls, Nginx};
 use crate::util::{
     assert_one_error_line, assert_success, free_port, random_bytes, run, run_socketkit, sigterm,
     socketkit, spawn_python_server, text, wait_until, Proc, Server, WAIT,
@@ -487,21 +487,7 @@ fn get_follows_curls_proxy_variables_through_tinyproxy() {
 
 #[test]
 fn https_always_tunnels_and_tls_runs_end_to_end() {
-    let nginx = Nginx::start(
-        "  server {\n    listen 127.0.0.1:{port0} ssl;\n    ssl_certificate {dir}/pki/server.pem;\n    ssl_certificate_key {dir}/pki/server-key.pem;\n    root {root};\n  }\n",
-        |dir| {
-            std::fs::write(dir.join("www/hello.txt"), "hello over tls\n").unwrap();
-            let pki = dir.join("pki");
-            assert_success(
-                "pki init",
-                &run_socketkit(&["pki", "init", pki.to_str().unwrap()], b""),
-            );
-            use std::os::unix::fs::PermissionsExt;
-            let key = pki.join("server-key.pem");
-            std::fs::set_permissions(&key, std::fs::Permissions::from_mode(0o644)).unwrap();
-            std::fs::set_permissions(&pki, std::fs::Permissions::from_mode(0o755)).unwrap();
-        },
-    );
+    let nginx = nginx_tls("", "", |_| {});
     let ca = nginx.dir.path().join("pki/ca.pem");
     let ca = ca.to_str().unwrap();
     let tiny = Proxy::tinyproxy("");

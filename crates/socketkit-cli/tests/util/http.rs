@@ -189,6 +189,36 @@ pub fn nginx_pki(dir: &Path, sub: &str, names: &[&str]) {
     std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o755)).unwrap();
 }
 
+/// The TLS site of [`nginx_tls`]: `{locations}` and `{more}` are filled in
+/// before the `{portN}`, `{dir}` and `{root}` placeholders.
+const TLS_SITE: &str = r#"
+  server {
+    listen 127.0.0.1:{port0} ssl;
+    ssl_certificate {dir}/pki/server.pem;
+    ssl_certificate_key {dir}/pki/server-key.pem;
+    root {root};
+    {locations}
+  }
+{more}"#;
+
+/// nginx with TLS on `{port0}`, its certificate from a fresh test CA in
+/// `pki/` (`pki/ca.pem`; for localhost, 127.0.0.1 and ::1, see
+/// [`nginx_pki`]), serving `hello.txt` ("hello over tls\n"). The TLS tests
+/// of `get`, `http-proxy` and the proxy clients share this set-up;
+/// `locations` go inside that server block, `more` after it (further
+/// `server` blocks) and `prepare` adds to the directory for what one test
+/// needs beyond it.
+pub fn nginx_tls(locations: &str, more: &str, prepare: impl Fn(&Path)) -> Nginx {
+    let servers = TLS_SITE
+        .replace("{locations}", locations)
+        .replace("{more}", more);
+    Nginx::start(&servers, |dir| {
+        std::fs::write(dir.join("www/hello.txt"), "hello over tls\n").unwrap();
+        nginx_pki(dir, "pki", &[]);
+        prepare(dir);
+    })
+}
+
 /// What a [`Canned`] server does on one connection, after reading the
 /// request head.
 pub enum Reply {
