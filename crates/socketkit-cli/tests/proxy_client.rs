@@ -13,8 +13,9 @@ use std::process::{Command, Output};
 
 use crate::util::http::{nginx_tls, Nginx};
 use crate::util::{
-    assert_one_error_line, assert_success, free_port, random_bytes, run, run_socketkit, sigterm,
-    socketkit, spawn_python_server, text, wait_until, Proc, Server, WAIT,
+    assert_one_error_line, assert_success, free_port, random_bytes, run, run_socketkit,
+    serve_forward_udp_refused, sigterm, socketkit, spawn_python_server, text, wait_until, Proc,
+    Server, WAIT,
 };
 
 /// A proxy process listening on 127.0.0.1:`port`, killed by PID on drop.
@@ -699,19 +700,7 @@ fn proxy_flags_are_checked_before_connecting() {
     );
     let line = assert_one_error_line(&out, 1);
     assert!(line.contains("not udp://127.0.0.1:9"), "{line}");
-    let out = run_socketkit(
-        &[
-            "serve",
-            "forward",
-            "udp://127.0.0.1:0",
-            "--to",
-            "udp://127.0.0.1:9",
-            "--to-proxy",
-            "socks5://127.0.0.1:1",
-        ],
-        b"",
-    );
-    let line = assert_one_error_line(&out, 1);
+    let line = serve_forward_udp_refused(&["--to-proxy", "socks5://127.0.0.1:1"]);
     assert!(
         line.contains("--to-proxy needs a tcp:// or tls:// target"),
         "{line}"

@@ -484,19 +484,7 @@ fn proxy_protocol_flags_are_checked_before_binding() {
     );
     let line = assert_error_with_hint(&out);
     assert!(line.contains("stream endpoints only"), "{line}");
-    let out = run_socketkit(
-        &[
-            "serve",
-            "forward",
-            "udp://127.0.0.1:0",
-            "--to",
-            "udp://127.0.0.1:9",
-            "--send-proxy",
-            "v2",
-        ],
-        b"",
-    );
-    assert_one_error_line(&out, 1);
+    serve_forward_udp_refused(&["--send-proxy", "v2"]);
 }
 
 /// Connects to the Unix socket PATH, sends the bytes HEX, and prints the

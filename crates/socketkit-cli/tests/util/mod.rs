@@ -431,6 +431,23 @@ pub fn assert_error_with_hint(out: &Output) -> String {
     line
 }
 
+/// Runs `serve forward udp://127.0.0.1:0 --to udp://127.0.0.1:9 EXTRA...`
+/// and returns its one error line (exit 1, see [`assert_one_error_line`]):
+/// options that only make sense on a stream (`--to-proxy`, `--send-proxy`)
+/// must refuse a datagram forward before it binds. Shared by the tests of
+/// each such option.
+pub fn serve_forward_udp_refused(extra: &[&str]) -> String {
+    let mut args = vec![
+        "serve",
+        "forward",
+        "udp://127.0.0.1:0",
+        "--to",
+        "udp://127.0.0.1:9",
+    ];
+    args.extend_from_slice(extra);
+    assert_one_error_line(&run_socketkit(&args, b""), 1)
+}
+
 // ---------------------------------------------------------------------------
 // Python peers.
 
