@@ -56,22 +56,6 @@ fn serve(args: &[&str]) -> Server {
     Server::start(&all, 1)
 }
 
-/// Stops the server and returns its `refused=N` from the summary line.
-fn refused_count(server: &mut Server) -> u64 {
-    server.sigterm();
-    assert_eq!(server.exit_code(), 0, "{}", server.stderr());
-    let stderr = server.stderr();
-    let line = stderr
-        .lines()
-        .find(|l| l.contains("server stopped"))
-        .unwrap_or_else(|| panic!("no summary line:\n{stderr}"));
-    let count = line
-        .split_whitespace()
-        .find_map(|field| field.strip_prefix("refused="))
-        .unwrap_or_else(|| panic!("no refused= in {line:?}"));
-    count.parse().unwrap()
-}
-
 #[test]
 fn allow_refuses_other_sources_before_the_greeting() {
     let mut server = serve(&["hello", "127.0.0.1:0", "--allow", "127.0.0.1", "-v"]);
@@ -93,16 +77,18 @@ fn allow_refuses_other_sources_before_the_greeting() {
 #[test]
 fn a_refused_peer_never_reaches_the_tls_handshake() {
     let config = tempdir();
-    let mut cmd = socketkit([
-        "serve",
-        "echo",
-        "tls://127.0.0.1:0",
-        "--self-signed",
-        "--allow",
-        "127.0.0.1",
-    ]);
-    cmd.env("XDG_CONFIG_HOME", config.path());
-    let mut server = Server::start_command(cmd, 1);
+    let mut server = Server::start_with_config(
+        &[
+            "serve",
+            "echo",
+            "tls://127.0.0.1:0",
+            "--self-signed",
+            "--allow",
+            "127.0.0.1",
+        ],
+        config.path(),
+        1,
+    );
     let admitted = visit("127.0.0.1", server.addr(), true);
     assert_eq!(admitted, format!("bytes {}", hex(b"hi\n")));
     let outcome = visit("127.0.0.2", server.addr(), true);

@@ -88,22 +88,6 @@ fn echo_behind_proxy(extra: &[&str]) -> Server {
     Server::start(&args, 1)
 }
 
-/// Stops the server and returns its `refused=N` from the summary line.
-fn refused_count(server: &mut Server) -> u64 {
-    server.sigterm();
-    assert_eq!(server.exit_code(), 0, "{}", server.stderr());
-    let stderr = server.stderr();
-    let line = stderr
-        .lines()
-        .find(|l| l.contains("server stopped"))
-        .unwrap_or_else(|| panic!("no summary line:\n{stderr}"));
-    line.split_whitespace()
-        .find_map(|field| field.strip_prefix("refused="))
-        .unwrap_or_else(|| panic!("no refused= in {line:?}"))
-        .parse()
-        .unwrap()
-}
-
 // ---------------------------------------------------------------------------
 // HAProxy, in the foreground, in a temporary directory.
 
@@ -556,18 +540,20 @@ print(s.getsockname()[1], recv_line(s).decode().strip())
 #[test]
 fn the_header_comes_before_tls() {
     let config = tempdir();
-    let mut cmd = socketkit([
-        "serve",
-        "echo",
-        "tls://127.0.0.1:0",
-        "--self-signed",
-        "--proxy-protocol",
-        "--proxy-from",
-        "127.0.0.1",
-        "-v",
-    ]);
-    cmd.env("XDG_CONFIG_HOME", config.path());
-    let server = Server::start_command(cmd, 1);
+    let server = Server::start_with_config(
+        &[
+            "serve",
+            "echo",
+            "tls://127.0.0.1:0",
+            "--self-signed",
+            "--proxy-protocol",
+            "--proxy-from",
+            "127.0.0.1",
+            "-v",
+        ],
+        config.path(),
+        1,
+    );
     let haproxy = behind_haproxy(&server, "send-proxy-v2");
     let front = format!("tcp://127.0.0.1:{}", haproxy.front);
     let out = text(&python_ok(TLS_PEER, &["127.0.0.2", &front], b""));

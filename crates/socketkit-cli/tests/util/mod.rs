@@ -20,6 +20,7 @@ pub mod http;
 
 use std::io::{self, BufRead, BufReader, Read, Write};
 use std::net::{Shutdown, TcpListener, TcpStream};
+use std::path::Path;
 use std::process::{Child, ChildStdin, Command, ExitStatus, Output, Stdio};
 use std::sync::mpsc::{self, Receiver};
 use std::sync::{Arc, Mutex};
@@ -266,6 +267,15 @@ impl Server {
         Server { proc, addrs }
     }
 
+    /// [`Server::start`] with `config` as the server's `XDG_CONFIG_HOME`, so
+    /// `--self-signed` makes and keeps its identity there rather than in the
+    /// user's own configuration. `config` must outlive the server.
+    pub fn start_with_config(args: &[&str], config: &Path, expect: usize) -> Server {
+        let mut cmd = socketkit(args);
+        cmd.env("XDG_CONFIG_HOME", config);
+        Server::start_command(cmd, expect)
+    }
+
     /// The first announced address, e.g. `tcp://127.0.0.1:40123`.
     pub fn addr(&self) -> &str {
         &self.addrs[0]
@@ -300,6 +310,25 @@ impl Server {
     pub fn stderr(&self) -> String {
         self.proc.stderr.text()
     }
+}
+
+/// Stops `server` (SIGTERM, exit 0) and returns the `refused=N` of its
+/// `server stopped` summary line: how many peers the access list (or the
+/// PROXY protocol's `--proxy-from`) turned away, as the tests of both count
+/// them.
+pub fn refused_count(server: &mut Server) -> u64 {
+    server.sigterm();
+    assert_eq!(server.exit_code(), 0, "{}", server.stderr());
+    let stderr = server.stderr();
+    let line = stderr
+        .lines()
+        .find(|l| l.contains("server stopped"))
+        .unwrap_or_else(|| panic!("no summary line:\n{stderr}"));
+    line.split_whitespace()
+        .find_map(|field| field.strip_prefix("refused="))
+        .unwrap_or_else(|| panic!("no refused= in {line:?}"))
+        .parse()
+        .unwrap()
 }
 
 /// The port at the end of an address like `tcp://[::]:5000`.
