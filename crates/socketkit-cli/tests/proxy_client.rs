@@ -13,9 +13,9 @@ use std::process::{Command, Output};
 
 use crate::util::http::{nginx_tls, Nginx};
 use crate::util::{
-    assert_one_error_line, assert_success, free_port, random_bytes, run, run_socketkit,
-    serve_forward_udp_refused, sigterm, socketkit, spawn_python_server, text, wait_until, Proc,
-    Server, WAIT,
+    assert_echoed, assert_one_error_line, assert_success, free_port, random_bytes, run,
+    run_socketkit, serve_forward_udp_refused, sigterm, socketkit, spawn_python_server, text,
+    wait_until, Ending, Proc, Server, WAIT,
 };
 
 /// A proxy process listening on 127.0.0.1:`port`, killed by PID on drop.
@@ -188,30 +188,6 @@ fn converse(args: &[&str], input: &str, expect: &str) {
     assert!(status.success(), "{status:?}: {}", client.stderr.text());
 }
 
-/// Sends `payload` to `target` while reading, and returns exactly as many
-/// bytes as were sent (no half-close, for the same reason).
-fn py_echo_exact(target: &str, payload: &[u8]) -> Vec<u8> {
-    crate::util::python_ok(
-        r#"
-s = connect(sys.argv[1])
-payload = sys.stdin.buffer.read()
-sender = threading.Thread(target=lambda: s.sendall(payload))
-sender.start()
-got = bytearray()
-while len(got) < len(payload):
-    b = s.recv(65536)
-    if not b:
-        break
-    got += b
-sender.join()
-s.close()
-out(bytes(got))
-"#,
-        &[target],
-        payload,
-    )
-}
-
 /// The one error line of a failed run, which must name all of `needles`
 /// and never `secret`.
 fn error_naming(out: &Output, needles: &[&str], secret: &str) -> String {
@@ -304,9 +280,11 @@ fn get_and_forward_through_microsocks_and_dante_to_nginx_and_echo() {
             assert!(out.stdout == data, "get via {name} {scheme}: byte-exact");
         }
         let forward = forward_via(target.addr(), &proxy.url("socks5h", ""));
-        assert!(
-            py_echo_exact(forward.addr(), &data) == data,
-            "forward via {name}: byte-exact"
+        assert_echoed(
+            forward.addr(),
+            &data,
+            Ending::ReadExactly,
+            &format!("forward via {name}: byte-exact"),
         );
     }
     dante.proc.stderr.wait_for("dante's pass line", |l| {
@@ -328,9 +306,11 @@ fn dante_username_method_admits_its_user_and_refuses_the_rest() {
     assert_success("get via dante with a password", &out);
     assert!(out.stdout == data, "get via dante: byte-exact");
     let forward = forward_via(target.addr(), &good);
-    assert!(
-        py_echo_exact(forward.addr(), &data) == data,
-        "forward via dante with a password: byte-exact"
+    assert_echoed(
+        forward.addr(),
+        &data,
+        Ending::ReadExactly,
+        "forward via dante with a password: byte-exact",
     );
     dante
         .proc
@@ -391,9 +371,11 @@ fn tinyproxy_connect_tunnels_with_and_without_basic_auth() {
     // Forward's target through the authenticated tunnel, byte-exact.
     let forward = forward_via(target.addr(), &auth.url("http", "alice:s3cret@"));
     let data = random_bytes(1024 * 1024, 5);
-    assert!(
-        py_echo_exact(forward.addr(), &data) == data,
-        "forward via tinyproxy"
+    assert_echoed(
+        forward.addr(),
+        &data,
+        Ending::ReadExactly,
+        "forward via tinyproxy",
     );
 }
 

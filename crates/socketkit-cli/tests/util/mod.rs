@@ -598,6 +598,54 @@ pub fn py_roundtrip(target: &str, payload: &[u8]) -> Vec<u8> {
     )
 }
 
+/// How a Python echo client ([`assert_echoed`]) ends its side.
+pub enum Ending {
+    /// Half-closes after sending and reads to EOF ([`py_roundtrip`]).
+    HalfClose,
+    /// Reads exactly as many bytes as it sent and never half-closes: some
+    /// proxies (microsocks, tinyproxy) close both directions when one side
+    /// half-closes, so a reply still on its way would be lost (RFC 1928 and
+    /// 9110 say nothing of half-close).
+    ReadExactly,
+}
+
+/// Sends `payload` to `target` with a Python client (a sender thread while
+/// it reads) and returns exactly as many bytes as were sent, never
+/// half-closing (see [`Ending::ReadExactly`]).
+pub fn py_echo_exact(target: &str, payload: &[u8]) -> Vec<u8> {
+    python_ok(
+        r#"
+s = connect(sys.argv[1])
+payload = sys.stdin.buffer.read()
+sender = threading.Thread(target=lambda: s.sendall(payload))
+sender.start()
+got = bytearray()
+while len(got) < len(payload):
+    b = s.recv(65536)
+    if not b:
+        break
+    got += b
+sender.join()
+s.close()
+out(bytes(got))
+"#,
+        &[target],
+        payload,
+    )
+}
+
+/// Asserts that `payload`, sent to `target` (an echo, or a forward to one)
+/// by a Python client ending as `ending` says, comes back byte-exact. The
+/// bytes are compared without printing them (payloads run to megabytes);
+/// `what` names the path in the failure.
+pub fn assert_echoed(target: &str, payload: &[u8], ending: Ending, what: &str) {
+    let got = match ending {
+        Ending::HalfClose => py_roundtrip(target, payload),
+        Ending::ReadExactly => py_echo_exact(target, payload),
+    };
+    assert!(got == payload, "{what}");
+}
+
 /// A TCP listener on 127.0.0.1 whose accept queue is full and never drained:
 /// the kernel drops further SYNs, so connecting to it times out. A loopback
 /// stand-in for a firewalled host (no traffic leaves the machine).
