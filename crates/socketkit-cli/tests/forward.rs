@@ -35,12 +35,7 @@ fn echo() -> Server {
 /// A Python target that reads to EOF, then answers with what it read
 /// reversed and closes: only a FIN passed through the forward ends its read.
 const REPLY_AFTER_EOF: &str = r#"
-l = socket.socket()
-l.bind(("127.0.0.1", 0))
-l.listen(1)
-print(l.getsockname()[1], flush=True)
-c, _ = l.accept()
-c.settimeout(T)
+l, c = accept_one()
 data = recv_all(c)
 c.sendall(b"got " + data[::-1])
 c.close()
@@ -49,12 +44,7 @@ c.close()
 /// A Python target that speaks first and half-closes, then reads to EOF
 /// and prints what it read: the client can still send after its FIN.
 const SPEAK_FIRST_THEN_LISTEN: &str = r#"
-l = socket.socket()
-l.bind(("127.0.0.1", 0))
-l.listen(1)
-print(l.getsockname()[1], flush=True)
-c, _ = l.accept()
-c.settimeout(T)
+l, c = accept_one()
 c.sendall(b"banner\n")
 c.shutdown(socket.SHUT_WR)
 print(recv_all(c).decode(), flush=True)

@@ -600,12 +600,7 @@ fn bench_exec_and_send_go_through_the_proxy_too() {
 
 /// A Python proxy that misbehaves as `mode` says, on its first connection.
 const BROKEN_PROXY: &str = r#"
-l = socket.socket()
-l.bind(("127.0.0.1", 0))
-l.listen(1)
-print(l.getsockname()[1], flush=True)
-c, _ = l.accept()
-c.settimeout(T)
+l, c = accept_one()
 def rx(n):
     got = b""
     while len(got) < n:

@@ -481,7 +481,8 @@ pub fn serve_forward_udp_refused(extra: &[&str]) -> String {
 // Python peers.
 
 /// Prepended to every Python snippet: connect to any address socketkit
-/// prints, read a line, read to EOF, a sender-thread round trip, raw output.
+/// prints, read a line, read to EOF, a sender-thread round trip, raw output,
+/// and a one-connection TCP server (`accept_one`) for Python targets.
 /// Every socket has a timeout, so a missing reply fails instead of hanging.
 pub const PY_PRELUDE: &str = r#"
 import hashlib, json, os, select, socket, sys, threading, time
@@ -531,6 +532,18 @@ def out(data):
         data = data.encode()
     sys.stdout.buffer.write(data)
     sys.stdout.buffer.flush()
+
+def accept_one():
+    """Listens on a free 127.0.0.1 port, prints it (the ready line
+    spawn_python_server reads) and accepts one connection; returns the
+    listener (keep it, so it stays open) and that connection, with a timeout."""
+    l = socket.socket()
+    l.bind(("127.0.0.1", 0))
+    l.listen(1)
+    print(l.getsockname()[1], flush=True)
+    c, _ = l.accept()
+    c.settimeout(T)
+    return l, c
 
 def roundtrip(target, payload):
     """Sends payload from a thread while reading, half-closes, reads to EOF."""
