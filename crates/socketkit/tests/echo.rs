@@ -306,3 +306,51 @@ async fn threads_mode_serves_lines_through_blocking_reads() {
         .unwrap()
         .unwrap();
 }
+
+/// Records each line it is given: what a line service did after the fact.
+struct RecordLines {
+    seen: mpsc::UnboundedSender<Vec<u8>>,
+}
+
+impl MessageHandler for RecordLines {
+    fn framing(&self) -> Framing {
+        Framing::Lines
+    }
+
+    async fn respond(&self, message: Message<'_>, _reply: &mut Reply) -> Result<()> {
+        let _ = self.seen.send(message.data.to_vec());
+        Ok(())
+    }
+}
+
+/// Threads mode: the drain deadline's abort wakes a blocked read by shutting
+/// the socket down, which the read must report as the abort. Taken for the
+/// peer's end of stream, the unfinished line still queued would be served
+/// as a last line after the deadline.
+#[tokio::test]
+async fn threads_mode_serves_nothing_after_the_drain_deadline() {
+    let config = ServerConfig::default()
+        .mode(Mode::Threads)
+        .idle_timeout(None)
+        .drain_timeout(Duration::from_millis(200));
+    let server = Server::bind(&["127.0.0.1:0".parse().unwrap()], config)
+        .await
+        .unwrap();
+    let addr = server.local_addrs()[0].to_string();
+    let handle = server.handle();
+    let (seen, mut lines) = mpsc::unbounded_channel();
+    let task = tokio::spawn(server.serve(RecordLines { seen }));
+    let mut client = TcpStream::connect(addr.as_str()).await.unwrap();
+    client.write_all(b"whole\nunfinish").await.unwrap();
+    let first = tokio::time::timeout(PATIENCE, lines.recv()).await.unwrap();
+    assert_eq!(first.as_deref(), Some(&b"whole"[..]));
+    handle.shutdown();
+    let summary = tokio::time::timeout(PATIENCE, task)
+        .await
+        .expect("server stops in time")
+        .unwrap()
+        .unwrap();
+    assert_eq!((summary.connections, summary.aborted), (1, 1));
+    let after: Vec<_> = std::iter::from_fn(|| lines.try_recv().ok()).collect();
+    assert!(after.is_empty(), "served after the deadline: {after:?}");
+}

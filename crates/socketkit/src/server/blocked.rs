@@ -9,17 +9,19 @@ use std::collections::HashMap;
 use std::net::Shutdown;
 use std::os::fd::{BorrowedFd, RawFd};
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 
 use socket2::SockRef;
 use tracing::debug;
 
 use super::Connection;
 
-/// The registered sockets, by connection number.
+/// The registered sockets, by connection number, each with the flag that
+/// tells its connection it was cut (so its reads fail as aborted instead of
+/// taking the shutdown for the peer's end of stream).
 #[derive(Debug, Default)]
 pub(crate) struct Blocked {
-    sockets: Mutex<HashMap<u64, RawFd>>,
+    sockets: Mutex<HashMap<u64, (RawFd, Arc<AtomicBool>)>>,
 }
 
 /// A connection's registration; dropping it (before the connection, which
@@ -27,6 +29,14 @@ pub(crate) struct Blocked {
 pub(crate) struct Registered<'a> {
     blocked: &'a Blocked,
     number: u64,
+    cut: Arc<AtomicBool>,
+}
+
+impl Registered<'_> {
+    /// Whether the abort cut this connection.
+    pub(crate) fn was_cut(&self) -> bool {
+        self.cut.load(Ordering::Acquire)
+    }
 }
 
 impl Blocked {
@@ -48,26 +58,30 @@ impl Blocked {
         if aborted.load(Ordering::Acquire) {
             return None;
         }
-        if let Err(error) = conn.set_blocking_reads(true) {
+        let cut = Arc::new(AtomicBool::new(false));
+        if let Err(error) = conn.block_reads(cut.clone()) {
             debug!(%error, "cannot switch the connection to blocking reads; it stays on its event loop");
             return None;
         }
-        sockets.insert(number, fd);
+        sockets.insert(number, (fd, cut.clone()));
         Some(Registered {
             blocked: self,
             number,
+            cut,
         })
     }
 
-    /// Shuts down every registered socket, both ways, waking the threads
-    /// blocked on them.
+    /// Cuts every registered connection and shuts its socket down, both
+    /// ways, waking the threads blocked on them.
     pub(crate) fn wake_all(&self) {
         let sockets = self.sockets.lock().unwrap_or_else(|p| p.into_inner());
-        for &fd in sockets.values() {
+        for (fd, cut) in sockets.values() {
+            // Before the shutdown: the woken read must find it set.
+            cut.store(true, Ordering::Release);
             // SAFETY: a socket is registered only while its connection,
             // which owns the descriptor, is alive: `Registered` takes it
             // out (under this lock) before the connection can be dropped.
-            let fd = unsafe { BorrowedFd::borrow_raw(fd) };
+            let fd = unsafe { BorrowedFd::borrow_raw(*fd) };
             if let Err(error) = SockRef::from(&fd).shutdown(Shutdown::Both) {
                 debug!(%error, "cannot shut down a blocked connection");
             }

@@ -6,7 +6,8 @@
 use std::future::{poll_fn, Future as _};
 use std::io;
 use std::pin::Pin;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::Arc;
 use std::task::{ready, Context, Poll};
 use std::time::Duration;
 
@@ -126,14 +127,25 @@ impl Connection {
 
     /// Threads mode's fast path: the socket is read with blocking system
     /// calls (one per message instead of the event loop's wait and read),
-    /// reads and writes bounded by the idle timeout; `false` puts it back.
-    /// Only for a handler that waits on nothing but this connection (see
+    /// reads and writes bounded by the idle timeout. Once `cut` is set (the
+    /// drain deadline's abort, which also shuts the socket down to wake a
+    /// blocked read), reads fail with `ConnectionAborted` rather than
+    /// report the shutdown as the peer's end of stream. Only for a handler
+    /// that waits on nothing but this connection (see
     /// [`StreamHandler::blocking_reads`](super::StreamHandler::blocking_reads)).
-    pub(crate) fn set_blocking_reads(&mut self, blocking: bool) -> io::Result<()> {
+    pub(crate) fn block_reads(&mut self, cut: Arc<AtomicBool>) -> io::Result<()> {
         let timeout = self.idle_timeout();
-        self.io.inner.set_blocking(blocking, timeout)?;
-        self.io.blocking = blocking;
+        self.io.inner.set_blocking(true, timeout)?;
+        self.io.blocking = Some(cut);
         Ok(())
+    }
+
+    /// Back to the event loop after [`Connection::block_reads`]. A socket
+    /// that cannot go back is shut down (by `set_blocking`), so no later
+    /// read can block on it.
+    pub(crate) fn unblock_reads(&mut self) -> io::Result<()> {
+        self.io.blocking = None;
+        self.io.inner.set_blocking(false, None)
     }
 
     /// The socket's descriptor (`None` under TLS), for the server to shut
@@ -195,7 +207,7 @@ impl Connection {
                 inner: reader,
                 count: read,
                 idle: read_idle,
-                blocking: *blocking,
+                blocking: blocking.as_deref(),
             },
             WriteHalf {
                 inner: writer,
@@ -295,8 +307,8 @@ pub struct ReadHalf<'a> {
     /// The connection's count of bytes read.
     count: &'a mut u64,
     idle: Option<(&'a IdleClock, HalfTimer<'a>)>,
-    /// The connection reads in blocking mode.
-    blocking: bool,
+    /// The connection reads in blocking mode: its cut flag.
+    blocking: Option<&'a AtomicBool>,
 }
 
 /// The write half of a [`Connection`] (see [`Connection::split`]);
@@ -381,9 +393,9 @@ struct Metered {
     read: u64,
     written: u64,
     idle: Option<IdleTimer>,
-    /// The socket is in blocking mode (see
-    /// [`Connection::set_blocking_reads`]).
-    blocking: bool,
+    /// The socket is in blocking mode, with its cut flag (see
+    /// [`Connection::block_reads`]).
+    blocking: Option<Arc<AtomicBool>>,
 }
 
 #[derive(Debug)]
@@ -441,7 +453,7 @@ impl Metered {
             read: 0,
             written: 0,
             idle,
-            blocking: false,
+            blocking: None,
         }
     }
 }
@@ -479,6 +491,13 @@ fn poll_idle(
     }
 }
 
+fn aborted_error() -> io::Error {
+    io::Error::new(
+        io::ErrorKind::ConnectionAborted,
+        "aborted at the drain deadline",
+    )
+}
+
 fn idle_error(limit: Duration) -> io::Error {
     io::Error::new(io::ErrorKind::TimedOut, format!("idle for {limit:?}"))
 }
@@ -495,7 +514,7 @@ impl AsyncRead for Metered {
             &mut this.inner,
             &mut this.read,
             idle,
-            this.blocking,
+            this.blocking.as_deref(),
             cx,
             buf,
         )
@@ -534,28 +553,41 @@ impl AsyncWrite for Metered {
 /// body for the whole connection and its read half.
 ///
 /// In blocking mode the read waits in the kernel; the socket's timeout is
-/// the idle limit, and a read started after the last byte moved, so its
-/// timing out is the idle deadline passing.
+/// the idle limit, and a read starts after the last byte moved, so its
+/// timing out is the idle deadline passing (later by whatever a handler
+/// spent between its last write and this read). Once the connection is cut
+/// at the drain deadline, every read fails with `ConnectionAborted`, even
+/// one that found bytes the peer had queued: nothing is served after it.
 fn poll_read_metered(
     inner: &mut (impl AsyncRead + BlockingRead + Unpin),
     count: &mut u64,
     idle: Option<(&IdleClock, &mut Pin<Box<Sleep>>)>,
-    blocking: bool,
+    blocking: Option<&AtomicBool>,
     cx: &mut Context<'_>,
     buf: &mut ReadBuf<'_>,
 ) -> Poll<io::Result<()>> {
     let before = buf.filled().len();
-    let read = if blocking {
-        Poll::Ready(
-            inner
-                .read_blocking(buf)
-                .map_err(|e| match (&idle, e.kind()) {
-                    (Some((clock, _)), io::ErrorKind::WouldBlock) => idle_error(clock.limit),
-                    _ => e,
-                }),
-        )
-    } else {
-        Pin::new(inner).poll_read(cx, buf)
+    let read = match blocking {
+        Some(cut) => {
+            let read = if cut.load(Ordering::Acquire) {
+                Err(aborted_error())
+            } else {
+                inner.read_blocking(buf)
+            };
+            let read = match read {
+                _ if cut.load(Ordering::Acquire) => {
+                    buf.set_filled(before);
+                    Err(aborted_error())
+                }
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => match &idle {
+                    Some((clock, _)) => Err(idle_error(clock.limit)),
+                    None => Err(e),
+                },
+                read => read,
+            };
+            Poll::Ready(read)
+        }
+        None => Pin::new(inner).poll_read(cx, buf),
     };
     if let Poll::Ready(Ok(())) = read {
         *count += (buf.filled().len() - before) as u64;

@@ -63,8 +63,10 @@ pub trait StreamHandler: Send + Sync + 'static {
     /// `setup` and `handle` wait on nothing but this connection's reads and
     /// writes: while a read blocks, no other future of the thread is polled
     /// (no `select!` on a channel or a timer wakes, no task spawned on the
-    /// thread runs). The idle timeout and the drain deadline still end a
-    /// blocked read, and `finish` runs on the event loop as usual. Plain
+    /// thread runs). The idle timeout still ends a blocked read (as the
+    /// socket's timeout, counted from the read's start), the drain
+    /// deadline's abort fails it as aborted, and `finish` runs on the event
+    /// loop as usual. Plain
     /// TCP and Unix connections only; TLS ones stay on the event loop.
     /// Default: `false`; a [`MessageHandler`] decides with its own
     /// [`MessageHandler::blocking_reads`].

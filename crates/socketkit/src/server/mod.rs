@@ -579,14 +579,14 @@ impl<S: StreamHandler, D: DatagramHandler> Shared<S, D> {
                 .await
             };
             if let Some(registered) = blocking {
-                drop(registered);
-                if let Err(error) = conn.set_blocking_reads(false) {
-                    debug!(%error, "cannot switch the connection back to the event loop");
-                }
-                // The abort wakes a blocked read with end of stream, which
-                // the handler takes for the peer's.
-                if self.aborted.load(Ordering::Acquire) {
+                // Counted as aborted only if the abort reached this one
+                // (its reads failed as aborted from then on).
+                if registered.was_cut() {
                     served = None;
+                }
+                drop(registered);
+                if let Err(error) = conn.unblock_reads() {
+                    warn!(%error, "cannot switch the connection back to its event loop; it was shut down");
                 }
             }
             let outcome = match served {

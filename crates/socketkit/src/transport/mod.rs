@@ -207,7 +207,9 @@ impl Stream {
     /// system call where the event loop needs two. Only
     /// [`read_blocking`](BlockingRead::read_blocking) should read a blocking
     /// socket: tokio reads only when its readiness says so, which a blocking
-    /// read leaves stale. `Unsupported` under TLS.
+    /// read leaves stale. `Unsupported` under TLS. A socket that cannot go
+    /// back to non-blocking mode is shut down both ways, so that no later
+    /// read or write can block on it.
     pub(crate) fn set_blocking(&self, blocking: bool, timeout: Option<Duration>) -> io::Result<()> {
         let Some(socket) = self.socket() else {
             return Err(io::Error::new(
@@ -215,11 +217,17 @@ impl Stream {
                 "a TLS stream cannot read in blocking mode",
             ));
         };
-        if blocking {
-            socket.set_read_timeout(timeout)?;
-            socket.set_write_timeout(timeout)?;
+        if !blocking {
+            return socket.set_nonblocking(true).inspect_err(|_| {
+                let _ = socket.shutdown(std::net::Shutdown::Both);
+            });
         }
-        socket.set_nonblocking(!blocking)
+        // A zero timeout means "none" to the kernel; the event loop would
+        // time such a connection out at once, and so must this.
+        let timeout = timeout.map(|t| t.max(Duration::from_micros(1)));
+        socket.set_read_timeout(timeout)?;
+        socket.set_write_timeout(timeout)?;
+        socket.set_nonblocking(false)
     }
 
     /// Waits until a read would find bytes (or the end of the stream)
@@ -301,6 +309,10 @@ fn read_socket(socket: Option<SockRef<'_>>, buf: &mut ReadBuf<'_>) -> io::Result
             "a TLS stream cannot read in blocking mode",
         ));
     };
+    // A blocking `recv` of nothing would wait for bytes it cannot take.
+    if buf.remaining() == 0 {
+        return Ok(());
+    }
     loop {
         // SAFETY: `recv` only writes into the slice, never de-initialises
         // it, and what it reports as received has been initialised.
