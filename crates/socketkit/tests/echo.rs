@@ -54,7 +54,7 @@ struct Running {
     endpoint: Endpoint,
     handle: ServerHandle,
     outcomes: mpsc::UnboundedReceiver<(String, u64, u64)>,
-    task: tokio::task::JoinHandle<Result<socketkit::server::Summary>>,
+    task: Task,
 }
 
 async fn start(endpoint: &str, config: ServerConfig) -> Running {
@@ -93,12 +93,32 @@ impl Running {
 
     async fn stop(self) {
         self.handle.shutdown();
-        tokio::time::timeout(PATIENCE, self.task)
-            .await
-            .expect("server stops in time")
-            .unwrap()
-            .unwrap();
+        stopped(self.task).await;
     }
+}
+
+type Task = tokio::task::JoinHandle<Result<socketkit::server::Summary>>;
+
+/// The server's summary once its task ends, which must be in time.
+async fn stopped(task: Task) -> socketkit::server::Summary {
+    tokio::time::timeout(PATIENCE, task)
+        .await
+        .expect("server stops in time")
+        .unwrap()
+        .unwrap()
+}
+
+/// `handler` served on 127.0.0.1, port 0: the address, the handle, the task.
+async fn serve_on_loopback<H: MessageHandler>(
+    handler: H,
+    config: ServerConfig,
+) -> (String, ServerHandle, Task) {
+    let server = Server::bind(&["127.0.0.1:0".parse().unwrap()], config)
+        .await
+        .unwrap();
+    let addr = server.local_addrs()[0].to_string();
+    let handle = server.handle();
+    (addr, handle, tokio::spawn(server.serve(handler)))
 }
 
 async fn read_until_eof(stream: &mut (impl AsyncReadExt + Unpin)) -> Vec<u8> {
@@ -261,11 +281,7 @@ async fn threads_mode_the_drain_deadline_ends_a_blocked_read() {
     assert!(outcome.contains("aborted"), "{outcome}");
     assert_eq!((read, written), (4, 4));
     assert!(read_until_eof(&mut client).await.is_empty());
-    let summary = tokio::time::timeout(PATIENCE, server.task)
-        .await
-        .expect("server stops in time")
-        .unwrap()
-        .unwrap();
+    let summary = stopped(server.task).await;
     assert_eq!((summary.connections, summary.aborted), (1, 1));
 }
 
@@ -288,23 +304,14 @@ impl MessageHandler for ShoutLines {
 #[tokio::test]
 async fn threads_mode_serves_lines_through_blocking_reads() {
     let config = ServerConfig::default().mode(Mode::Threads);
-    let server = Server::bind(&["127.0.0.1:0".parse().unwrap()], config)
-        .await
-        .unwrap();
-    let addr = server.local_addrs()[0].to_string();
-    let handle = server.handle();
-    let task = tokio::spawn(server.serve(ShoutLines));
+    let (addr, handle, task) = serve_on_loopback(ShoutLines, config).await;
     let mut client = TcpStream::connect(addr.as_str()).await.unwrap();
     client.write_all(b"one\ntwo\r\nthr").await.unwrap();
     client.write_all(b"ee\n").await.unwrap();
     client.shutdown().await.unwrap();
     assert_eq!(read_until_eof(&mut client).await, b"ONE\nTWO\nTHREE\n");
     handle.shutdown();
-    tokio::time::timeout(PATIENCE, task)
-        .await
-        .expect("server stops in time")
-        .unwrap()
-        .unwrap();
+    stopped(task).await;
 }
 
 /// Records each line it is given: what a line service did after the fact.
@@ -333,23 +340,14 @@ async fn threads_mode_serves_nothing_after_the_drain_deadline() {
         .mode(Mode::Threads)
         .idle_timeout(None)
         .drain_timeout(Duration::from_millis(200));
-    let server = Server::bind(&["127.0.0.1:0".parse().unwrap()], config)
-        .await
-        .unwrap();
-    let addr = server.local_addrs()[0].to_string();
-    let handle = server.handle();
     let (seen, mut lines) = mpsc::unbounded_channel();
-    let task = tokio::spawn(server.serve(RecordLines { seen }));
+    let (addr, handle, task) = serve_on_loopback(RecordLines { seen }, config).await;
     let mut client = TcpStream::connect(addr.as_str()).await.unwrap();
     client.write_all(b"whole\nunfinish").await.unwrap();
     let first = tokio::time::timeout(PATIENCE, lines.recv()).await.unwrap();
     assert_eq!(first.as_deref(), Some(&b"whole"[..]));
     handle.shutdown();
-    let summary = tokio::time::timeout(PATIENCE, task)
-        .await
-        .expect("server stops in time")
-        .unwrap()
-        .unwrap();
+    let summary = stopped(task).await;
     assert_eq!((summary.connections, summary.aborted), (1, 1));
     let after: Vec<_> = std::iter::from_fn(|| lines.try_recv().ok()).collect();
     assert!(after.is_empty(), "served after the deadline: {after:?}");

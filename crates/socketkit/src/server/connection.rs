@@ -134,18 +134,17 @@ impl Connection {
     /// that waits on nothing but this connection (see
     /// [`StreamHandler::blocking_reads`](super::StreamHandler::blocking_reads)).
     pub(crate) fn block_reads(&mut self, cut: Arc<AtomicBool>) -> io::Result<()> {
-        let timeout = self.idle_timeout();
-        self.io.inner.set_blocking(true, timeout)?;
+        self.io.inner.set_blocking(self.idle_timeout())?;
         self.io.blocking = Some(cut);
         Ok(())
     }
 
     /// Back to the event loop after [`Connection::block_reads`]. A socket
-    /// that cannot go back is shut down (by `set_blocking`), so no later
+    /// that cannot go back is shut down (by `set_nonblocking`), so no later
     /// read can block on it.
     pub(crate) fn unblock_reads(&mut self) -> io::Result<()> {
         self.io.blocking = None;
-        self.io.inner.set_blocking(false, None)
+        self.io.inner.set_nonblocking()
     }
 
     /// The socket's descriptor (`None` under TLS), for the server to shut
@@ -569,23 +568,17 @@ fn poll_read_metered(
     let before = buf.filled().len();
     let read = match blocking {
         Some(cut) => {
-            let read = if cut.load(Ordering::Acquire) {
-                Err(aborted_error())
-            } else {
-                inner.read_blocking(buf)
-            };
-            let read = match read {
-                _ if cut.load(Ordering::Acquire) => {
-                    buf.set_filled(before);
-                    Err(aborted_error())
-                }
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => match &idle {
-                    Some((clock, _)) => Err(idle_error(clock.limit)),
-                    None => Err(e),
-                },
-                read => read,
-            };
-            Poll::Ready(read)
+            // A cut socket is shut down, so this returns at once; the flag,
+            // checked after, decides what the read means.
+            let read = inner.read_blocking(buf);
+            if cut.load(Ordering::Acquire) {
+                buf.set_filled(before);
+                return Poll::Ready(Err(aborted_error()));
+            }
+            Poll::Ready(read.map_err(|e| match (&idle, e.kind()) {
+                (Some((clock, _)), io::ErrorKind::WouldBlock) => idle_error(clock.limit),
+                _ => e,
+            }))
         }
         None => Pin::new(inner).poll_read(cx, buf),
     };

@@ -201,33 +201,30 @@ impl Stream {
     }
 
     /// Puts a plain TCP or Unix socket in blocking mode, each read and
-    /// write bounded by `timeout` (after which it fails with `WouldBlock`),
-    /// or back in non-blocking mode (`blocking` false). For a thread that
-    /// serves this one connection: a blocking read waits and reads in one
-    /// system call where the event loop needs two. Only
+    /// write bounded by `timeout` (after which it fails with `WouldBlock`).
+    /// For a thread that serves this one connection: a blocking read waits
+    /// and reads in one system call where the event loop needs two. Only
     /// [`read_blocking`](BlockingRead::read_blocking) should read a blocking
     /// socket: tokio reads only when its readiness says so, which a blocking
-    /// read leaves stale. `Unsupported` under TLS. A socket that cannot go
-    /// back to non-blocking mode is shut down both ways, so that no later
-    /// read or write can block on it.
-    pub(crate) fn set_blocking(&self, blocking: bool, timeout: Option<Duration>) -> io::Result<()> {
-        let Some(socket) = self.socket() else {
-            return Err(io::Error::new(
-                io::ErrorKind::Unsupported,
-                "a TLS stream cannot read in blocking mode",
-            ));
-        };
-        if !blocking {
-            return socket.set_nonblocking(true).inspect_err(|_| {
-                let _ = socket.shutdown(std::net::Shutdown::Both);
-            });
-        }
+    /// read leaves stale. `Unsupported` under TLS.
+    pub(crate) fn set_blocking(&self, timeout: Option<Duration>) -> io::Result<()> {
+        let socket = self.socket().ok_or_else(cannot_block)?;
         // A zero timeout means "none" to the kernel; the event loop would
         // time such a connection out at once, and so must this.
         let timeout = timeout.map(|t| t.max(Duration::from_micros(1)));
         socket.set_read_timeout(timeout)?;
         socket.set_write_timeout(timeout)?;
         socket.set_nonblocking(false)
+    }
+
+    /// Back to non-blocking mode after [`Stream::set_blocking`]. A socket
+    /// that cannot go back is shut down both ways, so that no later read
+    /// or write can block on it.
+    pub(crate) fn set_nonblocking(&self) -> io::Result<()> {
+        let socket = self.socket().ok_or_else(cannot_block)?;
+        socket.set_nonblocking(true).inspect_err(|_| {
+            let _ = socket.shutdown(std::net::Shutdown::Both);
+        })
     }
 
     /// Waits until a read would find bytes (or the end of the stream)
@@ -302,13 +299,15 @@ impl BlockingRead for ReadHalf<'_> {
     }
 }
 
+fn cannot_block() -> io::Error {
+    io::Error::new(
+        io::ErrorKind::Unsupported,
+        "a TLS stream cannot read in blocking mode",
+    )
+}
+
 fn read_socket(socket: Option<SockRef<'_>>, buf: &mut ReadBuf<'_>) -> io::Result<()> {
-    let Some(socket) = socket else {
-        return Err(io::Error::new(
-            io::ErrorKind::Unsupported,
-            "a TLS stream cannot read in blocking mode",
-        ));
-    };
+    let socket = socket.ok_or_else(cannot_block)?;
     // A blocking `recv` of nothing would wait for bytes it cannot take.
     if buf.remaining() == 0 {
         return Ok(());

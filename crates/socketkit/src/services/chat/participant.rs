@@ -15,12 +15,12 @@ use super::event::{Event, EventKind};
 use super::hub::{Hub, Member};
 use super::outbox::{Closed, Drained};
 use super::roomlog::{PendingWake, RoomLog, Sink};
+use super::text::{clean, ChatRefusal};
 
 /// Most yields a woken member waits for its room's log to stop growing
 /// before it drains (see `Inbox::settle`): bounded, so a room that never
 /// goes quiet still gets its lines out.
 const SETTLE_ROUNDS: usize = 4;
-use super::text::{clean, ChatRefusal};
 
 /// What the connection should do after a line.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
